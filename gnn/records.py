@@ -1,0 +1,75 @@
+"""The records a graph is made of, as they arrive from files, the API or a stream, and their validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_ID_CHARS = 512
+MAX_NAME_CHARS = 1024
+MAX_ALIASES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TripleRecord:
+    """A stored fact: ``head -relation-> tail`` (entity and relation ids)."""
+
+    head: str
+    relation: str
+    tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """An entity with an optional display name and aliases for linking."""
+
+    id: str
+    name: str | None = None
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+Record = TripleRecord | EntityRecord
+
+
+def default_name(identifier: str) -> str:
+    """Display name of an id that came without one: ``pharmacologic_substance`` -> ``pharmacologic substance``."""
+    return " ".join(identifier.replace("_", " ").split())
+
+
+def _check_text(value: object, what: str, max_chars: int) -> str | None:
+    if not isinstance(value, str):
+        return f"{what} must be a string (got {type(value).__name__})"
+    if not value.strip():
+        return f"{what} is empty"
+    if len(value) > max_chars:
+        return f"{what} is {len(value)} characters long (at most {max_chars})"
+    if value != value.strip():
+        return f"{what} {value!r} has leading or trailing whitespace"
+    if any(ch in value for ch in "\t\n\r\x00"):
+        return f"{what} {value!r} contains a tab, newline or NUL character"
+    return None
+
+
+def validate_record(record: Record) -> str | None:
+    """Why ``record`` cannot be stored, or None when it is valid."""
+    if isinstance(record, TripleRecord):
+        for what in ("head", "relation", "tail"):
+            reason = _check_text(getattr(record, what), what, MAX_ID_CHARS)
+            if reason:
+                return reason
+        return None
+    if isinstance(record, EntityRecord):
+        reason = _check_text(record.id, "entity id", MAX_ID_CHARS)
+        if reason:
+            return reason
+        if record.name is not None:
+            reason = _check_text(record.name, "entity name", MAX_NAME_CHARS)
+            if reason:
+                return reason
+        if len(record.aliases) > MAX_ALIASES:
+            return f"entity {record.id!r} has {len(record.aliases)} aliases (at most {MAX_ALIASES})"
+        for alias in record.aliases:
+            reason = _check_text(alias, "alias", MAX_NAME_CHARS)
+            if reason:
+                return reason
+        return None
+    return f"unknown record type {type(record).__name__}"

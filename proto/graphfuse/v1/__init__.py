@@ -1,0 +1,1 @@
+"""graphfuse.v1: generated protobuf and gRPC stubs (see proto/generate.py)."""
