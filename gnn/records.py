@@ -31,7 +31,7 @@ Record = TripleRecord | EntityRecord
 
 
 def default_name(identifier: str) -> str:
-    """Display name of an id that came without one: ``pharmacologic_substance`` -> ``pharmacologic substance``."""
+    """Display name of an id given without one: ``pharmacologic_substance`` -> ``pharmacologic substance``."""
     return " ".join(identifier.replace("_", " ").split())
 
 

@@ -1,0 +1,230 @@
+"""The knowledge graph in memory: entity and relation ids, names, aliases, and per-relation sparse adjacency.
+
+Edges are indexed by *directed relation* ``d`` in ``[0, 2R)``: ``d < R`` walks relation ``d`` from head to
+tail, ``d >= R`` walks relation ``d - R`` backwards (the inverse edge). ``transition(d)`` moves probability
+mass along ``d``: ``y = T_d @ x`` puts on every node the mass of its predecessors along ``d``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gnn.records import EntityRecord, TripleRecord, default_name
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+@dataclass
+class RelationAdjacency:
+    """The sparse transition of one directed relation, stored over the rows that receive mass only.
+
+    Memory is O(edges): ``rows`` are the destination nodes that have at least one edge along this
+    direction and ``matrix`` is a ``(len(rows), N)`` CSR matrix of 1s from destinations to sources.
+    """
+
+    rows: Tensor  # (M,) sorted destination node ids
+    matrix: Tensor  # (M, N) sparse CSR
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``T_d @ x`` for a dense ``(N, B)`` block; returns ``(N, B)``."""
+        out = x.new_zeros(x.shape)
+        if self.rows.numel():
+            out[self.rows] = self.matrix @ x  # (M, B)
+        return out
+
+    def predecessors(self, node: int) -> Tensor:
+        """Source nodes whose mass reaches ``node`` along this direction."""
+        pos = int(torch.searchsorted(self.rows, node))
+        if pos >= self.rows.numel() or int(self.rows[pos]) != node:
+            return self.rows.new_empty(0)
+        crow = self.matrix.crow_indices()
+        return self.matrix.col_indices()[crow[pos] : crow[pos + 1]]
+
+
+def _build_adjacency(dst: Tensor, src: Tensor, num_nodes: int) -> RelationAdjacency:
+    order = torch.argsort(dst * num_nodes + src)
+    dst, src = dst[order], src[order]
+    rows, counts = torch.unique_consecutive(dst, return_counts=True)
+    crow = torch.zeros(rows.numel() + 1, dtype=torch.long)
+    crow[1:] = torch.cumsum(counts, 0)
+    matrix = torch.sparse_csr_tensor(
+        crow, src, torch.ones(src.numel()), size=(rows.numel(), num_nodes), check_invariants=False
+    )
+    return RelationAdjacency(rows, matrix)
+
+
+@dataclass(frozen=True)
+class GraphUpdate:
+    """What one :meth:`KnowledgeGraph.add` changed."""
+
+    new_entities: list[int]
+    changed_entities: list[int]  # new, renamed or given new aliases
+    new_relations: list[int]
+    new_edges: int
+
+
+class KnowledgeGraph:
+    """Entities, relations and triples of one graph, with per-relation adjacency built on demand.
+
+    Args:
+        entities: entity records (ids with optional names and aliases).
+        triples: stored facts; their heads and tails become entities when not listed in ``entities``.
+    """
+
+    def __init__(self, entities: Iterable[EntityRecord] = (), triples: Iterable[TripleRecord] = ()) -> None:
+        self.entity_ids: list[str] = []
+        self.entity_index: dict[str, int] = {}
+        self.names: list[str] = []
+        self.aliases: dict[int, tuple[str, ...]] = {}
+        self.relation_ids: list[str] = []
+        self.relation_index: dict[str, int] = {}
+        self._heads = torch.empty(0, dtype=torch.long)
+        self._rels = torch.empty(0, dtype=torch.long)
+        self._tails = torch.empty(0, dtype=torch.long)
+        self._edge_keys: set[tuple[int, int, int]] = set()
+        self._adjacency: list[RelationAdjacency] | None = None
+        self._out_degree: Tensor | None = None
+        self.add(list(entities) + list(triples))
+
+    # ------------------------------------------------------------------------------------------ sizes
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_ids)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relation_ids)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self._heads.numel())
+
+    @property
+    def edges(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(heads, relations, tails)``, each ``(E,)``."""
+        return self._heads, self._rels, self._tails
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(entities={self.num_entities}, relations={self.num_relations}, "
+            f"edges={self.num_edges})"
+        )
+
+    # ---------------------------------------------------------------------------------------- updates
+    def add(self, records: Sequence[EntityRecord | TripleRecord]) -> GraphUpdate:
+        """Add records in order; new edges are visible to the next query."""
+        new_entities: list[int] = []
+        changed: set[int] = set()
+        new_relations: list[int] = []
+        heads: list[int] = []
+        rels: list[int] = []
+        tails: list[int] = []
+        for record in records:
+            if isinstance(record, EntityRecord):
+                index = self._entity(record.id, new_entities)
+                if record.name is not None and record.name != self.names[index]:
+                    self.names[index] = record.name
+                    changed.add(index)
+                known = self.aliases.get(index, ())
+                fresh = tuple(dict.fromkeys(a for a in record.aliases if a not in known))
+                if fresh:
+                    self.aliases[index] = known + fresh
+                    changed.add(index)
+                continue
+            h = self._entity(record.head, new_entities)
+            t = self._entity(record.tail, new_entities)
+            r = self.relation_index.get(record.relation)
+            if r is None:
+                r = self.relation_index[record.relation] = len(self.relation_ids)
+                self.relation_ids.append(record.relation)
+                new_relations.append(r)
+            if (h, r, t) in self._edge_keys:
+                continue
+            self._edge_keys.add((h, r, t))
+            heads.append(h)
+            rels.append(r)
+            tails.append(t)
+        if heads or new_entities:
+            self._heads = torch.cat([self._heads, torch.tensor(heads, dtype=torch.long)])
+            self._rels = torch.cat([self._rels, torch.tensor(rels, dtype=torch.long)])
+            self._tails = torch.cat([self._tails, torch.tensor(tails, dtype=torch.long)])
+            self._adjacency = None
+            self._out_degree = None
+        changed.update(new_entities)
+        return GraphUpdate(new_entities, sorted(changed), new_relations, len(heads))
+
+    def _entity(self, entity_id: str, created: list[int]) -> int:
+        index = self.entity_index.get(entity_id)
+        if index is None:
+            index = self.entity_index[entity_id] = len(self.entity_ids)
+            self.entity_ids.append(entity_id)
+            self.names.append(default_name(entity_id))
+            created.append(index)
+        return index
+
+    # ------------------------------------------------------------------------------------- adjacency
+    def inverse(self, d: int) -> int:
+        """The directed relation walking ``d`` the other way."""
+        r = self.num_relations
+        return d + r if d < r else d - r
+
+    def relation_of(self, d: int) -> tuple[int, bool]:
+        """``(relation index, reversed)`` of directed relation ``d``."""
+        r = self.num_relations
+        return (d, False) if d < r else (d - r, True)
+
+    def transition(self, d: int) -> RelationAdjacency:
+        """The sparse transition of directed relation ``d`` (built lazily after updates)."""
+        if self._adjacency is None:
+            self._build()
+        assert self._adjacency is not None
+        return self._adjacency[d]
+
+    def out_degree(self) -> Tensor:
+        """Sparse ``(2R, N)`` CSR matrix: entry ``(d, u)`` counts the edges leaving ``u`` along ``d``."""
+        if self._out_degree is None:
+            self._build()
+        assert self._out_degree is not None
+        return self._out_degree
+
+    def _build(self) -> None:
+        n, r = self.num_entities, self.num_relations
+        heads, rels, tails = self._heads, self._rels, self._tails
+        order = torch.argsort(rels, stable=True)
+        bounds = [0, *torch.cumsum(torch.bincount(rels, minlength=r), 0).tolist()]
+        adjacency = []
+        for reverse in (False, True):
+            src, dst = (tails[order], heads[order]) if reverse else (heads[order], tails[order])
+            for rel in range(r):
+                lo, hi = bounds[rel], bounds[rel + 1]
+                adjacency.append(_build_adjacency(dst[lo:hi], src[lo:hi], n))
+        self._adjacency = adjacency
+        directed = torch.cat([rels, rels + r])
+        sources = torch.cat([heads, tails])
+        degree = torch.sparse_coo_tensor(
+            torch.stack([directed, sources]),
+            torch.ones(directed.numel()),
+            size=(2 * r, n),
+            check_invariants=False,
+        )
+        self._out_degree = degree.coalesce().to_sparse_csr()
+
+    # -------------------------------------------------------------------------------------- queries
+    def match_edges(
+        self, head: int | None = None, relation: int | None = None, tail: int | None = None
+    ) -> Tensor:
+        """Indices of the stored edges matching every given part, in insertion order."""
+        mask = torch.ones(self.num_edges, dtype=torch.bool)
+        for value, column in ((head, self._heads), (relation, self._rels), (tail, self._tails)):
+            if value is not None:
+                mask &= column == value
+        return mask.nonzero().flatten()
+
+    def relation_text(self, r: int) -> str:
+        """The text a relation is encoded from: its id with underscores shown as spaces."""
+        return default_name(self.relation_ids[r])

@@ -1,0 +1,148 @@
+"""Entity linking: text -> entities, by normalised exact/alias match first, embedding neighbours second."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gnn.graph import KnowledgeGraph
+
+_TOKEN = re.compile(r"\w+(?:['’]\w+)*")
+_BRACKETED = re.compile(r"\[([^\[\]]+)\]")
+MAX_MENTION_TOKENS = 12
+# A mention made only of these words is not linked (it would turn question words into topic entities).
+STOPWORDS = frozenset(
+    """a an and are as at be by can could did do does for from had has have how i in is it its of on or
+    that the their them there these they this those to was were what when where which who whom whose why
+    will with would you your me my we our not no""".split()
+)
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """Normalised word tokens of ``text`` with their character spans."""
+    text = text.replace("_", " ")  # keeps offsets: spans index the caller's text
+    return [(m.group().lower().replace("’", "'"), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def normalize(text: str) -> str:
+    """The form names are matched in: lowercase words separated by single spaces, punctuation dropped."""
+    return " ".join(token for token, _, _ in tokenize(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A span of text linked to entities."""
+
+    text: str
+    start: int  # character offsets in the original text
+    end: int
+    entities: tuple[int, ...]
+    method: str  # "exact" (id or name) or "alias"
+
+
+class EntityLinker:
+    """Finds the entities a text talks about.
+
+    Args:
+        graph: the graph whose entity ids, names and aliases are matched; call :meth:`update` after the
+            graph gains entities.
+    """
+
+    def __init__(self, graph: KnowledgeGraph) -> None:
+        self.graph = graph
+        self._index: dict[str, dict[int, str]] = {}
+        self._keys: dict[int, list[str]] = {}
+        self.update(range(graph.num_entities))
+
+    def update(self, entities: Iterable[int]) -> None:
+        """(Re-)index the given entities after they were added, renamed or given aliases."""
+        graph = self.graph
+        for index in entities:
+            for key in self._keys.pop(index, ()):
+                found = self._index.get(key)
+                if found is not None:
+                    found.pop(index, None)
+                    if not found:
+                        del self._index[key]
+            keys = self._keys[index] = []
+            texts = [(graph.entity_ids[index], "exact"), (graph.names[index], "exact")]
+            texts += [(alias, "alias") for alias in graph.aliases.get(index, ())]
+            for text, method in texts:
+                key = normalize(text)
+                if not key:
+                    continue
+                found = self._index.setdefault(key, {})
+                if found.get(index) != "exact":
+                    found[index] = method
+                keys.append(key)
+
+    def lookup(self, text: str) -> list[tuple[int, str]]:
+        """Entities whose id, name or alias equals ``text`` once normalised, as ``(entity, method)``."""
+        exact_id = self.graph.entity_index.get(text)
+        if exact_id is not None:
+            return [(exact_id, "exact")]
+        return sorted(self._index.get(normalize(text), {}).items())
+
+    def find_mentions(self, text: str) -> list[Mention]:
+        """Non-overlapping entity mentions in ``text``, longest first.
+
+        Spans in square brackets (MetaQA's topic marks) are linked on their own when they match.
+        """
+        mentions = []
+        for match in _BRACKETED.finditer(text):
+            found = self.lookup(match.group(1))
+            if found:
+                mentions.append(self._mention(text, match.start(1), match.end(1), found))
+        if mentions:
+            return mentions
+
+        tokens = tokenize(text)
+        taken = [False] * len(tokens)
+        longest = min(MAX_MENTION_TOKENS, len(tokens))
+        for length in range(longest, 0, -1):
+            for start in range(len(tokens) - length + 1):
+                span = range(start, start + length)
+                if any(taken[i] for i in span):
+                    continue
+                words = [tokens[i][0] for i in span]
+                if all(word in STOPWORDS for word in words):
+                    continue
+                found = self._index.get(" ".join(words))
+                if found:
+                    for i in span:
+                        taken[i] = True
+                    begin, end = tokens[start][1], tokens[start + length - 1][2]
+                    mentions.append(self._mention(text, begin, end, sorted(found.items())))
+        return sorted(mentions, key=lambda m: m.start)
+
+    @staticmethod
+    def _mention(text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
+        method = "exact" if any(m == "exact" for _, m in found) else "alias"
+        return Mention(text[start:end], start, end, tuple(e for e, _ in found), method)
+
+
+def strip_mentions(text: str, mentions: Sequence[Mention]) -> str:
+    """``text`` without the mentioned entities (and their brackets), so relation matching sees the rest."""
+    kept, cursor = [], 0
+    for mention in sorted(mentions, key=lambda m: m.start):
+        kept.append(text[cursor : mention.start])
+        cursor = mention.end
+    kept.append(text[cursor:])
+    stripped = " ".join("".join(kept).replace("[", " ").replace("]", " ").split())
+    return stripped or text
+
+
+def nearest_entities(query: Tensor, entity_vectors: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-``k`` entities by cosine similarity to each query.
+
+    Shapes:
+        query: ``(B, D)`` or ``(D,)`` normalised; entity_vectors: ``(N, D)`` normalised.
+        returns ``(scores, indices)``, each ``(B, k)`` (or ``(k,)``).
+    """
+    k = min(k, entity_vectors.shape[0])
+    similarity = query @ entity_vectors.T  # (B, N)
+    return torch.topk(similarity, k, dim=-1)

