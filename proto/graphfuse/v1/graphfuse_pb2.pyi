@@ -325,8 +325,16 @@ class Answer(_message.Message):
     evidence: _containers.RepeatedCompositeFieldContainer[EvidencePath]
     def __init__(self, entity_id: _Optional[str] = ..., name: _Optional[str] = ..., score: _Optional[float] = ..., kind: _Optional[_Union[AnswerKind, str]] = ..., hops: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[EvidencePath, _Mapping]]] = ...) -> None: ...
 
+class Status(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class AskResponse(_message.Message):
-    __slots__ = ("answers", "text", "topic_entities", "question_tokens", "region", "timing", "request_id")
+    __slots__ = ("answers", "text", "topic_entities", "question_tokens", "region", "timing", "request_id", "error")
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOPIC_ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +342,7 @@ class AskResponse(_message.Message):
     REGION_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     answers: _containers.RepeatedCompositeFieldContainer[Answer]
     text: str
     topic_entities: _containers.RepeatedCompositeFieldContainer[LinkedEntity]
@@ -341,7 +350,8 @@ class AskResponse(_message.Message):
     region: Region
     timing: Timing
     request_id: str
-    def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., text: _Optional[str] = ..., topic_entities: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., question_tokens: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    error: Status
+    def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., text: _Optional[str] = ..., topic_entities: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., question_tokens: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("graph", "head", "relation", "tail", "top_k")

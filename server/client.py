@@ -1,0 +1,125 @@
+"""A thin synchronous client over the public API; the CLI talks to the server only through it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+
+import grpc
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gnn.records import EntityRecord, TripleRecord
+
+
+def to_proto(record: EntityRecord | TripleRecord) -> pb.Record:
+    if isinstance(record, TripleRecord):
+        return pb.Record(triple=pb.Triple(head=record.head, relation=record.relation, tail=record.tail))
+    return pb.Record(entity=pb.Entity(id=record.id, name=record.name or "", aliases=list(record.aliases)))
+
+
+class Client:
+    """Stubs of every graphfuse.v1 service on one channel.
+
+    Args:
+        target: ``host:port`` of the server.
+        timeout: default deadline of each call, in seconds.
+    """
+
+    def __init__(self, target: str = "localhost:50051", timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target)
+        self.info = pb_grpc.InfoStub(self.channel)
+        self.embedder = pb_grpc.EmbedderStub(self.channel)
+        self.graphs = pb_grpc.GraphsStub(self.channel)
+        self.reasoner = pb_grpc.ReasonerStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def serving(self, service: str = "") -> bool:
+        response = self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def ask(
+        self,
+        question: str,
+        graph: str = "",
+        top_k: int = 0,
+        max_hops: int = 0,
+        topic_entities: Sequence[str] = (),
+        truncate: bool = False,
+    ) -> pb.AskResponse:
+        request = pb.AskRequest(
+            graph=graph,
+            question=question,
+            top_k=top_k,
+            max_hops=max_hops,
+            topic_entities=list(topic_entities),
+            truncation=pb.TRUNCATION_TRUNCATE if truncate else pb.TRUNCATION_REJECT,
+        )
+        return self.reasoner.Ask(request, timeout=self.timeout)
+
+    def lookup(
+        self, graph: str = "", head: str = "", relation: str = "", tail: str = "", top_k: int = 0
+    ) -> pb.LookupResponse:
+        request = pb.LookupRequest(graph=graph, head=head, relation=relation, tail=tail, top_k=top_k)
+        return self.reasoner.Lookup(request, timeout=self.timeout)
+
+    def link(self, text: str, graph: str = "", top_k: int = 0) -> pb.LinkResponse:
+        return self.reasoner.Link(pb.LinkRequest(graph=graph, text=text, top_k=top_k), timeout=self.timeout)
+
+    def embed(self, texts: Sequence[str], truncate: bool = False) -> pb.EmbedResponse:
+        truncation = pb.TRUNCATION_TRUNCATE if truncate else pb.TRUNCATION_REJECT
+        return self.embedder.Embed(
+            pb.EmbedRequest(texts=list(texts), truncation=truncation), timeout=self.timeout
+        )
+
+    def server_info(self) -> pb.InfoResponse:
+        return self.info.Info(pb.InfoRequest(), timeout=self.timeout)
+
+    def list_graphs(self) -> pb.ListGraphsResponse:
+        return self.graphs.ListGraphs(pb.ListGraphsRequest(), timeout=self.timeout)
+
+    def graph_info(self, graph: str) -> pb.GraphInfo:
+        return self.graphs.GetGraphInfo(pb.GetGraphInfoRequest(graph=graph), timeout=self.timeout)
+
+    def create_graph(self, graph: str, description: str = "") -> pb.GraphInfo:
+        return self.graphs.CreateGraph(
+            pb.CreateGraphRequest(graph=graph, description=description), timeout=self.timeout
+        )
+
+    def delete_graph(self, graph: str) -> pb.DeleteGraphResponse:
+        return self.graphs.DeleteGraph(pb.DeleteGraphRequest(graph=graph), timeout=self.timeout)
+
+    def ingest(
+        self,
+        graph: str,
+        records: Iterable[EntityRecord | TripleRecord],
+        chunk_size: int = 1000,
+        create_graph: bool = True,
+    ) -> Iterator[pb.IngestAck]:
+        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives."""
+
+        def chunks() -> Iterator[pb.IngestChunk]:
+            it = iter(records)
+            number = 0
+            while batch := list(islice(it, chunk_size)):
+                yield pb.IngestChunk(
+                    graph=graph,
+                    chunk_id=str(number),
+                    records=[to_proto(r) for r in batch],
+                    create_graph=create_graph,
+                )
+                number += 1
+
+        yield from self.graphs.Ingest(chunks())

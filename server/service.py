@@ -1,0 +1,597 @@
+"""The service layer: typed requests in, typed results out, no transport.
+
+Model and graph work runs on one compute thread (the event loop stays free for I/O); durable writes run on
+one store thread. Every graph is read and mutated on the compute thread only, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from encoder import EncoderConfig, TextEncoder
+from gnn.datasets import load_umls_demo
+from gnn.evidence import Evidence
+from gnn.fusion import fuse_answer_text
+from gnn.graph import KnowledgeGraph
+from gnn.linking import nearest_entities, normalize, strip_mentions
+from gnn.reasoner import Question, ZeroShotReasoner
+from gnn.records import EntityRecord, TripleRecord, validate_record
+from server.config import ServerConfig
+from server.errors import InvalidArgument, NotFound, Unavailable
+from server.state import GraphState
+from server.store import GraphMeta, GraphNotFoundError, GraphStore, WriteResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class Timing:
+    queue_us: int = 0
+    encode_us: int = 0
+    reason_us: int = 0
+    total_us: int = 0
+
+
+@dataclass(frozen=True)
+class NamedHop:
+    head_id: str
+    head_name: str
+    relation: str
+    tail_id: str
+    tail_name: str
+    reversed: bool
+    weight: float
+
+
+@dataclass(frozen=True)
+class NamedEvidence:
+    hops: tuple[NamedHop, ...]
+    weight: float
+    inferred: bool = False
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    entity_id: str
+    name: str
+    score: float
+    inferred: bool
+    hops: int
+    evidence: tuple[NamedEvidence, ...]
+
+
+@dataclass(frozen=True)
+class LinkedEntity:
+    id: str
+    name: str
+    score: float
+    mention: str
+    method: str
+
+
+@dataclass
+class AskResult:
+    answers: list[AnswerResult]
+    text: str
+    topic_entities: list[LinkedEntity]
+    question_tokens: int
+    region_entities: int
+    region_edges: int
+    timing: Timing
+
+
+@dataclass(frozen=True)
+class FactResult:
+    head_id: str
+    head_name: str
+    relation: str
+    tail_id: str
+    tail_name: str
+    score: float
+    inferred: bool = False
+
+
+@dataclass
+class LookupResult:
+    facts: list[FactResult]
+    total_facts: int
+    resolved: list[LinkedEntity]
+    resolved_relation: str
+    region_entities: int
+    region_edges: int
+    timing: Timing
+
+
+@dataclass
+class EmbedResult:
+    vectors: Tensor  # (n, D)
+    tokens: list[int]
+    timing: Timing
+
+
+@dataclass
+class IngestResult:
+    accepted: bool
+    records: int
+    new_triples: int = 0
+    new_entities: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    model: str
+    dimensions: int
+    device: str
+    precision: str
+    max_tokens: int
+    graphs: list[str]
+
+
+class _Clock:
+    """Stage timer: ``with clock.stage("encode_us"):`` adds the elapsed microseconds to that field."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timing = Timing()
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        setattr(self.timing, stage, getattr(self.timing, stage) + int((now - since) * 1e6))
+        return now
+
+    def done(self) -> Timing:
+        self.timing.total_us = int((time.perf_counter() - self.start) * 1e6)
+        return self.timing
+
+
+# ------------------------------------------------------------------------------------------ service
+class GraphService:
+    """Graphs, encoder and reasoner behind typed async methods.
+
+    Args:
+        config: server configuration (limits, data directory, model).
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.encoder: TextEncoder | None = None
+        self.store: GraphStore | None = None
+        self.reasoner = ZeroShotReasoner()
+        self.graphs: dict[str, GraphState] = {}
+        self.ready = False
+        self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
+
+    # ---------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Open the store, load the model and every stored graph, warm up; then mark ready."""
+        started = time.perf_counter()
+        self.store = await self._on_io(GraphStore, self.config.data_dir)
+        self.encoder = await self._on_compute(
+            TextEncoder, EncoderConfig(model_dir=self.config.model_dir, device=self.config.device)
+        )
+        if self.config.demo and not await self._on_io(self.store.has_graph, self.config.default_graph):
+            log.info("loading the UMLS demo graph into %s", self.store.path)
+            await self._on_io(self._store_demo)
+        for meta in await self._on_io(self.store.list_graphs):
+            await self._load_graph(meta.name)
+        await self._on_compute(self.encoder.encode, ["warm-up question about a graph"])
+        self.ready = True
+        log.info(
+            "ready in %.1f s: model %s on %s, graphs %s",
+            time.perf_counter() - started,
+            self.encoder.name,
+            self.encoder.device,
+            ", ".join(f"{n} ({s.graph.num_edges} edges)" for n, s in self.graphs.items()) or "none",
+        )
+
+    def _store_demo(self) -> None:
+        assert self.store is not None
+        self.store.create_graph(self.config.default_graph, "UMLS semantic network (demo, from pykeen)")
+        self.store.write(self.config.default_graph, load_umls_demo())
+
+    async def _load_graph(self, name: str) -> None:
+        assert self.store is not None and self.encoder is not None
+        entities, triples = await self._on_io(self.store.read_graph, name)
+
+        def build() -> GraphState:
+            assert self.encoder is not None and self.store is not None
+            state = GraphState(name, KnowledgeGraph(entities, triples), self.encoder.dimensions)
+            state.embed_names(self.encoder, self.store)
+            return state
+
+        state = await self._on_compute(build)
+        self.graphs[name] = state
+        log.info("graph %s: %s", name, state.graph)
+
+    async def close(self) -> None:
+        self.ready = False
+        if self.store is not None:
+            await self._on_io(self.store.close)
+        self._compute.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+
+    async def _on_compute(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
+
+    async def _on_io(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def _check_ready(self) -> tuple[TextEncoder, GraphStore]:
+        if not self.ready or self.encoder is None or self.store is None:
+            raise Unavailable("the server is starting (loading the model and graphs); retry shortly")
+        return self.encoder, self.store
+
+    def _graph(self, name: str) -> GraphState:
+        self._check_ready()
+        graph = name or self.config.default_graph
+        _check_graph_name(graph)
+        state = self.graphs.get(graph)
+        if state is None:
+            raise NotFound(f"graph {graph!r} not found (known: {', '.join(sorted(self.graphs)) or 'none'})")
+        return state
+
+    # --------------------------------------------------------------------------------------- info
+    def info(self) -> ServiceInfo:
+        encoder, _ = self._check_ready()
+        return ServiceInfo(
+            encoder.name,
+            encoder.dimensions,
+            str(encoder.device),
+            encoder.precision,
+            encoder.max_tokens,
+            sorted(self.graphs),
+        )
+
+    # -------------------------------------------------------------------------------------- embed
+    async def embed(self, texts: Sequence[str], truncate: bool) -> EmbedResult:
+        encoder, _ = self._check_ready()
+        if not texts:
+            raise InvalidArgument("texts is empty; send at least one text")
+        if len(texts) > self.limits.max_texts:
+            raise InvalidArgument(
+                f"texts has {len(texts)} entries, more than the limit of {self.limits.max_texts}"
+            )
+        for i, text in enumerate(texts):
+            self._check_text(text, f"texts[{i}]")
+        clock = _Clock()
+        queued = time.perf_counter()
+
+        def run() -> Any:
+            began = clock.add("queue_us", queued)
+            encoded = encoder.encode(texts, truncate=truncate)
+            clock.add("encode_us", began)
+            return encoded
+
+        encoded = await self._on_compute(run)
+        return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
+
+    def _check_text(self, text: str, what: str) -> None:
+        if not text.strip():
+            raise InvalidArgument(f"{what} is empty")
+        if len(text) > self.limits.max_text_chars:
+            raise InvalidArgument(
+                f"{what} has {len(text)} characters, more than the limit of {self.limits.max_text_chars}"
+            )
+
+    # ------------------------------------------------------------------------------------- graphs
+    async def create_graph(self, name: str, description: str = "") -> GraphMeta:
+        _, store = self._check_ready()
+        _check_graph_name(name)
+        meta = await self._on_io(store.create_graph, name, description)
+        encoder = self.encoder
+        assert encoder is not None
+        self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions)
+        return meta
+
+    async def delete_graph(self, name: str) -> bool:
+        _, store = self._check_ready()
+        _check_graph_name(name)
+        deleted = await self._on_io(store.delete_graph, name)
+        self.graphs.pop(name, None)
+        return deleted
+
+    async def list_graphs(self) -> list[GraphMeta]:
+        _, store = self._check_ready()
+        return await self._on_io(store.list_graphs)
+
+    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str]]:
+        _, store = self._check_ready()
+        _check_graph_name(name)
+        try:
+            meta = await self._on_io(store.get_graph, name)
+        except GraphNotFoundError as error:
+            raise NotFound(str(error)) from error
+        state = self.graphs.get(name)
+        relations = sorted(state.graph.relation_ids)[:1000] if state else []
+        return meta, relations
+
+    async def ingest(
+        self, graph: str, records: Sequence[EntityRecord | TripleRecord], create: bool = False
+    ) -> IngestResult:
+        """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
+        encoder, store = self._check_ready()
+        clock = _Clock()
+        _check_graph_name(graph, "chunk graph")
+        if len(records) > self.limits.max_records_per_chunk:
+            raise InvalidArgument(
+                f"chunk has {len(records)} records, more than the limit of {self.limits.max_records_per_chunk}"
+            )
+        errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
+        if errors:
+            return IngestResult(False, len(records), errors=errors, timing=clock.done())
+        if graph not in self.graphs:
+            if not create:
+                raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
+            try:
+                await self.create_graph(graph)
+            except ValueError:  # created meanwhile by another stream
+                pass
+        written: WriteResult = await self._on_io(store.write, graph, records)
+        state = self.graphs[graph]
+        began = time.perf_counter()
+        await self._on_compute(state.apply, records, encoder, store)
+        clock.add("encode_us", began)
+        return IngestResult(
+            True, len(records), written.new_triples, written.new_entities, timing=clock.done()
+        )
+
+    # ------------------------------------------------------------------------------------- reason
+    def _check_top_k(self, top_k: int, field_name: str = "top_k") -> int:
+        if top_k < 0 or top_k > self.limits.max_top_k:
+            raise InvalidArgument(f"{field_name} must be between 0 and {self.limits.max_top_k} (got {top_k})")
+        return top_k or self.limits.default_top_k
+
+    async def ask(
+        self,
+        graph: str,
+        question: str,
+        topic_entities: Sequence[str] = (),
+        top_k: int = 0,
+        max_hops: int = 0,
+        truncate: bool = False,
+    ) -> AskResult:
+        state = self._graph(graph)
+        encoder, _ = self._check_ready()
+        self._check_text(question, "question")
+        top_k = self._check_top_k(top_k)
+        if max_hops < 0 or max_hops > self.limits.max_hops:
+            raise InvalidArgument(f"max_hops must be between 0 and {self.limits.max_hops} (got {max_hops})")
+        max_hops = max_hops or self.limits.default_hops
+        clock = _Clock()
+        queued = time.perf_counter()
+
+        def run() -> AskResult:
+            now = clock.add("queue_us", queued)
+            topics, relation_text = self._topics(state, question, topic_entities)
+            encoded = encoder.encode([relation_text, question], truncate=truncate)
+            now = clock.add("encode_us", now)
+            if not topics:
+                topics = self._nearest_topic(state, encoded.vectors[1])
+            reasoning = self.reasoner.reason(
+                state.graph,
+                state.relation_vectors,
+                [Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)],
+            )[0]
+            answers = [
+                AnswerResult(
+                    state.graph.entity_ids[a.entity],
+                    state.graph.names[a.entity],
+                    a.score,
+                    a.inferred,
+                    a.hops,
+                    tuple(_named_evidence(state.graph, e) for e in a.evidence),
+                )
+                for a in reasoning.answers
+            ]
+            text = fuse_answer_text(state.graph, reasoning.answers)
+            clock.add("reason_us", now)
+            return AskResult(
+                answers,
+                text,
+                [t.linked(state.graph) for t in topics],
+                encoded.tokens[1],
+                reasoning.touched_entities,
+                reasoning.touched_edges,
+                clock.done(),
+            )
+
+        return await self._on_compute(run)
+
+    def _topics(self, state: GraphState, question: str, given: Sequence[str]) -> tuple[list[_Topic], str]:
+        """Topic entities (given ones resolved, else found in the text) and the question without them."""
+        if given:
+            topics = []
+            for i, text in enumerate(given):
+                found = state.linker.lookup(text)
+                if not found:
+                    raise NotFound(f"topic_entities[{i}] {text!r} is not an entity of graph {state.name!r}")
+                topics += [_Topic(e, 1.0, text, "given") for e, _ in found]
+            mentions = [
+                m for m in state.linker.find_mentions(question) if set(m.entities) & {t.index for t in topics}
+            ]
+            return topics, strip_mentions(question, mentions)
+        mentions = state.linker.find_mentions(question)
+        topics = [
+            _Topic(e, 1.0 if m.method == "exact" else 0.95, m.text, m.method)
+            for m in mentions
+            for e in m.entities
+        ]
+        return topics, strip_mentions(question, mentions)
+
+    def _nearest_topic(self, state: GraphState, vector: Tensor) -> list[_Topic]:
+        if state.graph.num_entities == 0:
+            return []
+        scores, indices = nearest_entities(vector, state.entity_vectors, 1)
+        if float(scores[0]) < self.config.link_threshold:
+            return []
+        return [_Topic(int(indices[0]), float(scores[0]), "", "embedding")]
+
+    async def lookup(
+        self, graph: str, head: str = "", relation: str = "", tail: str = "", top_k: int = 0
+    ) -> LookupResult:
+        state = self._graph(graph)
+        encoder, _ = self._check_ready()
+        if not (head or relation or tail):
+            raise InvalidArgument("give at least one of head, relation and tail")
+        for value, name in ((head, "head"), (relation, "relation"), (tail, "tail")):
+            if value:
+                self._check_text(value, name)
+        top_k = self._check_top_k(top_k)
+        clock = _Clock()
+        queued = time.perf_counter()
+
+        def run() -> LookupResult:
+            now = clock.add("queue_us", queued)
+            resolved = []
+            ends: dict[str, int | None] = {"head": None, "tail": None}
+            for name, text in (("head", head), ("tail", tail)):
+                if text:
+                    topic = self._resolve_entity(state, encoder, text, name)
+                    ends[name] = topic.index
+                    resolved.append(topic.linked(state.graph))
+            rel = self._resolve_relation(state, encoder, relation) if relation else None
+            now = clock.add("encode_us", now)
+            graph_ = state.graph
+            edges = graph_.match_edges(ends["head"], rel, ends["tail"])
+            heads, rels, tails = graph_.edges
+            facts = [
+                FactResult(
+                    graph_.entity_ids[h],
+                    graph_.names[h],
+                    graph_.relation_ids[r],
+                    graph_.entity_ids[t],
+                    graph_.names[t],
+                    1.0,
+                )
+                for h, r, t in zip(
+                    heads[edges[:top_k]].tolist(),
+                    rels[edges[:top_k]].tolist(),
+                    tails[edges[:top_k]].tolist(),
+                    strict=True,
+                )
+            ]
+            touched = {f.head_id for f in facts} | {f.tail_id for f in facts}
+            clock.add("reason_us", now)
+            return LookupResult(
+                facts,
+                int(edges.numel()),
+                resolved,
+                graph_.relation_ids[rel] if rel is not None else "",
+                len(touched),
+                int(edges.numel()),
+                clock.done(),
+            )
+
+        return await self._on_compute(run)
+
+    def _resolve_entity(self, state: GraphState, encoder: TextEncoder, text: str, field_name: str) -> _Topic:
+        found = state.linker.lookup(text)
+        if found:
+            entity, method = found[0]
+            return _Topic(entity, 1.0 if method == "exact" else 0.95, text, method)
+        if state.graph.num_entities:
+            vector = encoder.encode([text], truncate=True).vectors[0]
+            scores, indices = nearest_entities(vector, state.entity_vectors, 1)
+            if float(scores[0]) >= self.config.link_threshold:
+                return _Topic(int(indices[0]), float(scores[0]), text, "embedding")
+        raise NotFound(f"{field_name} {text!r} matches no entity of graph {state.name!r}")
+
+    def _resolve_relation(self, state: GraphState, encoder: TextEncoder, text: str) -> int:
+        graph = state.graph
+        exact = graph.relation_index.get(text)
+        if exact is not None:
+            return exact
+        wanted = normalize(text)
+        for r in range(graph.num_relations):
+            if normalize(graph.relation_ids[r]) == wanted:
+                return r
+        if graph.num_relations:
+            vector = encoder.encode([text], truncate=True).vectors[0]
+            scores = state.relation_vectors @ vector  # (R,)
+            best = int(torch.argmax(scores))
+            if float(scores[best]) >= self.config.link_threshold:
+                return best
+        known = ", ".join(sorted(graph.relation_ids)[:20])
+        raise NotFound(f"relation {text!r} matches no relation of graph {state.name!r} (some known: {known})")
+
+    async def link(
+        self, graph: str, text: str, top_k: int = 0, truncate: bool = False
+    ) -> tuple[list[LinkedEntity], Timing]:
+        state = self._graph(graph)
+        encoder, _ = self._check_ready()
+        self._check_text(text, "text")
+        top_k = self._check_top_k(top_k)
+        clock = _Clock()
+
+        def run() -> list[LinkedEntity]:
+            candidates: dict[int, _Topic] = {}
+            for entity, method in state.linker.lookup(text):
+                candidates[entity] = _Topic(entity, 1.0 if method == "exact" else 0.95, text, method)
+            for mention in state.linker.find_mentions(text):
+                for entity in mention.entities:
+                    score = 0.9 if mention.method == "exact" else 0.85
+                    candidates.setdefault(entity, _Topic(entity, score, mention.text, mention.method))
+            if state.graph.num_entities and len(candidates) < top_k:
+                vector = encoder.encode([text], truncate=truncate).vectors[0]
+                scores, indices = nearest_entities(vector, state.entity_vectors, top_k)
+                for score, entity in zip(scores.tolist(), indices.tolist(), strict=True):
+                    candidates.setdefault(entity, _Topic(entity, max(score, 0.0), text, "embedding"))
+            ranked = sorted(candidates.values(), key=lambda t: -t.score)[:top_k]
+            return [t.linked(state.graph) for t in ranked]
+
+        linked = await self._on_compute(run)
+        return linked, clock.done()
+
+
+@dataclass(frozen=True)
+class _Topic:
+    index: int
+    score: float
+    mention: str
+    method: str
+
+    def linked(self, graph: KnowledgeGraph) -> LinkedEntity:
+        return LinkedEntity(
+            graph.entity_ids[self.index], graph.names[self.index], self.score, self.mention, self.method
+        )
+
+
+def _check_graph_name(name: str, what: str = "graph") -> None:
+    if not GRAPH_NAME.match(name):
+        raise InvalidArgument(
+            f"{what} {name!r} is not a valid graph name (1-64 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit)"
+        )
+
+
+def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:
+    hops = tuple(
+        NamedHop(
+            graph.entity_ids[h.head],
+            graph.names[h.head],
+            graph.relation_ids[h.relation],
+            graph.entity_ids[h.tail],
+            graph.names[h.tail],
+            h.reversed,
+            evidence.weight,
+        )
+        for h in evidence.hops
+    )
+    return NamedEvidence(hops, evidence.weight)

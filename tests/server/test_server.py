@@ -1,0 +1,241 @@
+"""Every RPC of graphfuse.v1 over a real channel to a real server, including the error cases."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from graphfuse.v1 import graphfuse_pb2 as pb
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from gnn.records import EntityRecord, TripleRecord
+from server.client import Client, to_proto
+from tests.server.conftest import RunningServer, server_config
+
+MOVIES = [
+    TripleRecord("Top Hat", "starred_actors", "Ginger Rogers"),
+    TripleRecord("Top Hat", "starred_actors", "Fred Astaire"),
+    TripleRecord("Top Hat", "directed_by", "Mark Sandrich"),
+    TripleRecord("Swing Time", "starred_actors", "Ginger Rogers"),
+    TripleRecord("Swing Time", "directed_by", "George Stevens"),
+    TripleRecord("Gunga Din", "directed_by", "George Stevens"),
+    TripleRecord("Gunga Din", "starred_actors", "Cary Grant"),
+    EntityRecord("Ginger Rogers", "Ginger Rogers", ("Virginia McMath",)),
+]
+
+
+def rpc_error(call, *args, **kwargs) -> grpc.RpcError:  # noqa: ANN001
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def movies(running_server: RunningServer) -> str:
+    with running_server.client() as client:
+        acks = list(client.ingest("movies", MOVIES, chunk_size=3))
+    assert [a.accepted for a in acks] == [True, True, True]
+    return "movies"
+
+
+def test_health_serving_and_reflection(client: Client) -> None:
+    assert client.serving()
+    assert client.serving("graphfuse.v1.Reasoner")
+    services = set(ProtoReflectionDescriptorDatabase(client.channel).get_services())
+    assert {"graphfuse.v1.Reasoner", "graphfuse.v1.Graphs", "graphfuse.v1.Embedder", "graphfuse.v1.Info",
+            "grpc.health.v1.Health"} <= services
+
+
+def test_not_ready_is_unavailable(tmp_path) -> None:  # noqa: ANN001
+    server = RunningServer(server_config(tmp_path), start_service=False)
+    try:
+        server._run(server.app.listen())
+        with server.client() as client:
+            status = client.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+            assert status != health_pb2.HealthCheckResponse.SERVING
+            error = rpc_error(client.ask, "what treats fever")
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "starting" in error.details()
+    finally:
+        server.stop()
+
+
+def test_info(client: Client) -> None:
+    info = client.server_info()
+    assert info.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info.dimensions == 384
+    assert info.device == "cpu"
+    assert info.limits.max_tokens == 256
+    assert "umls" in info.graphs and info.default_graph == "umls"
+    assert info.api_version == "graphfuse.v1"
+
+
+def test_embed_and_its_errors(client: Client) -> None:
+    response = client.embed(["water", "what treats a headache?"])
+    assert response.dimensions == 384 and len(response.embeddings) == 2
+    first = response.embeddings[0]
+    assert abs(sum(v * v for v in first.values) - 1.0) < 1e-4
+    assert first.tokens == 3  # [CLS] water [SEP]
+    assert response.timing.total_us > 0
+
+    long_text = "word " * 400
+    error = rpc_error(client.embed, ["fine", long_text])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "texts[1]" in error.details()
+    assert client.embed([long_text], truncate=True).embeddings[0].tokens == 256
+    assert rpc_error(client.embed, []).code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = rpc_error(client.embed, ["x"] * 1000)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "texts has 1000" in error.details()
+    error = rpc_error(client.embed, ["ok", "   "])
+    assert "texts[1] is empty" in error.details()
+
+
+def test_graph_lifecycle(client: Client) -> None:
+    created = client.create_graph("scratch", "a test graph")
+    assert created.name == "scratch" and created.triples == 0
+    assert rpc_error(client.create_graph, "scratch").code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "scratch" in [g.name for g in client.list_graphs().graphs]
+    error = rpc_error(client.create_graph, "bad name!")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "bad name!" in error.details()
+    assert client.delete_graph("scratch").deleted
+    assert not client.delete_graph("scratch").deleted
+    error = rpc_error(client.graph_info, "scratch")
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "scratch" in error.details()
+
+
+def test_ingest_acknowledges_each_chunk_and_rejects_bad_chunks_whole(client: Client, movies: str) -> None:
+    info = client.graph_info(movies)
+    assert (info.entities, info.relations, info.triples) == (8, 2, 7)
+    assert sorted(info.relation_names) == ["directed_by", "starred_actors"]
+
+    retried = list(client.ingest(movies, MOVIES[:3]))
+    assert retried[0].accepted and retried[0].new_triples == 0  # triples are a set
+
+    bad = pb.IngestChunk(graph=movies, chunk_id="bad", records=[
+        to_proto(TripleRecord("Top Hat", "release_year", "1935")),
+        pb.Record(triple=pb.Triple(head="Top Hat", relation="", tail="x")),
+        pb.Record(),
+    ])
+    good = pb.IngestChunk(graph=movies, chunk_id="good", records=[to_proto(TripleRecord("Top Hat", "release_year", "1935"))])
+    acks = list(client.graphs.Ingest(iter([bad, good]), timeout=30))
+    assert [a.chunk_id for a in acks] == ["bad", "good"]
+    assert not acks[0].accepted
+    assert [e.index for e in acks[0].errors] == [2] or [e.index for e in acks[0].errors] == [1]
+    assert acks[1].accepted and acks[1].new_triples == 1
+    assert client.graph_info(movies).triples == 8  # the rejected chunk wrote nothing
+
+    invalid = pb.IngestChunk(graph=movies, chunk_id="c", records=[
+        pb.Record(triple=pb.Triple(head="a", relation="r", tail="")),
+        pb.Record(triple=pb.Triple(head="a", relation="r", tail="b")),
+    ])
+    ack = next(iter(client.graphs.Ingest(iter([invalid]), timeout=30)))
+    assert not ack.accepted and ack.errors[0].index == 0 and "tail is empty" in ack.errors[0].reason
+    assert client.graph_info(movies).triples == 8
+
+    missing = pb.IngestChunk(graph="nope", records=[to_proto(MOVIES[0])])
+    error = rpc_error(lambda: list(client.graphs.Ingest(iter([missing]), timeout=30)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "nope" in error.details()
+
+
+def test_ask_one_hop_with_evidence(client: Client, movies: str) -> None:
+    response = client.ask("what movies did Ginger Rogers act in", graph=movies, top_k=2, max_hops=1)
+    assert [t.id for t in response.topic_entities] == ["Ginger Rogers"]
+    assert {a.name for a in response.answers} == {"Top Hat", "Swing Time"}
+    for answer in response.answers:
+        assert 0.0 < answer.score <= 1.0 and answer.kind == pb.ANSWER_KIND_FACT and answer.hops == 1
+        hop = answer.evidence[0].hops[0]
+        assert (hop.head_id, hop.relation, hop.tail_id, hop.reversed) == (
+            answer.entity_id, "starred_actors", "Ginger Rogers", True)
+    assert "Ginger Rogers <-starred_actors-" in response.text
+    assert response.region.entities >= 3 and response.region.edges >= 2
+    assert response.timing.total_us >= response.timing.encode_us > 0
+
+
+def test_ask_links_aliases_and_given_topics(client: Client, movies: str) -> None:
+    by_alias = client.ask("what movies did Virginia McMath act in", graph=movies, max_hops=1)
+    assert by_alias.topic_entities[0].method == "alias"
+    assert by_alias.answers[0].name in {"Top Hat", "Swing Time"}
+    given = client.ask("which films feature this actor", graph=movies, topic_entities=["Cary Grant"], max_hops=1)
+    assert given.topic_entities[0].method == "given"
+    assert given.answers[0].name == "Gunga Din"
+
+
+def test_ask_demo_graph(client: Client) -> None:
+    response = client.ask("What can pharmacologic substance treat?")
+    assert response.topic_entities[0].id == "pharmacologic_substance"
+    names = [a.name for a in response.answers]
+    assert len(names) == 10
+    assert response.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "fragment"),
+    [
+        ({"question": "  "}, grpc.StatusCode.INVALID_ARGUMENT, "question is empty"),
+        ({"question": "x", "graph": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
+        ({"question": "x", "top_k": 5000}, grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
+        ({"question": "x", "max_hops": 9}, grpc.StatusCode.INVALID_ARGUMENT, "max_hops"),
+        ({"question": "x", "topic_entities": ["no such thing"]}, grpc.StatusCode.NOT_FOUND, "topic_entities[0]"),
+        ({"question": "why " * 300}, grpc.StatusCode.INVALID_ARGUMENT, "limit of 256"),
+    ],
+)
+def test_ask_errors(client: Client, kwargs: dict, code: grpc.StatusCode, fragment: str) -> None:
+    error = rpc_error(client.ask, **kwargs)
+    assert error.code() == code
+    assert fragment in error.details()
+    assert client.serving()
+
+
+def test_ask_stream_answers_in_order_and_survives_a_bad_question(client: Client, movies: str) -> None:
+    requests = [
+        pb.AskRequest(graph=movies, question="who directed Gunga Din", request_id="a", max_hops=1),
+        pb.AskRequest(graph=movies, question="", request_id="b"),
+        pb.AskRequest(graph=movies, question="what movies did Cary Grant act in", request_id="c", max_hops=1),
+    ]
+    responses = list(client.reasoner.AskStream(iter(requests), timeout=60))
+    assert [r.request_id for r in responses] == ["a", "b", "c"]
+    assert responses[0].answers[0].name == "George Stevens"
+    assert responses[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "question" in responses[1].error.message
+    assert responses[2].answers[0].name == "Gunga Din"
+
+
+def test_lookup(client: Client) -> None:
+    response = client.lookup(head="antibiotic", relation="treats", top_k=100)
+    assert response.total_facts == len(response.triples) > 0
+    assert {t.relation for t in response.triples} == {"treats"}
+    assert "disease or syndrome" in {t.tail_name for t in response.triples}
+    assert all(t.kind == pb.ANSWER_KIND_FACT and t.score == 1.0 for t in response.triples)
+    by_text = client.lookup(head="Antibiotic", relation="treat", top_k=100)
+    assert by_text.resolved_relation == "treats" and by_text.total_facts == response.total_facts
+    limited = client.lookup(relation="treats", top_k=3)
+    assert len(limited.triples) == 3 and limited.total_facts > 3
+
+    assert rpc_error(client.lookup).code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = rpc_error(client.lookup, head="zzqx unknown qqq")
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "head" in error.details()
+
+
+def test_link(client: Client) -> None:
+    candidates = client.link("antibiotic", top_k=3).candidates
+    assert candidates[0].id == "antibiotic" and candidates[0].method == "exact" and candidates[0].score == 1.0
+    fuzzy = client.link("antibiotics drugs", top_k=3).candidates
+    assert "antibiotic" in [c.id for c in fuzzy]
+
+
+def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
+    first = RunningServer(server_config(tmp_path, demo=False))
+    try:
+        with first.client() as client:
+            assert all(a.accepted for a in client.ingest("kept", MOVIES))
+    finally:
+        first.stop()
+    second = RunningServer(server_config(tmp_path, demo=False))
+    try:
+        with second.client() as client:
+            info = client.graph_info("kept")
+            assert (info.entities, info.triples) == (8, 7)
+            answer = client.ask("who directed Top Hat", graph="kept", max_hops=1).answers[0]
+            assert answer.name == "Mark Sandrich"
+            assert [g.name for g in client.list_graphs().graphs] == ["kept"]
+    finally:
+        second.stop()
