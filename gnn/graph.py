@@ -34,7 +34,7 @@ class RelationAdjacency:
         """``T_d @ x`` for a dense ``(N, B)`` block; returns ``(N, B)``."""
         out = x.new_zeros(x.shape)
         if self.rows.numel():
-            out[self.rows] = self.matrix @ x  # (M, B)
+            out[self.rows] = (self.matrix @ x.to(self.matrix.dtype)).to(x.dtype)  # (M, B)
         return out
 
     def predecessors(self, node: int) -> Tensor:

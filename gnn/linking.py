@@ -81,7 +81,8 @@ class EntityLinker:
                 keys.append(key)
 
     def lookup(self, text: str) -> list[tuple[int, str]]:
-        """Entities whose id, name or alias equals ``text`` once normalised, as ``(entity, method)``."""
+        """Entities ``text`` names, as ``(entity, method)``: the entity with exactly that id (ids are
+        unambiguous), else every entity whose id, name or alias equals it once normalised."""
         exact_id = self.graph.entity_index.get(text)
         if exact_id is not None:
             return [(exact_id, "exact")]

@@ -22,7 +22,7 @@ from gnn.graph import KnowledgeGraph
 @dataclass
 class PathSearchConfig:
     beam: int = 8  # paths kept per question at each hop
-    length_penalty: float = 0.03  # subtracted from a path's score per hop beyond the first
+    length_penalty: float = 0.06  # subtracted from a path's score per hop beyond the first
     temperature: float = 0.05  # softmax temperature from path scores to path probabilities
 
 

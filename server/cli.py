@@ -132,6 +132,7 @@ def serve(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # 2 cores: torch threads are enough
     config = ServerConfig(
         host=host,
         port=port,

@@ -380,10 +380,10 @@ class GraphService:
         def run() -> AskResult:
             now = clock.add("queue_us", queued)
             topics, relation_text = self._topics(state, question, topic_entities)
-            encoded = encoder.encode([relation_text, question], truncate=truncate)
+            encoded = encoder.encode([relation_text], truncate=truncate)
+            if not topics:  # link by meaning: the whole question against the entity names
+                topics = self._nearest_topic(state, encoder.encode([question], truncate=truncate).vectors[0])
             now = clock.add("encode_us", now)
-            if not topics:
-                topics = self._nearest_topic(state, encoded.vectors[1])
             reasoning = self.reasoner.reason(
                 state.graph,
                 state.relation_vectors,
@@ -406,7 +406,7 @@ class GraphService:
                 answers,
                 text,
                 [t.linked(state.graph) for t in topics],
-                encoded.tokens[1],
+                encoder.count_tokens([question])[0],
                 reasoning.touched_entities,
                 reasoning.touched_edges,
                 clock.done(),
