@@ -18,7 +18,7 @@ from encoder.cache import EmbeddingCache
 from encoder.model_dir import read_model_dir
 
 # Padded tokens per forward pass beyond which a CPU gets slower (activations fall out of cache):
-# all-MiniLM-L6-v2 on 2 cores ran 490 short texts/s at 1024-2048 tokens, 210/s at 16384.
+# all-MiniLM-L6-v2 on 2 cores ran ~500 short texts/s at 1024-2048 tokens, 210-380/s at 16384.
 CPU_BATCH_TOKENS = 2048
 
 
