@@ -59,13 +59,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--questions", type=int, default=300, help="questions per hop count")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     records = load_umls_demo()
-    graph = KnowledgeGraph([r for r in records if not hasattr(r, "head")], [r for r in records if hasattr(r, "head")])
+    graph = KnowledgeGraph(
+        [r for r in records if not hasattr(r, "head")], [r for r in records if hasattr(r, "head")]
+    )
     questions = {h: generate_questions(graph, args.questions, h, seed=args.seed + h) for h in (1, 2, 3)}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,9 +93,14 @@ def main() -> None:
         finally:
             stop_server(process)
 
-    print(f"# graphfuse demo graph (UMLS, {graph.num_entities} entities, {graph.num_edges} triples), zero-shot reasoner")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"# graphfuse demo graph (UMLS, {graph.num_entities} entities, {graph.num_edges} triples), "
+        "zero-shot reasoner"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print()
     print("| hops | questions | Hits@1 | Hits@5 |")
     print("|---:|---:|---:|---:|")
@@ -102,7 +111,10 @@ def main() -> None:
     print("|---|---:|")
     print(f"| start-up to SERVING, cold (empty data dir) | {cold:.2f} s |")
     print(f"| start-up to SERVING, warm (stored graph and vectors) | {warm:.2f} s |")
-    print(f"| Ask latency p50 over gRPC, 1 caller ({len(latencies)} calls) | {statistics.median(latencies):.2f} ms |")
+    print(
+        f"| Ask latency p50 over gRPC, 1 caller ({len(latencies)} calls) "
+        f"| {statistics.median(latencies):.2f} ms |"
+    )
     print(f"| Ask latency p99 | {percentile(latencies, 0.99):.2f} ms |")
     print(f"| warm / cold start-up ratio | {warm / cold:.2f} |")
 

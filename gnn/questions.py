@@ -15,7 +15,12 @@ import torch
 from gnn.graph import KnowledgeGraph
 
 FORWARD_1 = ("what does {e} {r}?", "{e} {r} what?", "which entities does {e} {r}?", "tell me what {e} {r}")
-REVERSED_1 = ("what {r} {e}?", "which entities {r} {e}?", "name something that {r} {e}", "what is it that {r} {e}?")
+REVERSED_1 = (
+    "what {r} {e}?",
+    "which entities {r} {e}?",
+    "name something that {r} {e}",
+    "what is it that {r} {e}?",
+)
 FORWARD_INNER = ("the things that {e} {r}", "whatever {e} {r}", "what {e} {r}")
 REVERSED_INNER = ("the things that {r} {e}", "whatever {r} {e}", "what {r} {e}")
 FORWARD_OUTER = ("what do {e} {r}?", "which entities do {e} {r}?", "what is {r} by {e}?")
@@ -114,7 +119,9 @@ def generate_questions(
     return out
 
 
-def _random_step(graph: KnowledgeGraph, node: int, previous: int, rng: random.Random) -> tuple[int, int] | None:
+def _random_step(
+    graph: KnowledgeGraph, node: int, previous: int, rng: random.Random
+) -> tuple[int, int] | None:
     """A random edge leaving ``node``, not walking straight back along ``previous``."""
     options = []
     for d in range(2 * graph.num_relations):

@@ -37,8 +37,12 @@ def stale_stubs() -> list[str]:
     """Generated files that differ from (or are missing beside) the committed ones."""
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        return [str(rel) for rel in fresh if not (PROTO_ROOT / rel).exists()
-                or not filecmp.cmp(Path(tmp) / rel, PROTO_ROOT / rel, shallow=False)]
+        return [
+            str(rel)
+            for rel in fresh
+            if not (PROTO_ROOT / rel).exists()
+            or not filecmp.cmp(Path(tmp) / rel, PROTO_ROOT / rel, shallow=False)
+        ]
 
 
 def main() -> int:

@@ -71,7 +71,7 @@ class App:
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
 
     async def stop(self) -> None:
-        """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close the store."""
+        """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.config.grace_seconds)
         await self.service.close()

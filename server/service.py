@@ -331,7 +331,8 @@ class GraphService:
         _check_graph_name(graph, "chunk graph")
         if len(records) > self.limits.max_records_per_chunk:
             raise InvalidArgument(
-                f"chunk has {len(records)} records, more than the limit of {self.limits.max_records_per_chunk}"
+                f"chunk has {len(records)} records, more than the limit of "
+                f"{self.limits.max_records_per_chunk}"
             )
         errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
         if errors:

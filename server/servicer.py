@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -29,13 +30,20 @@ def _timing(t: Timing) -> pb.Timing:
     return pb.Timing(queue_us=t.queue_us, encode_us=t.encode_us, reason_us=t.reason_us, total_us=t.total_us)
 
 
+def _since(started: float) -> pb.Timing:
+    """Timing of a call that only does bookkeeping: its total, measured from ``started``."""
+    return pb.Timing(total_us=int((time.perf_counter() - started) * 1e6))
+
+
 def _truncate(value: int) -> bool:
     if value not in pb.Truncation.values():
         raise InvalidArgument(f"truncation {value} is not a Truncation value")
     return value == pb.TRUNCATION_TRUNCATE
 
 
-def _graph_info(meta: GraphMeta, relations: list[str] | None = None) -> pb.GraphInfo:
+def _graph_info(
+    meta: GraphMeta, relations: list[str] | None = None, timing: pb.Timing | None = None
+) -> pb.GraphInfo:
     return pb.GraphInfo(
         name=meta.name,
         description=meta.description,
@@ -45,6 +53,7 @@ def _graph_info(meta: GraphMeta, relations: list[str] | None = None) -> pb.Graph
         relation_names=relations or [],
         created_at=meta.created_at,
         updated_at=meta.updated_at,
+        timing=timing,
     )
 
 
@@ -110,6 +119,7 @@ class InfoServicer(pb_grpc.InfoServicer):
 
     @unary
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+        started = time.perf_counter()
         info = self.service.info()
         limits = self.service.limits
         return pb.InfoResponse(
@@ -131,6 +141,7 @@ class InfoServicer(pb_grpc.InfoServicer):
             version=importlib.metadata.version("graphfuse"),
             api_version=API_VERSION,
             default_graph=self.service.config.default_graph,
+            timing=_since(started),
         )
 
 
@@ -160,26 +171,33 @@ class GraphsServicer(pb_grpc.GraphsServicer):
     async def CreateGraph(
         self, request: pb.CreateGraphRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
-        return _graph_info(await self.service.create_graph(request.graph, request.description))
+        started = time.perf_counter()
+        meta = await self.service.create_graph(request.graph, request.description)
+        return _graph_info(meta, timing=_since(started))
 
     @unary
     async def DeleteGraph(
         self, request: pb.DeleteGraphRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteGraphResponse:
-        return pb.DeleteGraphResponse(deleted=await self.service.delete_graph(request.graph))
+        started = time.perf_counter()
+        deleted = await self.service.delete_graph(request.graph)
+        return pb.DeleteGraphResponse(deleted=deleted, timing=_since(started))
 
     @unary
     async def ListGraphs(
         self, request: pb.ListGraphsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGraphsResponse:
-        return pb.ListGraphsResponse(graphs=[_graph_info(m) for m in await self.service.list_graphs()])
+        started = time.perf_counter()
+        graphs = [_graph_info(m) for m in await self.service.list_graphs()]
+        return pb.ListGraphsResponse(graphs=graphs, timing=_since(started))
 
     @unary
     async def GetGraphInfo(
         self, request: pb.GetGraphInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
+        started = time.perf_counter()
         meta, relations = await self.service.graph_info(request.graph)
-        return _graph_info(meta, relations)
+        return _graph_info(meta, relations, _since(started))
 
     @streaming
     async def Ingest(
@@ -240,7 +258,8 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
     async def AskStream(
         self, request_iterator: AsyncIterator[pb.AskRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AskResponse]:
-        """One response per question, in order; a failed question answers with its status, the stream goes on."""
+        """One response per question, in order; a failed question answers with its status and the
+        stream goes on."""
         async for request in request_iterator:
             try:
                 yield await self._ask(request)

@@ -59,7 +59,9 @@ def test_one_hop_answers_and_evidence(graph: KnowledgeGraph) -> None:
     first, second = result.answers[:2]
     assert first.score == pytest.approx(second.score) and first.score > result.answers[2].score
     assert first.hops == 1 and not first.inferred
-    assert edges(graph, first.evidence[0]) == [(graph.entity_ids[first.entity], "starred_actors", "Ginger Rogers", True)]
+    assert edges(graph, first.evidence[0]) == [
+        (graph.entity_ids[first.entity], "starred_actors", "Ginger Rogers", True)
+    ]
     assert "Ginger Rogers" not in {graph.names[a.entity] for a in result.answers}  # topic excluded
 
 
@@ -102,8 +104,11 @@ def test_probabilities_form_a_distribution_over_paths(graph: KnowledgeGraph) -> 
 def test_batch_gives_the_same_answers_as_single_questions(graph: KnowledgeGraph) -> None:
     vectors = relation_vectors(graph)
     reasoner = ZeroShotReasoner()
-    cases = [("Ginger Rogers", ["starred_actors"]), ("Gunga Din", ["directed_by", "born_in"]),
-             ("Cary Grant", ["starred_actors", "directed_by"])]
+    cases = [
+        ("Ginger Rogers", ["starred_actors"]),
+        ("Gunga Din", ["directed_by", "born_in"]),
+        ("Cary Grant", ["starred_actors", "directed_by"]),
+    ]
     questions = []
     for topic, rels in cases:
         q = sum(vectors[graph.relation_index[r]] for r in rels)
@@ -129,7 +134,9 @@ def test_evidence_limit(graph: KnowledgeGraph) -> None:
     config = ReasonerConfig(evidence_per_answer=1)
     vectors = relation_vectors(graph)
     q = vectors[graph.relation_index["starred_actors"]]
-    result = ZeroShotReasoner(config).reason(graph, vectors, [Question(q, ((graph.entity_index["Top Hat"], 1.0),), 5, 2)])
+    result = ZeroShotReasoner(config).reason(
+        graph, vectors, [Question(q, ((graph.entity_index["Top Hat"], 1.0),), 5, 2)]
+    )
     assert all(len(a.evidence) <= 1 for a in result[0].answers)
 
 

@@ -24,7 +24,9 @@ def test_stub_check_detects_drift(tmp_path: Path, monkeypatch) -> None:  # noqa:
     copy = tmp_path / "graphfuse" / "v1"
     copy.mkdir(parents=True)
     source = (ROOT / "proto/graphfuse/v1/graphfuse.proto").read_text()
-    (copy / "graphfuse.proto").write_text(source.replace("string question = 2;", "string question = 2;\n  bool x = 99;"))
+    (copy / "graphfuse.proto").write_text(
+        source.replace("string question = 2;", "string question = 2;\n  bool x = 99;")
+    )
     for stub in ("graphfuse_pb2.py", "graphfuse_pb2.pyi", "graphfuse_pb2_grpc.py"):
         (copy / stub).write_bytes((ROOT / "proto/graphfuse/v1" / stub).read_bytes())
     monkeypatch.setattr(generate, "PROTO_ROOT", tmp_path)

@@ -1,4 +1,4 @@
-"""The `graphfuse` command line as a user runs it: client commands against a live server, and `serve` itself."""
+"""The `graphfuse` command line as a user runs it: client commands against a live server, and `serve`."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def test_ingest_file_then_ask_it(running_server: RunningServer, tmp_path: Path) 
     assert code == 0, out
     summary = json.loads(out)
     assert (summary["records"], summary["new_triples"], summary["rejected_chunks"]) == (3, 3, 0)
-    code, out = run(running_server, "ask", "who is the parent of the parent of dave", "--graph", "family", "--json")
+    code, out = run(
+        running_server, "ask", "who is the parent of the parent of dave", "--graph", "family", "--json"
+    )
     assert code == 0, out
     assert json.loads(out)["topic_entities"][0]["id"] == "dave"
     code, out = run(running_server, "graphs")
@@ -86,7 +88,9 @@ def test_serve_starts_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)]
     for start in ("cold", "warm"):
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         try:
             assert process.stdout is not None
             ready = ""

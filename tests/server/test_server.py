@@ -42,8 +42,13 @@ def test_health_serving_and_reflection(client: Client) -> None:
     assert client.serving()
     assert client.serving("graphfuse.v1.Reasoner")
     services = set(ProtoReflectionDescriptorDatabase(client.channel).get_services())
-    assert {"graphfuse.v1.Reasoner", "graphfuse.v1.Graphs", "graphfuse.v1.Embedder", "graphfuse.v1.Info",
-            "grpc.health.v1.Health"} <= services
+    assert {
+        "graphfuse.v1.Reasoner",
+        "graphfuse.v1.Graphs",
+        "graphfuse.v1.Embedder",
+        "graphfuse.v1.Info",
+        "grpc.health.v1.Health",
+    } <= services
 
 
 def test_not_ready_is_unavailable(tmp_path) -> None:  # noqa: ANN001
@@ -68,6 +73,7 @@ def test_info(client: Client) -> None:
     assert info.limits.max_tokens == 256
     assert "umls" in info.graphs and info.default_graph == "umls"
     assert info.api_version == "graphfuse.v1"
+    assert info.timing.total_us > 0
 
 
 def test_embed_and_its_errors(client: Client) -> None:
@@ -93,7 +99,8 @@ def test_graph_lifecycle(client: Client) -> None:
     created = client.create_graph("scratch", "a test graph")
     assert created.name == "scratch" and created.triples == 0
     assert rpc_error(client.create_graph, "scratch").code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "scratch" in [g.name for g in client.list_graphs().graphs]
+    listed = client.list_graphs()
+    assert "scratch" in [g.name for g in listed.graphs] and listed.timing.total_us > 0
     error = rpc_error(client.create_graph, "bad name!")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "bad name!" in error.details()
     assert client.delete_graph("scratch").deleted
@@ -110,12 +117,18 @@ def test_ingest_acknowledges_each_chunk_and_rejects_bad_chunks_whole(client: Cli
     retried = list(client.ingest(movies, MOVIES[:3]))
     assert retried[0].accepted and retried[0].new_triples == 0  # triples are a set
 
-    bad = pb.IngestChunk(graph=movies, chunk_id="bad", records=[
-        to_proto(TripleRecord("Top Hat", "release_year", "1935")),
-        pb.Record(triple=pb.Triple(head="Top Hat", relation="", tail="x")),
-        pb.Record(),
-    ])
-    good = pb.IngestChunk(graph=movies, chunk_id="good", records=[to_proto(TripleRecord("Top Hat", "release_year", "1935"))])
+    bad = pb.IngestChunk(
+        graph=movies,
+        chunk_id="bad",
+        records=[
+            to_proto(TripleRecord("Top Hat", "release_year", "1935")),
+            pb.Record(triple=pb.Triple(head="Top Hat", relation="", tail="x")),
+            pb.Record(),
+        ],
+    )
+    good = pb.IngestChunk(
+        graph=movies, chunk_id="good", records=[to_proto(TripleRecord("Top Hat", "release_year", "1935"))]
+    )
     acks = list(client.graphs.Ingest(iter([bad, good]), timeout=30))
     assert [a.chunk_id for a in acks] == ["bad", "good"]
     assert not acks[0].accepted
@@ -123,10 +136,14 @@ def test_ingest_acknowledges_each_chunk_and_rejects_bad_chunks_whole(client: Cli
     assert acks[1].accepted and acks[1].new_triples == 1
     assert client.graph_info(movies).triples == 8  # the rejected chunk wrote nothing
 
-    invalid = pb.IngestChunk(graph=movies, chunk_id="c", records=[
-        pb.Record(triple=pb.Triple(head="a", relation="r", tail="")),
-        pb.Record(triple=pb.Triple(head="a", relation="r", tail="b")),
-    ])
+    invalid = pb.IngestChunk(
+        graph=movies,
+        chunk_id="c",
+        records=[
+            pb.Record(triple=pb.Triple(head="a", relation="r", tail="")),
+            pb.Record(triple=pb.Triple(head="a", relation="r", tail="b")),
+        ],
+    )
     ack = next(iter(client.graphs.Ingest(iter([invalid]), timeout=30)))
     assert not ack.accepted and ack.errors[0].index == 0 and "tail is empty" in ack.errors[0].reason
     assert client.graph_info(movies).triples == 8
@@ -144,7 +161,11 @@ def test_ask_one_hop_with_evidence(client: Client, movies: str) -> None:
         assert 0.0 < answer.score <= 1.0 and answer.kind == pb.ANSWER_KIND_FACT and answer.hops == 1
         hop = answer.evidence[0].hops[0]
         assert (hop.head_id, hop.relation, hop.tail_id, hop.reversed) == (
-            answer.entity_id, "starred_actors", "Ginger Rogers", True)
+            answer.entity_id,
+            "starred_actors",
+            "Ginger Rogers",
+            True,
+        )
     assert "Ginger Rogers <-starred_actors-" in response.text
     assert response.region.entities >= 3 and response.region.edges >= 2
     assert response.timing.total_us >= response.timing.encode_us > 0
@@ -154,7 +175,9 @@ def test_ask_links_aliases_and_given_topics(client: Client, movies: str) -> None
     by_alias = client.ask("what movies did Virginia McMath act in", graph=movies, max_hops=1)
     assert by_alias.topic_entities[0].method == "alias"
     assert by_alias.answers[0].name in {"Top Hat", "Swing Time"}
-    given = client.ask("which films feature this actor", graph=movies, topic_entities=["Cary Grant"], max_hops=1)
+    given = client.ask(
+        "which films feature this actor", graph=movies, topic_entities=["Cary Grant"], max_hops=1
+    )
     assert given.topic_entities[0].method == "given"
     assert given.answers[0].name == "Gunga Din"
 
@@ -174,7 +197,11 @@ def test_ask_demo_graph(client: Client) -> None:
         ({"question": "x", "graph": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
         ({"question": "x", "top_k": 5000}, grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
         ({"question": "x", "max_hops": 9}, grpc.StatusCode.INVALID_ARGUMENT, "max_hops"),
-        ({"question": "x", "topic_entities": ["no such thing"]}, grpc.StatusCode.NOT_FOUND, "topic_entities[0]"),
+        (
+            {"question": "x", "topic_entities": ["no such thing"]},
+            grpc.StatusCode.NOT_FOUND,
+            "topic_entities[0]",
+        ),
         ({"question": "why " * 300}, grpc.StatusCode.INVALID_ARGUMENT, "limit of 256"),
     ],
 )
