@@ -63,7 +63,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--questions", type=int, default=300, help="questions per hop count")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=1000)  # the reasoner was tuned on seeds 8-9
     args = parser.parse_args()
 
     records = load_umls_demo()

@@ -254,10 +254,14 @@ def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
     try:
         with first.client() as client:
             assert all(a.accepted for a in client.ingest("kept", MOVIES))
+        assert len(first.app.service.encoder.cache) > 1  # names were encoded on the first start
     finally:
         first.stop()
     second = RunningServer(server_config(tmp_path, demo=False))
     try:
+        encoder = second.app.service.encoder
+        assert encoder is not None and encoder.cache is not None
+        assert len(encoder.cache) == 1  # only the warm-up text: every name vector came from the store
         with second.client() as client:
             info = client.graph_info("kept")
             assert (info.entities, info.triples) == (8, 7)
