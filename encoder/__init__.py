@@ -1,6 +1,28 @@
-"""Text encoder: sentence embeddings from a local Hugging Face model, with an LRU embedding cache."""
+"""Text encoder: sentence embeddings from a local Hugging Face model, with an LRU embedding cache and a
+dynamic batcher that merges concurrent callers into shared forward passes."""
 
+from encoder.batcher import (
+    BatcherClosed,
+    BatcherConfig,
+    BatcherStats,
+    DeadlineExpired,
+    EncodeBatcher,
+    Overloaded,
+)
 from encoder.cache import EmbeddingCache
-from encoder.model import Encoded, EncoderConfig, TextEncoder, TextTooLongError
+from encoder.model import Encoded, EncoderConfig, TextEncoder, TextTooLongError, Tokens
 
-__all__ = ["EmbeddingCache", "Encoded", "EncoderConfig", "TextEncoder", "TextTooLongError"]
+__all__ = [
+    "BatcherClosed",
+    "BatcherConfig",
+    "BatcherStats",
+    "DeadlineExpired",
+    "EmbeddingCache",
+    "EncodeBatcher",
+    "Encoded",
+    "EncoderConfig",
+    "Overloaded",
+    "TextEncoder",
+    "TextTooLongError",
+    "Tokens",
+]

@@ -46,6 +46,13 @@ class TextTooLongError(ValueError):
 
 
 @dataclass
+class Tokens:
+    ids: list[list[int]]  # token ids per text, special tokens included, cut to max_tokens
+    type_ids: list[list[int]] | None  # token type ids, same shape as ids, for models that take them
+    counts: list[int]  # tokens per text before truncation (> max_tokens: the text was cut)
+
+
+@dataclass
 class Encoded:
     vectors: torch.Tensor  # (n, d) float32, on CPU, L2-normalised rows
     tokens: list[int]  # tokens used per text (after truncation, incl. special tokens)
@@ -149,25 +156,49 @@ class TextEncoder:
             vectors[rows] = fresh[sources]
         return Encoded(vectors=vectors, tokens=tokens, cache_hits=len(hit_rows))
 
-    def _encode_unique(
-        self, texts: list[str], first_index: list[int], truncate: bool
-    ) -> tuple[torch.Tensor, list[int]]:
-        """Embeds distinct texts; `first_index` maps each to its position in the caller's list for errors."""
+    def tokenize(self, texts: Sequence[str]) -> Tokens:
+        """Token ids per text, special tokens included, ready for `embed_tokens`.
+
+        Texts longer than `max_tokens` are cut to it; `counts` keeps every text's full length, so a
+        caller that must not truncate can reject them (`counts[i] > max_tokens`).
+        """
+        texts = self._check(texts)
+        if not texts:
+            return Tokens(ids=[], type_ids=[] if self.use_type_ids else None, counts=[])
         encoding = self._tokenize(texts)
         ids: list[list[int]] = encoding["input_ids"]
         type_ids: list[list[int]] | None = encoding.get("token_type_ids") if self.use_type_ids else None
-        lengths = [len(row) for row in ids]
-        too_long = [j for j, length in enumerate(lengths) if length > self.max_tokens]
-        if too_long and not truncate:
-            j = too_long[0]
-            raise TextTooLongError(first_index[j], lengths[j], self.max_tokens)
+        counts = [len(row) for row in ids]
+        too_long = [j for j, count in enumerate(counts) if count > self.max_tokens]
         if too_long:
             cut = self._tokenize([texts[j] for j in too_long], max_length=self.max_tokens)
             for k, j in enumerate(too_long):
                 ids[j] = cut["input_ids"][k]
                 if type_ids is not None:
                     type_ids[j] = cut["token_type_ids"][k]
-                lengths[j] = len(ids[j])
+        return Tokens(ids=ids, type_ids=type_ids, counts=counts)
+
+    def embed_tokens(self, ids: list[list[int]], type_ids: list[list[int]] | None = None) -> torch.Tensor:
+        """One forward pass over already tokenised texts (from `tokenize`): no cache, no budget split.
+
+        Shapes:
+            returns (len(ids), dimensions), float32 on CPU, L2-normalised rows.
+        """
+        if not ids:
+            return torch.empty(0, self.dimensions)
+        return self._forward(ids, type_ids if self.use_type_ids else None)  # None: the model's default types
+
+    def _encode_unique(
+        self, texts: list[str], first_index: list[int], truncate: bool
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Embeds distinct texts; `first_index` maps each to its position in the caller's list for errors."""
+        tokens = self.tokenize(texts)
+        ids, type_ids = tokens.ids, tokens.type_ids
+        too_long = [j for j, count in enumerate(tokens.counts) if count > self.max_tokens]
+        if too_long and not truncate:
+            j = too_long[0]
+            raise TextTooLongError(first_index[j], tokens.counts[j], self.max_tokens)
+        lengths = [len(row) for row in ids]
 
         # longest first, so each batch is padded to its first text's length
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ __all__ = [
     "SPLITS",
     "QAExample",
     "load_metaqa_questions",
+    "load_qa_file",
     "load_pykeen_triples",
     "load_umls_demo",
     "pykeen_dataset_dir",
@@ -120,6 +122,40 @@ def load_metaqa_questions(path: str | Path, hops: int | None = None) -> list[QAE
         text = text.rstrip("\r\n")
         if text.strip():
             examples.append(_metaqa_question(path, number, text, hops))
+    return examples
+
+
+def load_qa_file(path: str | Path) -> list[QAExample]:
+    """Question/answer pairs from JSONL or MetaQA's format (by extension: ``.jsonl``/``.ndjson`` or not).
+
+    A JSONL line is ``{"question": str, "answers": [str, ...], "topic_entities": [str, ...], "hops": int}``;
+    ``topic_entities`` and ``hops`` are optional. Answers and topics are entity ids (or names).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+        return load_metaqa_questions(path)
+    examples = []
+    for number, text in iter_lines(path):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise LoadError(path, f"invalid JSON: {error.msg}", line=number) from None
+        if not isinstance(value, dict):
+            raise LoadError(path, "expected a JSON object", line=number)
+        question, answers = value.get("question"), value.get("answers")
+        topics, hops = value.get("topic_entities", []), value.get("hops")
+        if not isinstance(question, str) or not question.strip():
+            raise LoadError(path, "expected 'question' to be a non-empty string", line=number)
+        for name, items in (("answers", answers), ("topic_entities", topics)):
+            if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
+                raise LoadError(path, f"expected {name!r} to be a list of strings", line=number)
+        if not answers:
+            raise LoadError(path, "expected at least one answer", line=number)
+        if hops is not None and (isinstance(hops, bool) or not isinstance(hops, int) or hops < 1):
+            raise LoadError(path, f"expected 'hops' to be a positive integer (got {hops!r})", line=number)
+        examples.append(QAExample(question, tuple(answers), tuple(topics), hops))
     return examples
 
 

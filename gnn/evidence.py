@@ -67,3 +67,60 @@ def walk_back(
 
     visit(answer, len(directions), ())
     return found
+
+
+def walk_back_weighted(
+    graph: KnowledgeGraph,
+    frontiers: list[Tensor],
+    hop_weights: list[Tensor],
+    answer: int,
+    limit: int,
+    min_weight: float = 0.01,
+) -> list[tuple[tuple[EvidenceHop, ...], float]]:
+    """Up to ``limit`` edge paths from the topic entities to ``answer`` under soft per-hop relation weights.
+
+    Args:
+        frontiers: entity scores ``x_0 .. x_L``, each ``(N,)``; ``x_0`` is the topic mass.
+        hop_weights: ``L`` tensors ``(2R,)``: the weight of each directed relation at each hop.
+        min_weight: relations below this weight are only tried when no stronger one leads back.
+
+    Returns:
+        ``(hops, weight)`` pairs, strongest first; a path's weight is the product of its hops' relation
+        weights. Predecessors are explored in order of contribution (relation weight x predecessor score).
+    """
+    hops = len(hop_weights)
+    if hops == 0 or frontiers[hops][answer] <= 0:
+        return []
+    found: list[tuple[tuple[EvidenceHop, ...], float]] = []
+
+    def steps(node: int, hop: int, floor: float) -> list[tuple[float, int, int]]:
+        weights = hop_weights[hop - 1]
+        previous = frontiers[hop - 1]
+        out = []
+        for d in (weights >= floor).nonzero().flatten().tolist():
+            sources = graph.transition(d).predecessors(node)
+            if sources.numel() == 0:
+                continue
+            scores = previous[sources]
+            keep = scores > 0
+            for source, score in zip(sources[keep].tolist(), scores[keep].tolist(), strict=True):
+                out.append((float(weights[d]) * score, d, source))
+        return sorted(out, reverse=True)
+
+    def visit(node: int, hop: int, suffix: tuple[EvidenceHop, ...], weight: float) -> None:
+        if len(found) >= limit:
+            return
+        if hop == 0:
+            found.append((suffix, weight))
+            return
+        candidates = steps(node, hop, min_weight) or steps(node, hop, 0.0)
+        for _, d, source in candidates:
+            relation, reverse = graph.relation_of(d)
+            head, tail = (node, source) if reverse else (source, node)
+            step = EvidenceHop(head, relation, tail, reverse)
+            visit(source, hop - 1, (step, *suffix), weight * float(hop_weights[hop - 1][d]))
+            if len(found) >= limit:
+                return
+
+    visit(answer, hops, (), 1.0)
+    return sorted(found, key=lambda item: -item[1])

@@ -37,6 +37,12 @@ class RelationAdjacency:
             out[self.rows] = (self.matrix @ x.to(self.matrix.dtype)).to(x.dtype)  # (M, B)
         return out
 
+    def apply_add(self, x: Tensor, out: Tensor) -> Tensor:
+        """``out += T_d @ x`` without allocating an ``(N, B)`` result; returns ``out``."""
+        if self.rows.numel():
+            out.index_add_(0, self.rows, (self.matrix @ x.to(self.matrix.dtype)).to(out.dtype))
+        return out
+
     def predecessors(self, node: int) -> Tensor:
         """Source nodes whose mass reaches ``node`` along this direction."""
         pos = int(torch.searchsorted(self.rows, node))
@@ -56,6 +62,22 @@ def _build_adjacency(dst: Tensor, src: Tensor, num_nodes: int) -> RelationAdjace
         crow, src, torch.ones(src.numel()), size=(rows.numel(), num_nodes), check_invariants=False
     )
     return RelationAdjacency(rows, matrix)
+
+
+@dataclass(frozen=True)
+class StackedTransitions:
+    """All directed relations at once: row ``i`` of ``matrix`` feeds node ``rows[i]`` along ``directions[i]``.
+
+    ``matrix @ x`` computes every relation's moved mass in one sparse product (nnz = 2E); weighting each
+    row by its direction's per-question weight and summing rows into their nodes gives
+    ``sum_d T_d @ (x * w_d)``, since a per-question weight scales a whole column and commutes with ``T_d``.
+    """
+
+    matrix: Tensor  # (M, N) sparse CSR, M = number of (node, direction) pairs with an incoming edge
+    transposed: Tensor  # (N, M) sparse CSR: matrix.T, for gradients
+    rows: Tensor  # (M,) destination node of each row
+    directions: Tensor  # (M,) directed relation of each row
+    membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,7 @@ class KnowledgeGraph:
         self._edge_keys: set[tuple[int, int, int]] = set()
         self._adjacency: list[RelationAdjacency] | None = None
         self._out_degree: Tensor | None = None
+        self._stacked: StackedTransitions | None = None
         self.add(list(entities) + list(triples))
 
     # ------------------------------------------------------------------------------------------ sizes
@@ -155,6 +178,7 @@ class KnowledgeGraph:
             self._tails = torch.cat([self._tails, torch.tensor(tails, dtype=torch.long)])
             self._adjacency = None
             self._out_degree = None
+            self._stacked = None
         changed.update(new_entities)
         return GraphUpdate(new_entities, sorted(changed), new_relations, len(heads))
 
@@ -184,6 +208,41 @@ class KnowledgeGraph:
             self._build()
         assert self._adjacency is not None
         return self._adjacency[d]
+
+    def stacked_transitions(self) -> StackedTransitions:
+        """Every directed relation's transition stacked into one CSR matrix (built lazily after updates)."""
+        if self._stacked is None:
+            adjacency = [self.transition(d) for d in range(2 * self.num_relations)]
+            rows = torch.cat([a.rows for a in adjacency]) if adjacency else torch.empty(0, dtype=torch.long)
+            directions = (
+                torch.cat(
+                    [torch.full((a.rows.numel(),), d, dtype=torch.long) for d, a in enumerate(adjacency)]
+                )
+                if adjacency
+                else torch.empty(0, dtype=torch.long)
+            )
+            crows, cols, offset = [torch.zeros(1, dtype=torch.long)], [], 0
+            for a in adjacency:
+                crows.append(a.matrix.crow_indices()[1:] + offset)
+                cols.append(a.matrix.col_indices())
+                offset += a.matrix.col_indices().numel()
+            col = torch.cat(cols) if cols else torch.empty(0, dtype=torch.long)
+            matrix = torch.sparse_csr_tensor(
+                torch.cat(crows),
+                col,
+                torch.ones(col.numel()),
+                size=(rows.numel(), self.num_entities),
+                check_invariants=False,
+            )
+            transposed = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+            membership = torch.sparse_coo_tensor(
+                torch.stack([directions, torch.arange(rows.numel())]),
+                torch.ones(rows.numel()),
+                size=(2 * self.num_relations, rows.numel()),
+                check_invariants=False,
+            ).to_sparse_csr()
+            self._stacked = StackedTransitions(matrix, transposed, rows, directions, membership)
+        return self._stacked
 
     def out_degree(self) -> Tensor:
         """Sparse ``(2R, N)`` CSR matrix: entry ``(d, u)`` counts the edges leaving ``u`` along ``d``."""

@@ -137,6 +137,12 @@ def strip_mentions(text: str, mentions: Sequence[Mention]) -> str:
     return stripped or text
 
 
+def strip_topics(linker: EntityLinker, text: str, topics: Iterable[int]) -> str:
+    """``text`` without the mentions of the given topic entities (other mentions stay)."""
+    wanted = set(topics)
+    return strip_mentions(text, [m for m in linker.find_mentions(text) if wanted & set(m.entities)])
+
+
 def nearest_entities(query: Tensor, entity_vectors: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top-``k`` entities by cosine similarity to each query.
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gnn.evidence import Evidence, path_frontiers, walk_back
+from gnn.evidence import Evidence, path_frontiers, walk_back, walk_back_weighted
 from gnn.graph import KnowledgeGraph
+from gnn.models.question_reasoner import QuestionReasoner
 from gnn.propagate import PathSearchConfig, RelationPath, search_relation_paths
 
 
@@ -78,10 +79,7 @@ class ZeroShotReasoner:
         if graph.num_relations == 0:
             return [Reasoning([]) for _ in questions]
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
-        topics = torch.zeros(graph.num_entities, len(questions))  # (N, B)
-        for column, question in enumerate(questions):
-            for entity, weight in question.topics:
-                topics[entity, column] = max(float(topics[entity, column]), weight)
+        topics = topic_mass(graph.num_entities, questions)
         result = search_relation_paths(
             graph,
             vectors @ relation_vectors.T,
@@ -130,3 +128,71 @@ class ZeroShotReasoner:
             hops = len(evidence[0].hops) if evidence else 0
             answers.append(Answer(entity, score, hops, tuple(evidence)))
         return answers
+
+
+def topic_mass(num_entities: int, questions: Sequence[Question]) -> Tensor:
+    """``(N, B)`` initial mass: each question's topic entities with their linking confidence."""
+    topics = torch.zeros(num_entities, len(questions))
+    for column, question in enumerate(questions):
+        for entity, weight in question.topics:
+            topics[entity, column] = max(float(topics[entity, column]), weight)
+    return topics
+
+
+class TrainedReasoner:
+    """Answers with a trained :class:`QuestionReasoner`; evidence follows the strongest weighted edges.
+
+    Args:
+        model: the trained model.
+        config: evidence settings (its search settings are unused).
+        description: what the model is (shown to clients).
+    """
+
+    def __init__(
+        self, model: QuestionReasoner, config: ReasonerConfig | None = None, description: str = ""
+    ) -> None:
+        self.model = model.eval()
+        self.config = config or ReasonerConfig()
+        self.description = description or repr(model)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.model!r})"
+
+    @torch.inference_mode()
+    def reason(
+        self, graph: KnowledgeGraph, relation_vectors: Tensor, questions: Sequence[Question]
+    ) -> list[Reasoning]:
+        """Answer a batch of questions in one propagation (``max_hops`` caps the hops of each question)."""
+        if not questions:
+            return []
+        if graph.num_relations == 0:
+            return [Reasoning([]) for _ in questions]
+        topics = topic_mass(graph.num_entities, questions)
+        vectors = torch.stack([q.vector for q in questions])  # (B, D)
+        output = self.model(graph, relation_vectors, vectors, topics)
+        hops = self.model.config.hops
+        results = []
+        for b, question in enumerate(questions):
+            limit = min(question.max_hops, hops)
+            per_hop = torch.stack([output.hop_scores[t][:, b] for t in range(limit)])  # (T', N)
+            weighted = per_hop * output.hop_attention[b, :limit, None]  # (T', N)
+            scores = weighted.sum(0).masked_fill_(topics[:, b] > 0, 0.0)  # (N,)
+            k = min(question.top_k, int((scores > self.config.min_score).sum()))
+            answers = []
+            if k:
+                top_scores, entities = torch.topk(scores, k)
+                frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
+                for score, entity in zip(top_scores.tolist(), entities.tolist(), strict=True):
+                    hop = int(torch.argmax(weighted[:, entity])) + 1
+                    walks = walk_back_weighted(
+                        graph,
+                        frontiers[: hop + 1],
+                        [output.relation_weights[t, b] for t in range(hop)],
+                        entity,
+                        self.config.evidence_per_answer,
+                    )
+                    evidence = tuple(Evidence(edges, weight) for edges, weight in walks)
+                    answers.append(Answer(entity, min(score, 1.0), hop, evidence))
+            touched = int(((per_hop > 0).any(0) | (topics[:, b] > 0)).sum())
+            results.append(Reasoning(answers, [], touched, 0))
+        return results

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,171 @@ def graphs(client: Any, delete: str | None, as_json: bool) -> None:
         click.echo(
             f"{g.name}: {g.entities} entities, {g.relations} relations, {g.triples} triples  {g.description}"
         )
+
+
+def _metrics_table(metrics: dict) -> str:
+    lines = ["| hops | questions | Hits@1 | Hits@5 | F1 |", "|---:|---:|---:|---:|---:|"]
+    for name, m in metrics.items():
+        lines.append(f"| {name} | {m.questions} | {m.hits_at_1:.3f} | {m.hits_at_5:.3f} | {m.f1:.3f} |")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--graph", required=True, help="Stored graph to train a reasoner for.")
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Question/answer file (JSONL or MetaQA format); repeatable.",
+)
+@click.option(
+    "--data-dir",
+    default=".graphfuse",
+    envvar="GRAPHFUSE_DATA_DIR",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory.",
+)
+@click.option("--holdout", default=0.2, show_default=True, help="Share of the question files held out.")
+@click.option(
+    "--generated",
+    default=0,
+    show_default=True,
+    help="Questions generated from the graph per hop count (1-3), added to training.",
+)
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--target",
+    default=None,
+    envvar="GRAPHFUSE_TARGET",
+    help="A running server to wait for until it answers with the new checkpoint.",
+)
+def train(
+    graph: str,
+    question_files: tuple[str, ...],
+    data_dir: Path,
+    holdout: float,
+    generated: int,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    target: str | None,
+) -> None:
+    """Train the question reasoner of GRAPH; a running server switches to it without a restart."""
+    from gnn.datasets import load_qa_file
+    from gnn.train import TrainConfig
+    from server.training import train_graph
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not question_files and not generated:
+        raise click.UsageError("give --questions FILE or --generated N (or both)")
+    examples = [e for path in question_files for e in load_qa_file(path)]
+    bar = tqdm(desc="train", unit="step")
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        bar.update(1)
+
+    try:
+        report = train_graph(
+            data_dir,
+            graph,
+            examples,
+            holdout=holdout,
+            generated_per_hop=generated,
+            train_config=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
+            on_step=on_step,
+        )
+    finally:
+        bar.close()
+    click.echo(
+        f"trained on {report.train_questions} questions from files + {report.generated_questions} generated "
+        f"in {report.seconds:.0f} s; {report.skipped_questions} skipped (entities not in the graph)"
+    )
+    if report.metrics:
+        click.echo(f"held-out ({report.holdout_questions} questions):")
+        click.echo(_metrics_table(report.metrics))
+    click.echo(f"checkpoint: {report.checkpoint}")
+    if target:
+        from server.client import Client
+
+        with Client(target, timeout=10) as client:
+            for _ in range(30):
+                if client.graph_info(graph).reasoner.startswith("trained"):
+                    click.echo(f"{target} now answers {graph} with the trained reasoner")
+                    break
+                time.sleep(1)
+            else:
+                raise click.ClickException(
+                    f"{target} did not pick up the checkpoint (is its --data-dir {data_dir}?)"
+                )
+
+
+@main.command("eval")
+@click.option("--graph", default="", help="Graph to ask (default: the server's default graph).")
+@click.option(
+    "--questions",
+    "question_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Question/answer file (JSONL or MetaQA format).",
+)
+@click.option("--limit", default=0, help="Ask only the first N questions (0 = all).")
+@click.option(
+    "--link/--given-topics",
+    default=False,
+    show_default=True,
+    help="Let the server's linker find the topic entities instead of passing them.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@_client_command
+def evaluate(client: Any, graph: str, question_file: str, limit: int, link: bool, as_json: bool) -> None:
+    """Ask every question of a file over the API; print Hits@1, Hits@5 and answer-set F1 by hop."""
+    from graphfuse.v1 import graphfuse_pb2 as pb
+
+    from gnn.datasets import load_qa_file
+    from gnn.evaluate import qa_metrics
+
+    examples = load_qa_file(question_file)[: limit or None]
+    requests = (
+        pb.AskRequest(
+            graph=graph,
+            question=e.question,
+            top_k=5,
+            request_id=str(i),
+            topic_entities=[] if link else list(e.topic_entities),
+        )
+        for i, e in enumerate(examples)
+    )
+    ranked: list[list[str]] = [[] for _ in examples]
+    committed: list[set[str]] = [set() for _ in examples]
+    failed = 0
+    for response in tqdm(
+        client.reasoner.AskStream(requests), total=len(examples), desc="eval", disable=as_json or None
+    ):
+        i = int(response.request_id)
+        if response.HasField("error"):
+            failed += 1
+            continue
+        gold = set(examples[i].answers)  # ids or names: compare each answer in the form the file uses
+        labels = [(a.entity_id if a.entity_id in gold else a.name, a.score) for a in response.answers]
+        ranked[i] = [label for label, _ in labels]
+        committed[i] = {label for label, score in labels if score >= 0.5}
+    metrics = qa_metrics(ranked, committed, [e.answers for e in examples], [e.hops or 0 for e in examples])
+    if as_json:
+        import json
+
+        click.echo(
+            json.dumps({"failed": failed, "metrics": {k: vars(m) for k, m in metrics.items()}}, indent=2)
+        )
+        return
+    click.echo(_metrics_table(metrics))
+    if failed:
+        click.echo(f"{failed} questions failed (no topic entity found, or an invalid request)")
 
 
 @main.command()

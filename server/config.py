@@ -15,6 +15,7 @@ class Limits:
     max_hops: int = 4
     default_hops: int = 3
     max_records_per_chunk: int = 10_000  # records per Ingest chunk
+    max_queued_texts: int = 4096  # texts waiting for the encoder; beyond it calls get RESOURCE_EXHAUSTED
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ServerConfig:
     grace_seconds: float = 5.0  # in-flight requests get this long to finish on shutdown
     max_message_bytes: int = 32 * 1024 * 1024
     link_threshold: float = 0.5  # least cosine for an embedding match to resolve an entity or relation
+    checkpoint_poll_seconds: float = 2.0  # how often trained checkpoints are looked for
+    batch_wait_ms: float = 2.0  # how long a text may wait for others to share its forward pass
     limits: Limits = field(default_factory=Limits)
 
     @property

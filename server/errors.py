@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from encoder import BatcherClosed, DeadlineExpired, Overloaded
 from server.store import GraphExistsError, StoreCorruptError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for ``error``."""
     if isinstance(error, ServiceError):
         return error.code, str(error)
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
+    if isinstance(error, DeadlineExpired):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(error) or "the deadline passed before the work started"
+    if isinstance(error, BatcherClosed):
+        return grpc.StatusCode.UNAVAILABLE, str(error)
     if isinstance(error, GraphExistsError):
         return grpc.StatusCode.ALREADY_EXISTS, str(error)
     if isinstance(error, StoreCorruptError):

@@ -18,14 +18,15 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from encoder import EncoderConfig, TextEncoder
+from encoder import BatcherConfig, EncodeBatcher, EncoderConfig, TextEncoder
 from gnn.datasets import load_umls_demo
 from gnn.evidence import Evidence
 from gnn.fusion import fuse_answer_text
 from gnn.graph import KnowledgeGraph
-from gnn.linking import nearest_entities, normalize, strip_mentions
-from gnn.reasoner import Question, ZeroShotReasoner
+from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
+from gnn.reasoner import Question
 from gnn.records import EntityRecord, TripleRecord, validate_record
+from server.checkpoints import checkpoint_path
 from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
 from server.state import GraphState
@@ -171,10 +172,11 @@ class GraphService:
         self.config = config
         self.limits = config.limits
         self.encoder: TextEncoder | None = None
+        self.batcher: EncodeBatcher | None = None
         self.store: GraphStore | None = None
-        self.reasoner = ZeroShotReasoner()
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
+        self._watcher: asyncio.Task | None = None
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
 
@@ -192,6 +194,15 @@ class GraphService:
         for meta in await self._on_io(self.store.list_graphs):
             await self._load_graph(meta.name)
         await self._on_compute(self.encoder.encode, ["warm-up question about a graph"])
+        self.batcher = EncodeBatcher(  # model and graph work share one thread: no oversubscription on 2 cores
+            self.encoder,
+            BatcherConfig(
+                max_wait_ms=self.config.batch_wait_ms, max_queued_texts=self.limits.max_queued_texts
+            ),
+            executor=self._compute,
+        )
+        await self.batcher.start()
+        self._watcher = asyncio.create_task(self._watch_checkpoints())
         self.ready = True
         log.info(
             "ready in %.1f s: model %s on %s, graphs %s",
@@ -214,14 +225,26 @@ class GraphService:
             assert self.encoder is not None and self.store is not None
             state = GraphState(name, KnowledgeGraph(entities, triples), self.encoder.dimensions)
             state.embed_names(self.encoder, self.store)
+            state.use_checkpoint(checkpoint_path(self.config.data_dir, name))
             return state
 
         state = await self._on_compute(build)
         self.graphs[name] = state
         log.info("graph %s: %s", name, state.graph)
 
+    async def _watch_checkpoints(self) -> None:
+        """Pick up checkpoints written by `graphfuse train` (or removed) without a restart."""
+        while True:
+            await asyncio.sleep(self.config.checkpoint_poll_seconds)
+            for name, state in list(self.graphs.items()):
+                await self._on_compute(state.use_checkpoint, checkpoint_path(self.config.data_dir, name))
+
     async def close(self) -> None:
         self.ready = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.batcher is not None:
+            await self.batcher.close()
         if self.store is not None:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
@@ -237,6 +260,12 @@ class GraphService:
         if not self.ready or self.encoder is None or self.store is None:
             raise Unavailable("the server is starting (loading the model and graphs); retry shortly")
         return self.encoder, self.store
+
+    @property
+    def _batcher(self) -> EncodeBatcher:
+        self._check_ready()
+        assert self.batcher is not None
+        return self.batcher
 
     def _graph(self, name: str) -> GraphState:
         self._check_ready()
@@ -260,8 +289,9 @@ class GraphService:
         )
 
     # -------------------------------------------------------------------------------------- embed
-    async def embed(self, texts: Sequence[str], truncate: bool) -> EmbedResult:
-        encoder, _ = self._check_ready()
+    async def embed(self, texts: Sequence[str], truncate: bool, deadline: float | None = None) -> EmbedResult:
+        """Encode ``texts`` batched with other callers' texts; ``deadline`` is a ``time.monotonic()`` time."""
+        self._check_ready()
         if not texts:
             raise InvalidArgument("texts is empty; send at least one text")
         if len(texts) > self.limits.max_texts:
@@ -271,15 +301,8 @@ class GraphService:
         for i, text in enumerate(texts):
             self._check_text(text, f"texts[{i}]")
         clock = _Clock()
-        queued = time.perf_counter()
-
-        def run() -> Any:
-            began = clock.add("queue_us", queued)
-            encoded = encoder.encode(texts, truncate=truncate)
-            clock.add("encode_us", began)
-            return encoded
-
-        encoded = await self._on_compute(run)
+        encoded = await self._batcher.encode(texts, truncate=truncate, deadline=deadline)
+        clock.add("encode_us", clock.start)
         return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
 
     def _check_text(self, text: str, what: str) -> None:
@@ -311,7 +334,7 @@ class GraphService:
         _, store = self._check_ready()
         return await self._on_io(store.list_graphs)
 
-    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str]]:
+    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], str]:
         _, store = self._check_ready()
         _check_graph_name(name)
         try:
@@ -320,7 +343,7 @@ class GraphService:
             raise NotFound(str(error)) from error
         state = self.graphs.get(name)
         relations = sorted(state.graph.relation_ids)[:1000] if state else []
-        return meta, relations
+        return meta, relations, state.reasoner_name if state else ""
 
     async def ingest(
         self, graph: str, records: Sequence[EntityRecord | TripleRecord], create: bool = False
@@ -367,7 +390,9 @@ class GraphService:
         top_k: int = 0,
         max_hops: int = 0,
         truncate: bool = False,
+        deadline: float | None = None,
     ) -> AskResult:
+        """Answer one question: link (compute thread), encode (shared batcher), reason (compute thread)."""
         state = self._graph(graph)
         encoder, _ = self._check_ready()
         self._check_text(question, "question")
@@ -378,14 +403,28 @@ class GraphService:
         clock = _Clock()
         queued = time.perf_counter()
 
+        def link() -> tuple[list[_Topic], str, int]:
+            clock.add("queue_us", queued)
+            tokens = encoder.count_tokens([question])[0]
+            if tokens > encoder.max_tokens and not truncate:
+                raise InvalidArgument(
+                    f"question has {tokens} tokens, more than the model's limit of {encoder.max_tokens}; "
+                    "shorten it or ask for truncation"
+                )
+            return (*self._topics(state, question, topic_entities), tokens)
+
+        topics, relation_text, tokens = await self._on_compute(link)
+        began = time.perf_counter()
+        encoded = await self._batcher.encode([relation_text], truncate=True, deadline=deadline)
+        queued = clock.add("encode_us", began)
+
         def run() -> AskResult:
+            nonlocal topics
             now = clock.add("queue_us", queued)
-            topics, relation_text = self._topics(state, question, topic_entities)
-            encoded = encoder.encode([relation_text], truncate=truncate)
             if not topics:  # link by meaning: the whole question against the entity names
-                topics = self._nearest_topic(state, encoder.encode([question], truncate=truncate).vectors[0])
-            now = clock.add("encode_us", now)
-            reasoning = self.reasoner.reason(
+                topics = self._nearest_topic(state, encoder.encode([question], truncate=True).vectors[0])
+                now = clock.add("encode_us", now)
+            reasoning = state.reasoner.reason(
                 state.graph,
                 state.relation_vectors,
                 [Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)],
@@ -407,7 +446,7 @@ class GraphService:
                 answers,
                 text,
                 [t.linked(state.graph) for t in topics],
-                encoder.count_tokens([question])[0],
+                tokens,
                 reasoning.touched_entities,
                 reasoning.touched_edges,
                 clock.done(),
@@ -424,10 +463,7 @@ class GraphService:
                 if not found:
                     raise NotFound(f"topic_entities[{i}] {text!r} is not an entity of graph {state.name!r}")
                 topics += [_Topic(e, 1.0, text, "given") for e, _ in found]
-            mentions = [
-                m for m in state.linker.find_mentions(question) if set(m.entities) & {t.index for t in topics}
-            ]
-            return topics, strip_mentions(question, mentions)
+            return topics, strip_topics(state.linker, question, (t.index for t in topics))
         mentions = state.linker.find_mentions(question)
         topics = [
             _Topic(e, 1.0 if m.method == "exact" else 0.95, m.text, m.method)

@@ -35,6 +35,12 @@ def _since(started: float) -> pb.Timing:
     return pb.Timing(total_us=int((time.perf_counter() - started) * 1e6))
 
 
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline as a ``time.monotonic()`` time, or None when it set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 def _truncate(value: int) -> bool:
     if value not in pb.Truncation.values():
         raise InvalidArgument(f"truncation {value} is not a Truncation value")
@@ -151,7 +157,9 @@ class EmbedderServicer(pb_grpc.EmbedderServicer):
 
     @unary
     async def Embed(self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext) -> pb.EmbedResponse:
-        result = await self.service.embed(list(request.texts), _truncate(request.truncation))
+        result = await self.service.embed(
+            list(request.texts), _truncate(request.truncation), _deadline(context)
+        )
         return pb.EmbedResponse(
             embeddings=[
                 pb.Embedding(values=v, tokens=t)
@@ -196,8 +204,10 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request: pb.GetGraphInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
         started = time.perf_counter()
-        meta, relations = await self.service.graph_info(request.graph)
-        return _graph_info(meta, relations, _since(started))
+        meta, relations, reasoner = await self.service.graph_info(request.graph)
+        info = _graph_info(meta, relations, _since(started))
+        info.reasoner = reasoner
+        return info
 
     @streaming
     async def Ingest(
@@ -232,7 +242,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
     def __init__(self, service: GraphService) -> None:
         self.service = service
 
-    async def _ask(self, request: pb.AskRequest) -> pb.AskResponse:
+    async def _ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
         result = await self.service.ask(
             request.graph,
             request.question,
@@ -240,6 +250,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
             request.top_k,
             request.max_hops,
             _truncate(request.truncation),
+            _deadline(context),
         )
         return pb.AskResponse(
             answers=[_answer(a) for a in result.answers],
@@ -253,7 +264,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
 
     @unary
     async def Ask(self, request: pb.AskRequest, context: grpc.aio.ServicerContext) -> pb.AskResponse:
-        return await self._ask(request)
+        return await self._ask(request, context)
 
     async def AskStream(
         self, request_iterator: AsyncIterator[pb.AskRequest], context: grpc.aio.ServicerContext
@@ -262,7 +273,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
         stream goes on."""
         async for request in request_iterator:
             try:
-                yield await self._ask(request)
+                yield await self._ask(request, context)
             except Exception as error:  # noqa: BLE001 - reported in the response, per question
                 code, message = status_of(error)
                 yield pb.AskResponse(

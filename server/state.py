@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +13,9 @@ from torch import Tensor
 from encoder import TextEncoder
 from gnn.graph import GraphUpdate, KnowledgeGraph
 from gnn.linking import EntityLinker
+from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
 from gnn.records import EntityRecord, TripleRecord
+from server.checkpoints import load_checkpoint
 from server.store import GraphStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,45 @@ class GraphState:
         self.linker = EntityLinker(graph)
         self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
+        self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
+        self.checkpoint_mtime: float | None = None  # of the checkpoint file the reasoner came from
+
+    @property
+    def reasoner_name(self) -> str:
+        if isinstance(self.reasoner, TrainedReasoner):
+            return f"trained: {self.reasoner.description}"
+        return "zero-shot"
+
+    def use_checkpoint(self, path: Path) -> bool:
+        """Answer with the checkpoint at ``path`` when it is new or changed, zero-shot when it is gone.
+
+        Returns whether the reasoner changed. A checkpoint that cannot be read is logged and skipped.
+        """
+        mtime = path.stat().st_mtime if path.exists() else None
+        if mtime == self.checkpoint_mtime:
+            return False
+        self.checkpoint_mtime = mtime
+        if mtime is None:
+            self.reasoner = ZeroShotReasoner()
+            log.info("graph %s: checkpoint removed, answering zero-shot", self.name)
+            return True
+        try:
+            model, meta = load_checkpoint(path)
+        except ValueError as error:
+            log.error("graph %s: %s; keeping the current reasoner", self.name, error)
+            return False
+        if model.config.text_dim != self.relation_vectors.shape[1]:
+            log.error(
+                "graph %s: %s expects %d-d text vectors, the encoder gives %d; keeping the current reasoner",
+                self.name,
+                path,
+                model.config.text_dim,
+                self.relation_vectors.shape[1],
+            )
+            return False
+        self.reasoner = TrainedReasoner(model, description=meta.get("description", path.name))
+        log.info("graph %s: answering with %s", self.name, self.reasoner_name)
+        return True
 
     def apply(
         self, records: Sequence[EntityRecord | TripleRecord], encoder: TextEncoder, store: GraphStore

@@ -9,6 +9,7 @@ from gnn.datasets import (
     QAExample,
     load_metaqa_questions,
     load_pykeen_triples,
+    load_qa_file,
     load_umls_demo,
     pykeen_dataset_dir,
     shared_data_dir,
@@ -167,3 +168,38 @@ def test_shared_data_dir_default_is_beside_the_repository(monkeypatch):
     else:
         with pytest.raises(FileNotFoundError, match=str(expected)):
             shared_data_dir()
+
+
+def test_load_qa_file_reads_jsonl_and_metaqa(tmp_path):
+    jsonl = tmp_path / "qa.jsonl"
+    jsonl.write_text(
+        '{"question": "what does aspirin treat", "answers": ["pain"], '
+        '"topic_entities": ["aspirin"], "hops": 1}\n'
+        "\n"
+        '{"question": "who directed Big", "answers": ["Penny Marshall"]}\n'
+    )
+    first, second = load_qa_file(jsonl)
+    assert first == QAExample("what does aspirin treat", ("pain",), ("aspirin",), 1)
+    assert second.topic_entities == () and second.hops is None
+    metaqa = tmp_path / "2-hop" / "qa.txt"
+    metaqa.parent.mkdir()
+    metaqa.write_text("who directed the films of [Tom Hanks]\tRon Howard|Penny Marshall\n")
+    (example,) = load_qa_file(metaqa)
+    assert example.topic_entities == ("Tom Hanks",) and example.hops == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("not json", "invalid JSON"),
+        ('{"question": "", "answers": ["a"]}', "'question'"),
+        ('{"question": "q", "answers": []}', "at least one answer"),
+        ('{"question": "q", "answers": "a"}', "'answers'"),
+        ('{"question": "q", "answers": ["a"], "hops": 0}', "'hops'"),
+    ],
+)
+def test_load_qa_file_names_the_bad_line(tmp_path, line, reason):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "fine", "answers": ["x"]}\n' + line + "\n")
+    with pytest.raises(LoadError, match=rf"qa.jsonl:2: .*{reason}"):
+        load_qa_file(path)

@@ -270,3 +270,37 @@ def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
             assert [g.name for g in client.list_graphs().graphs] == ["kept"]
     finally:
         second.stop()
+
+
+def test_encoder_overload_is_resource_exhausted_and_the_server_recovers(tmp_path) -> None:  # noqa: ANN001
+    config = server_config(tmp_path, demo=False)
+    config.limits.max_queued_texts = 8
+    config.batch_wait_ms = 50.0
+    server = RunningServer(config)
+    try:
+        with server.client() as client:
+            texts = [f"text number {i} about graphs" for i in range(6)]
+            futures = [
+                client.embedder.Embed.future(pb.EmbedRequest(texts=[f"{t} {j}" for t in texts]), timeout=60)
+                for j in range(12)
+            ]
+            codes = []
+            for future in futures:
+                try:
+                    future.result()
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as error:
+                    codes.append(error.code())
+                    assert "queue is full" in error.details()
+            assert grpc.StatusCode.OK in codes and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+            assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert len(client.embed(texts).embeddings) == 6  # accepted again once the queue drained
+    finally:
+        server.stop()
+
+
+def test_expired_deadline_is_deadline_exceeded(client: Client) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        client.embedder.Embed(pb.EmbedRequest(texts=["a text that never reaches the model"]), timeout=0.0001)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert client.serving()

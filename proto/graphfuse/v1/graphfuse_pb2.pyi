@@ -150,7 +150,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dimensions: _Optional[int] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class GraphInfo(_message.Message):
-    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing")
+    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class GraphInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    REASONER_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     entities: int
@@ -169,7 +170,8 @@ class GraphInfo(_message.Message):
     created_at: float
     updated_at: float
     timing: Timing
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    reasoner: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ...) -> None: ...
 
 class CreateGraphRequest(_message.Message):
     __slots__ = ("graph", "description")

@@ -1,0 +1,113 @@
+"""Batched question reasoning on MetaQA's knowledge base: model vs bare sparse products, batch vs one.
+
+One run on one machine:
+1. the bare sparse work of 3 hops for a block of B questions (the stacked CSR product and the row sums into
+   entities per hop), against the full QuestionReasoner forward for the same B questions (instructions,
+   relation softmax over live relations, propagation, hop mixing): the ratio is the model's overhead;
+2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.
+
+Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from gnn.datasets import shared_data_dir
+from gnn.graph import KnowledgeGraph
+from gnn.loaders import iter_records
+from gnn.models.question_reasoner import QuestionReasoner
+from gnn.train import topic_block
+from server.checkpoints import load_checkpoint
+
+
+def timed(fn, repeats: int) -> float:  # noqa: ANN001
+    """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a trained reasoner (default: untrained)"
+    )
+    args = parser.parse_args()
+
+    graph = KnowledgeGraph([], list(iter_records(shared_data_dir() / "metaqa" / "kb.txt")))
+    model = load_checkpoint(args.checkpoint)[0] if args.checkpoint else QuestionReasoner().eval()
+    hops = model.config.hops
+    generator = torch.Generator().manual_seed(0)
+    relation_vectors = torch.nn.functional.normalize(
+        torch.randn(graph.num_relations, 384, generator=generator), dim=1
+    )
+    questions = torch.nn.functional.normalize(torch.randn(args.batch, 384, generator=generator), dim=1)
+    topics = topic_block(
+        graph.num_entities,
+        [[int(i)] for i in torch.randint(0, graph.num_entities, (args.batch,), generator=generator)],
+    )
+    stacked = graph.stacked_transitions()
+    weights = torch.rand(args.batch, 2 * graph.num_relations, generator=generator)
+
+    def bare() -> None:
+        x = topics
+        for _ in range(hops):
+            moved = stacked.matrix @ x
+            x = torch.zeros_like(x).index_add_(0, stacked.rows, moved * weights.T[stacked.directions])
+
+    @torch.inference_mode()
+    def batched() -> None:
+        model(graph, relation_vectors, questions, topics)
+
+    @torch.inference_mode()
+    def one_by_one() -> None:
+        for b in range(args.batch):
+            model(graph, relation_vectors, questions[b : b + 1], topics[:, b : b + 1])
+
+    t_bare = timed(bare, args.repeats)
+    t_batch = timed(batched, args.repeats)
+    t_single = timed(one_by_one, max(1, args.repeats // 2))
+    edges = int(stacked.matrix.col_indices().numel())
+    print(
+        f"# MetaQA KB: {graph.num_entities} entities, {graph.num_edges} triples, {edges} directed edges "
+        f"(inverses included); {hops} hops; batch {args.batch}"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; model {'trained' if args.checkpoint else 'untrained'}"
+    )
+    print()
+    print("| measure | time | per question | ratio |")
+    print("|---|---:|---:|---:|")
+    print(
+        f"| bare sparse products, {hops} hops x {args.batch} questions | {t_bare * 1e3:.1f} ms | "
+        f"{t_bare / args.batch * 1e3:.2f} ms | 1.00 |"
+    )
+    print(
+        f"| QuestionReasoner forward, batch of {args.batch} | {t_batch * 1e3:.1f} ms | "
+        f"{t_batch / args.batch * 1e3:.2f} ms | {t_batch / t_bare:.2f}x the bare products |"
+    )
+    print(
+        f"| QuestionReasoner forward, {args.batch} questions one at a time | {t_single * 1e3:.1f} ms | "
+        f"{t_single / args.batch * 1e3:.2f} ms | batching is {t_single / t_batch:.1f}x cheaper per question |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from gnn.layers.relation_propagation import RelationPropagation
+
+__all__ = ["RelationPropagation"]

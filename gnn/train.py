@@ -1,0 +1,102 @@
+"""Training of the question reasoner on (question vector, topic entities, answers) examples."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from gnn.graph import KnowledgeGraph
+from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
+
+
+@dataclass
+class QADataset:
+    """Encoded questions with their topic and answer entity indices; ``hops`` is 0 when unknown."""
+
+    questions: Tensor  # (M, D)
+    topics: list[list[int]]
+    answers: list[list[int]]
+    hops: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    def subset(self, indices: Sequence[int]) -> QADataset:
+        return QADataset(
+            self.questions[list(indices)],
+            [self.topics[i] for i in indices],
+            [self.answers[i] for i in indices],
+            [self.hops[i] for i in indices] if self.hops else [],
+        )
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    answer_weight: float = 10.0  # answers count this many times a non-answer in the loss
+    seed: int = 0
+
+
+def topic_block(num_entities: int, topics: Sequence[Sequence[int]]) -> Tensor:
+    """``(N, B)`` initial mass: 1 on each question's topic entities."""
+    block = torch.zeros(num_entities, len(topics))
+    for column, entities in enumerate(topics):
+        block[list(entities), column] = 1.0
+    return block
+
+
+def answer_loss(scores: Tensor, target: Tensor, answer_weight: float) -> Tensor:
+    """Weighted squared error between entity scores and answer indicators (TransferNet's loss)."""
+    weight = 1.0 + (answer_weight - 1.0) * target
+    return (weight * (scores - target).pow(2)).sum() / weight.sum() * scores.shape[1]
+
+
+def train_question_reasoner(
+    graph: KnowledgeGraph,
+    relation_vectors: Tensor,
+    data: QADataset,
+    model_config: QuestionReasonerConfig | None = None,
+    config: TrainConfig | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> QuestionReasoner:
+    """Fit a :class:`QuestionReasoner` by propagating each batch and regressing entity scores on answers.
+
+    Args:
+        on_step: called as ``on_step(step, total_steps, loss)`` after every optimiser step (progress bars).
+    """
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    model = QuestionReasoner(model_config or QuestionReasonerConfig(text_dim=relation_vectors.shape[1]))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
+    total = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, config.lr, total_steps=max(total, 1), pct_start=0.1
+    )
+    order = list(range(len(data)))
+    rng = random.Random(config.seed)
+    step = 0
+    model.train()
+    for _ in range(config.epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            topics = topic_block(graph.num_entities, [data.topics[i] for i in batch])
+            target = topic_block(graph.num_entities, [data.answers[i] for i in batch])
+            output = model(graph, relation_vectors, data.questions[batch], topics)
+            loss = answer_loss(output.scores, target, config.answer_weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if on_step is not None:
+                on_step(step, total, loss.item())
+    return model.eval()

@@ -1,0 +1,148 @@
+"""`graphfuse train` and `graphfuse eval` against a running server, which picks up the checkpoint live."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gnn.datasets import load_qa_file
+from gnn.graph import KnowledgeGraph
+from gnn.questions import generate_questions
+from gnn.records import TripleRecord
+from server.checkpoints import checkpoint_path
+from server.cli import main
+from tests.server.conftest import RunningServer, server_config
+
+
+def world() -> list[TripleRecord]:
+    rng = random.Random(0)
+    triples = []
+    for m in range(30):
+        for a in rng.sample(range(20), 2):
+            triples.append(TripleRecord(f"film {m}", "starred_actors", f"actor {a}"))
+        triples.append(TripleRecord(f"film {m}", "directed_by", f"director {rng.randrange(8)}"))
+    for d in range(8):
+        triples.append(TripleRecord(f"director {d}", "born_in", f"city {rng.randrange(4)}"))
+    return triples
+
+
+@pytest.fixture(scope="module")
+def trained_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    data_dir = tmp_path_factory.mktemp("train-data")
+    config = server_config(data_dir, demo=False)
+    config.checkpoint_poll_seconds = 0.2
+    server = RunningServer(config)
+    with server.client() as client:
+        assert all(ack.accepted for ack in client.ingest("world", world()))
+    yield server, data_dir
+    server.stop()
+
+
+def write_questions(path: Path, count: int, seed: int) -> None:
+    graph = KnowledgeGraph([], world())
+    with path.open("w") as file:
+        for hops in (1, 2):
+            for q in generate_questions(graph, count, hops, seed=seed + hops):
+                file.write(
+                    json.dumps(
+                        {
+                            "question": q.question,
+                            "answers": list(q.answers),
+                            "topic_entities": [q.topic],
+                            "hops": hops,
+                        }
+                    )
+                    + "\n"
+                )
+
+
+def test_train_then_the_running_server_answers_with_the_checkpoint(trained_server, tmp_path: Path) -> None:  # noqa: ANN001
+    server, data_dir = trained_server
+    with server.client() as client:
+        assert client.graph_info("world").reasoner == "zero-shot"
+    questions = tmp_path / "qa.jsonl"
+    write_questions(questions, 40, seed=0)
+    assert len(load_qa_file(questions)) == 80
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--graph",
+            "world",
+            "--data-dir",
+            str(data_dir),
+            "--questions",
+            str(questions),
+            "--generated",
+            "40",
+            "--epochs",
+            "4",
+            "--holdout",
+            "0.25",
+            "--target",
+            server.target,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out (20 questions)" in result.output and "| 1 |" in result.output
+    assert "now answers world with the trained reasoner" in result.output
+    assert checkpoint_path(data_dir, "world").exists()
+
+    with server.client() as client:
+        info = client.graph_info("world")
+        assert info.reasoner.startswith("trained: QuestionReasoner on")
+        response = client.ask("what does film 3 directed by?", graph="world", top_k=3)
+        assert response.answers and 0.0 < response.answers[0].score <= 1.0
+        assert response.answers[0].evidence and response.answers[0].evidence[0].hops
+
+    evaluated = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--graph",
+            "world",
+            "--questions",
+            str(questions),
+            "--json",
+            "--target",
+            server.target,
+        ],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.output)
+    assert report["metrics"]["all"]["questions"] == 80
+    assert 0.0 <= report["metrics"]["1"]["hits_at_1"] <= 1.0
+
+    checkpoint_path(data_dir, "world").unlink()
+    with server.client() as client:
+        for _ in range(50):
+            if client.graph_info("world").reasoner == "zero-shot":
+                break
+            time.sleep(0.1)
+        assert client.graph_info("world").reasoner == "zero-shot"
+
+
+def test_train_needs_questions_or_generation(trained_server) -> None:  # noqa: ANN001
+    _, data_dir = trained_server
+    result = CliRunner().invoke(main, ["train", "--graph", "world", "--data-dir", str(data_dir)])
+    assert result.exit_code == 2 and "--questions" in result.output
+
+
+def test_a_broken_checkpoint_keeps_the_current_reasoner(trained_server) -> None:  # noqa: ANN001
+    server, data_dir = trained_server
+    path = checkpoint_path(data_dir, "world")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a checkpoint")
+    try:
+        time.sleep(0.6)
+        with server.client() as client:
+            assert client.graph_info("world").reasoner == "zero-shot"
+            assert client.ask("what does film 1 directed by?", graph="world").answers
+    finally:
+        path.unlink()
