@@ -401,7 +401,7 @@ def train(
 
         with Client(target, timeout=10) as client:
             for _ in range(30):
-                if client.graph_info(graph).reasoner.startswith("trained"):
+                if client.graph_info(graph).reasoner == f"trained: {report.description}":
                     click.echo(f"{target} now answers {graph} with the trained reasoner")
                     break
                 time.sleep(1)

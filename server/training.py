@@ -42,6 +42,7 @@ class TrainReport:
     skipped_questions: int  # topic or answers not found in the graph
     seconds: float
     metrics: dict[str, QAMetrics]
+    description: str  # what the server reports as this graph's reasoner once it loads the checkpoint
 
 
 def resolve_examples(
@@ -156,8 +157,9 @@ def train_graph(
         )
         path = checkpoint_path(data_dir, graph_name)
         summary = ", ".join(f"{k}-hop Hits@1 {m.hits_at_1:.3f}" for k, m in metrics.items() if k != "all")
-        description = f"QuestionReasoner on {len(train_rows)} questions ({len(generated)} generated)" + (
-            f"; held-out {summary}" if summary else ""
+        description = (
+            f"QuestionReasoner on {len(train_rows)} questions ({len(generated)} generated), "
+            f"trained {time.strftime('%Y-%m-%d %H:%M:%S')}" + (f"; held-out {summary}" if summary else "")
         )
         save_checkpoint(
             path,
@@ -171,7 +173,14 @@ def train_graph(
             },
         )
         return TrainReport(
-            path, len(train), len(generated), len(held), skipped, time.perf_counter() - started, metrics
+            path,
+            len(train),
+            len(generated),
+            len(held),
+            skipped,
+            time.perf_counter() - started,
+            metrics,
+            description,
         )
     finally:
         store.close()

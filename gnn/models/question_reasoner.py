@@ -113,7 +113,9 @@ class QuestionReasoner(nn.Module):
             # from where the mass is cannot be the next step.
             live = (degree @ (x.detach() > self.config.live_mass).float()).T > 0  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            x = self.propagate(graph, x, w)  # (N, B)
+            x = self.propagate(graph, x, w).masked_fill(
+                topics > 0, 0.0
+            )  # (N, B); paths never revisit a topic
             previous = w @ directed  # (B, D)
             stop_logits.append(
                 self.stop(torch.cat([questions, previous, state[:, 2 * questions.shape[1] :]], -1))
@@ -122,7 +124,6 @@ class QuestionReasoner(nn.Module):
             weights.append(w)
         attention = torch.softmax(torch.cat(stop_logits, dim=-1), dim=-1)  # (B, T)
         scores = sum(attention[:, t] * hop_scores[t] for t in range(self.config.hops))  # (N, B)
-        scores = scores.masked_fill(topics > 0, 0.0)
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
 
     def checkpoint(self) -> dict:
