@@ -37,12 +37,6 @@ class RelationAdjacency:
             out[self.rows] = (self.matrix @ x.to(self.matrix.dtype)).to(x.dtype)  # (M, B)
         return out
 
-    def apply_add(self, x: Tensor, out: Tensor) -> Tensor:
-        """``out += T_d @ x`` without allocating an ``(N, B)`` result; returns ``out``."""
-        if self.rows.numel():
-            out.index_add_(0, self.rows, (self.matrix @ x.to(self.matrix.dtype)).to(out.dtype))
-        return out
-
     def predecessors(self, node: int) -> Tensor:
         """Source nodes whose mass reaches ``node`` along this direction."""
         pos = int(torch.searchsorted(self.rows, node))

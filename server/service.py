@@ -144,7 +144,7 @@ class ServiceInfo:
 
 
 class _Clock:
-    """Stage timer: ``with clock.stage("encode_us"):`` adds the elapsed microseconds to that field."""
+    """Stage timer: ``clock.add("encode_us", since)`` adds the microseconds since ``since`` to that stage."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
