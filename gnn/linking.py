@@ -105,25 +105,39 @@ class EntityLinker:
         taken = [False] * len(tokens)
         longest = min(MAX_MENTION_TOKENS, len(tokens))
         for length in range(longest, 0, -1):
+            candidates = []
             for start in range(len(tokens) - length + 1):
-                span = range(start, start + length)
-                if any(taken[i] for i in span):
-                    continue
-                words = [tokens[i][0] for i in span]
+                words = [tokens[i][0] for i in range(start, start + length)]
                 if all(word in STOPWORDS for word in words):
                     continue
                 found = self._index.get(" ".join(words))
                 if found:
-                    for i in span:
-                        taken[i] = True
-                    begin, end = tokens[start][1], tokens[start + length - 1][2]
-                    mentions.append(self._mention(text, begin, end, sorted(found.items())))
+                    candidates.append((words[0] in STOPWORDS, start, found))
+            # Among equally long spans, one that starts with a function word yields ("actors in Time Bandits":
+            # "Time Bandits" before "in Time").
+            for _, start, found in sorted(candidates, key=lambda c: (c[0], c[1])):
+                span = range(start, start + length)
+                if any(taken[i] for i in span):
+                    continue
+                for i in span:
+                    taken[i] = True
+                begin, end = tokens[start][1], tokens[start + length - 1][2]
+                mentions.append(self._mention(text, begin, end, sorted(found.items())))
+        # A text that names something with capitals or digits ("what film genre is Little Fockers") uses its
+        # single lowercase words that happen to be entity names ("film") as ordinary words.
+        if any(_is_named(m.text) for m in mentions):
+            mentions = [m for m in mentions if _is_named(m.text) or " " in m.text.strip()]
         return sorted(mentions, key=lambda m: m.start)
 
     @staticmethod
     def _mention(text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
         method = "exact" if any(m == "exact" for _, m in found) else "alias"
         return Mention(text[start:end], start, end, tuple(e for e, _ in found), method)
+
+
+def _is_named(surface: str) -> bool:
+    """Whether a mention is written like a name: with an uppercase letter or a digit."""
+    return any(ch.isupper() or ch.isdigit() for ch in surface)
 
 
 def strip_mentions(text: str, mentions: Sequence[Mention]) -> str:
