@@ -29,6 +29,7 @@ from gnn.records import EntityRecord, TripleRecord, validate_record
 from server.checkpoints import checkpoint_path
 from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
+from server.reason_batcher import ReasonBatcher
 from server.state import GraphState
 from server.store import GraphMeta, GraphNotFoundError, GraphStore, WriteResult
 
@@ -173,6 +174,7 @@ class GraphService:
         self.limits = config.limits
         self.encoder: TextEncoder | None = None
         self.batcher: EncodeBatcher | None = None
+        self.reason_batcher: ReasonBatcher | None = None
         self.store: GraphStore | None = None
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
@@ -202,6 +204,8 @@ class GraphService:
             executor=self._compute,
         )
         await self.batcher.start()
+        self.reason_batcher = ReasonBatcher(self._compute, max_queued=self.limits.max_queued_texts)
+        await self.reason_batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
         self.ready = True
         log.info(
@@ -245,6 +249,8 @@ class GraphService:
             self._watcher.cancel()
         if self.batcher is not None:
             await self.batcher.close()
+        if self.reason_batcher is not None:
+            await self.reason_batcher.close()
         if self.store is not None:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
@@ -266,6 +272,12 @@ class GraphService:
         self._check_ready()
         assert self.batcher is not None
         return self.batcher
+
+    @property
+    def _reasoner_batcher(self) -> ReasonBatcher:
+        self._check_ready()
+        assert self.reason_batcher is not None
+        return self.reason_batcher
 
     def _graph(self, name: str) -> GraphState:
         self._check_ready()
@@ -418,41 +430,33 @@ class GraphService:
         encoded = await self._batcher.encode([relation_text], truncate=True, deadline=deadline)
         queued = clock.add("encode_us", began)
 
-        def run() -> AskResult:
-            nonlocal topics
-            now = clock.add("queue_us", queued)
-            if not topics:  # link by meaning: the whole question against the entity names
-                topics = self._nearest_topic(state, encoder.encode([question], truncate=True).vectors[0])
-                now = clock.add("encode_us", now)
-            reasoning = state.reasoner.reason(
-                state.graph,
-                state.relation_vectors,
-                [Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)],
-            )[0]
-            answers = [
-                AnswerResult(
-                    state.graph.entity_ids[a.entity],
-                    state.graph.names[a.entity],
-                    a.score,
-                    a.inferred,
-                    a.hops,
-                    tuple(_named_evidence(state.graph, e) for e in a.evidence),
-                )
-                for a in reasoning.answers
-            ]
-            text = fuse_answer_text(state.graph, reasoning.answers)
-            clock.add("reason_us", now)
-            return AskResult(
-                answers,
-                text,
-                [t.linked(state.graph) for t in topics],
-                tokens,
-                reasoning.touched_entities,
-                reasoning.touched_edges,
-                clock.done(),
+        if not topics:  # link by meaning: the whole question against the entity names
+            vector = (await self._batcher.encode([question], truncate=True, deadline=deadline)).vectors[0]
+            topics = await self._on_compute(self._nearest_topic, state, vector)
+            queued = clock.add("encode_us", queued)
+        question_ = Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)
+        reasoning = await self._reasoner_batcher.reason(state, question_)  # batched with concurrent questions
+        clock.add("reason_us", queued)
+        answers = [
+            AnswerResult(
+                state.graph.entity_ids[a.entity],
+                state.graph.names[a.entity],
+                a.score,
+                a.inferred,
+                a.hops,
+                tuple(_named_evidence(state.graph, e) for e in a.evidence),
             )
-
-        return await self._on_compute(run)
+            for a in reasoning.answers
+        ]
+        return AskResult(
+            answers,
+            fuse_answer_text(state.graph, reasoning.answers),
+            [t.linked(state.graph) for t in topics],
+            tokens,
+            reasoning.touched_entities,
+            reasoning.touched_edges,
+            clock.done(),
+        )
 
     def _topics(self, state: GraphState, question: str, given: Sequence[str]) -> tuple[list[_Topic], str]:
         """Topic entities (given ones resolved, else found in the text) and the question without them."""
