@@ -57,9 +57,8 @@ def walk_back(
         d = directions[hop - 1]
         relation, reverse = graph.relation_of(d)
         previous = frontiers[hop - 1]
-        for source in graph.transition(d).predecessors(node).tolist():
-            if previous[source] <= 0:
-                continue
+        sources = graph.transition(d).predecessors(node)
+        for source in sources[previous[sources] > 0].tolist():
             head, tail = (node, source) if reverse else (source, node)
             visit(source, hop - 1, (EvidenceHop(head, relation, tail, reverse), *suffix))
             if len(found) >= limit:
