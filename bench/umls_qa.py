@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from gnn.datasets import load_umls_demo
+from gnn.evaluate import expected_calibration_error
 from gnn.graph import KnowledgeGraph
 from gnn.questions import generate_questions
 from server.client import Client
@@ -82,14 +83,19 @@ def main() -> None:
             with Client(target) as client:
                 for hops, items in questions.items():
                     hits1 = hits5 = 0
+                    confidences, correct = [], []
                     for item in items:
                         began = time.perf_counter()
                         response = client.ask(item.question, top_k=5)
                         latencies.append((time.perf_counter() - began) * 1000)
                         ranked = [a.entity_id for a in response.answers]
-                        hits1 += bool(ranked[:1]) and ranked[0] in item.answers
+                        right = bool(ranked[:1]) and ranked[0] in item.answers
+                        hits1 += right
                         hits5 += any(r in item.answers for r in ranked[:5])
-                    rows.append((hops, len(items), hits1 / len(items), hits5 / len(items)))
+                        confidences.append(response.answers[0].score if response.answers else 0.0)
+                        correct.append(right)
+                    ece = expected_calibration_error(confidences, correct)
+                    rows.append((hops, len(items), hits1 / len(items), hits5 / len(items), ece))
         finally:
             stop_server(process)
 
@@ -102,10 +108,10 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     print()
-    print("| hops | questions | Hits@1 | Hits@5 |")
-    print("|---:|---:|---:|---:|")
-    for hops, n, h1, h5 in rows:
-        print(f"| {hops} | {n} | {h1:.3f} | {h5:.3f} |")
+    print("| hops | questions | Hits@1 | Hits@5 | ECE of the top score |")
+    print("|---:|---:|---:|---:|---:|")
+    for hops, n, h1, h5, ece in rows:
+        print(f"| {hops} | {n} | {h1:.3f} | {h5:.3f} | {ece:.3f} |")
     print()
     print("| measure | value |")
     print("|---|---:|")

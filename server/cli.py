@@ -310,9 +310,11 @@ def graphs(client: Any, delete: str | None, as_json: bool) -> None:
 
 
 def _metrics_table(metrics: dict) -> str:
-    lines = ["| hops | questions | Hits@1 | Hits@5 | F1 |", "|---:|---:|---:|---:|---:|"]
+    lines = ["| hops | questions | Hits@1 | Hits@5 | F1 | ECE |", "|---:|---:|---:|---:|---:|---:|"]
     for name, m in metrics.items():
-        lines.append(f"| {name} | {m.questions} | {m.hits_at_1:.3f} | {m.hits_at_5:.3f} | {m.f1:.3f} |")
+        lines.append(
+            f"| {name} | {m.questions} | {m.hits_at_1:.3f} | {m.hits_at_5:.3f} | {m.f1:.3f} | {m.ece:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -449,6 +451,7 @@ def evaluate(client: Any, graph: str, question_file: str, limit: int, link: bool
     )
     ranked: list[list[str]] = [[] for _ in examples]
     committed: list[set[str]] = [set() for _ in examples]
+    top_scores = [0.0] * len(examples)
     failed = 0
     for response in tqdm(
         client.reasoner.AskStream(requests), total=len(examples), desc="eval", disable=as_json or None
@@ -461,7 +464,10 @@ def evaluate(client: Any, graph: str, question_file: str, limit: int, link: bool
         labels = [(a.entity_id if a.entity_id in gold else a.name, a.score) for a in response.answers]
         ranked[i] = [label for label, _ in labels]
         committed[i] = {label for label, score in labels if score >= 0.5}
-    metrics = qa_metrics(ranked, committed, [e.answers for e in examples], [e.hops or 0 for e in examples])
+        top_scores[i] = labels[0][1] if labels else 0.0
+    metrics = qa_metrics(
+        ranked, committed, [e.answers for e in examples], [e.hops or 0 for e in examples], top_scores
+    )
     if as_json:
         import json
 

@@ -82,7 +82,7 @@ def evaluate(
     batch_size: int = 64,
 ) -> dict[str, QAMetrics]:
     """Hits@1, Hits@5 and answer-set F1 (answers scoring >= 0.5) of ``reasoner`` on ``data``, by hop."""
-    ranked, committed = [], []
+    ranked, committed, top_scores = [], [], []
     for start in range(0, len(data), batch_size):
         batch = range(start, min(start + batch_size, len(data)))
         questions = [
@@ -91,7 +91,8 @@ def evaluate(
         for result in reasoner.reason(graph, relation_vectors, questions):
             ranked.append([a.entity for a in result.answers])
             committed.append({a.entity for a in result.answers if a.score >= 0.5})
-    return qa_metrics(ranked, committed, data.answers, data.hops)
+            top_scores.append(result.answers[0].score if result.answers else 0.0)
+    return qa_metrics(ranked, committed, data.answers, data.hops, top_scores)
 
 
 def train_graph(

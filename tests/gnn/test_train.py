@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from gnn.evaluate import answer_f1, qa_metrics
@@ -99,3 +100,12 @@ def test_answer_f1() -> None:
     assert answer_f1({1, 2}, {2, 3}) == 0.5
     assert answer_f1(set(), {1}) == 0.0
     assert answer_f1({1}, {1}) == 1.0
+
+
+def test_expected_calibration_error() -> None:
+    from gnn.evaluate import expected_calibration_error
+
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == 0.0
+    assert expected_calibration_error([0.95, 0.95], [True, False]) == pytest.approx(0.45)
+    assert expected_calibration_error([0.2, 0.8], [False, True]) == pytest.approx(0.2)
+    assert expected_calibration_error([], []) == 0.0
