@@ -220,21 +220,7 @@ class EncodeBatcher:
             raise DeadlineExpired(f"the deadline had passed when {len(texts)} texts arrived")
 
         n = len(texts)
-        vectors = torch.empty(n, self.encoder.dimensions)  # (n, D)
-        tokens = [0] * n
-        cache = self.encoder.cache
-        hit_rows, hit_vectors = [], []
-        misses: dict[str, list[int]] = {}  # text -> positions, in order of first appearance
-        for i, text in enumerate(texts):
-            hit = cache.get((text, truncate)) if cache is not None else None
-            if hit is None:
-                misses.setdefault(text, []).append(i)
-            else:
-                hit_rows.append(i)
-                hit_vectors.append(hit[0])
-                tokens[i] = hit[1]
-        if hit_rows:
-            vectors[hit_rows] = torch.stack(hit_vectors)
+        vectors, tokens, hits, misses = self.encoder.from_cache(texts, truncate)
         if not misses:
             self.stats.hits += n
             return Encoded(vectors=vectors, tokens=tokens, cache_hits=n)
@@ -256,11 +242,11 @@ class EncodeBatcher:
             future=loop.create_future(),
             vectors=vectors,
             tokens=tokens,
-            hits=len(hit_rows),
+            hits=hits,
             misses=misses,
-            remaining=n - len(hit_rows),
+            remaining=n - hits,
         )
-        self.stats.hits += len(hit_rows)
+        self.stats.hits += hits
         self.stats.misses += len(misses)
         self.stats.queued_texts += len(misses)
         self._waiting += len(misses)

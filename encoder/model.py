@@ -128,21 +128,7 @@ class TextEncoder:
         callers may modify in place or feed to autograd (e.g. as GNN node features).
         """
         texts = self._check(texts)
-        n = len(texts)
-        vectors = torch.empty(n, self.dimensions)  # (n, D)
-        tokens = [0] * n
-        hit_rows, hit_vectors = [], []
-        misses: dict[str, list[int]] = {}  # text -> positions in `texts`, in order of first appearance
-        for i, text in enumerate(texts):
-            hit = self.cache.get((text, truncate)) if self.cache is not None else None
-            if hit is None:
-                misses.setdefault(text, []).append(i)
-            else:
-                hit_rows.append(i)
-                hit_vectors.append(hit[0])
-                tokens[i] = hit[1]
-        if hit_rows:
-            vectors[hit_rows] = torch.stack(hit_vectors)
+        vectors, tokens, hits, misses = self.from_cache(texts, truncate)
         if misses:
             fresh, lengths = self._encode_unique(list(misses), [p[0] for p in misses.values()], truncate)
             rows, sources = [], []
@@ -154,7 +140,7 @@ class TextEncoder:
                 if self.cache is not None:  # clone: a row view would keep the whole batch alive
                     self.cache.put((text, truncate), (fresh[j].clone(), lengths[j]))
             vectors[rows] = fresh[sources]
-        return Encoded(vectors=vectors, tokens=tokens, cache_hits=len(hit_rows))
+        return Encoded(vectors=vectors, tokens=tokens, cache_hits=hits)
 
     def tokenize(self, texts: Sequence[str]) -> Tokens:
         """Token ids per text, special tokens included, ready for `embed_tokens`.
@@ -187,6 +173,31 @@ class TextEncoder:
         if not ids:
             return torch.empty(0, self.dimensions)
         return self._forward(ids, type_ids if self.use_type_ids else None)  # None: the model's default types
+
+    def from_cache(
+        self, texts: list[str], truncate: bool
+    ) -> tuple[torch.Tensor, list[int], int, dict[str, list[int]]]:
+        """Rows of ``texts`` filled from the cache.
+
+        Returns:
+            ``(vectors (n, D), tokens, hits, misses)``: the rows and token counts of cached texts are
+            filled in; ``misses`` maps each uncached text to its positions, in order of first appearance.
+        """
+        vectors = torch.empty(len(texts), self.dimensions)  # (n, D)
+        tokens = [0] * len(texts)
+        hit_rows, hit_vectors = [], []
+        misses: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            hit = self.cache.get((text, truncate)) if self.cache is not None else None
+            if hit is None:
+                misses.setdefault(text, []).append(i)
+            else:
+                hit_rows.append(i)
+                hit_vectors.append(hit[0])
+                tokens[i] = hit[1]
+        if hit_rows:
+            vectors[hit_rows] = torch.stack(hit_vectors)
+        return vectors, tokens, len(hit_rows), misses
 
     def _encode_unique(
         self, texts: list[str], first_index: list[int], truncate: bool

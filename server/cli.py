@@ -22,6 +22,14 @@ from gnn.loaders import FORMATS, LoadError, iter_records
 from gnn.records import EntityRecord, TripleRecord
 
 DEFAULT_TARGET = "localhost:50051"
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    default=".graphfuse",
+    envvar="GRAPHFUSE_DATA_DIR",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory (SQLite store and trained checkpoints).",
+)
 
 
 def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,14 +94,7 @@ def main(verbose: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="GRAPHFUSE_HOST", show_default=True)
 @click.option("--port", default=50051, envvar="GRAPHFUSE_PORT", show_default=True, help="0 = any free port.")
-@click.option(
-    "--data-dir",
-    default=".graphfuse",
-    envvar="GRAPHFUSE_DATA_DIR",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the SQLite store lives.",
-)
+@DATA_DIR_OPTION
 @click.option(
     "--model-dir",
     default=None,
@@ -327,14 +328,7 @@ def _metrics_table(metrics: dict) -> str:
     type=click.Path(exists=True, dir_okay=False),
     help="Question/answer file (JSONL or MetaQA format); repeatable.",
 )
-@click.option(
-    "--data-dir",
-    default=".graphfuse",
-    envvar="GRAPHFUSE_DATA_DIR",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The server's data directory.",
-)
+@DATA_DIR_OPTION
 @click.option("--holdout", default=0.2, show_default=True, help="Share of the question files held out.")
 @click.option(
     "--generated",
