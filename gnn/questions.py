@@ -14,17 +14,41 @@ import torch
 
 from gnn.graph import KnowledgeGraph
 
-FORWARD_1 = ("what does {e} {r}?", "{e} {r} what?", "which entities does {e} {r}?", "tell me what {e} {r}")
-REVERSED_1 = (
-    "what {r} {e}?",
-    "which entities {r} {e}?",
-    "name something that {r} {e}",
-    "what is it that {r} {e}?",
+
+@dataclass(frozen=True)
+class Phrasings:
+    """Templates per hop position and direction; ``{e}`` is the entity phrase, ``{r}`` the relation text."""
+
+    forward_1: tuple[str, ...]
+    reversed_1: tuple[str, ...]
+    forward_inner: tuple[str, ...]
+    reversed_inner: tuple[str, ...]
+    forward_outer: tuple[str, ...]
+    reversed_outer: tuple[str, ...]
+
+
+TRAIN_PHRASINGS = Phrasings(
+    forward_1=("what does {e} {r}?", "{e} {r} what?", "which entities does {e} {r}?", "tell me what {e} {r}"),
+    reversed_1=(
+        "what {r} {e}?",
+        "which entities {r} {e}?",
+        "name something that {r} {e}",
+        "what is it that {r} {e}?",
+    ),
+    forward_inner=("the things that {e} {r}", "whatever {e} {r}", "what {e} {r}"),
+    reversed_inner=("the things that {r} {e}", "whatever {r} {e}", "what {r} {e}"),
+    forward_outer=("what do {e} {r}?", "which entities do {e} {r}?", "what is {r} by {e}?"),
+    reversed_outer=("what {r} {e}?", "which entities {r} {e}?", "name what {r} {e}"),
 )
-FORWARD_INNER = ("the things that {e} {r}", "whatever {e} {r}", "what {e} {r}")
-REVERSED_INNER = ("the things that {r} {e}", "whatever {r} {e}", "what {r} {e}")
-FORWARD_OUTER = ("what do {e} {r}?", "which entities do {e} {r}?", "what is {r} by {e}?")
-REVERSED_OUTER = ("what {r} {e}?", "which entities {r} {e}?", "name what {r} {e}")
+# Held apart for evaluation: a model trained on TRAIN_PHRASINGS has never seen these wordings.
+EVAL_PHRASINGS = Phrasings(
+    forward_1=("list everything {e} {r}", "find the targets: {e} {r} ...", "{e} {r} which ones"),
+    reversed_1=("who or what {r} {e}", "show all that {r} {e}", "I need the items that {r} {e}"),
+    forward_inner=("those {e} {r}", "each item {e} {r}"),
+    reversed_inner=("those that {r} {e}", "every item that {r} {e}"),
+    forward_outer=("list everything {e} {r}", "show me what {e} {r}"),
+    reversed_outer=("who or what {r} {e}", "find all that {r} {e}"),
+)
 
 
 @dataclass(frozen=True)
@@ -36,18 +60,20 @@ class GeneratedQuestion:
     hops: int
 
 
-def _phrase(graph: KnowledgeGraph, topic: int, directions: list[int], rng: random.Random) -> str:
+def _phrase(
+    graph: KnowledgeGraph, topic: int, directions: list[int], rng: random.Random, phrasings: Phrasings
+) -> str:
     text = graph.names[topic]
     for hop, d in enumerate(directions):
         relation, reverse = graph.relation_of(d)
         r = graph.relation_text(relation)
         last = hop == len(directions) - 1
         if len(directions) == 1:
-            templates = REVERSED_1 if reverse else FORWARD_1
+            templates = phrasings.reversed_1 if reverse else phrasings.forward_1
         elif last:
-            templates = REVERSED_OUTER if reverse else FORWARD_OUTER
+            templates = phrasings.reversed_outer if reverse else phrasings.forward_outer
         else:
-            templates = REVERSED_INNER if reverse else FORWARD_INNER
+            templates = phrasings.reversed_inner if reverse else phrasings.forward_inner
         text = rng.choice(templates).format(e=text, r=r)
     return text
 
@@ -59,6 +85,7 @@ def generate_questions(
     seed: int = 0,
     max_answers: int = 30,
     max_tries: int = 100,
+    phrasings: Phrasings = TRAIN_PHRASINGS,
 ) -> list[GeneratedQuestion]:
     """``count`` distinct questions of exactly ``hops`` hops (fewer when the graph has too few).
 
@@ -69,6 +96,7 @@ def generate_questions(
         seed: random seed (the same seed gives the same questions).
         max_answers: paths reaching more entities than this are skipped (such questions are not useful).
         max_tries: attempts per wanted question before giving up.
+        phrasings: the templates (``EVAL_PHRASINGS`` to test on wordings a model was not trained on).
     """
     if hops < 1:
         raise ValueError(f"Expected 'hops' >= 1 (got {hops})")
@@ -109,7 +137,7 @@ def generate_questions(
             path.append(graph.relation_ids[relation] + ("^-1" if reversed_ else ""))
         out.append(
             GeneratedQuestion(
-                _phrase(graph, topic, directions, rng),
+                _phrase(graph, topic, directions, rng, phrasings),
                 graph.entity_ids[topic],
                 tuple(graph.entity_ids[a] for a in answers),
                 tuple(path),
