@@ -8,6 +8,8 @@ from torch import Tensor
 
 from gnn.graph import KnowledgeGraph
 
+MAX_EXPANSIONS = 256  # DFS steps one evidence walk may take (skipping cycles can lead into dead ends)
+
 
 @dataclass(frozen=True, slots=True)
 class EvidenceHop:
@@ -42,15 +44,18 @@ def walk_back(
 ) -> list[tuple[EvidenceHop, ...]]:
     """Up to ``limit`` edge paths from the topic entities to ``answer`` along ``directions``.
 
-    Every predecessor kept lies on the previous frontier, so each branch reaches a topic entity.
+    Every predecessor kept lies on the previous frontier, so it leads back to a topic entity; paths that
+    pass an entity twice are not evidence and are skipped (at most ``MAX_EXPANSIONS`` steps are tried).
     """
     if frontiers[-1][answer] <= 0:
         return []
     found: list[tuple[EvidenceHop, ...]] = []
+    budget = [MAX_EXPANSIONS]
 
-    def visit(node: int, hop: int, suffix: tuple[EvidenceHop, ...]) -> None:
-        if len(found) >= limit:
+    def visit(node: int, hop: int, suffix: tuple[EvidenceHop, ...], on_path: frozenset[int]) -> None:
+        if len(found) >= limit or budget[0] <= 0:
             return
+        budget[0] -= 1
         if hop == 0:
             found.append(suffix)
             return
@@ -59,12 +64,14 @@ def walk_back(
         previous = frontiers[hop - 1]
         sources = graph.transition(d).predecessors(node)
         for source in sources[previous[sources] > 0].tolist():
+            if source in on_path:
+                continue
             head, tail = (node, source) if reverse else (source, node)
-            visit(source, hop - 1, (EvidenceHop(head, relation, tail, reverse), *suffix))
+            visit(source, hop - 1, (EvidenceHop(head, relation, tail, reverse), *suffix), on_path | {source})
             if len(found) >= limit:
                 return
 
-    visit(answer, len(directions), ())
+    visit(answer, len(directions), (), frozenset({answer}))
     return found
 
 
@@ -106,20 +113,29 @@ def walk_back_weighted(
                 out.append((float(weights[d]) * score, d, source))
         return sorted(out, reverse=True)
 
-    def visit(node: int, hop: int, suffix: tuple[EvidenceHop, ...], weight: float) -> None:
-        if len(found) >= limit:
+    budget = [MAX_EXPANSIONS]
+
+    def visit(
+        node: int, hop: int, suffix: tuple[EvidenceHop, ...], weight: float, on_path: frozenset[int]
+    ) -> None:
+        if len(found) >= limit or budget[0] <= 0:
             return
+        budget[0] -= 1
         if hop == 0:
             found.append((suffix, weight))
             return
         candidates = steps(node, hop, min_weight) or steps(node, hop, 0.0)
         for _, d, source in candidates:
+            if source in on_path:
+                continue
             relation, reverse = graph.relation_of(d)
             head, tail = (node, source) if reverse else (source, node)
             step = EvidenceHop(head, relation, tail, reverse)
-            visit(source, hop - 1, (step, *suffix), weight * float(hop_weights[hop - 1][d]))
+            visit(
+                source, hop - 1, (step, *suffix), weight * float(hop_weights[hop - 1][d]), on_path | {source}
+            )
             if len(found) >= limit:
                 return
 
-    visit(answer, hops, (), 1.0)
+    visit(answer, hops, (), 1.0, frozenset({answer}))
     return sorted(found, key=lambda item: -item[1])

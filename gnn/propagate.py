@@ -102,10 +102,12 @@ def search_relation_paths(
             cols = (keep_dir == d).nonzero().flatten()
             moved = graph.transition(d).apply(frontier[:, keep_path[cols]])
             next_frontier[:, cols] = moved.clamp_(max=1.0)
-
         owner = owner[keep_path]
+        next_frontier.masked_fill_(topics[:, owner] > 0, 0.0)  # paths never revisit a topic entity
+
         path_score = score[keep_path, keep_dir]
         weight = torch.exp((path_score - 1.0) / config.temperature)  # <= 1: no overflow
+        weight = weight * (next_frontier.sum(0) > 0)  # a path that only led back to the topic answers nothing
         weighted_reach.index_add_(1, owner, next_frontier * weight)
         reach.index_add_(1, owner, next_frontier)
         normaliser.index_add_(0, owner, weight)

@@ -57,7 +57,8 @@ def test_one_hop_answers_and_evidence(graph: KnowledgeGraph) -> None:
     result = ask(graph, "Ginger Rogers", ["starred_actors"])
     assert top_names(graph, result, 2) == {"Top Hat", "Swing Time"}
     first, second = result.answers[:2]
-    assert first.score == pytest.approx(second.score) and first.score > result.answers[2].score
+    # Top Hat is also reached through Fred Astaire (a longer path), so it may score a little higher.
+    assert min(first.score, second.score) > result.answers[2].score
     assert first.hops == 1 and not first.inferred
     assert edges(graph, first.evidence[0]) == [
         (graph.entity_ids[first.entity], "starred_actors", "Ginger Rogers", True)
@@ -143,3 +144,14 @@ def test_evidence_limit(graph: KnowledgeGraph) -> None:
 def test_wrong_relation_vector_count_is_rejected(graph: KnowledgeGraph) -> None:
     with pytest.raises(ValueError, match="relation vectors"):
         ZeroShotReasoner().reason(graph, torch.eye(2, 8), [Question(torch.eye(8)[0], ((0, 1.0),), 5, 1)])
+
+
+def test_evidence_paths_never_pass_an_entity_twice(graph: KnowledgeGraph) -> None:
+    result = ask(graph, "Ginger Rogers", ["starred_actors", "directed_by", "born_in"])
+    walks = [e for a in result.answers for e in a.evidence]
+    assert walks
+    for evidence in walks:
+        first = evidence.hops[0]
+        visited = [first.tail if first.reversed else first.head]
+        visited += [h.head if h.reversed else h.tail for h in evidence.hops]
+        assert len(visited) == len(set(visited)), edges(graph, evidence)
