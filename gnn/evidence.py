@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -42,37 +43,9 @@ def walk_back(
     answer: int,
     limit: int,
 ) -> list[tuple[EvidenceHop, ...]]:
-    """Up to ``limit`` edge paths from the topic entities to ``answer`` along ``directions``.
-
-    Every predecessor kept lies on the previous frontier, so it leads back to a topic entity; paths that
-    pass an entity twice are not evidence and are skipped (at most ``MAX_EXPANSIONS`` steps are tried).
-    """
-    if frontiers[-1][answer] <= 0:
-        return []
-    found: list[tuple[EvidenceHop, ...]] = []
-    budget = [MAX_EXPANSIONS]
-
-    def visit(node: int, hop: int, suffix: tuple[EvidenceHop, ...], on_path: frozenset[int]) -> None:
-        if len(found) >= limit or budget[0] <= 0:
-            return
-        budget[0] -= 1
-        if hop == 0:
-            found.append(suffix)
-            return
-        d = directions[hop - 1]
-        relation, reverse = graph.relation_of(d)
-        previous = frontiers[hop - 1]
-        sources = graph.transition(d).predecessors(node)
-        for source in sources[previous[sources] > 0].tolist():
-            if source in on_path:
-                continue
-            head, tail = (node, source) if reverse else (source, node)
-            visit(source, hop - 1, (EvidenceHop(head, relation, tail, reverse), *suffix), on_path | {source})
-            if len(found) >= limit:
-                return
-
-    visit(answer, len(directions), (), frozenset({answer}))
-    return found
+    """Up to ``limit`` edge paths from the topic entities to ``answer`` along fixed ``directions``."""
+    hops = [_HopChoice([d], [], {d: 1.0}) for d in directions]
+    return [edges for edges, _ in _walk(graph, frontiers, hops, answer, limit)]
 
 
 def walk_back_weighted(
@@ -88,32 +61,59 @@ def walk_back_weighted(
     Args:
         frontiers: entity scores ``x_0 .. x_L``, each ``(N,)``; ``x_0`` is the topic mass.
         hop_weights: ``L`` tensors ``(2R,)``: the weight of each directed relation at each hop.
-        min_weight: relations below this weight are only tried when no stronger one leads back.
+        min_weight: relations below this weight are only tried when no stronger one leads back; relations
+            of weight zero never are.
 
     Returns:
         ``(hops, weight)`` pairs, strongest first; a path's weight is the product of its hops' relation
-        weights. Predecessors are explored in order of contribution (relation weight x predecessor score).
+        weights.
     """
-    hops = len(hop_weights)
-    if hops == 0 or frontiers[hops][answer] <= 0:
+    hops = [
+        _HopChoice(
+            (w >= min_weight).nonzero().flatten().tolist(),
+            ((w > 0) & (w < min_weight)).nonzero().flatten().tolist(),  # no weight, no mass carried
+            w.tolist(),
+        )
+        for w in hop_weights
+    ]
+    return _walk(graph, frontiers, hops, answer, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class _HopChoice:
+    """The relations one hop of a walk may follow: ``strong`` first, ``weak`` only when those lead nowhere."""
+
+    strong: list[int]
+    weak: list[int]
+    weight: Sequence[float] | Mapping[int, float]  # by directed relation
+
+
+def _walk(
+    graph: KnowledgeGraph, frontiers: list[Tensor], hops: list[_HopChoice], answer: int, limit: int
+) -> list[tuple[tuple[EvidenceHop, ...], float]]:
+    """Depth-first from ``answer`` back to the topic entities, predecessors in order of contribution
+    (relation weight x predecessor score). Predecessors lie on the previous frontier, so they lead back to
+    a topic entity; paths that pass an entity twice are not evidence and are skipped, which can lead into
+    dead ends, so at most ``MAX_EXPANSIONS`` steps are tried."""
+    if not hops or frontiers[len(hops)][answer] <= 0:
         return []
     found: list[tuple[tuple[EvidenceHop, ...], float]] = []
+    budget = [MAX_EXPANSIONS]
 
-    def steps(node: int, hop: int, floor: float) -> list[tuple[float, int, int]]:
-        weights = hop_weights[hop - 1]
-        previous = frontiers[hop - 1]
+    def steps(node: int, hop: int, directions: list[int]) -> list[tuple[float, int, int]]:
+        previous, weight_of = frontiers[hop - 1], hops[hop - 1].weight
         out = []
-        for d in (weights >= floor).nonzero().flatten().tolist():
+        for d in directions:
             sources = graph.transition(d).predecessors(node)
             if sources.numel() == 0:
                 continue
             scores = previous[sources]
             keep = scores > 0
-            for source, score in zip(sources[keep].tolist(), scores[keep].tolist(), strict=True):
-                out.append((float(weights[d]) * score, d, source))
-        return sorted(out, reverse=True)
-
-    budget = [MAX_EXPANSIONS]
+            weight = weight_of[d]
+            out += [
+                (weight * s, d, n) for n, s in zip(sources[keep].tolist(), scores[keep].tolist(), strict=True)
+            ]
+        return sorted(out, key=lambda step: (-step[0], step[1], step[2]))  # strongest first, ties in order
 
     def visit(
         node: int, hop: int, suffix: tuple[EvidenceHop, ...], weight: float, on_path: frozenset[int]
@@ -124,18 +124,16 @@ def walk_back_weighted(
         if hop == 0:
             found.append((suffix, weight))
             return
-        candidates = steps(node, hop, min_weight) or steps(node, hop, 0.0)
-        for _, d, source in candidates:
+        choice = hops[hop - 1]
+        for _, d, source in steps(node, hop, choice.strong) or steps(node, hop, choice.weak):
             if source in on_path:
                 continue
             relation, reverse = graph.relation_of(d)
             head, tail = (node, source) if reverse else (source, node)
             step = EvidenceHop(head, relation, tail, reverse)
-            visit(
-                source, hop - 1, (step, *suffix), weight * float(hop_weights[hop - 1][d]), on_path | {source}
-            )
+            visit(source, hop - 1, (step, *suffix), weight * choice.weight[d], on_path | {source})
             if len(found) >= limit:
                 return
 
-    visit(answer, hops, (), 1.0, frozenset({answer}))
+    visit(answer, len(hops), (), 1.0, frozenset({answer}))
     return sorted(found, key=lambda item: -item[1])

@@ -35,6 +35,7 @@ from server.store import GraphMeta, GraphNotFoundError, GraphStore, WriteResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MATCH_CONFIDENCE = {"exact": 1.0, "alias": 0.95}  # linking score of a name/id match and of an alias match
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -470,7 +471,7 @@ class GraphService:
             return topics, strip_topics(state.linker, question, (t.index for t in topics))
         mentions = state.linker.find_mentions(question)
         topics = [
-            _Topic(e, 1.0 if m.method == "exact" else 0.95, m.text, m.method)
+            _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method)
             for m in mentions
             for e in m.entities
         ]
@@ -546,7 +547,7 @@ class GraphService:
         found = state.linker.lookup(text)
         if found:
             entity, method = found[0]
-            return _Topic(entity, 1.0 if method == "exact" else 0.95, text, method)
+            return _Topic(entity, MATCH_CONFIDENCE[method], text, method)
         if state.graph.num_entities:
             vector = encoder.encode([text], truncate=True).vectors[0]
             scores, indices = nearest_entities(vector, state.entity_vectors, 1)
@@ -584,7 +585,7 @@ class GraphService:
         def run() -> list[LinkedEntity]:
             candidates: dict[int, _Topic] = {}
             for entity, method in state.linker.lookup(text):
-                candidates[entity] = _Topic(entity, 1.0 if method == "exact" else 0.95, text, method)
+                candidates[entity] = _Topic(entity, MATCH_CONFIDENCE[method], text, method)
             for mention in state.linker.find_mentions(text):
                 for entity in mention.entities:
                     score = 0.9 if mention.method == "exact" else 0.85
