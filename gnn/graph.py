@@ -7,6 +7,7 @@ mass along ``d``: ``y = T_d @ x`` puts on every node the mass of its predecessor
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,31 @@ class StackedTransitions:
     rows: Tensor  # (M,) destination node of each row
     directions: Tensor  # (M,) directed relation of each row
     membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
+    transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
+
+    def with_values(self, values: Tensor) -> StackedTransitions:
+        """The same structure with other edge values (``(nnz,)``, in ``matrix`` order): masks, weights."""
+        matrix = torch.sparse_csr_tensor(
+            self.matrix.crow_indices(),
+            self.matrix.col_indices(),
+            values,
+            size=self.matrix.shape,
+            check_invariants=False,
+        )
+        transposed = torch.sparse_csr_tensor(
+            self.transposed.crow_indices(),
+            self.transposed.col_indices(),
+            values[self.transpose_order],
+            size=self.transposed.shape,
+            check_invariants=False,
+        )
+        return dataclasses.replace(self, matrix=matrix, transposed=transposed)
+
+    def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order."""
+        crow = self.matrix.crow_indices()
+        row_of_value = torch.repeat_interleave(torch.arange(self.rows.numel()), crow[1:] - crow[:-1])
+        return self.matrix.col_indices(), self.directions[row_of_value], self.rows[row_of_value]
 
 
 @dataclass(frozen=True)
@@ -228,14 +254,28 @@ class KnowledgeGraph:
                 size=(rows.numel(), self.num_entities),
                 check_invariants=False,
             )
-            transposed = matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+            row_of_value = torch.repeat_interleave(
+                torch.arange(rows.numel()), torch.diff(matrix.crow_indices())
+            )
+            transpose_order = torch.argsort(col * max(rows.numel(), 1) + row_of_value)
+            transposed_crow = torch.zeros(self.num_entities + 1, dtype=torch.long)
+            transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.num_entities), 0)
+            transposed = torch.sparse_csr_tensor(
+                transposed_crow,
+                row_of_value[transpose_order],
+                torch.ones(col.numel()),
+                size=(self.num_entities, rows.numel()),
+                check_invariants=False,
+            )
             membership = torch.sparse_coo_tensor(
                 torch.stack([directions, torch.arange(rows.numel())]),
                 torch.ones(rows.numel()),
                 size=(2 * self.num_relations, rows.numel()),
                 check_invariants=False,
             ).to_sparse_csr()
-            self._stacked = StackedTransitions(matrix, transposed, rows, directions, membership)
+            self._stacked = StackedTransitions(
+                matrix, transposed, rows, directions, membership, transpose_order
+            )
         return self._stacked
 
     def out_degree(self) -> Tensor:
@@ -277,6 +317,10 @@ class KnowledgeGraph:
             if value is not None:
                 mask &= column == value
         return mask.nonzero().flatten()
+
+    def has_edge(self, head: int, relation: int, tail: int) -> bool:
+        """Whether ``head -relation-> tail`` is a stored fact."""
+        return (head, relation, tail) in self._edge_keys
 
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its id with underscores shown as spaces."""

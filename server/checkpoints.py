@@ -1,4 +1,5 @@
-"""Trained reasoner checkpoints, one per graph, under ``<data dir>/checkpoints/<graph>.pt``.
+"""Trained checkpoints, one per graph and task: the question reasoner at ``<data dir>/checkpoints/<graph>.pt``
+and the link predictor at ``<data dir>/checkpoints/link/<graph>.pt``.
 
 Written atomically (temporary file, fsync, rename), so a server polling for changes never reads half a file.
 """
@@ -12,16 +13,23 @@ from typing import Any
 
 import torch
 
+from gnn.models.link_predictor import LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 
 CHECKPOINT_DIR = "checkpoints"
 
 
-def checkpoint_path(data_dir: Path, graph: str) -> Path:
-    return Path(data_dir) / CHECKPOINT_DIR / f"{graph}.pt"
+TASKS = ("qa", "link")
 
 
-def save_checkpoint(path: Path, model: QuestionReasoner, meta: dict[str, Any]) -> None:
+def checkpoint_path(data_dir: Path, graph: str, task: str = "qa") -> Path:
+    if task not in TASKS:
+        raise ValueError(f"Expected 'task' to be one of {', '.join(TASKS)} (got {task!r})")
+    folder = Path(data_dir) / CHECKPOINT_DIR
+    return (folder if task == "qa" else folder / task) / f"{graph}.pt"
+
+
+def save_checkpoint(path: Path, model: QuestionReasoner | LinkPredictor, meta: dict[str, Any]) -> None:
     """Write ``model`` and ``meta`` (how it was trained, its held-out metrics) to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -36,10 +44,12 @@ def save_checkpoint(path: Path, model: QuestionReasoner, meta: dict[str, Any]) -
         raise
 
 
-def load_checkpoint(path: Path) -> tuple[QuestionReasoner, dict[str, Any]]:
-    """The model and metadata stored at ``path``; ValueError when the file is not a reasoner checkpoint."""
+def load_checkpoint(path: Path) -> tuple[QuestionReasoner | LinkPredictor, dict[str, Any]]:
+    """The model and metadata stored at ``path``; ValueError when the file is not a graphfuse checkpoint."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if checkpoint.get("kind") == "link_predictor":
+            return LinkPredictor.from_checkpoint(checkpoint), checkpoint.get("meta", {})
         return QuestionReasoner.from_checkpoint(checkpoint), checkpoint.get("meta", {})
-    except (RuntimeError, KeyError, TypeError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable graphfuse reasoner checkpoint: {error}") from error
+    except (RuntimeError, KeyError, TypeError, EOFError, AttributeError) as error:
+        raise ValueError(f"{path} is not a readable graphfuse checkpoint: {error}") from error

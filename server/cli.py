@@ -253,23 +253,53 @@ def ask(
 @click.option("--head", default="", help="Head entity: id or name.")
 @click.option("--relation", default="", help="Relation: id or text.")
 @click.option("--tail", default="", help="Tail entity: id or name.")
-@click.option("--top-k", default=0, help="Facts to return (0 = server default).")
+@click.option("--top-k", default=0, help="Facts, and inferred triples, to return (0 = server default).")
+@click.option("--inferred-only", is_flag=True, help="Leave the stored facts out.")
+@click.option("--facts-only", is_flag=True, help="No inference.")
+@click.option("--min-score", default=0.0, help="Leave out inferred triples scoring below this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @_client_command
-def lookup(client: Any, graph: str, head: str, relation: str, tail: str, top_k: int, as_json: bool) -> None:
-    """Stored facts matching HEAD, RELATION and TAIL (any of them)."""
-    response = client.lookup(graph, head, relation, tail, top_k)
+def lookup(
+    client: Any,
+    graph: str,
+    head: str,
+    relation: str,
+    tail: str,
+    top_k: int,
+    inferred_only: bool,
+    facts_only: bool,
+    min_score: float,
+    as_json: bool,
+) -> None:
+    """Stored facts matching HEAD, RELATION and TAIL (any of them), then inferred triples with their paths."""
+    response = client.lookup(
+        graph,
+        head,
+        relation,
+        tail,
+        top_k,
+        exclude_facts=inferred_only,
+        facts_only=facts_only,
+        min_score=min_score,
+    )
     if as_json:
         return _print_json(response)
     for entity in response.resolved:
         click.echo(f"{entity.mention!r} -> {entity.name} ({entity.id}) [{entity.method} {entity.score:.2f}]")
     if response.resolved_relation:
         click.echo(f"relation -> {response.resolved_relation}")
-    for fact in response.triples:
-        kind = "fact" if fact.kind == 1 else "inferred"
-        click.echo(f"  {fact.head_name} -{fact.relation}-> {fact.tail_name}  {fact.score:.2f} {kind}")
+    for triple in response.triples:
+        kind = "fact" if triple.kind == 1 else "inferred"
+        click.echo(f"  {triple.head_name} -{triple.relation}-> {triple.tail_name}  {triple.score:.2f} {kind}")
+        if triple.kind != 1:
+            for path in triple.evidence:
+                click.echo(f"       {_path_text(path)}  ({path.weight:.2f})")
+    inferred = sum(t.kind != 1 for t in response.triples)
+    source = f" by {response.link_predictor}" if response.link_predictor else ""
     click.echo(
-        f"{len(response.triples)} of {response.total_facts} stored facts; {_timing_line(response.timing)}"
+        f"{len(response.triples) - inferred} of {response.total_facts} stored facts, "
+        f"{inferred} inferred{source}; "
+        f"{_timing_line(response.timing)}"
     )
 
 
@@ -319,8 +349,33 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+TASK_OPTION = click.option(
+    "--task",
+    type=click.Choice(["qa", "link"]),
+    default="qa",
+    show_default=True,
+    help="qa: the question reasoner behind Ask; link: the link predictor behind Lookup.",
+)
+
+
+def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
+    try:
+        return [r for path in paths for r in iter_records(path) if isinstance(r, TripleRecord)]
+    except LoadError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @main.command()
 @click.option("--graph", required=True, help="Stored graph to train a reasoner for.")
+@TASK_OPTION
+@click.option(
+    "--valid",
+    "valid_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="link: validation triples (not stored in the graph) for calibration and the report; "
+    "without them a --holdout share of the stored triples is held out.",
+)
 @click.option(
     "--questions",
     "question_files",
@@ -329,15 +384,20 @@ def _metrics_table(metrics: dict) -> str:
     help="Question/answer file (JSONL or MetaQA format); repeatable.",
 )
 @DATA_DIR_OPTION
-@click.option("--holdout", default=0.2, show_default=True, help="Share of the question files held out.")
+@click.option(
+    "--holdout",
+    default=None,
+    type=float,
+    help="Share held out: of the question files (qa, default 0.2) or of the stored triples (link, 0.05).",
+)
 @click.option(
     "--generated",
     default=0,
     show_default=True,
     help="Questions generated from the graph per hop count (1-3), added to training.",
 )
-@click.option("--epochs", default=3, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--epochs", default=None, type=int, help="Passes over the data (qa: 3, link: 10).")
+@click.option("--batch-size", default=None, type=int, help="Examples per step (qa: 64, link: 32).")
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--target",
@@ -347,39 +407,49 @@ def _metrics_table(metrics: dict) -> str:
 )
 def train(
     graph: str,
+    task: str,
+    valid_files: tuple[str, ...],
     question_files: tuple[str, ...],
     data_dir: Path,
-    holdout: float,
+    holdout: float | None,
     generated: int,
-    epochs: int,
-    batch_size: int,
+    epochs: int | None,
+    batch_size: int | None,
     seed: int,
     target: str | None,
 ) -> None:
-    """Train the question reasoner of GRAPH; a running server switches to it without a restart."""
-    from gnn.datasets import load_qa_file
-    from gnn.train import TrainConfig
-    from server.training import train_graph
-
+    """Train the question reasoner (or link predictor) of GRAPH; a running server switches to it at once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not question_files and not generated:
-        raise click.UsageError("give --questions FILE or --generated N (or both)")
-    examples = [e for path in question_files for e in load_qa_file(path)]
-    bar = tqdm(desc="train", unit="step")
+    bar = tqdm(desc=f"train {task}", unit="step")
 
     def on_step(step: int, total: int, loss: float) -> None:
         bar.total = total
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
 
+    if task == "link":
+        return _train_link(
+            graph, valid_files, data_dir, holdout, epochs, batch_size, seed, target, bar, on_step
+        )
+
+    from gnn.datasets import load_qa_file
+    from gnn.train import TrainConfig
+    from server.training import train_graph
+
+    if not question_files and not generated:
+        raise click.UsageError("give --questions FILE or --generated N (or both)")
+    examples = [e for path in question_files for e in load_qa_file(path)]
+    defaults = TrainConfig()
     try:
         report = train_graph(
             data_dir,
             graph,
             examples,
-            holdout=holdout,
+            holdout=0.2 if holdout is None else holdout,
             generated_per_hop=generated,
-            train_config=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
+            train_config=TrainConfig(
+                epochs=epochs or defaults.epochs, batch_size=batch_size or defaults.batch_size, seed=seed
+            ),
             on_step=on_step,
         )
     finally:
@@ -393,29 +463,102 @@ def train(
         click.echo(_metrics_table(report.metrics))
     click.echo(f"checkpoint: {report.checkpoint}")
     if target:
-        from server.client import Client
+        _wait_for_checkpoint(
+            target, graph, data_dir, lambda info: info.reasoner == f"trained: {report.description}"
+        )
 
-        with Client(target, timeout=10) as client:
-            for _ in range(30):
-                if client.graph_info(graph).reasoner == f"trained: {report.description}":
-                    click.echo(f"{target} now answers {graph} with the trained reasoner")
-                    break
-                time.sleep(1)
-            else:
-                raise click.ClickException(
-                    f"{target} did not pick up the checkpoint (is its --data-dir {data_dir}?)"
-                )
+
+def _wait_for_checkpoint(target: str, graph: str, data_dir: Path, loaded: Callable[[Any], bool]) -> None:
+    from server.client import Client
+
+    with Client(target, timeout=10) as client:
+        for _ in range(30):
+            if loaded(client.graph_info(graph)):
+                click.echo(f"{target} now serves {graph} with the new checkpoint")
+                return
+            time.sleep(1)
+    raise click.ClickException(f"{target} did not pick up the checkpoint (is its --data-dir {data_dir}?)")
+
+
+def _link_table(rows: dict[str, Any]) -> str:
+    lines = ["| split | queries | MRR | Hits@1 | Hits@3 | Hits@10 |", "|---|---:|---:|---:|---:|---:|"]
+    for name, m in rows.items():
+        lines.append(
+            f"| {name} | {m.queries} | {m.mrr:.3f} | {m.hits_at_1:.3f} | {m.hits_at_3:.3f} "
+            f"| {m.hits_at_10:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _train_link(
+    graph: str,
+    valid_files: tuple[str, ...],
+    data_dir: Path,
+    holdout: float | None,
+    epochs: int | None,
+    batch_size: int | None,
+    seed: int,
+    target: str | None,
+    bar: tqdm,
+    on_step: Callable[[int, int, float], None],
+) -> None:
+    from gnn.link_prediction import LinkTrainConfig
+    from server.link_training import train_link_graph
+
+    defaults = LinkTrainConfig()
+    config = LinkTrainConfig(
+        epochs=epochs or defaults.epochs, batch_size=batch_size or defaults.batch_size, seed=seed
+    )
+    try:
+        report = train_link_graph(
+            data_dir,
+            graph,
+            _triples(valid_files),
+            holdout=0.05 if holdout is None else holdout,
+            config=config,
+            on_step=on_step,
+        )
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    click.echo(f"trained on {report.train_triples} triples in {report.seconds:.0f} s")
+    if report.valid:
+        click.echo(f"validation ({report.valid_triples} triples, filtered, both directions):")
+        click.echo(_link_table({"valid": report.valid}))
+    if report.skipped_triples:
+        click.echo(
+            f"{report.skipped_triples} validation triples skipped (entity or relation not in the graph)"
+        )
+    click.echo(f"checkpoint: {report.checkpoint}")
+    if target:
+        _wait_for_checkpoint(target, graph, data_dir, lambda info: info.link_predictor == report.description)
 
 
 @main.command("eval")
 @click.option("--graph", default="", help="Graph to ask (default: the server's default graph).")
+@TASK_OPTION
 @click.option(
     "--questions",
     "question_file",
-    required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Question/answer file (JSONL or MetaQA format).",
+    help="qa: question/answer file (JSONL or MetaQA format).",
 )
+@click.option(
+    "--test",
+    "test_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="link: test triples, ranked by the filtered protocol against every entity.",
+)
+@click.option(
+    "--known",
+    "known_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="link: more true triples to filter (e.g. the validation split).",
+)
+@DATA_DIR_OPTION
 @click.option("--limit", default=0, help="Ask only the first N questions (0 = all).")
 @click.option(
     "--link/--given-topics",
@@ -425,8 +568,25 @@ def train(
 )
 @click.option("--json", "as_json", is_flag=True)
 @_client_command
-def evaluate(client: Any, graph: str, question_file: str, limit: int, link: bool, as_json: bool) -> None:
-    """Ask every question of a file over the API; print Hits@1, Hits@5 and answer-set F1 by hop."""
+def evaluate(
+    client: Any,
+    graph: str,
+    task: str,
+    question_file: str | None,
+    test_files: tuple[str, ...],
+    known_files: tuple[str, ...],
+    data_dir: Path,
+    limit: int,
+    link: bool,
+    as_json: bool,
+) -> None:
+    """qa: ask every question of a file over the API, print Hits@1, Hits@5 and answer-set F1 by hop.
+    link: rank test triples with the graph's link predictor (in-process, from --data-dir), print filtered
+    MRR and Hits@1/3/10."""
+    if task == "link":
+        return _evaluate_link(graph, test_files, known_files, data_dir, as_json)
+    if not question_file:
+        raise click.UsageError("give --questions FILE")
     from graphfuse.v1 import graphfuse_pb2 as pb
 
     from gnn.datasets import load_qa_file
@@ -472,6 +632,31 @@ def evaluate(client: Any, graph: str, question_file: str, limit: int, link: bool
     click.echo(_metrics_table(metrics))
     if failed:
         click.echo(f"{failed} questions failed (no topic entity found, or an invalid request)")
+
+
+def _evaluate_link(
+    graph: str, test_files: tuple[str, ...], known_files: tuple[str, ...], data_dir: Path, as_json: bool
+) -> None:
+    from server.link_training import evaluate_link_graph
+
+    if not graph or not test_files:
+        raise click.UsageError("--task link needs --graph NAME and --test FILE")
+    try:
+        report = evaluate_link_graph(data_dir, graph, _triples(test_files), _triples(known_files))
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"metrics": vars(report.metrics), "skipped": report.skipped_triples}, indent=2))
+        return
+    click.echo(_link_table({"test": report.metrics}))
+    if report.skipped_triples:
+        click.echo(f"{report.skipped_triples} test triples skipped (entity or relation not in the graph)")
+    if report.hidden_triples:
+        click.echo(
+            f"{report.hidden_triples} test triples are stored facts: hidden from the graph while ranked"
+        )
 
 
 @main.command()

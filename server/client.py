@@ -70,9 +70,27 @@ class Client:
         return self.reasoner.Ask(request, timeout=self.timeout)
 
     def lookup(
-        self, graph: str = "", head: str = "", relation: str = "", tail: str = "", top_k: int = 0
+        self,
+        graph: str = "",
+        head: str = "",
+        relation: str = "",
+        tail: str = "",
+        top_k: int = 0,
+        *,
+        exclude_facts: bool = False,
+        facts_only: bool = False,
+        min_score: float = 0.0,
     ) -> pb.LookupResponse:
-        request = pb.LookupRequest(graph=graph, head=head, relation=relation, tail=tail, top_k=top_k)
+        request = pb.LookupRequest(
+            graph=graph,
+            head=head,
+            relation=relation,
+            tail=tail,
+            top_k=top_k,
+            exclude_facts=exclude_facts,
+            facts_only=facts_only,
+            min_score=min_score,
+        )
         return self.reasoner.Lookup(request, timeout=self.timeout)
 
     def link(self, text: str, graph: str = "", top_k: int = 0) -> pb.LinkResponse:

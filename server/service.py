@@ -20,13 +20,14 @@ from torch import Tensor
 
 from encoder import BatcherConfig, EncodeBatcher, EncoderConfig, TextEncoder
 from gnn.datasets import load_umls_demo
-from gnn.evidence import Evidence
+from gnn.evidence import Evidence, EvidenceHop
 from gnn.fusion import fuse_answer_text
 from gnn.graph import KnowledgeGraph
+from gnn.link_inference import infer_triples
 from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from gnn.reasoner import Question
 from gnn.records import EntityRecord, TripleRecord, validate_record
-from server.checkpoints import checkpoint_path
+from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
 from server.reason_batcher import ReasonBatcher
@@ -36,6 +37,7 @@ from server.store import GraphMeta, GraphNotFoundError, GraphStore, WriteResult
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MATCH_CONFIDENCE = {"exact": 1.0, "alias": 0.95}  # linking score of a name/id match and of an alias match
+EXPLAIN_PATHS = 3  # evidence paths per inferred Lookup triple
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -105,17 +107,19 @@ class FactResult:
     tail_name: str
     score: float
     inferred: bool = False
+    evidence: tuple[NamedEvidence, ...] = ()
 
 
 @dataclass
 class LookupResult:
-    facts: list[FactResult]
+    triples: list[FactResult]  # stored facts first, then inferred triples
     total_facts: int
     resolved: list[LinkedEntity]
     resolved_relation: str
     region_entities: int
     region_edges: int
     timing: Timing
+    link_predictor: str = ""
 
 
 @dataclass
@@ -230,7 +234,8 @@ class GraphService:
             assert self.encoder is not None and self.store is not None
             state = GraphState(name, KnowledgeGraph(entities, triples), self.encoder.dimensions)
             state.embed_names(self.encoder, self.store)
-            state.use_checkpoint(checkpoint_path(self.config.data_dir, name))
+            for task in TASKS:
+                state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)
             return state
 
         state = await self._on_compute(build)
@@ -242,7 +247,9 @@ class GraphService:
         while True:
             await asyncio.sleep(self.config.checkpoint_poll_seconds)
             for name, state in list(self.graphs.items()):
-                await self._on_compute(state.use_checkpoint, checkpoint_path(self.config.data_dir, name))
+                for task in TASKS:
+                    path = checkpoint_path(self.config.data_dir, name, task)
+                    await self._on_compute(state.use_checkpoint, path, task)
 
     async def close(self) -> None:
         self.ready = False
@@ -347,7 +354,8 @@ class GraphService:
         _, store = self._check_ready()
         return await self._on_io(store.list_graphs)
 
-    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], str]:
+    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], str, str]:
+        """Stored metadata, relation names, the question reasoner and the link predictor of a graph."""
         _, store = self._check_ready()
         _check_graph_name(name)
         try:
@@ -356,7 +364,9 @@ class GraphService:
             raise NotFound(str(error)) from error
         state = self.graphs.get(name)
         relations = sorted(state.graph.relation_ids)[:1000] if state else []
-        return meta, relations, state.reasoner_name if state else ""
+        if state is None:
+            return meta, relations, "", ""
+        return meta, relations, state.reasoner_name, state.link_predictor_name
 
     async def ingest(
         self, graph: str, records: Sequence[EntityRecord | TripleRecord], create: bool = False
@@ -471,9 +481,7 @@ class GraphService:
             return topics, strip_topics(state.linker, question, (t.index for t in topics))
         mentions = state.linker.find_mentions(question)
         topics = [
-            _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method)
-            for m in mentions
-            for e in m.entities
+            _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method) for m in mentions for e in m.entities
         ]
         return topics, strip_mentions(question, mentions)
 
@@ -486,8 +494,21 @@ class GraphService:
         return [_Topic(int(indices[0]), float(scores[0]), "", "embedding")]
 
     async def lookup(
-        self, graph: str, head: str = "", relation: str = "", tail: str = "", top_k: int = 0
+        self,
+        graph: str,
+        head: str = "",
+        relation: str = "",
+        tail: str = "",
+        top_k: int = 0,
+        *,
+        exclude_facts: bool = False,
+        facts_only: bool = False,
+        min_score: float = 0.0,
     ) -> LookupResult:
+        """Stored facts matching the given parts, then triples inferred by the graph's link predictor.
+
+        ``top_k`` bounds the facts and the inferred triples separately.
+        """
         state = self._graph(graph)
         encoder, _ = self._check_ready()
         if not (head or relation or tail):
@@ -496,6 +517,10 @@ class GraphService:
             if value:
                 self._check_text(value, name)
         top_k = self._check_top_k(top_k)
+        if not 0.0 <= min_score <= 1.0:
+            raise InvalidArgument(f"min_score must be between 0 and 1 (got {min_score})")
+        if exclude_facts and facts_only:
+            raise InvalidArgument("exclude_facts and facts_only together leave nothing to return")
         clock = _Clock()
         queued = time.perf_counter()
 
@@ -513,32 +538,37 @@ class GraphService:
             graph_ = state.graph
             edges = graph_.match_edges(ends["head"], rel, ends["tail"])
             heads, rels, tails = graph_.edges
+            shown = edges[:top_k] if not exclude_facts else edges[:0]
             facts = [
-                FactResult(
-                    graph_.entity_ids[h],
-                    graph_.names[h],
-                    graph_.relation_ids[r],
-                    graph_.entity_ids[t],
-                    graph_.names[t],
-                    1.0,
-                )
+                _triple_result(graph_, h, r, t, 1.0, (Evidence((EvidenceHop(h, r, t, False),), 1.0),))
                 for h, r, t in zip(
-                    heads[edges[:top_k]].tolist(),
-                    rels[edges[:top_k]].tolist(),
-                    tails[edges[:top_k]].tolist(),
-                    strict=True,
+                    heads[shown].tolist(), rels[shown].tolist(), tails[shown].tolist(), strict=True
                 )
             ]
-            touched = {f.head_id for f in facts} | {f.tail_id for f in facts}
+            predictor = state.link_predictor
+            inferred: list[FactResult] = []
+            if predictor is not None and not facts_only:
+                inferred = [
+                    _triple_result(
+                        graph_, h, r, t, score, predictor.explain(graph_, h, r, t, paths=EXPLAIN_PATHS), True
+                    )
+                    for h, r, t, score in infer_triples(
+                        predictor, graph_, ends["head"], rel, ends["tail"], top_k, min_score
+                    )
+                ]
             clock.add("reason_us", now)
+            if inferred:
+                region = (graph_.num_entities, graph_.num_edges)  # message passing reads the whole graph
+            else:
+                region = (len({f.head_id for f in facts} | {f.tail_id for f in facts}), int(edges.numel()))
             return LookupResult(
-                facts,
+                facts + inferred,
                 int(edges.numel()),
                 resolved,
                 graph_.relation_ids[rel] if rel is not None else "",
-                len(touched),
-                int(edges.numel()),
+                *region,
                 clock.done(),
+                predictor.description if predictor is not None and not facts_only else "",
             )
 
         return await self._on_compute(run)
@@ -621,6 +651,27 @@ def _check_graph_name(name: str, what: str = "graph") -> None:
             f"{what} {name!r} is not a valid graph name (1-64 characters of letters, digits, '_', '.', '-', "
             "starting with a letter or digit)"
         )
+
+
+def _triple_result(
+    graph: KnowledgeGraph,
+    h: int,
+    r: int,
+    t: int,
+    score: float,
+    evidence: Sequence[Evidence],
+    inferred: bool = False,
+) -> FactResult:
+    return FactResult(
+        graph.entity_ids[h],
+        graph.names[h],
+        graph.relation_ids[r],
+        graph.entity_ids[t],
+        graph.names[t],
+        score,
+        inferred,
+        tuple(_named_evidence(graph, e) for e in evidence),
+    )
 
 
 def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:

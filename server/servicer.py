@@ -106,6 +106,7 @@ def _fact(f: FactResult) -> pb.ScoredTriple:
         tail_name=f.tail_name,
         score=f.score,
         kind=KIND_INFERRED if f.inferred else KIND_FACT,
+        evidence=[_evidence(e) for e in f.evidence],
     )
 
 
@@ -204,9 +205,10 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request: pb.GetGraphInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
         started = time.perf_counter()
-        meta, relations, reasoner = await self.service.graph_info(request.graph)
+        meta, relations, reasoner, link_predictor = await self.service.graph_info(request.graph)
         info = _graph_info(meta, relations, _since(started))
         info.reasoner = reasoner
+        info.link_predictor = link_predictor
         return info
 
     @streaming
@@ -284,10 +286,18 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
     @unary
     async def Lookup(self, request: pb.LookupRequest, context: grpc.aio.ServicerContext) -> pb.LookupResponse:
         result = await self.service.lookup(
-            request.graph, request.head, request.relation, request.tail, request.top_k
+            request.graph,
+            request.head,
+            request.relation,
+            request.tail,
+            request.top_k,
+            exclude_facts=request.exclude_facts,
+            facts_only=request.facts_only,
+            min_score=request.min_score,
         )
         return pb.LookupResponse(
-            triples=[_fact(f) for f in result.facts],
+            triples=[_fact(f) for f in result.triples],
+            link_predictor=result.link_predictor,
             total_facts=result.total_facts,
             resolved=[_linked(e) for e in result.resolved],
             resolved_relation=result.resolved_relation,

@@ -12,7 +12,10 @@ from torch import Tensor
 
 from encoder import TextEncoder
 from gnn.graph import GraphUpdate, KnowledgeGraph
+from gnn.link_inference import LinkInference
 from gnn.linking import EntityLinker
+from gnn.models.link_predictor import LinkPredictor
+from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
 from gnn.records import EntityRecord, TripleRecord
 from server.checkpoints import load_checkpoint
@@ -32,7 +35,8 @@ class GraphState:
         self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
         self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
-        self.checkpoint_mtime: float | None = None  # of the checkpoint file the reasoner came from
+        self.link_predictor: LinkInference | None = None
+        self._checkpoint_mtimes: dict[str, float | None] = {"qa": None, "link": None}
 
     @property
     def reasoner_name(self) -> str:
@@ -40,23 +44,43 @@ class GraphState:
             return f"trained: {self.reasoner.description}"
         return "zero-shot"
 
-    def use_checkpoint(self, path: Path) -> bool:
-        """Answer with the checkpoint at ``path`` when it is new or changed, zero-shot when it is gone.
+    @property
+    def link_predictor_name(self) -> str:
+        return self.link_predictor.description if self.link_predictor else ""
 
-        Returns whether the reasoner changed. A checkpoint that cannot be read is logged and skipped.
+    def use_checkpoint(self, path: Path, task: str = "qa") -> bool:
+        """Use the ``task`` checkpoint at ``path`` when it is new or changed; drop it when the file is gone.
+
+        Without a question-reasoner checkpoint questions are answered zero-shot; without a link-predictor
+        checkpoint Lookup returns stored facts only. Returns whether anything changed. A checkpoint that
+        cannot be read, or does not fit this graph and encoder, is logged and skipped.
         """
         mtime = path.stat().st_mtime if path.exists() else None
-        if mtime == self.checkpoint_mtime:
+        if mtime == self._checkpoint_mtimes[task]:
             return False
-        self.checkpoint_mtime = mtime
+        self._checkpoint_mtimes[task] = mtime
         if mtime is None:
-            self.reasoner = ZeroShotReasoner()
-            log.info("graph %s: checkpoint removed, answering zero-shot", self.name)
+            if task == "qa":
+                self.reasoner = ZeroShotReasoner()
+            else:
+                self.link_predictor = None
+            log.info("graph %s: %s checkpoint removed", self.name, task)
             return True
         try:
             model, meta = load_checkpoint(path)
         except ValueError as error:
-            log.error("graph %s: %s; keeping the current reasoner", self.name, error)
+            log.error("graph %s: %s; keeping the current model", self.name, error)
+            return False
+        description = meta.get("description", path.name)
+        if task == "link":
+            if not isinstance(model, LinkPredictor) or "relation_ids" not in meta:
+                log.error("graph %s: %s is not a link predictor checkpoint", self.name, path)
+                return False
+            self.link_predictor = LinkInference(model, meta["relation_ids"], description)
+            log.info("graph %s: inferring Lookup triples with %s", self.name, description)
+            return True
+        if not isinstance(model, QuestionReasoner):
+            log.error("graph %s: %s is not a question reasoner checkpoint", self.name, path)
             return False
         if model.config.text_dim != self.relation_vectors.shape[1]:
             log.error(
@@ -67,7 +91,7 @@ class GraphState:
                 self.relation_vectors.shape[1],
             )
             return False
-        self.reasoner = TrainedReasoner(model, description=meta.get("description", path.name))
+        self.reasoner = TrainedReasoner(model, description=description)
         log.info("graph %s: answering with %s", self.name, self.reasoner_name)
         return True
 

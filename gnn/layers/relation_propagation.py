@@ -2,35 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from gnn.graph import KnowledgeGraph, StackedTransitions
-
-
-class _WeightedTransition(torch.autograd.Function):
-    """``sum_d T_d @ (x * w_d)`` with hand-written gradients.
-
-    Sparse autograd would transpose (sort) the matrix and scatter into the few weight rows on every backward
-    pass; the precomputed transpose and direction-membership matrices turn both into sparse products.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weights: Tensor, stacked: StackedTransitions) -> Tensor:  # noqa: ANN001
-        moved = stacked.matrix @ x  # (M, B): every directed relation's mass in one product
-        scale = weights.T[stacked.directions]  # (M, B): each row's relation weight, per question
-        ctx.stacked = stacked
-        ctx.save_for_backward(moved, scale)
-        return torch.zeros_like(x).index_add_(0, stacked.rows, moved * scale)  # (N, B)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # noqa: ANN001
-        stacked: StackedTransitions = ctx.stacked
-        moved, scale = ctx.saved_tensors
-        grad_rows = grad[stacked.rows]  # (M, B)
-        grad_x = stacked.transposed @ (grad_rows * scale) if ctx.needs_input_grad[0] else None  # (N, B)
-        grad_weights = (stacked.membership @ (grad_rows * moved)).T if ctx.needs_input_grad[1] else None
-        return grad_x, grad_weights, None
+from gnn.graph import KnowledgeGraph
+from gnn.layers.transition import weighted_transition
 
 
 class RelationPropagation(nn.Module):
@@ -54,7 +29,7 @@ class RelationPropagation(nn.Module):
                 f"Expected 'weights' of shape {(x.shape[1], 2 * graph.num_relations)} "
                 f"(got {tuple(weights.shape)})"
             )
-        return _WeightedTransition.apply(x, weights, graph.stacked_transitions()).clamp(max=1.0)
+        return weighted_transition(x, weights, graph.stacked_transitions()).clamp(max=1.0)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"

@@ -91,7 +91,7 @@ def test_train_then_the_running_server_answers_with_the_checkpoint(trained_serve
     )
     assert result.exit_code == 0, result.output
     assert "held-out (20 questions)" in result.output and "| 1 |" in result.output
-    assert "now answers world with the trained reasoner" in result.output
+    assert "now serves world with the new checkpoint" in result.output
     assert checkpoint_path(data_dir, "world").exists()
 
     with server.client() as client:

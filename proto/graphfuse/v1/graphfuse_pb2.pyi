@@ -150,7 +150,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dimensions: _Optional[int] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class GraphInfo(_message.Message):
-    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner")
+    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class GraphInfo(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REASONER_FIELD_NUMBER: _ClassVar[int]
+    LINK_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     entities: int
@@ -171,7 +172,8 @@ class GraphInfo(_message.Message):
     updated_at: float
     timing: Timing
     reasoner: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ...) -> None: ...
+    link_predictor: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ...) -> None: ...
 
 class CreateGraphRequest(_message.Message):
     __slots__ = ("graph", "description")
@@ -356,18 +358,24 @@ class AskResponse(_message.Message):
     def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., text: _Optional[str] = ..., topic_entities: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., question_tokens: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("graph", "head", "relation", "tail", "top_k")
+    __slots__ = ("graph", "head", "relation", "tail", "top_k", "exclude_facts", "facts_only", "min_score")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     RELATION_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FACTS_FIELD_NUMBER: _ClassVar[int]
+    FACTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     graph: str
     head: str
     relation: str
     tail: str
     top_k: int
-    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+    exclude_facts: bool
+    facts_only: bool
+    min_score: float
+    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ..., exclude_facts: _Optional[bool] = ..., facts_only: _Optional[bool] = ..., min_score: _Optional[float] = ...) -> None: ...
 
 class ScoredTriple(_message.Message):
     __slots__ = ("head_id", "head_name", "relation", "tail_id", "tail_name", "score", "kind", "evidence")
@@ -390,20 +398,22 @@ class ScoredTriple(_message.Message):
     def __init__(self, head_id: _Optional[str] = ..., head_name: _Optional[str] = ..., relation: _Optional[str] = ..., tail_id: _Optional[str] = ..., tail_name: _Optional[str] = ..., score: _Optional[float] = ..., kind: _Optional[_Union[AnswerKind, str]] = ..., evidence: _Optional[_Iterable[_Union[EvidencePath, _Mapping]]] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
-    __slots__ = ("triples", "total_facts", "resolved", "resolved_relation", "region", "timing")
+    __slots__ = ("triples", "total_facts", "resolved", "resolved_relation", "region", "timing", "link_predictor")
     TRIPLES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FACTS_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_RELATION_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    LINK_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
     triples: _containers.RepeatedCompositeFieldContainer[ScoredTriple]
     total_facts: int
     resolved: _containers.RepeatedCompositeFieldContainer[LinkedEntity]
     resolved_relation: str
     region: Region
     timing: Timing
-    def __init__(self, triples: _Optional[_Iterable[_Union[ScoredTriple, _Mapping]]] = ..., total_facts: _Optional[int] = ..., resolved: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., resolved_relation: _Optional[str] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    link_predictor: str
+    def __init__(self, triples: _Optional[_Iterable[_Union[ScoredTriple, _Mapping]]] = ..., total_facts: _Optional[int] = ..., resolved: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., resolved_relation: _Optional[str] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., link_predictor: _Optional[str] = ...) -> None: ...
 
 class LinkRequest(_message.Message):
     __slots__ = ("graph", "text", "top_k", "truncation")

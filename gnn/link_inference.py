@@ -1,0 +1,197 @@
+"""Serving a trained link predictor on a live graph: batched tail and relation scores, and explanations.
+
+The model knows the directed relations of the graph it was trained on, by id; the served graph may have
+gained relations since (their messages are dropped and queries over them are not scored) and entities
+(scored like the others: the model has no per-entity parameters).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from gnn.evidence import Evidence, EvidenceHop
+from gnn.graph import KnowledgeGraph
+from gnn.models.link_predictor import LinkPredictor
+
+MAX_EXPLAIN_EDGES = 512  # the most important edges an explanation's path search may use
+MAX_EXPANSIONS = 4096  # DFS steps one explanation may take
+
+
+class LinkInference:
+    """A trained :class:`LinkPredictor` bound to the relation ids it was trained with.
+
+    Args:
+        model: the trained predictor.
+        relation_ids: relation ids of its training graph, in the model's relation order.
+        description: what the server reports for this predictor.
+    """
+
+    def __init__(self, model: LinkPredictor, relation_ids: Sequence[str], description: str) -> None:
+        if len(relation_ids) != model.config.num_relations:
+            raise ValueError(
+                f"Expected {model.config.num_relations} relation ids for this model (got {len(relation_ids)})"
+            )
+        self.model = model.eval()
+        self.relation_ids = list(relation_ids)
+        self.description = description
+        self._index = {r: i for i, r in enumerate(self.relation_ids)}
+
+    def direction_map(self, graph: KnowledgeGraph) -> Tensor:
+        """``(2R_graph,)`` model direction of each graph direction; -1 where the model does not know it."""
+        r_model = len(self.relation_ids)
+        forward = [self._index.get(r, -1) for r in graph.relation_ids]
+        backward = [i + r_model if i >= 0 else -1 for i in forward]
+        return torch.tensor(forward + backward, dtype=torch.long)
+
+    def knows(self, graph: KnowledgeGraph, relation: int) -> bool:
+        return graph.relation_ids[relation] in self._index
+
+    def logits(
+        self, graph: KnowledgeGraph, heads: Tensor, directions: Tensor, values: Tensor | None = None
+    ) -> Tensor:
+        """Uncalibrated scores of every entity for queries over graph directions, ``(B, N)``."""
+        mapping = self.direction_map(graph)
+        model_directions = mapping[directions]
+        if bool((model_directions < 0).any()):
+            raise ValueError("a query's relation is unknown to this link predictor")
+        return self.model(
+            graph.stacked_transitions(), graph.num_entities, heads, model_directions, values, mapping
+        )
+
+    @torch.no_grad()
+    def tail_probabilities(self, graph: KnowledgeGraph, heads: Tensor, directions: Tensor) -> Tensor:
+        """Calibrated probability of every entity as the answer of each query ``(head, graph direction)``.
+
+        Shapes:
+            heads, directions: ``(B,)``; returns ``(B, N)``.
+        """
+        return self.model.probability(self.logits(graph, heads, directions, None))
+
+    @torch.no_grad()
+    def relation_probabilities(self, graph: KnowledgeGraph, head: int, tail: int) -> Tensor:
+        """Probability of ``head -r-> tail`` for every relation ``r``, ``(R,)`` (0: unknown to the model).
+
+        All relations are scored in one pass: one query ``(head, r)`` per known relation.
+        """
+        known = torch.tensor(
+            [r for r in range(graph.num_relations) if self.knows(graph, r)], dtype=torch.long
+        )
+        out = torch.zeros(graph.num_relations)
+        if known.numel():
+            heads = torch.full((known.numel(),), head, dtype=torch.long)
+            out[known] = self.tail_probabilities(graph, heads, known)[:, tail]
+        return out
+
+    def explain(
+        self, graph: KnowledgeGraph, head: int, direction: int, tail: int, paths: int = 3, max_hops: int = 3
+    ) -> tuple[Evidence, ...]:
+        """The paths from ``head`` to ``tail`` whose edges carried the most of the triple's score.
+
+        An edge's importance is the gradient of the triple's logit with respect to that edge's weight
+        (NBFNet's explanation); a path scores the sum over its edges, and the best ``paths`` simple paths
+        of at most ``max_hops`` edges are returned, weights normalised to sum to 1.
+        """
+        stacked = graph.stacked_transitions()
+        values = torch.ones(stacked.matrix.values().numel(), requires_grad=True)
+        with torch.enable_grad():
+            logits = self.logits(graph, torch.tensor([head]), torch.tensor([direction]), values)  # (1, N)
+            logits[0, tail].backward()
+        assert values.grad is not None
+        importance = values.grad
+        positive = int((importance > 0).sum())
+        if positive == 0:
+            return ()
+        top = torch.topk(importance, min(positive, MAX_EXPLAIN_EDGES))
+        sources, directions, destinations = stacked.edge_keys()
+        edges_from: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
+        for i, weight in zip(top.indices.tolist(), top.values.tolist(), strict=True):
+            edges_from[int(sources[i])].append((int(destinations[i]), int(directions[i]), weight))
+        found = _simple_paths(edges_from, head, tail, max_hops)
+        found.sort(key=lambda p: -p[0])
+        best = found[:paths]
+        total = sum(score for score, _ in best) or 1.0
+        return tuple(
+            Evidence(tuple(_hop(graph, u, d, v) for u, d, v in steps), score / total) for score, steps in best
+        )
+
+
+def infer_triples(
+    predictor: LinkInference,
+    graph: KnowledgeGraph,
+    head: int | None,
+    relation: int | None,
+    tail: int | None,
+    top_k: int,
+    min_score: float = 0.0,
+) -> list[tuple[int, int, int, float]]:
+    """The most probable triples matching a lookup pattern that are not stored facts, best first.
+
+    The pattern needs a head or a tail; a missing relation means every relation the model knows. Returns
+    ``(head, relation, tail, probability)`` with probability at least ``min_score``, at most ``top_k``.
+    """
+    if head is None and tail is None:
+        return []
+    if relation is not None and not predictor.knows(graph, relation):
+        return []
+    relations = (
+        [relation]
+        if relation is not None
+        else [r for r in range(graph.num_relations) if predictor.knows(graph, r)]
+    )
+    if not relations:
+        return []
+    rel = torch.tensor(relations, dtype=torch.long)
+    if head is not None:
+        probabilities = predictor.tail_probabilities(graph, torch.full_like(rel, head), rel)  # (|rel|, N)
+    else:
+        assert tail is not None
+        inverse = rel + graph.num_relations  # (?, r, t) is (t, r^-1, ?)
+        probabilities = predictor.tail_probabilities(graph, torch.full_like(rel, tail), inverse)
+    if head is not None and tail is not None:
+        probabilities = probabilities[:, tail : tail + 1]  # (|rel|, 1): only the given pair
+    stored = int(graph.match_edges(head, relation, tail).numel())
+    flat = probabilities.flatten()
+    top = torch.topk(flat, min(flat.numel(), top_k + stored))
+    width = probabilities.shape[1]
+    out = []
+    for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        if score < min_score or len(out) == top_k:
+            break
+        r, other = relations[index // width], index % width
+        h, t = (head, tail if width == 1 else other) if head is not None else (other, tail)
+        assert h is not None and t is not None
+        if not graph.has_edge(h, r, t):
+            out.append((h, r, t, score))
+    return out
+
+
+def _hop(graph: KnowledgeGraph, source: int, direction: int, destination: int) -> EvidenceHop:
+    relation, reversed_ = graph.relation_of(direction)
+    if reversed_:
+        return EvidenceHop(destination, relation, source, True)
+    return EvidenceHop(source, relation, destination, False)
+
+
+def _simple_paths(
+    edges_from: dict[int, list[tuple[int, int, float]]], start: int, goal: int, max_hops: int
+) -> list[tuple[float, list[tuple[int, int, int]]]]:
+    """Every simple path ``start -> goal`` of at most ``max_hops`` edges, with its summed importance."""
+    found: list[tuple[float, list[tuple[int, int, int]]]] = []
+    stack: list[tuple[int, float, list[tuple[int, int, int]], frozenset[int]]] = [
+        (start, 0.0, [], frozenset([start]))
+    ]
+    expansions = 0
+    while stack and expansions < MAX_EXPANSIONS:
+        node, score, steps, seen = stack.pop()
+        expansions += 1
+        for nxt, direction, weight in edges_from.get(node, ()):
+            path = [*steps, (node, direction, nxt)]
+            if nxt == goal:
+                found.append((score + weight, path))
+            elif nxt not in seen and len(path) < max_hops:
+                stack.append((nxt, score + weight, path, seen | {nxt}))
+    return found
