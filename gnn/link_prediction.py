@@ -6,6 +6,7 @@ A query is ``(entity, directed relation)``: ``(h, r, ?)`` is ``(h, r)`` and ``(?
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections import defaultdict
@@ -144,6 +145,7 @@ def train_link_predictor(
     train: Tensor,
     config: LinkTrainConfig | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    valid: Tensor | None = None,
 ) -> LinkPredictor:
     """Fit a :class:`LinkPredictor` on ``train`` triples of ``graph`` (whose edges should be those triples).
 
@@ -152,6 +154,8 @@ def train_link_predictor(
 
     Args:
         on_step: called as ``on_step(step, total_steps, loss)`` after every optimiser step (progress bars).
+        valid: optional ``(V, 3)`` validation triples (not edges of ``graph``): after every epoch their
+            filtered MRR is measured and the weights of the best epoch are kept.
     """
     config = config or LinkTrainConfig()
     torch.manual_seed(config.seed)
@@ -165,8 +169,11 @@ def train_link_predictor(
     order = list(range(train.shape[0]))
     steps_per_epoch = math.ceil(len(order) / config.batch_size)
     total, step = config.epochs * steps_per_epoch, 0
-    model.train()
+    valid_queries = both_directions(valid, r) if valid is not None and valid.numel() else None
+    valid_known = KnownAnswers([train, valid], r) if valid_queries is not None else None
+    best: tuple[float, dict[str, Tensor]] | None = None
     for _ in range(config.epochs):
+        model.train()
         rng.shuffle(order)
         for start in range(0, len(order), config.batch_size):
             batch = train[order[start : start + config.batch_size]]
@@ -184,6 +191,15 @@ def train_link_predictor(
             step += 1
             if on_step is not None:
                 on_step(step, total, loss.item())
+        if valid_queries is not None and valid_known is not None:
+            model.eval()
+            with torch.no_grad():
+                ranks = filtered_ranks(lambda e, d: model(stacked, n, e, d), valid_queries, valid_known, n)
+            mrr = link_metrics(ranks).mrr
+            if best is None or mrr > best[0]:
+                best = (mrr, copy.deepcopy(model.state_dict()))
+    if best is not None:
+        model.load_state_dict(best[1])
     return model.eval()
 
 

@@ -109,7 +109,7 @@ def train_link_graph(
     graph = KnowledgeGraph(entities, train_records)
     train, _ = index_triples(graph, train_records)
     held, skipped = index_triples(graph, valid_records)
-    model = train_link_predictor(graph, train, config, on_step)
+    model = train_link_predictor(graph, train, config, on_step, valid=held)
     metrics = None
     if held.numel():
         known = KnownAnswers([train, held], graph.num_relations)

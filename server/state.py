@@ -76,7 +76,11 @@ class GraphState:
             if not isinstance(model, LinkPredictor) or "relation_ids" not in meta:
                 log.error("graph %s: %s is not a link predictor checkpoint", self.name, path)
                 return False
-            self.link_predictor = LinkInference(model, meta["relation_ids"], description)
+            try:
+                self.link_predictor = LinkInference(model, meta["relation_ids"], description)
+            except ValueError as error:
+                log.error("graph %s: %s: %s", self.name, path, error)
+                return False
             log.info("graph %s: inferring Lookup triples with %s", self.name, description)
             return True
         if not isinstance(model, QuestionReasoner):

@@ -46,13 +46,17 @@ class _WeightedTransition(torch.autograd.Function):
         return grad_x, grad_weights, None, grad_values
 
 
+CHUNK_ELEMENTS = 1 << 24  # without gradients, rows are moved in chunks of at most this many values
+
+
 def weighted_transition(
     x: Tensor, weights: Tensor, stacked: StackedTransitions, values: Tensor | None = None
 ) -> Tensor:
     r"""``sum_d T_d @ (x * w_d)``: one CSR product over every directed relation for a whole block.
 
     A weight scales a whole column, so it commutes with :math:`T_d`: the product moves ``x`` along every
-    directed relation at once and the weights are applied per row afterwards.
+    directed relation at once and the weights are applied per row afterwards. Without gradients the rows go
+    in chunks, so memory stays bounded on large graphs and wide blocks.
 
     Args:
         x: ``(N, C)`` entity states, one column per (question, feature).
@@ -64,4 +68,28 @@ def weighted_transition(
     Shapes:
         returns ``(N, C)``.
     """
-    return _WeightedTransition.apply(x, weights, stacked, values)
+    tracked = [t for t in (x, weights, values) if t is not None and t.requires_grad]
+    if torch.is_grad_enabled() and tracked:
+        return _WeightedTransition.apply(x, weights, stacked, values)
+    if values is not None:
+        stacked = stacked.with_values(values)
+    rows = stacked.rows.numel()
+    step = max(1, CHUNK_ELEMENTS // max(x.shape[1], 1))
+    if rows <= step:
+        moved = stacked.matrix @ x  # (M, C)
+        return torch.zeros_like(x).index_add_(0, stacked.rows, moved * weights.T[stacked.directions])
+    crow, col, vals = stacked.matrix.crow_indices(), stacked.matrix.col_indices(), stacked.matrix.values()
+    out = torch.zeros_like(x)
+    for start in range(0, rows, step):
+        end = min(start + step, rows)
+        lo, hi = int(crow[start]), int(crow[end])
+        chunk = torch.sparse_csr_tensor(
+            crow[start : end + 1] - lo,
+            col[lo:hi],
+            vals[lo:hi],
+            size=(end - start, x.shape[0]),
+            check_invariants=False,
+        )
+        moved = chunk @ x  # (chunk rows, C)
+        out.index_add_(0, stacked.rows[start:end], moved * weights.T[stacked.directions[start:end]])
+    return out

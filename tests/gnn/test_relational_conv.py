@@ -61,3 +61,19 @@ def test_relational_conv_is_permutation_equivariant_over_queries() -> None:
     assert out.shape == (n, b, 4)
     torch.testing.assert_close(permuted, out[:, perm])
     assert repr(conv) == "RelationalConv(4)"
+
+
+def test_inference_in_chunks_matches_one_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gnn.layers.transition as transition
+
+    graph = random_graph(4)
+    stacked = graph.stacked_transitions()
+    x = torch.randn(graph.num_entities, 3)
+    weights = torch.randn(3, 2 * graph.num_relations)
+    values = torch.rand(stacked.matrix.values().numel())
+    with torch.no_grad():
+        whole = weighted_transition(x, weights, stacked, values)
+        monkeypatch.setattr(transition, "CHUNK_ELEMENTS", 7)  # two rows per chunk
+        chunked = weighted_transition(x, weights, stacked, values)
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(whole, edge_list_reference(graph, x, weights, values))
