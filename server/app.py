@@ -13,7 +13,10 @@ from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.auth import AuthInterceptor, TokenTable
 from server.config import ServerConfig
+from server.metrics import Metrics
+from server.observability import CallInterceptor
 from server.service import GraphService
 from server.servicer import EmbedderServicer, GraphsServicer, InfoServicer, ReasonerServicer
 
@@ -28,12 +31,28 @@ class App:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        credentials = _credentials(config)
+        tokens = _tokens(config)
+        if not config.loopback and credentials is None and tokens is None and not config.insecure:
+            raise ValueError(
+                f"refusing to serve {config.address} without TLS (--tls-cert/--tls-key) or bearer tokens "
+                "(--tokens/--token): anyone who can reach it could read and write every graph; pass "
+                "--insecure to do it anyway"
+            )
         self.service = GraphService(config)
+        self.metrics = Metrics(self.service)
+        self.metrics_port: int | None = None
         options = [
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.keepalive_time_ms", int(config.keepalive_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_seconds * 1000)),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ]
-        self.server = grpc.aio.server(options=options)
+        interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(self.metrics)]
+        if tokens is not None:
+            interceptors.append(AuthInterceptor(tokens))
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_InfoServicer_to_server(InfoServicer(self.service), self.server)
         pb_grpc.add_EmbedderServicer_to_server(EmbedderServicer(self.service), self.server)
         pb_grpc.add_GraphsServicer_to_server(GraphsServicer(self.service), self.server)
@@ -48,9 +67,13 @@ class App:
             ),
             self.server,
         )
-        self.port = self.server.add_insecure_port(config.address)
+        if credentials is not None:
+            self.port = self.server.add_secure_port(config.address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(config.address)
         if self.port == 0:
             raise OSError(f"could not bind {config.address}")
+        self.tls = credentials is not None
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -60,7 +83,14 @@ class App:
         """Accept connections with health NOT_SERVING; calls get UNAVAILABLE until :meth:`start` is done."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        log.info("listening on %s:%d (not serving until ready)", self.config.host, self.port)
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
+        log.info(
+            "listening on %s:%d (%s; not serving until ready)",
+            self.config.host,
+            self.port,
+            "TLS" if self.tls else "plaintext",
+        )
 
     async def start(self) -> None:
         """Listen at once, load the model and graphs and warm up, then report SERVING."""
@@ -75,7 +105,36 @@ class App:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.config.grace_seconds)
         await self.service.close()
+        self.metrics.close()
         log.info("stopped")
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS server credentials from the configured PEM files (client certificates required with a CA)."""
+    if config.tls_cert is None and config.tls_key is None:
+        if config.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    try:
+        chain = (config.tls_key.read_bytes(), config.tls_cert.read_bytes())
+        client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    except OSError as error:
+        raise ValueError(f"cannot read a TLS file: {error}") from None
+    return grpc.ssl_server_credentials(
+        [chain], root_certificates=client_ca, require_client_auth=bool(client_ca)
+    )
+
+
+def _tokens(config: ServerConfig) -> TokenTable | None:
+    if config.tokens_file is not None and config.token:
+        raise ValueError("give --tokens FILE or --token, not both")
+    if config.tokens_file is not None:
+        return TokenTable.from_file(config.tokens_file)
+    if config.token:
+        return TokenTable.single(config.token)
+    return None
 
 
 async def serve(config: ServerConfig) -> None:
@@ -90,6 +149,8 @@ async def serve(config: ServerConfig) -> None:
     await asyncio.wait([starting, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         starting.result()
+        if app.metrics_port is not None:
+            print(f"graphfuse metrics on http://{config.host}:{app.metrics_port}/metrics", flush=True)
         print(f"graphfuse ready on {config.host}:{app.port}", flush=True)
         await stopping.wait()
     else:

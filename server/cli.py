@@ -43,12 +43,25 @@ def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="host:port of the graphfuse server.",
     )
     @click.option("--timeout", default=60.0, show_default=True, help="Deadline of each call, in seconds.")
+    @click.option(
+        "--token", default=None, envvar="GRAPHFUSE_TOKEN", help="Bearer token sent with every call."
+    )
+    @click.option(
+        "--tls-ca",
+        default=None,
+        envvar="GRAPHFUSE_TLS_CA",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Connect over TLS, trusting this PEM CA.",
+    )
     @functools.wraps(fn)
-    def wrapper(*args: Any, target: str, timeout: float, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, target: str, timeout: float, token: str | None, tls_ca: Path | None, **kwargs: Any
+    ) -> Any:
         from server.client import Client
 
+        ca = tls_ca.read_bytes() if tls_ca else None
         try:
-            with Client(target, timeout) as client:
+            with Client(target, timeout, token=token, tls_ca=ca) as client:
                 return fn(client, *args, **kwargs)
         except grpc.RpcError as error:
             raise click.ClickException(f"{error.code().name}: {error.details()}") from None
@@ -85,10 +98,19 @@ def _path_text(path: Any) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="GRAPHFUSE_LOG_FORMAT",
+    show_default=True,
+    help="json: one object per line, with the request id of the call that wrote it.",
+)
+def main(verbose: int, log_format: str) -> None:
     """graphfuse: questions in, ranked answers with evidence out, over gRPC."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from server.observability import configure_logging
+
+    configure_logging(logging.WARNING - 10 * verbose, json_lines=log_format == "json")
 
 
 @main.command()
@@ -116,6 +138,43 @@ def main(verbose: int) -> None:
 @click.option(
     "--max-message-mb", default=32, show_default=True, help="Largest gRPC message sent or received."
 )
+@click.option("--keepalive", default=60.0, show_default=True, help="Seconds between keepalive pings.")
+@click.option(
+    "--keepalive-timeout", default=20.0, show_default=True, help="Seconds a keepalive ping may go unanswered."
+)
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=int,
+    envvar="GRAPHFUSE_METRICS_PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port).",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="GRAPHFUSE_TLS_CERT"
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="GRAPHFUSE_TLS_KEY"
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GRAPHFUSE_TLS_CLIENT_CA",
+    help="Require client certificates signed by this CA.",
+)
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GRAPHFUSE_TOKENS_FILE",
+    help="JSON file of bearer tokens with per-graph read/write permissions.",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="GRAPHFUSE_TOKEN",
+    help="One bearer token allowed everything (prefer the env).",
+)
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without TLS or tokens.")
 def serve(
     host: str,
     port: int,
@@ -126,6 +185,15 @@ def serve(
     default_graph: str,
     grace: float,
     max_message_mb: int,
+    keepalive: float,
+    keepalive_timeout: float,
+    metrics_port: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    tokens_file: Path | None,
+    token: str | None,
+    insecure: bool,
 ) -> None:
     """Run the gRPC server (health SERVING once the model and graphs are loaded)."""
     from server.app import serve as run
@@ -145,8 +213,20 @@ def serve(
         default_graph=default_graph,
         grace_seconds=grace,
         max_message_bytes=max_message_mb * 1024 * 1024,
+        keepalive_seconds=keepalive,
+        keepalive_timeout_seconds=keepalive_timeout,
+        metrics_port=metrics_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        tokens_file=tokens_file,
+        token=token,
+        insecure=insecure,
     )
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except ValueError as error:  # a configuration the server refuses to start with
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()

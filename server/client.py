@@ -19,18 +19,78 @@ def to_proto(record: EntityRecord | TripleRecord) -> pb.Record:
     return pb.Record(entity=pb.Entity(id=record.id, name=record.name or "", aliases=list(record.aliases)))
 
 
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Sends ``authorization: Bearer <token>`` with every call (over TLS or plaintext loopback alike)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details, [*(details.metadata or ()), self._header])
+
+    def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), requests)
+
+
 class Client:
     """Stubs of every graphfuse.v1 service on one channel.
 
     Args:
         target: ``host:port`` of the server.
         timeout: default deadline of each call, in seconds.
+        token: bearer token sent with every call.
+        tls_ca: PEM bytes of the CA that signed the server certificate; set (or ``tls=True`` for the
+            system roots) to connect over TLS.
+        tls_cert, tls_key: PEM bytes of a client certificate, for servers that require one.
+        tls_server_name: the name to check the server certificate against, when it differs from the host.
     """
 
-    def __init__(self, target: str = "localhost:50051", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        timeout: float = 30.0,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: bytes | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+        tls_server_name: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target)
+        if tls or tls_ca is not None or tls_cert is not None:
+            credentials = grpc.ssl_channel_credentials(tls_ca, tls_key, tls_cert)
+            options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target)
+        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+        self._raw_channel = channel
         self.info = pb_grpc.InfoStub(self.channel)
         self.embedder = pb_grpc.EmbedderStub(self.channel)
         self.graphs = pb_grpc.GraphsStub(self.channel)
@@ -38,7 +98,7 @@ class Client:
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
     def close(self) -> None:
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> Client:
         return self

@@ -32,8 +32,21 @@ class ServerConfig:
     link_threshold: float = 0.5  # least cosine for an embedding match to resolve an entity or relation
     checkpoint_poll_seconds: float = 2.0  # how often trained checkpoints are looked for
     batch_wait_ms: float = 2.0  # how long a text may wait for others to share its forward pass
+    keepalive_seconds: float = 60.0  # server pings idle connections this often
+    keepalive_timeout_seconds: float = 20.0  # and drops them when a ping is not answered within this
+    tls_cert: Path | None = None  # PEM server certificate chain; with tls_key, the server speaks TLS only
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA bundle: clients must present a certificate it signed
+    tokens_file: Path | None = None  # JSON bearer tokens with per-graph permissions (server/auth.py)
+    token: str | None = field(default=None, repr=False)  # one bearer token allowed everything
+    insecure: bool = False  # allow a non-loopback address without TLS or tokens
+    metrics_port: int | None = None  # Prometheus metrics over HTTP on this port (0 = any free port)
     limits: Limits = field(default_factory=Limits)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -37,6 +37,14 @@ class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for ``error``."""
     if isinstance(error, ServiceError):

@@ -46,6 +46,10 @@ class ReasonBatcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 

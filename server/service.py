@@ -27,6 +27,7 @@ from gnn.link_inference import infer_triples
 from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from gnn.reasoner import Question
 from gnn.records import EntityRecord, TripleRecord, validate_record
+from server.auth import authorize, visible
 from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
@@ -291,6 +292,7 @@ class GraphService:
         self._check_ready()
         graph = name or self.config.default_graph
         _check_graph_name(graph)
+        authorize(graph)
         state = self.graphs.get(graph)
         if state is None:
             raise NotFound(f"graph {graph!r} not found (known: {', '.join(sorted(self.graphs)) or 'none'})")
@@ -305,7 +307,7 @@ class GraphService:
             str(encoder.device),
             encoder.precision,
             encoder.max_tokens,
-            sorted(self.graphs),
+            visible(sorted(self.graphs)),
         )
 
     # -------------------------------------------------------------------------------------- embed
@@ -337,6 +339,7 @@ class GraphService:
     async def create_graph(self, name: str, description: str = "") -> GraphMeta:
         _, store = self._check_ready()
         _check_graph_name(name)
+        authorize(name, write=True)
         meta = await self._on_io(store.create_graph, name, description)
         encoder = self.encoder
         assert encoder is not None
@@ -346,18 +349,22 @@ class GraphService:
     async def delete_graph(self, name: str) -> bool:
         _, store = self._check_ready()
         _check_graph_name(name)
+        authorize(name, write=True)
         deleted = await self._on_io(store.delete_graph, name)
         self.graphs.pop(name, None)
         return deleted
 
     async def list_graphs(self) -> list[GraphMeta]:
         _, store = self._check_ready()
-        return await self._on_io(store.list_graphs)
+        graphs = await self._on_io(store.list_graphs)
+        readable = set(visible(g.name for g in graphs))
+        return [g for g in graphs if g.name in readable]
 
     async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], str, str]:
         """Stored metadata, relation names, the question reasoner and the link predictor of a graph."""
         _, store = self._check_ready()
         _check_graph_name(name)
+        authorize(name)
         try:
             meta = await self._on_io(store.get_graph, name)
         except GraphNotFoundError as error:
@@ -375,6 +382,7 @@ class GraphService:
         encoder, store = self._check_ready()
         clock = _Clock()
         _check_graph_name(graph, "chunk graph")
+        authorize(graph, write=True)
         if len(records) > self.limits.max_records_per_chunk:
             raise InvalidArgument(
                 f"chunk has {len(records)} records, more than the limit of "

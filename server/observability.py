@@ -1,0 +1,150 @@
+"""Per-call observability: a request id on every call and its log lines, and the call's metrics.
+
+The request id is the caller's ``x-request-id`` metadata when it sends one, else a fresh one; it is returned
+in the trailing metadata and appears in every log line written while the call runs (``--log-format json``
+writes one JSON object per line).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from server.metrics import Metrics
+
+REQUEST_ID_KEY = "x-request-id"
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("graphfuse_request_id", default="-")
+
+
+def _short_method(full: str) -> str:
+    return full.rsplit("/", 1)[-1] if full else "unknown"
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current call's request id on every log record as ``request_id``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: int, json_lines: bool = False) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _request_id_of(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key.lower() == REQUEST_ID_KEY and value:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            return "".join(c for c in text[:64] if c.isprintable())
+    return uuid.uuid4().hex[:16]
+
+
+def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return default.name
+
+
+def wrap_behaviour(
+    handler: grpc.RpcMethodHandler, wrap: Callable[[Callable, bool], Callable]
+) -> grpc.RpcMethodHandler:
+    """The same handler with ``wrap(behaviour, response_streaming)`` in place of its behaviour."""
+    kinds = {
+        (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    }
+    attribute, make = kinds[(handler.request_streaming, handler.response_streaming)]
+    return make(
+        wrap(getattr(handler, attribute), handler.response_streaming),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Outermost interceptor: request id, then status, latency and stage metrics for every call."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = _short_method(handler_call_details.method)
+        request_id = _request_id_of(handler_call_details.invocation_metadata)
+        metrics = self.metrics
+
+        def wrap(behaviour: Callable, streaming: bool) -> Callable:
+            if streaming:
+
+                async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    _request_id.set(request_id)
+                    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+                    started, last = time.perf_counter(), None
+                    try:
+                        async for response in behaviour(request, context):
+                            last = response
+                            yield response
+                    except BaseException:
+                        metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
+                        raise
+                    metrics.observe(method, "OK", _since(started), getattr(last, "timing", None))
+
+                return stream
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _request_id.set(request_id)
+                context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+                started = time.perf_counter()
+                try:
+                    response = await behaviour(request, context)
+                except BaseException:
+                    metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
+                    raise
+                metrics.observe(method, "OK", _since(started), getattr(response, "timing", None))
+                return response
+
+            return unary
+
+        return wrap_behaviour(handler, wrap)
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
