@@ -32,11 +32,11 @@ from server.client import Client
 GRAPHFUSE = [sys.executable, "-m", "server.cli"]
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(data_dir: Path, *flags: str) -> tuple[subprocess.Popen, str, float]:
     """Start `graphfuse serve --port 0`; returns the process, its target and seconds until SERVING."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [*GRAPHFUSE, "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [*GRAPHFUSE, "serve", "--port", "0", "--data-dir", str(data_dir), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

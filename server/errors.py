@@ -68,7 +68,8 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
 
 
-def _report(method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
+def report(method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status of ``error``, logged (with its traceback when it is an internal error)."""
     code, message = status_of(error)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("%s failed", method, exc_info=error)
@@ -90,7 +91,7 @@ def unary(method: F) -> F:
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as error:  # noqa: BLE001 - mapped to a status here, once
-            await context.abort(*_report(method.__name__, error))
+            await context.abort(*report(method.__name__, error))
 
     return wrapper  # type: ignore[return-value]
 
@@ -106,6 +107,6 @@ def streaming(method: F) -> F:
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception as error:  # noqa: BLE001
-            await context.abort(*_report(method.__name__, error))
+            await context.abort(*report(method.__name__, error))
 
     return wrapper  # type: ignore[return-value]

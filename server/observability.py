@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from server.errors import InvalidArgument, report
 from server.metrics import Metrics
 
 REQUEST_ID_KEY = "x-request-id"
@@ -77,10 +78,47 @@ def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> s
     return default.name
 
 
+class MalformedRequest:
+    """Stands in for a request whose bytes do not parse: the call gets INVALID_ARGUMENT, not INTERNAL."""
+
+    def __init__(self, error: Exception) -> None:
+        self.reason = str(error) or type(error).__name__
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # noqa: BLE001 - any parse failure is the caller's malformed input
+            return MalformedRequest(error)
+
+    return parse
+
+
+def _malformed_status(method: str, request: MalformedRequest) -> tuple[grpc.StatusCode, str]:
+    return (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the {method} request is not a valid protobuf message: {request.reason}",
+    )
+
+
+async def _checked_stream(requests: Any, method: str) -> Any:
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise InvalidArgument(_malformed_status(method, request)[1])
+        yield request
+
+
 def wrap_behaviour(
-    handler: grpc.RpcMethodHandler, wrap: Callable[[Callable, bool], Callable]
+    handler: grpc.RpcMethodHandler,
+    wrap: Callable[[Callable, bool], Callable],
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """The same handler with ``wrap(behaviour, response_streaming)`` in place of its behaviour."""
+    """The same handler with ``wrap(behaviour, response_streaming)`` in place of its behaviour (and, when
+    given, another request deserializer)."""
     kinds = {
         (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
         (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -90,7 +128,7 @@ def wrap_behaviour(
     attribute, make = kinds[(handler.request_streaming, handler.response_streaming)]
     return make(
         wrap(getattr(handler, attribute), handler.response_streaming),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
@@ -110,6 +148,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         method = _short_method(handler_call_details.method)
         request_id = _request_id_of(handler_call_details.invocation_metadata)
         metrics = self.metrics
+        request_streaming = handler.request_streaming
+
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request_streaming:
+                return _checked_stream(request, method)
+            if isinstance(request, MalformedRequest):
+                await context.abort(*_malformed_status(method, request))
+            return request
 
         def wrap(behaviour: Callable, streaming: bool) -> Callable:
             if streaming:
@@ -119,12 +165,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
                     started, last = time.perf_counter(), None
                     try:
+                        request = await admit(request, context)
                         async for response in behaviour(request, context):
                             last = response
                             yield response
-                    except BaseException:
+                    except grpc.aio.AbortError:
                         metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
                         raise
+                    except Exception as error:  # noqa: BLE001 - the safety net: never an unmapped status
+                        code, message = report(method, error)
+                        metrics.observe(method, code.name, _since(started))
+                        await context.abort(code, message)
                     metrics.observe(method, "OK", _since(started), getattr(last, "timing", None))
 
                 return stream
@@ -134,16 +185,21 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
                 started = time.perf_counter()
                 try:
+                    request = await admit(request, context)
                     response = await behaviour(request, context)
-                except BaseException:
+                except grpc.aio.AbortError:
                     metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
                     raise
+                except Exception as error:  # noqa: BLE001 - the safety net: never an unmapped status
+                    code, message = report(method, error)
+                    metrics.observe(method, code.name, _since(started))
+                    await context.abort(code, message)
                 metrics.observe(method, "OK", _since(started), getattr(response, "timing", None))
                 return response
 
             return unary
 
-        return wrap_behaviour(handler, wrap)
+        return wrap_behaviour(handler, wrap, _tolerant(handler.request_deserializer))
 
 
 def _since(started: float) -> float:
