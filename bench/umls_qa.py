@@ -32,8 +32,12 @@ from server.client import Client
 GRAPHFUSE = [sys.executable, "-m", "server.cli"]
 
 
-def start_server(data_dir: Path, *flags: str) -> tuple[subprocess.Popen, str, float]:
-    """Start `graphfuse serve --port 0`; returns the process, its target and seconds until SERVING."""
+def start_server(
+    data_dir: Path, *flags: str, lines: list[str] | None = None
+) -> tuple[subprocess.Popen, str, float]:
+    """Start `graphfuse serve --port 0`; returns the process, its target and seconds until SERVING.
+
+    ``lines`` collects what the server printed before it was ready (e.g. its metrics address)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [*GRAPHFUSE, "serve", "--port", "0", "--data-dir", str(data_dir), *flags],
@@ -44,6 +48,8 @@ def start_server(data_dir: Path, *flags: str) -> tuple[subprocess.Popen, str, fl
     )
     assert process.stdout is not None
     for line in process.stdout:
+        if lines is not None:
+            lines.append(line.strip())
         if match := re.search(r"graphfuse ready on (\S+)", line):
             return process, match.group(1), time.perf_counter() - started
     raise RuntimeError(f"server exited with {process.wait()} before it was ready")

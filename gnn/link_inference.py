@@ -35,7 +35,7 @@ class LinkInference:
             raise ValueError(
                 f"Expected {model.config.num_relations} relation ids for this model (got {len(relation_ids)})"
             )
-        self.model = model.eval()
+        self.model = model.eval().requires_grad_(False)  # explanations differentiate edges, never weights
         self.relation_ids = list(relation_ids)
         self.description = description
         self._index = {r: i for i, r in enumerate(self.relation_ids)}
@@ -89,34 +89,68 @@ class LinkInference:
     def explain(
         self, graph: KnowledgeGraph, head: int, direction: int, tail: int, paths: int = 3, max_hops: int = 3
     ) -> tuple[Evidence, ...]:
-        """The paths from ``head`` to ``tail`` whose edges carried the most of the triple's score.
+        """The paths from ``head`` to ``tail`` whose edges carried the most of the triple's score."""
+        return self.explain_many(graph, [(head, direction, tail)], paths, max_hops)[0]
+
+    def explain_many(
+        self,
+        graph: KnowledgeGraph,
+        triples: Sequence[tuple[int, int, int]],
+        paths: int = 3,
+        max_hops: int = 3,
+    ) -> list[tuple[Evidence, ...]]:
+        """Explanations of several ``(head, graph direction, tail)`` triples from one forward-backward pass.
 
         An edge's importance is the gradient of the triple's logit with respect to that edge's weight
         (NBFNet's explanation); a path scores the sum over its edges, and the best ``paths`` simple paths
         of at most ``max_hops`` edges are returned, weights normalised to sum to 1.
         """
+        if not triples:
+            return []
         stacked = graph.stacked_transitions()
-        values = torch.ones(stacked.matrix.values().numel(), requires_grad=True)
+        heads, directions, tails = (torch.tensor(column) for column in zip(*triples, strict=True))
+        values = torch.ones(len(triples), stacked.matrix.values().numel(), requires_grad=True)
         with torch.enable_grad():
-            logits = self.logits(graph, torch.tensor([head]), torch.tensor([direction]), values)  # (1, N)
-            logits[0, tail].backward()
+            logits = self.logits(graph, heads, directions, values)  # (B, N)
+            logits[torch.arange(len(triples)), tails].sum().backward()
         assert values.grad is not None
-        importance = values.grad
-        positive = int((importance > 0).sum())
-        if positive == 0:
-            return ()
-        top = torch.topk(importance, min(positive, MAX_EXPLAIN_EDGES))
-        sources, directions, destinations = stacked.edge_keys()
-        edges_from: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
-        for i, weight in zip(top.indices.tolist(), top.values.tolist(), strict=True):
-            edges_from[int(sources[i])].append((int(destinations[i]), int(directions[i]), weight))
-        found = _simple_paths(edges_from, head, tail, max_hops)
-        found.sort(key=lambda p: -p[0])
-        best = found[:paths]
-        total = sum(score for score, _ in best) or 1.0
-        return tuple(
-            Evidence(tuple(_hop(graph, u, d, v) for u, d, v in steps), score / total) for score, steps in best
-        )
+        sources, edge_directions, destinations = stacked.edge_keys()
+        return [
+            _best_paths(graph, importance, sources, edge_directions, destinations, h, t, paths, max_hops)
+            for importance, (h, _, t) in zip(values.grad, triples, strict=True)
+        ]
+
+
+def _best_paths(
+    graph: KnowledgeGraph,
+    importance: Tensor,
+    sources: Tensor,
+    directions: Tensor,
+    destinations: Tensor,
+    head: int,
+    tail: int,
+    paths: int,
+    max_hops: int,
+) -> tuple[Evidence, ...]:
+    positive = int((importance > 0).sum())
+    if positive == 0:
+        return ()
+    top = torch.topk(importance, min(positive, MAX_EXPLAIN_EDGES))
+    edges_from: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
+    columns = (
+        sources[top.indices].tolist(),
+        destinations[top.indices].tolist(),
+        directions[top.indices].tolist(),
+    )
+    for u, v, d, weight in zip(*columns, top.values.tolist(), strict=True):
+        edges_from[u].append((v, d, weight))
+    found = _simple_paths(edges_from, head, tail, max_hops)
+    found.sort(key=lambda p: -p[0])
+    best = found[:paths]
+    total = sum(score for score, _ in best) or 1.0
+    return tuple(
+        Evidence(tuple(_hop(graph, u, d, v) for u, d, v in steps), score / total) for score, steps in best
+    )
 
 
 def infer_triples(
@@ -179,7 +213,15 @@ def _hop(graph: KnowledgeGraph, source: int, direction: int, destination: int) -
 def _simple_paths(
     edges_from: dict[int, list[tuple[int, int, float]]], start: int, goal: int, max_hops: int
 ) -> list[tuple[float, list[tuple[int, int, int]]]]:
-    """Every simple path ``start -> goal`` of at most ``max_hops`` edges, with its summed importance."""
+    """Every simple path ``start -> goal`` of at most ``max_hops`` edges, with its summed importance.
+
+    Only nodes that can still reach ``goal`` within the hops left are expanded.
+    """
+    reaches = [{goal}]  # reaches[k]: nodes with a path to goal of at most k edges
+    for _ in range(max_hops - 1):
+        reaches.append(
+            reaches[-1] | {u for u, edges in edges_from.items() if any(v in reaches[-1] for v, _, _ in edges)}
+        )
     found: list[tuple[float, list[tuple[int, int, int]]]] = []
     stack: list[tuple[int, float, list[tuple[int, int, int]], frozenset[int]]] = [
         (start, 0.0, [], frozenset([start]))
@@ -188,10 +230,11 @@ def _simple_paths(
     while stack and expansions < MAX_EXPANSIONS:
         node, score, steps, seen = stack.pop()
         expansions += 1
+        left = max_hops - len(steps) - 1  # hops left after the next edge
         for nxt, direction, weight in edges_from.get(node, ()):
             path = [*steps, (node, direction, nxt)]
             if nxt == goal:
                 found.append((score + weight, path))
-            elif nxt not in seen and len(path) < max_hops:
+            elif left > 0 and nxt not in seen and nxt in reaches[left]:
                 stack.append((nxt, score + weight, path, seen | {nxt}))
     return found

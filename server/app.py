@@ -49,7 +49,9 @@ class App:
             ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_seconds * 1000)),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ]
-        interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(self.metrics)]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            CallInterceptor(self.metrics, config.limits.max_concurrent_requests)
+        ]
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         self.server = grpc.aio.server(interceptors=interceptors, options=options)

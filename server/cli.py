@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from gnn.loaders import FORMATS, LoadError, iter_records
 from gnn.records import EntityRecord, TripleRecord
+from server.config import Limits
 
 DEFAULT_TARGET = "localhost:50051"
 DATA_DIR_OPTION = click.option(
@@ -113,6 +115,21 @@ def main(verbose: int, log_format: str) -> None:
     configure_logging(logging.WARNING - 10 * verbose, json_lines=log_format == "json")
 
 
+def _parse_limits(overrides: tuple[str, ...]) -> Limits:
+    limits = Limits()
+    names = {f.name for f in dataclasses.fields(Limits)}
+    for override in overrides:
+        name, _, value = override.partition("=")
+        if name not in names or not value.isdigit():
+            raise click.BadParameter(
+                f"expected NAME=VALUE with NAME one of {', '.join(sorted(names))} and VALUE a whole number "
+                f"(got {override!r})",
+                param_hint="--limit",
+            )
+        setattr(limits, name, int(value))
+    return limits
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", envvar="GRAPHFUSE_HOST", show_default=True)
 @click.option("--port", default=50051, envvar="GRAPHFUSE_PORT", show_default=True, help="0 = any free port.")
@@ -175,6 +192,15 @@ def main(verbose: int, log_format: str) -> None:
     help="One bearer token allowed everything (prefer the env).",
 )
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without TLS or tokens.")
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a request limit; repeatable. Names: "
+    + ", ".join(f.name for f in dataclasses.fields(Limits))
+    + " (defaults in the README).",
+)
 def serve(
     host: str,
     port: int,
@@ -194,6 +220,7 @@ def serve(
     tokens_file: Path | None,
     token: str | None,
     insecure: bool,
+    limits: tuple[str, ...],
 ) -> None:
     """Run the gRPC server (health SERVING once the model and graphs are loaded)."""
     from server.app import serve as run
@@ -222,6 +249,7 @@ def serve(
         tokens_file=tokens_file,
         token=token,
         insecure=insecure,
+        limits=_parse_limits(limits),
     )
     try:
         asyncio.run(run(config))

@@ -16,6 +16,7 @@ class Limits:
     default_hops: int = 3
     max_records_per_chunk: int = 10_000  # records per Ingest chunk
     max_queued_texts: int = 4096  # texts waiting for the encoder; beyond it calls get RESOURCE_EXHAUSTED
+    max_concurrent_requests: int = 256  # calls in flight (a stream counts once); beyond it RESOURCE_EXHAUSTED
 
 
 @dataclass

@@ -134,10 +134,13 @@ def wrap_behaviour(
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Outermost interceptor: request id, then status, latency and stage metrics for every call."""
+    """Outermost interceptor: request id; admission (beyond ``max_in_flight`` calls, 0 = no limit, a call is
+    refused at once with RESOURCE_EXHAUSTED; health checks always pass); status, latency and stage metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, max_in_flight: int = 0) -> None:
         self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def intercept_service(
         self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails
@@ -149,8 +152,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         request_id = _request_id_of(handler_call_details.invocation_metadata)
         metrics = self.metrics
         request_streaming = handler.request_streaming
+        limited = self.max_in_flight > 0 and not handler_call_details.method.startswith("/grpc.health.")
+        interceptor = self
 
         async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if limited and interceptor.in_flight > interceptor.max_in_flight:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{interceptor.in_flight - 1} calls in flight, the limit is {interceptor.max_in_flight}; "
+                    "retry later",
+                )
             if request_streaming:
                 return _checked_stream(request, method)
             if isinstance(request, MalformedRequest):
@@ -164,6 +175,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     _request_id.set(request_id)
                     context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
                     started, last = time.perf_counter(), None
+                    interceptor.in_flight += 1
                     try:
                         request = await admit(request, context)
                         async for response in behaviour(request, context):
@@ -176,6 +188,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                         code, message = report(method, error)
                         metrics.observe(method, code.name, _since(started))
                         await context.abort(code, message)
+                    finally:
+                        interceptor.in_flight -= 1
                     metrics.observe(method, "OK", _since(started), getattr(last, "timing", None))
 
                 return stream
@@ -184,6 +198,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 _request_id.set(request_id)
                 context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
                 started = time.perf_counter()
+                interceptor.in_flight += 1
                 try:
                     request = await admit(request, context)
                     response = await behaviour(request, context)
@@ -194,6 +209,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     code, message = report(method, error)
                     metrics.observe(method, code.name, _since(started))
                     await context.abort(code, message)
+                finally:
+                    interceptor.in_flight -= 1
                 metrics.observe(method, "OK", _since(started), getattr(response, "timing", None))
                 return response
 

@@ -556,13 +556,11 @@ class GraphService:
             predictor = state.link_predictor
             inferred: list[FactResult] = []
             if predictor is not None and not facts_only:
+                found = infer_triples(predictor, graph_, ends["head"], rel, ends["tail"], top_k, min_score)
+                explained = predictor.explain_many(graph_, [(h, r, t) for h, r, t, _ in found], EXPLAIN_PATHS)
                 inferred = [
-                    _triple_result(
-                        graph_, h, r, t, score, predictor.explain(graph_, h, r, t, paths=EXPLAIN_PATHS), True
-                    )
-                    for h, r, t, score in infer_triples(
-                        predictor, graph_, ends["head"], rel, ends["tail"], top_k, min_score
-                    )
+                    _triple_result(graph_, h, r, t, score, evidence, True)
+                    for (h, r, t, score), evidence in zip(found, explained, strict=True)
                 ]
             clock.add("reason_us", now)
             if inferred:

@@ -22,10 +22,11 @@ class _WeightedTransition(torch.autograd.Function):
         values: Tensor | None,  # noqa: ANN001
     ):
         if values is not None:
-            stacked = stacked.with_values(values)
+            stacked = stacked.with_values(values if values.dim() == 1 else values[0])
         moved = stacked.matrix @ x  # (M, C): every directed relation's input in one product
         scale = weights.T[stacked.directions]  # (M, C): each row's relation weight, per column
         ctx.stacked = stacked
+        ctx.blocks = values.shape[0] if values is not None and values.dim() == 2 else 0
         ctx.save_for_backward(x, moved, scale)
         return torch.zeros_like(x).index_add_(0, stacked.rows, moved * scale)  # (N, C)
 
@@ -42,7 +43,11 @@ class _WeightedTransition(torch.autograd.Function):
             sources, _, _ = stacked.edge_keys()
             crow = stacked.matrix.crow_indices()
             row_of_value = torch.repeat_interleave(torch.arange(stacked.rows.numel()), torch.diff(crow))
-            grad_values = ((grad_rows * scale)[row_of_value] * x[sources]).sum(-1)  # (nnz,)
+            products = (grad_rows * scale)[row_of_value] * x[sources]  # (nnz, C)
+            if ctx.blocks:  # per-block values: each block of columns gets its own edge gradients
+                grad_values = products.view(products.shape[0], ctx.blocks, -1).sum(-1).T  # (B, nnz)
+            else:
+                grad_values = products.sum(-1)  # (nnz,)
         return grad_x, grad_weights, None, grad_values
 
 
@@ -63,7 +68,9 @@ def weighted_transition(
         weights: ``(C, 2R)`` weight of each directed relation for each column.
         stacked: the graph's :class:`~gnn.graph.StackedTransitions`.
         values: optional ``(nnz,)`` per-edge values replacing the 1s (0 removes an edge); gradients flow
-            into them, which is how an answer's edges are scored for its explanation.
+            into them, which is how an answer's edges are scored for its explanation. ``(B, nnz)`` values,
+            whose rows must be equal, split the columns into B equal blocks (one per query) and give each
+            block its own edge gradients: B explanations from one backward pass.
 
     Shapes:
         returns ``(N, C)``.
@@ -72,7 +79,7 @@ def weighted_transition(
     if torch.is_grad_enabled() and tracked:
         return _WeightedTransition.apply(x, weights, stacked, values)
     if values is not None:
-        stacked = stacked.with_values(values)
+        stacked = stacked.with_values(values if values.dim() == 1 else values[0])
     rows = stacked.rows.numel()
     step = max(1, CHUNK_ELEMENTS // max(x.shape[1], 1))
     if rows <= step:

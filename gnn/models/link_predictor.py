@@ -30,7 +30,8 @@ def in_degree(stacked: StackedTransitions, num_entities: int, values: Tensor | N
     """Incoming edges per entity over every directed relation (weighted by ``values``), ``(N,)``."""
     counts = torch.diff(stacked.matrix.crow_indices()).to(torch.float32)
     if values is not None:
-        counts = torch.zeros(stacked.rows.numel()).index_add_(0, _row_of_value(stacked), values.detach())
+        shared = values.detach() if values.dim() == 1 else values.detach()[0]
+        counts = torch.zeros(stacked.rows.numel()).index_add_(0, _row_of_value(stacked), shared)
     return torch.zeros(num_entities).index_add_(0, stacked.rows, counts)
 
 
@@ -72,7 +73,8 @@ class LinkPredictor(nn.Module):
                 ``direction_map``).
             num_entities: N.
             heads: ``(B,)`` query entities; directions: ``(B,)`` model directed relations.
-            values: optional ``(nnz,)`` edge values (0 hides an edge, e.g. the training queries' own edges).
+            values: optional ``(nnz,)`` edge values (0 hides an edge, e.g. the training queries' own edges),
+                or ``(B, nnz)`` equal rows to get per-query edge gradients (explanations).
             direction_map: optional ``(2R_graph,)`` model direction of each graph direction, -1 where the
                 model does not know it (messages along it are dropped).
 

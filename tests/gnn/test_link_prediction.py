@@ -158,6 +158,10 @@ def test_inference_scores_explains_and_survives_new_relations(trained) -> None:
     assert (last.head if last.reversed else last.tail) == t
     assert any(graph.relation_ids[hop.relation] == "parent_of" for hop in first.hops)
 
+    h2, r2, t2 = test[1].tolist()
+    together = inference.explain_many(graph, [(h, r, t), (h2, r2, t2)])
+    assert together == [evidence, inference.explain(graph, h2, r2, t2)]  # one pass, same explanations
+
     relation_scores = inference.relation_probabilities(graph, h, t)
     assert relation_scores.shape == (graph.num_relations,)
 

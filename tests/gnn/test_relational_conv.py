@@ -77,3 +77,21 @@ def test_inference_in_chunks_matches_one_product(monkeypatch: pytest.MonkeyPatch
         chunked = weighted_transition(x, weights, stacked, values)
     torch.testing.assert_close(chunked, whole)
     torch.testing.assert_close(whole, edge_list_reference(graph, x, weights, values))
+
+
+def test_blocked_values_give_each_query_its_own_edge_gradients() -> None:
+    graph = random_graph(5)
+    stacked = graph.stacked_transitions()
+    nnz = stacked.matrix.values().numel()
+    torch.manual_seed(5)
+    x = torch.randn(graph.num_entities, 2 * 3)  # two queries of three features
+    weights = torch.randn(6, 2 * graph.num_relations)
+    upstream = torch.randn(graph.num_entities, 6)
+    blocked = torch.ones(2, nnz, requires_grad=True)
+    (weighted_transition(x, weights, stacked, blocked) * upstream).sum().backward()
+    for b in range(2):
+        single = torch.ones(nnz, requires_grad=True)
+        columns = slice(3 * b, 3 * b + 3)
+        out = weighted_transition(x[:, columns], weights[columns], stacked, single)
+        (out * upstream[:, columns]).sum().backward()
+        torch.testing.assert_close(blocked.grad[b], single.grad)

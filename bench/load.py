@@ -1,0 +1,199 @@
+"""Load: a concurrency sweep of Ask and Embed, then twice the measured capacity for a while.
+
+Starts `graphfuse serve` (UMLS demo graph, metrics on) on a fresh data directory, then over gRPC on loopback:
+1. closed-loop sweep: C concurrent callers for C in --levels, for Embed (one question text per call) and Ask;
+   QPS, p50/p99/p999, errors by status, and the encoder's average batch size during the level (from the
+   server's Prometheus metrics), which shows batching at work as concurrency grows;
+2. overload: open-loop Ask arrivals at twice the best Ask QPS of the sweep for --overload-seconds; admitted
+   calls keep a bounded p99, the excess is shed with RESOURCE_EXHAUSTED, and the server's resident memory is
+   printed at the start and the end.
+
+Usage: python -m bench.load [--levels 1,4,16,64] [--calls 400] [--overload-seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import torch
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
+
+from bench.umls_qa import percentile, start_server, stop_server
+from gnn.datasets import load_umls_demo
+from gnn.graph import KnowledgeGraph
+from gnn.questions import generate_questions
+from gnn.records import TripleRecord
+
+
+def encoder_batches(metrics_url: str) -> tuple[float, float]:
+    """``(forward passes, texts)`` the server's encoder has run so far."""
+    body = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    count = re.search(r"^graphfuse_encoder_batch_texts_count (\S+)$", body, re.M)
+    total = re.search(r"^graphfuse_encoder_batch_texts_sum (\S+)$", body, re.M)
+    return (float(count.group(1)) if count else 0.0, float(total.group(1)) if total else 0.0)
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def closed_loop(
+    stub_method,
+    requests: list,
+    clients: int,
+    calls: int,  # noqa: ANN001
+) -> tuple[float, list[float], Counter]:
+    latencies: list[float] = []
+    codes: Counter[str] = Counter()
+    per_client = max(1, calls // clients)
+
+    async def caller(offset: int) -> None:
+        for i in range(per_client):
+            request = requests[(offset * per_client + i) % len(requests)]
+            began = time.perf_counter()
+            try:
+                await stub_method(request, timeout=30)
+                latencies.append((time.perf_counter() - began) * 1000)
+                codes["OK"] += 1
+            except grpc.aio.AioRpcError as error:
+                codes[error.code().name] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(c) for c in range(clients)))
+    return time.perf_counter() - started, latencies, codes
+
+
+async def open_loop(stub_method, requests: list, rate: float, seconds: float) -> tuple[list[float], Counter]:  # noqa: ANN001
+    latencies: list[float] = []
+    codes: Counter[str] = Counter()
+    tasks = []
+
+    async def one(request: object) -> None:
+        began = time.perf_counter()
+        try:
+            await stub_method(request, timeout=5)
+            latencies.append((time.perf_counter() - began) * 1000)
+            codes["OK"] += 1
+        except grpc.aio.AioRpcError as error:
+            codes[error.code().name] += 1
+
+    started = time.perf_counter()
+    sent = 0
+    while (now := time.perf_counter() - started) < seconds:
+        due = int(now * rate) + 1
+        while sent < due:
+            tasks.append(asyncio.create_task(one(requests[sent % len(requests)])))
+            sent += 1
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*tasks)
+    return latencies, codes
+
+
+def row(name: str, clients: int, seconds: float, latencies: list[float], codes: Counter, batch: float) -> str:
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(codes.items()) if k != "OK") or "none"
+    if not latencies:
+        return f"| {name} | {clients} | 0 | - | - | - | {errors} | {batch:.1f} |"
+    return (
+        f"| {name} | {clients} | {len(latencies) / seconds:.0f} | {percentile(latencies, 0.5):.1f} "
+        f"| {percentile(latencies, 0.99):.1f} | {percentile(latencies, 0.999):.1f} | {errors} | {batch:.1f} |"
+    )
+
+
+async def run(target: str, metrics_url: str, pid: int, args: argparse.Namespace) -> None:
+    records = load_umls_demo()
+    graph = KnowledgeGraph([], [r for r in records if isinstance(r, TripleRecord)])
+    texts = [q.question for h in (1, 2) for q in generate_questions(graph, 300, h, seed=500 + h)]
+    ask = [pb.AskRequest(question=t, top_k=5) for t in texts]
+    embed = [pb.EmbedRequest(texts=[t]) for t in texts]
+    rows, best_ask = [], 0.0
+    async with grpc.aio.insecure_channel(target) as channel:
+        methods = {
+            "Embed": (pb_grpc.EmbedderStub(channel).Embed, embed),
+            "Ask": (pb_grpc.ReasonerStub(channel).Ask, ask),
+        }
+        for name, (method, requests) in methods.items():
+            await closed_loop(method, requests, 4, 16)  # warm-up
+            for clients in args.levels:
+                before = encoder_batches(metrics_url)
+                seconds, latencies, codes = await closed_loop(
+                    method, requests, clients, max(args.calls, 4 * clients)
+                )
+                after = encoder_batches(metrics_url)
+                passes = after[0] - before[0]
+                batch = (after[1] - before[1]) / passes if passes else 0.0
+                rows.append(row(name, clients, seconds, latencies, codes, batch))
+                if name == "Ask" and latencies:
+                    best_ask = max(best_ask, len(latencies) / seconds)
+        rss_start = resident_mib(pid)
+        rate = 2 * best_ask
+        latencies, codes = await open_loop(methods["Ask"][0], ask, rate, args.overload_seconds)
+        rss_end = resident_mib(pid)
+
+    print("# graphfuse under load: UMLS demo graph, gRPC on loopback, client and server on the same machine")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    )
+    print()
+    print("| call | concurrent callers | QPS | p50 ms | p99 ms | p999 ms | errors | encoder texts per pass |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for line in rows:
+        print(line)
+    print()
+    total = sum(codes.values())
+    seconds = args.overload_seconds
+    print(f"Overload: Ask arrivals at {rate:.0f}/s (2x the best {best_ask:.0f} QPS) for {seconds:.0f} s")
+    print()
+    print(
+        "| calls | admitted | shed (RESOURCE_EXHAUSTED) | other errors | admitted p50 ms | p99 ms | p999 ms "
+        "| RSS start MiB | RSS end MiB |"
+    )
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    other = (
+        ", ".join(f"{k} {v}" for k, v in sorted(codes.items()) if k not in ("OK", "RESOURCE_EXHAUSTED"))
+        or "none"
+    )
+    p50, p99, p999 = (f"{percentile(latencies, q):.1f}" if latencies else "-" for q in (0.5, 0.99, 0.999))
+    print(
+        f"| {total} | {codes['OK']} | {codes['RESOURCE_EXHAUSTED']} | {other} | {p50} | {p99} | {p999} "
+        f"| {rss_start:.0f} | {rss_end:.0f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64])
+    parser.add_argument("--calls", type=int, default=400, help="calls per level (at least 4 per caller)")
+    parser.add_argument("--overload-seconds", type=float, default=120.0)
+    parser.add_argument("--limit", action="append", default=[], help="server --limit NAME=VALUE")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        lines: list[str] = []
+        flags = ["--metrics-port", "0", *(f for limit in args.limit for f in ("--limit", limit))]
+        process, target, _ = start_server(Path(tmp), *flags, lines=lines)
+        metrics_url = next(
+            re.search(r"(http://\S+/metrics)", line).group(1) for line in lines if "metrics on" in line
+        )
+        try:
+            asyncio.run(run(target, metrics_url, process.pid, args))
+        finally:
+            stop_server(process)
+
+
+if __name__ == "__main__":
+    main()
