@@ -28,7 +28,7 @@ class LinkTrainConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 5e-3
-    adversarial_temperature: float = 0.5  # negatives weighted by softmax(logit / T): hard ones count most
+    adversarial_temperature: float = 4.0  # negatives weighted by softmax(logit / T): hard ones count more
     dim: int = 32
     layers: int = 6
     seed: int = 0

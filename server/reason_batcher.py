@@ -8,6 +8,7 @@ import concurrent.futures
 import time
 from dataclasses import dataclass
 
+from encoder import DeadlineExpired
 from gnn.reasoner import Question, Reasoning
 from server.errors import ResourceExhausted, Unavailable
 from server.state import GraphState
@@ -18,6 +19,7 @@ class _Item:
     state: GraphState
     question: Question
     future: asyncio.Future
+    deadline: float | None = None  # time.monotonic() time after which the caller no longer waits
 
 
 class ReasonBatcher:
@@ -61,7 +63,7 @@ class ReasonBatcher:
             if not item.future.done():
                 item.future.set_exception(Unavailable("the server is shutting down"))
 
-    async def reason(self, state: GraphState, question: Question) -> Reasoning:
+    async def reason(self, state: GraphState, question: Question, deadline: float | None = None) -> Reasoning:
         if self._task is None or self._task.done():
             raise Unavailable("the reasoner is not running")
         if self._queue.qsize() >= self.max_queued:
@@ -69,7 +71,7 @@ class ReasonBatcher:
                 f"the reasoner queue is full ({self._queue.qsize()} questions waiting); retry later"
             )
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(state, question, future))
+        self._queue.put_nowait(_Item(state, question, future, deadline))
         return await future
 
     async def _run(self) -> None:
@@ -88,7 +90,13 @@ class ReasonBatcher:
                     window.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            window = [item for item in window if not item.future.done()]  # cancelled callers cost nothing
+            now = time.monotonic()
+            for item in window:
+                if item.deadline is not None and now >= item.deadline and not item.future.done():
+                    item.future.set_exception(
+                        DeadlineExpired("the deadline passed while the question was queued")
+                    )
+            window = [item for item in window if not item.future.done()]  # gone or late callers cost nothing
             groups: dict[int, list[_Item]] = {}
             for item in window:
                 groups.setdefault(id(item.state), []).append(item)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from encoder import BatcherConfig, EncodeBatcher, EncoderConfig, TextEncoder
+from encoder import BatcherConfig, DeadlineExpired, EncodeBatcher, EncoderConfig, TextEncoder
 from gnn.datasets import load_umls_demo
 from gnn.evidence import Evidence, EvidenceHop
 from gnn.fusion import fuse_answer_text
@@ -454,7 +454,7 @@ class GraphService:
             topics = await self._on_compute(self._nearest_topic, state, vector)
             queued = clock.add("encode_us", queued)
         question_ = Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)
-        reasoning = await self._reasoner_batcher.reason(state, question_)  # batched with concurrent questions
+        reasoning = await self._reasoner_batcher.reason(state, question_, deadline)  # batched with others
         clock.add("reason_us", queued)
         answers = [
             AnswerResult(
@@ -512,6 +512,7 @@ class GraphService:
         exclude_facts: bool = False,
         facts_only: bool = False,
         min_score: float = 0.0,
+        deadline: float | None = None,
     ) -> LookupResult:
         """Stored facts matching the given parts, then triples inferred by the graph's link predictor.
 
@@ -533,6 +534,8 @@ class GraphService:
         queued = time.perf_counter()
 
         def run() -> LookupResult:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExpired("the deadline passed while the lookup waited for the compute thread")
             now = clock.add("queue_us", queued)
             resolved = []
             ends: dict[str, int | None] = {"head": None, "tail": None}

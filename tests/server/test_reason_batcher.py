@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from encoder import DeadlineExpired
 from gnn.reasoner import Question, Reasoning
 from server.errors import ResourceExhausted
 from server.reason_batcher import ReasonBatcher
@@ -80,5 +82,21 @@ async def test_a_full_queue_is_resource_exhausted(executor) -> None:  # noqa: AN
         rejected = [o for o in outcomes if isinstance(o, ResourceExhausted)]
         assert rejected and "queue is full" in str(rejected[0])
         assert sum(isinstance(o, Reasoning) for o in outcomes) == 5 - len(rejected)
+    finally:
+        await batcher.close()
+
+
+async def test_questions_past_their_deadline_are_dropped_before_reasoning(executor) -> None:  # noqa: ANN001
+    batcher = ReasonBatcher(executor, max_wait_ms=20)
+    await batcher.start()
+    reasoner = RecordingReasoner()
+    state = FakeState(reasoner)
+    try:
+        late = batcher.reason(state, question(1), deadline=time.monotonic() - 1)
+        on_time = batcher.reason(state, question(2), deadline=time.monotonic() + 60)
+        results = await asyncio.gather(late, on_time, return_exceptions=True)
+        assert isinstance(results[0], DeadlineExpired)
+        assert results[1].touched_entities == 2
+        assert reasoner.batch_sizes == [1]  # the late question cost no reasoning
     finally:
         await batcher.close()
