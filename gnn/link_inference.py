@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -153,47 +154,90 @@ def _best_paths(
     )
 
 
-def infer_triples(
-    predictor: LinkInference,
-    graph: KnowledgeGraph,
-    head: int | None,
-    relation: int | None,
-    tail: int | None,
-    top_k: int,
-    min_score: float = 0.0,
-) -> list[tuple[int, int, int, float]]:
-    """The most probable triples matching a lookup pattern that are not stored facts, best first.
+@dataclass(frozen=True)
+class LinkPattern:
+    """A lookup to infer: any of head, relation and tail (a head or a tail is needed for inference)."""
 
-    The pattern needs a head or a tail; a missing relation means every relation the model knows. Returns
-    ``(head, relation, tail, probability)`` with probability at least ``min_score``, at most ``top_k``.
+    head: int | None
+    relation: int | None
+    tail: int | None
+    top_k: int
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class InferredTriple:
+    head: int
+    relation: int
+    tail: int
+    score: float  # calibrated probability
+    evidence: tuple[Evidence, ...]
+
+
+def infer_many(
+    predictor: LinkInference, graph: KnowledgeGraph, patterns: Sequence[LinkPattern], paths: int = 3
+) -> list[list[InferredTriple]]:
+    """The most probable triples of each pattern that are not stored facts, best first, with explanations.
+
+    All queries of all patterns are scored in one pass, and all chosen triples explained in one
+    forward-backward pass. A missing relation means every relation the model knows.
     """
-    if head is None and tail is None:
-        return []
-    if relation is not None and not predictor.knows(graph, relation):
-        return []
-    relations = (
-        [relation]
-        if relation is not None
-        else [r for r in range(graph.num_relations) if predictor.knows(graph, r)]
+    plans = [_plan(predictor, graph, p) for p in patterns]
+    heads = [h for plan in plans if plan for h in plan[1]]
+    directions = [d for plan in plans if plan for d in plan[2]]
+    probabilities = (
+        predictor.tail_probabilities(graph, torch.tensor(heads), torch.tensor(directions))
+        if heads
+        else torch.empty(0, graph.num_entities)
     )
-    if not relations:
-        return []
-    rel = torch.tensor(relations, dtype=torch.long)
-    if head is not None:
-        probabilities = predictor.tail_probabilities(graph, torch.full_like(rel, head), rel)  # (|rel|, N)
+    chosen: list[list[tuple[int, int, int, float]]] = []
+    row = 0
+    for pattern, plan in zip(patterns, plans, strict=True):
+        if plan is None:
+            chosen.append([])
+            continue
+        relations = plan[0]
+        block = probabilities[row : row + len(relations)]  # (|relations|, N)
+        row += len(relations)
+        chosen.append(_pick(graph, pattern, relations, block))
+    flat = [(h, r, t) for triples in chosen for h, r, t, _ in triples]
+    explained = iter(predictor.explain_many(graph, flat, paths) if paths else [() for _ in flat])
+    return [
+        [InferredTriple(h, r, t, score, next(explained)) for h, r, t, score in triples] for triples in chosen
+    ]
+
+
+def _plan(
+    predictor: LinkInference, graph: KnowledgeGraph, pattern: LinkPattern
+) -> tuple[list[int], list[int], list[int]] | None:
+    """``(relations, query heads, query directions)``: one query per relation, from the head (or the tail)."""
+    if pattern.head is None and pattern.tail is None or pattern.top_k <= 0:
+        return None
+    if pattern.relation is not None:
+        relations = [pattern.relation] if predictor.knows(graph, pattern.relation) else []
     else:
-        assert tail is not None
-        inverse = rel + graph.num_relations  # (?, r, t) is (t, r^-1, ?)
-        probabilities = predictor.tail_probabilities(graph, torch.full_like(rel, tail), inverse)
+        relations = [r for r in range(graph.num_relations) if predictor.knows(graph, r)]
+    if not relations:
+        return None
+    if pattern.head is not None:
+        return relations, [pattern.head] * len(relations), relations
+    assert pattern.tail is not None  # (?, r, t) is (t, r^-1, ?)
+    return relations, [pattern.tail] * len(relations), [r + graph.num_relations for r in relations]
+
+
+def _pick(
+    graph: KnowledgeGraph, pattern: LinkPattern, relations: list[int], probabilities: Tensor
+) -> list[tuple[int, int, int, float]]:
+    head, tail = pattern.head, pattern.tail
     if head is not None and tail is not None:
-        probabilities = probabilities[:, tail : tail + 1]  # (|rel|, 1): only the given pair
-    stored = int(graph.match_edges(head, relation, tail).numel())
+        probabilities = probabilities[:, tail : tail + 1]  # (|relations|, 1): only the given pair
+    stored = int(graph.match_edges(head, pattern.relation, tail).numel())
     flat = probabilities.flatten()
-    top = torch.topk(flat, min(flat.numel(), top_k + stored))
+    top = torch.topk(flat, min(flat.numel(), pattern.top_k + stored))
     width = probabilities.shape[1]
-    out = []
+    out: list[tuple[int, int, int, float]] = []
     for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-        if score < min_score or len(out) == top_k:
+        if score < pattern.min_score or len(out) == pattern.top_k:
             break
         r, other = relations[index // width], index % width
         h, t = (head, tail if width == 1 else other) if head is not None else (other, tail)

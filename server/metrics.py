@@ -114,18 +114,19 @@ class ServiceCollector(Collector):
             for reason in ("overloaded", "expired", "cancelled", "too_long"):
                 dropped.add_metric([reason], getattr(stats, reason))
             yield dropped
-        reasoner = service.reason_batcher
-        if reasoner is not None:
+        for kind, batcher in (("ask", service.reason_batcher), ("lookup", service.link_batcher)):
+            if batcher is None:
+                continue
             yield SummaryMetricFamily(
-                "graphfuse_reasoner_batch_questions",
-                "Questions per batched propagation",
-                count_value=reasoner.batches,
-                sum_value=reasoner.questions,
+                f"graphfuse_{kind}_batch_items",
+                f"{kind.capitalize()} calls per batched reasoner pass",
+                count_value=batcher.batches,
+                sum_value=batcher.items,
             )
             yield GaugeMetricFamily(
-                "graphfuse_reasoner_queued_questions",
-                "Questions waiting for the reasoner",
-                value=reasoner.queued,
+                f"graphfuse_{kind}_queued",
+                f"{kind.capitalize()} calls waiting for the reasoner",
+                value=batcher.queued,
             )
         sizes = GaugeMetricFamily("graphfuse_graph_size", "Graph sizes in memory", labels=["graph", "kind"])
         for name, state in list(service.graphs.items()):

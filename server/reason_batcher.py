@@ -1,15 +1,17 @@
-"""Concurrent Ask calls meet here: questions on the same graph that arrive within a short window are answered
-by one batched propagation (an ``(N, B)`` block), so throughput grows with load instead of queueing."""
+"""Concurrent calls on the same graph meet here: questions (Ask) or lookups (Lookup with inference) arriving
+within a short window are answered by one batched pass (an ``(N, B)`` block), so throughput grows with load
+instead of queueing."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from encoder import DeadlineExpired
-from gnn.reasoner import Question, Reasoning
 from server.errors import ResourceExhausted, Unavailable
 from server.state import GraphState
 
@@ -17,34 +19,40 @@ from server.state import GraphState
 @dataclass
 class _Item:
     state: GraphState
-    question: Question
+    work: Any  # one question, one lookup...
     future: asyncio.Future
     deadline: float | None = None  # time.monotonic() time after which the caller no longer waits
 
 
 class ReasonBatcher:
-    """Merges questions into batched reasoner calls run on ``executor``.
+    """Merges items of work on the same graph into one call of ``run`` on ``executor``.
 
     Args:
-        executor: where reasoning runs (the server's compute thread).
-        max_wait_ms: how long the first question of a window waits for company.
-        max_batch: questions per propagation.
-        max_queued: questions waiting; beyond it callers get :class:`ResourceExhausted` at once.
+        executor: where the work runs (the server's compute thread).
+        run: ``run(state, items) -> results``, one result per item, in order.
+        what: what an item is, for messages ("questions", "lookups").
+        max_wait_ms: how long the first item of a window waits for company.
+        max_batch: items per call.
+        max_queued: items waiting; beyond it callers get :class:`ResourceExhausted` at once.
     """
 
     def __init__(
         self,
         executor: concurrent.futures.Executor,
+        run: Callable[[GraphState, list[Any]], Sequence[Any]],
+        what: str = "questions",
         max_wait_ms: float = 1.0,
         max_batch: int = 64,
         max_queued: int = 4096,
     ) -> None:
         self.executor = executor
+        self.work = run
+        self.what = what
         self.max_wait = max_wait_ms / 1000
         self.max_batch = max_batch
         self.max_queued = max_queued
         self.batches = 0
-        self.questions = 0
+        self.items = 0
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
@@ -63,15 +71,16 @@ class ReasonBatcher:
             if not item.future.done():
                 item.future.set_exception(Unavailable("the server is shutting down"))
 
-    async def reason(self, state: GraphState, question: Question, deadline: float | None = None) -> Reasoning:
+    async def submit(self, state: GraphState, work: Any, deadline: float | None = None) -> Any:
+        """The result of ``work``, computed with the other items that arrive within the window."""
         if self._task is None or self._task.done():
             raise Unavailable("the reasoner is not running")
         if self._queue.qsize() >= self.max_queued:
             raise ResourceExhausted(
-                f"the reasoner queue is full ({self._queue.qsize()} questions waiting); retry later"
+                f"the reasoner queue is full ({self._queue.qsize()} {self.what} waiting); retry later"
             )
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(state, question, future, deadline))
+        self._queue.put_nowait(_Item(state, work, future, deadline))
         return await future
 
     async def _run(self) -> None:
@@ -94,7 +103,7 @@ class ReasonBatcher:
             for item in window:
                 if item.deadline is not None and now >= item.deadline and not item.future.done():
                     item.future.set_exception(
-                        DeadlineExpired("the deadline passed while the question was queued")
+                        DeadlineExpired(f"the deadline passed while the {self.what} waited to be batched")
                     )
             window = [item for item in window if not item.future.done()]  # gone or late callers cost nothing
             groups: dict[int, list[_Item]] = {}
@@ -104,10 +113,7 @@ class ReasonBatcher:
                 state = items[0].state
                 try:
                     results = await loop.run_in_executor(
-                        self.executor,
-                        lambda s=state, q=[i.question for i in items]: s.reasoner.reason(
-                            s.graph, s.relation_vectors, q
-                        ),
+                        self.executor, self.work, state, [item.work for item in items]
                     )
                 except Exception as error:  # noqa: BLE001 - each caller gets the failure
                     for item in items:
@@ -115,7 +121,7 @@ class ReasonBatcher:
                             item.future.set_exception(error)
                     continue
                 self.batches += 1
-                self.questions += len(items)
+                self.items += len(items)
                 for item, result in zip(items, results, strict=True):
                     if not item.future.done():
                         item.future.set_result(result)

@@ -23,7 +23,7 @@ from gnn.datasets import load_umls_demo
 from gnn.evidence import Evidence, EvidenceHop
 from gnn.fusion import fuse_answer_text
 from gnn.graph import KnowledgeGraph
-from gnn.link_inference import infer_triples
+from gnn.link_inference import InferredTriple, LinkPattern, infer_many
 from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from gnn.reasoner import Question
 from gnn.records import EntityRecord, TripleRecord, validate_record
@@ -180,7 +180,8 @@ class GraphService:
         self.limits = config.limits
         self.encoder: TextEncoder | None = None
         self.batcher: EncodeBatcher | None = None
-        self.reason_batcher: ReasonBatcher | None = None
+        self.reason_batcher: ReasonBatcher | None = None  # Ask
+        self.link_batcher: ReasonBatcher | None = None  # Lookup inference
         self.store: GraphStore | None = None
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
@@ -210,8 +211,17 @@ class GraphService:
             executor=self._compute,
         )
         await self.batcher.start()
-        self.reason_batcher = ReasonBatcher(self._compute, max_queued=self.limits.max_queued_texts)
-        await self.reason_batcher.start()
+        self.reason_batcher = ReasonBatcher(
+            self._compute,
+            lambda state, questions: state.reasoner.reason(state.graph, state.relation_vectors, questions),
+            "questions",
+            max_queued=self.limits.max_queued_texts,
+        )
+        self.link_batcher = ReasonBatcher(
+            self._compute, _infer_lookups, "lookups", max_batch=16, max_queued=self.limits.max_queued_texts
+        )
+        for batcher in (self.reason_batcher, self.link_batcher):
+            await batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
         self.ready = True
         log.info(
@@ -258,8 +268,9 @@ class GraphService:
             self._watcher.cancel()
         if self.batcher is not None:
             await self.batcher.close()
-        if self.reason_batcher is not None:
-            await self.reason_batcher.close()
+        for batcher in (self.reason_batcher, self.link_batcher):
+            if batcher is not None:
+                await batcher.close()
         if self.store is not None:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
@@ -287,6 +298,12 @@ class GraphService:
         self._check_ready()
         assert self.reason_batcher is not None
         return self.reason_batcher
+
+    @property
+    def _link_batcher(self) -> ReasonBatcher:
+        self._check_ready()
+        assert self.link_batcher is not None
+        return self.link_batcher
 
     def _graph(self, name: str) -> GraphState:
         self._check_ready()
@@ -454,7 +471,7 @@ class GraphService:
             topics = await self._on_compute(self._nearest_topic, state, vector)
             queued = clock.add("encode_us", queued)
         question_ = Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)
-        reasoning = await self._reasoner_batcher.reason(state, question_, deadline)  # batched with others
+        reasoning = await self._reasoner_batcher.submit(state, question_, deadline)  # batched with others
         clock.add("reason_us", queued)
         answers = [
             AnswerResult(
@@ -533,7 +550,7 @@ class GraphService:
         clock = _Clock()
         queued = time.perf_counter()
 
-        def run() -> LookupResult:
+        def resolve() -> tuple[list[LinkedEntity], LinkPattern, list[FactResult], int]:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExpired("the deadline passed while the lookup waited for the compute thread")
             now = clock.add("queue_us", queued)
@@ -545,7 +562,7 @@ class GraphService:
                     ends[name] = topic.index
                     resolved.append(topic.linked(state.graph))
             rel = self._resolve_relation(state, encoder, relation) if relation else None
-            now = clock.add("encode_us", now)
+            clock.add("encode_us", now)
             graph_ = state.graph
             edges = graph_.match_edges(ends["head"], rel, ends["tail"])
             heads, rels, tails = graph_.edges
@@ -556,31 +573,34 @@ class GraphService:
                     heads[shown].tolist(), rels[shown].tolist(), tails[shown].tolist(), strict=True
                 )
             ]
-            predictor = state.link_predictor
-            inferred: list[FactResult] = []
-            if predictor is not None and not facts_only:
-                found = infer_triples(predictor, graph_, ends["head"], rel, ends["tail"], top_k, min_score)
-                explained = predictor.explain_many(graph_, [(h, r, t) for h, r, t, _ in found], EXPLAIN_PATHS)
-                inferred = [
-                    _triple_result(graph_, h, r, t, score, evidence, True)
-                    for (h, r, t, score), evidence in zip(found, explained, strict=True)
-                ]
-            clock.add("reason_us", now)
-            if inferred:
-                region = (graph_.num_entities, graph_.num_edges)  # message passing reads the whole graph
-            else:
-                region = (len({f.head_id for f in facts} | {f.tail_id for f in facts}), int(edges.numel()))
-            return LookupResult(
-                facts + inferred,
-                int(edges.numel()),
-                resolved,
-                graph_.relation_ids[rel] if rel is not None else "",
-                *region,
-                clock.done(),
-                predictor.description if predictor is not None and not facts_only else "",
-            )
+            pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score)
+            return resolved, pattern, facts, int(edges.numel())
 
-        return await self._on_compute(run)
+        resolved, pattern, facts, total_facts = await self._on_compute(resolve)
+        began = time.perf_counter()
+        predictor = state.link_predictor
+        inferred: list[FactResult] = []
+        if predictor is not None and not facts_only:
+            found = await self._link_batcher.submit(state, pattern, deadline)  # batched with other lookups
+            inferred = [
+                _triple_result(state.graph, t.head, t.relation, t.tail, t.score, t.evidence, True)
+                for t in found
+            ]
+        clock.add("reason_us", began)
+        graph_ = state.graph
+        if predictor is not None and not facts_only:
+            region = (graph_.num_entities, graph_.num_edges)  # message passing reads the whole graph
+        else:
+            region = (len({f.head_id for f in facts} | {f.tail_id for f in facts}), total_facts)
+        return LookupResult(
+            facts + inferred,
+            total_facts,
+            resolved,
+            graph_.relation_ids[pattern.relation] if pattern.relation is not None else "",
+            *region,
+            clock.done(),
+            predictor.description if predictor is not None and not facts_only else "",
+        )
 
     def _resolve_entity(self, state: GraphState, encoder: TextEncoder, text: str, field_name: str) -> _Topic:
         found = state.linker.lookup(text)
@@ -681,6 +701,13 @@ def _triple_result(
         inferred,
         tuple(_named_evidence(graph, e) for e in evidence),
     )
+
+
+def _infer_lookups(state: GraphState, patterns: list[LinkPattern]) -> list[list[InferredTriple]]:
+    """Every lookup of one batch: scored in one pass, explained in one forward-backward pass."""
+    if state.link_predictor is None:  # removed while the lookups waited
+        return [[] for _ in patterns]
+    return infer_many(state.link_predictor, state.graph, patterns, EXPLAIN_PATHS)
 
 
 def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gnn.graph import KnowledgeGraph
-from gnn.link_inference import LinkInference
+from gnn.link_inference import LinkInference, LinkPattern, infer_many
 from gnn.link_prediction import (
     KnownAnswers,
     LinkTrainConfig,
@@ -163,6 +163,23 @@ def test_inference_scores_explains_and_survives_new_relations(trained) -> None:
     for joint, alone in zip(together, [evidence, inference.explain(graph, h2, r2, t2)], strict=True):
         assert [e.hops for e in joint] == [e.hops for e in alone]  # one pass, same explanations
         assert [e.weight for e in joint] == pytest.approx([e.weight for e in alone], abs=1e-6)
+
+    patterns = [
+        LinkPattern(h, r, None, 3),
+        LinkPattern(None, r, t, 2, min_score=0.01),
+        LinkPattern(h, None, t, 2),
+    ]
+    batched = infer_many(inference, graph, patterns)
+    for pattern, together in zip(patterns, batched, strict=True):
+        alone = infer_many(inference, graph, [pattern])[0]
+        assert [(x.head, x.relation, x.tail) for x in together] == [
+            (x.head, x.relation, x.tail) for x in alone
+        ]
+        assert [x.score for x in together] == pytest.approx([x.score for x in alone], abs=1e-5)
+        assert all(not graph.has_edge(x.head, x.relation, x.tail) for x in together)  # never a stored fact
+        assert all(x.evidence for x in together[:1])
+    assert len(batched[0]) <= 3 and all(x.head == h and x.relation == r for x in batched[0])
+    assert all(x.tail == t and x.score >= 0.01 for x in batched[1])
 
     relation_scores = inference.relation_probabilities(graph, h, t)
     assert relation_scores.shape == (graph.num_relations,)

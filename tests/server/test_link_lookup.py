@@ -3,6 +3,7 @@ filters, explanations, errors, and `graphfuse eval --task link`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 from click.testing import CliRunner
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 from gnn.records import TripleRecord
 from server.checkpoints import checkpoint_path
@@ -167,3 +170,27 @@ def test_eval_without_a_predictor_says_so(link_server, tmp_path: Path) -> None: 
         ],
     )
     assert result.exit_code == 1 and "no link predictor" in result.output
+
+
+def test_concurrent_lookups_share_passes_and_keep_their_answers(link_server) -> None:  # noqa: ANN001
+    server, _, held = link_server
+    heads = sorted({t.head for t in held})[:8]
+    with server.client() as client:
+        alone = {h: client.lookup("family", head=h, relation="child_of", exclude_facts=True) for h in heads}
+    batcher = server.app.service.link_batcher
+    before = (batcher.batches, batcher.items)
+
+    async def together() -> list:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.ReasonerStub(channel)
+            requests = [
+                pb.LookupRequest(graph="family", head=h, relation="child_of", exclude_facts=True)
+                for h in heads
+            ]
+            return await asyncio.gather(*(stub.Lookup(r, timeout=60) for r in requests))
+
+    responses = asyncio.run(together())
+    for h, response in zip(heads, responses, strict=True):
+        assert [t.tail_id for t in response.triples] == [t.tail_id for t in alone[h].triples]
+    batches, items = batcher.batches - before[0], batcher.items - before[1]
+    assert items == len(heads) and batches < items  # some lookups shared a pass
