@@ -163,6 +163,7 @@ class LinkPattern:
     tail: int | None
     top_k: int
     min_score: float = 0.0
+    explain: bool = True  # find the evidence paths of the inferred triples
 
 
 @dataclass(frozen=True)
@@ -200,10 +201,13 @@ def infer_many(
         block = probabilities[row : row + len(relations)]  # (|relations|, N)
         row += len(relations)
         chosen.append(_pick(graph, pattern, relations, block))
-    flat = [(h, r, t) for triples in chosen for h, r, t, _ in triples]
-    explained = iter(predictor.explain_many(graph, flat, paths) if paths else [() for _ in flat])
+    wanted = [
+        (h, r, t) for p, triples in zip(patterns, chosen, strict=True) if p.explain for h, r, t, _ in triples
+    ]
+    explained = iter(predictor.explain_many(graph, wanted, paths) if paths else [() for _ in wanted])
     return [
-        [InferredTriple(h, r, t, score, next(explained)) for h, r, t, score in triples] for triples in chosen
+        [InferredTriple(h, r, t, score, next(explained) if p.explain else ()) for h, r, t, score in triples]
+        for p, triples in zip(patterns, chosen, strict=True)
     ]
 
 

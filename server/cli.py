@@ -365,6 +365,7 @@ def ask(
 @click.option("--inferred-only", is_flag=True, help="Leave the stored facts out.")
 @click.option("--facts-only", is_flag=True, help="No inference.")
 @click.option("--min-score", default=0.0, help="Leave out inferred triples scoring below this.")
+@click.option("--no-evidence", is_flag=True, help="Skip the evidence paths of inferred triples (faster).")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @_client_command
 def lookup(
@@ -377,6 +378,7 @@ def lookup(
     inferred_only: bool,
     facts_only: bool,
     min_score: float,
+    no_evidence: bool,
     as_json: bool,
 ) -> None:
     """Stored facts matching HEAD, RELATION and TAIL (any of them), then inferred triples with their paths."""
@@ -389,6 +391,7 @@ def lookup(
         exclude_facts=inferred_only,
         facts_only=facts_only,
         min_score=min_score,
+        no_evidence=no_evidence,
     )
     if as_json:
         return _print_json(response)

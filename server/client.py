@@ -140,6 +140,7 @@ class Client:
         exclude_facts: bool = False,
         facts_only: bool = False,
         min_score: float = 0.0,
+        no_evidence: bool = False,
     ) -> pb.LookupResponse:
         request = pb.LookupRequest(
             graph=graph,
@@ -150,6 +151,7 @@ class Client:
             exclude_facts=exclude_facts,
             facts_only=facts_only,
             min_score=min_score,
+            no_evidence=no_evidence,
         )
         return self.reasoner.Lookup(request, timeout=self.timeout)
 

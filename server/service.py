@@ -529,6 +529,7 @@ class GraphService:
         exclude_facts: bool = False,
         facts_only: bool = False,
         min_score: float = 0.0,
+        evidence: bool = True,
         deadline: float | None = None,
     ) -> LookupResult:
         """Stored facts matching the given parts, then triples inferred by the graph's link predictor.
@@ -573,7 +574,7 @@ class GraphService:
                     heads[shown].tolist(), rels[shown].tolist(), tails[shown].tolist(), strict=True
                 )
             ]
-            pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score)
+            pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score, evidence)
             return resolved, pattern, facts, int(edges.numel())
 
         resolved, pattern, facts, total_facts = await self._on_compute(resolve)

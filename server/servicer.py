@@ -294,6 +294,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
             exclude_facts=request.exclude_facts,
             facts_only=request.facts_only,
             min_score=request.min_score,
+            evidence=not request.no_evidence,
             deadline=_deadline(context),
         )
         return pb.LookupResponse(

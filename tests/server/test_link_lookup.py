@@ -105,11 +105,16 @@ def test_filters_and_patterns(link_server) -> None:  # noqa: ANN001
             "family", relation="child_of", tail=missing.tail, exclude_facts=True, top_k=10
         )
         everything = client.lookup("family", head=missing.head, exclude_facts=True, top_k=3)
+        bare = client.lookup(
+            "family", head=missing.head, relation="child_of", exclude_facts=True, no_evidence=True
+        )
     assert only_inferred.triples and all(t.kind == INFERRED for t in only_inferred.triples)
     assert all(t.kind == FACT for t in only_facts.triples) and not only_facts.link_predictor
     assert all(t.score >= 0.9 for t in confident.triples if t.kind == INFERRED)
     assert pair.triples[0].relation == "child_of"  # (h, ?, t): relations ranked for the pair
     assert missing.head in [t.head_id for t in reverse.triples]  # (?, r, t) through the inverse relation
+    assert [t.tail_id for t in bare.triples] == [t.tail_id for t in only_inferred.triples]
+    assert all(not t.evidence for t in bare.triples) and any(t.evidence for t in only_inferred.triples)
     assert len(everything.triples) == 3 and all(t.head_id == missing.head for t in everything.triples)
 
 

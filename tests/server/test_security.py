@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import ipaddress
@@ -128,20 +129,27 @@ def test_plaintext_client_cannot_talk_to_a_tls_server(secured) -> None:  # noqa:
         assert rpc_error(plaintext.list_graphs).code() == grpc.StatusCode.UNAVAILABLE
 
 
+def bound_port(config: ServerConfig) -> int:
+    async def build() -> int:  # a grpc.aio server belongs to an event loop
+        return App(config).port
+
+    return asyncio.run(build())
+
+
 def test_a_network_address_needs_tls_tokens_or_insecure(tmp_path: Path) -> None:
     config = ServerConfig(host="0.0.0.0", port=0, data_dir=tmp_path, demo=False)
     with pytest.raises(ValueError, match="--insecure"):
-        App(config)
+        bound_port(config)
     config.token = "x"
-    assert App(config).port > 0
+    assert bound_port(config) > 0
     config.token, config.insecure = None, True
-    assert App(config).port > 0
+    assert bound_port(config) > 0
 
 
 def test_tls_files_must_come_in_pairs(tmp_path: Path) -> None:
     cert, _ = write_certificate(tmp_path)
     with pytest.raises(ValueError, match="go together"):
-        App(ServerConfig(port=0, data_dir=tmp_path, tls_cert=cert))
+        bound_port(ServerConfig(port=0, data_dir=tmp_path, tls_cert=cert))
 
 
 def test_the_token_never_appears_in_the_config_repr() -> None:

@@ -358,7 +358,7 @@ class AskResponse(_message.Message):
     def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., text: _Optional[str] = ..., topic_entities: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., question_tokens: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("graph", "head", "relation", "tail", "top_k", "exclude_facts", "facts_only", "min_score")
+    __slots__ = ("graph", "head", "relation", "tail", "top_k", "exclude_facts", "facts_only", "min_score", "no_evidence")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     RELATION_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +367,7 @@ class LookupRequest(_message.Message):
     EXCLUDE_FACTS_FIELD_NUMBER: _ClassVar[int]
     FACTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    NO_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     graph: str
     head: str
     relation: str
@@ -375,7 +376,8 @@ class LookupRequest(_message.Message):
     exclude_facts: bool
     facts_only: bool
     min_score: float
-    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ..., exclude_facts: _Optional[bool] = ..., facts_only: _Optional[bool] = ..., min_score: _Optional[float] = ...) -> None: ...
+    no_evidence: bool
+    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ..., exclude_facts: _Optional[bool] = ..., facts_only: _Optional[bool] = ..., min_score: _Optional[float] = ..., no_evidence: _Optional[bool] = ...) -> None: ...
 
 class ScoredTriple(_message.Message):
     __slots__ = ("head_id", "head_name", "relation", "tail_id", "tail_name", "score", "kind", "evidence")
