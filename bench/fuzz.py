@@ -188,6 +188,7 @@ def call_raw(client: Client, method: str, payload: bytes) -> None:
 def check_status(code: grpc.StatusCode, details: str | None) -> None:
     assert code in DOCUMENTED, f"undocumented status {code.name}: {details}"
     assert details, f"{code.name} without a message"
+    assert not details.startswith("Stream removed"), f"the transport failed, not the server: {details[:200]}"
 
 
 def fuzz(

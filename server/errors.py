@@ -45,8 +45,18 @@ class PermissionDenied(ServiceError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+MAX_MESSAGE_CHARS = 1024  # messages travel in headers (8 KiB by default): never echo a huge input whole
+
+
 def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client sees for ``error``."""
+    """The status code and message a client sees for ``error`` (messages clipped to a header's size)."""
+    code, message = _status_of(error)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = f"{message[: MAX_MESSAGE_CHARS - 30]}... ({len(message)} characters)"
+    return code, message
+
+
+def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, ServiceError):
         return error.code, str(error)
     if isinstance(error, Overloaded):

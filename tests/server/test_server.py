@@ -304,3 +304,9 @@ def test_expired_deadline_is_deadline_exceeded(client: Client) -> None:
         client.embedder.Embed(pb.EmbedRequest(texts=["a text that never reaches the model"]), timeout=0.0001)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert client.serving()
+
+
+def test_error_messages_never_echo_a_huge_input_whole(client) -> None:  # noqa: ANN001
+    error = rpc_error(client.lookup, "", head="zq" * 4000)  # 8000 characters, under the text limit
+    assert error.code() == grpc.StatusCode.NOT_FOUND  # not a client-side RESOURCE_EXHAUSTED on a huge header
+    assert error.details().startswith("head ") and len(error.details()) <= 1024
