@@ -514,7 +514,8 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
     "--target",
     default=None,
     envvar="GRAPHFUSE_TARGET",
-    help="A running server to wait for until it answers with the new checkpoint.",
+    help="A running server to wait for until it answers with the new checkpoint (GRAPHFUSE_TOKEN and "
+    "GRAPHFUSE_TLS_CA apply).",
 )
 def train(
     graph: str,
@@ -580,14 +581,20 @@ def train(
 
 
 def _wait_for_checkpoint(target: str, graph: str, data_dir: Path, loaded: Callable[[Any], bool]) -> None:
+    """Poll the server at ``target`` (with GRAPHFUSE_TOKEN and GRAPHFUSE_TLS_CA, like the client commands)."""
     from server.client import Client
 
-    with Client(target, timeout=10) as client:
-        for _ in range(30):
-            if loaded(client.graph_info(graph)):
-                click.echo(f"{target} now serves {graph} with the new checkpoint")
-                return
-            time.sleep(1)
+    ca = os.environ.get("GRAPHFUSE_TLS_CA")
+    token = os.environ.get("GRAPHFUSE_TOKEN")
+    try:
+        with Client(target, timeout=10, token=token, tls_ca=Path(ca).read_bytes() if ca else None) as client:
+            for _ in range(30):
+                if loaded(client.graph_info(graph)):
+                    click.echo(f"{target} now serves {graph} with the new checkpoint")
+                    return
+                time.sleep(1)
+    except grpc.RpcError as error:
+        raise click.ClickException(f"{target}: {error.code().name}: {error.details()}") from None
     raise click.ClickException(f"{target} did not pick up the checkpoint (is its --data-dir {data_dir}?)")
 
 
