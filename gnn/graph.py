@@ -74,6 +74,7 @@ class StackedTransitions:
     directions: Tensor  # (M,) directed relation of each row
     membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
     transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
+    row_of_value: Tensor  # (nnz,) the row of matrix each stored value is in
 
     def with_values(self, values: Tensor) -> StackedTransitions:
         """The same structure with other edge values (``(nnz,)``, in ``matrix`` order): masks, weights."""
@@ -95,9 +96,7 @@ class StackedTransitions:
 
     def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order."""
-        crow = self.matrix.crow_indices()
-        row_of_value = torch.repeat_interleave(torch.arange(self.rows.numel()), crow[1:] - crow[:-1])
-        return self.matrix.col_indices(), self.directions[row_of_value], self.rows[row_of_value]
+        return self.matrix.col_indices(), self.directions[self.row_of_value], self.rows[self.row_of_value]
 
 
 @dataclass(frozen=True)
@@ -274,7 +273,7 @@ class KnowledgeGraph:
                 check_invariants=False,
             ).to_sparse_csr()
             self._stacked = StackedTransitions(
-                matrix, transposed, rows, directions, membership, transpose_order
+                matrix, transposed, rows, directions, membership, transpose_order, row_of_value
             )
         return self._stacked
 

@@ -40,10 +40,8 @@ class _WeightedTransition(torch.autograd.Function):
         grad_weights = (stacked.membership @ (grad_rows * moved)).T if need_weights else None  # (C, 2R)
         grad_values = None
         if need_values:
-            sources, _, _ = stacked.edge_keys()
-            crow = stacked.matrix.crow_indices()
-            row_of_value = torch.repeat_interleave(torch.arange(stacked.rows.numel()), torch.diff(crow))
-            products = (grad_rows * scale)[row_of_value] * x[sources]  # (nnz, C)
+            sources = stacked.matrix.col_indices()
+            products = (grad_rows * scale)[stacked.row_of_value] * x[sources]  # (nnz, C)
             if ctx.blocks:  # per-block values: each block of columns gets its own edge gradients
                 grad_values = products.view(products.shape[0], ctx.blocks, -1).sum(-1).T  # (B, nnz)
             else:

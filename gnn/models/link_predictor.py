@@ -31,13 +31,8 @@ def in_degree(stacked: StackedTransitions, num_entities: int, values: Tensor | N
     counts = torch.diff(stacked.matrix.crow_indices()).to(torch.float32)
     if values is not None:
         shared = values.detach() if values.dim() == 1 else values.detach()[0]
-        counts = torch.zeros(stacked.rows.numel()).index_add_(0, _row_of_value(stacked), shared)
+        counts = torch.zeros(stacked.rows.numel()).index_add_(0, stacked.row_of_value, shared)
     return torch.zeros(num_entities).index_add_(0, stacked.rows, counts)
-
-
-def _row_of_value(stacked: StackedTransitions) -> Tensor:
-    crow = stacked.matrix.crow_indices()
-    return torch.repeat_interleave(torch.arange(stacked.rows.numel()), torch.diff(crow))
 
 
 class LinkPredictor(nn.Module):
