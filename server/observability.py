@@ -168,50 +168,42 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(*_malformed_status(method, request))
             return request
 
+        async def observed(request: Any, context: grpc.aio.ServicerContext, respond: Callable) -> Any:
+            """``respond``'s responses, under the call's request id, admission and metrics."""
+            _request_id.set(request_id)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+            started, last = time.perf_counter(), None
+            interceptor.in_flight += 1
+            try:
+                request = await admit(request, context)
+                async for response in respond(request, context):
+                    last = response
+                    yield response
+            except grpc.aio.AbortError:
+                metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
+                raise
+            except Exception as error:  # noqa: BLE001 - the safety net: never an unmapped status
+                code, message = report(method, error)
+                metrics.observe(method, code.name, _since(started))
+                await context.abort(code, message)
+            finally:
+                interceptor.in_flight -= 1
+            metrics.observe(method, "OK", _since(started), getattr(last, "timing", None))
+
         def wrap(behaviour: Callable, streaming: bool) -> Callable:
-            if streaming:
+            if streaming:  # grpc.aio needs an async generator function here, not a function returning one
 
                 async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    _request_id.set(request_id)
-                    context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-                    started, last = time.perf_counter(), None
-                    interceptor.in_flight += 1
-                    try:
-                        request = await admit(request, context)
-                        async for response in behaviour(request, context):
-                            last = response
-                            yield response
-                    except grpc.aio.AbortError:
-                        metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
-                        raise
-                    except Exception as error:  # noqa: BLE001 - the safety net: never an unmapped status
-                        code, message = report(method, error)
-                        metrics.observe(method, code.name, _since(started))
-                        await context.abort(code, message)
-                    finally:
-                        interceptor.in_flight -= 1
-                    metrics.observe(method, "OK", _since(started), getattr(last, "timing", None))
+                    async for response in observed(request, context, behaviour):
+                        yield response
 
                 return stream
 
+            async def once(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                yield await behaviour(request, context)
+
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                _request_id.set(request_id)
-                context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
-                started = time.perf_counter()
-                interceptor.in_flight += 1
-                try:
-                    request = await admit(request, context)
-                    response = await behaviour(request, context)
-                except grpc.aio.AbortError:
-                    metrics.observe(method, _code_name(context, grpc.StatusCode.UNKNOWN), _since(started))
-                    raise
-                except Exception as error:  # noqa: BLE001 - the safety net: never an unmapped status
-                    code, message = report(method, error)
-                    metrics.observe(method, code.name, _since(started))
-                    await context.abort(code, message)
-                finally:
-                    interceptor.in_flight -= 1
-                metrics.observe(method, "OK", _since(started), getattr(response, "timing", None))
+                (response,) = [r async for r in observed(request, context, once)]
                 return response
 
             return unary
