@@ -204,12 +204,9 @@ def fuzz(
             database=None,
         )
 
-        @config
-        @given(requests)
-        def structured(item: tuple[str, object]) -> None:
-            name, request = item
+        def answer(send: Callable[[], None]) -> None:
             try:
-                call(client, name, request)
+                send()
                 result = "OK"
             except grpc.RpcError as error:
                 check_status(error.code(), error.details())
@@ -217,18 +214,15 @@ def fuzz(
             if on_result:
                 on_result(result)
 
+        @config
+        @given(requests)
+        def structured(item: tuple[str, object]) -> None:
+            answer(lambda: call(client, *item))
+
         @settings(config, max_examples=max(1, examples // 4))
         @given(raw)
         def unparsable(item: tuple[str, bytes]) -> None:
-            method, payload = item
-            try:
-                call_raw(client, method, payload)
-                result = "OK"
-            except grpc.RpcError as error:
-                check_status(error.code(), error.details())
-                result = error.code().name
-            if on_result:
-                on_result(result)
+            answer(lambda: call_raw(client, *item))
 
         structured()
         unparsable()

@@ -52,58 +52,59 @@ def resident_mib(pid: int) -> float:
     return float("nan")
 
 
+class Outcomes:
+    """Latencies (ms) of the calls that succeeded and status counts of all, for one load phase."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.codes: Counter[str] = Counter()
+
+    async def call(self, stub_method, request: object, timeout: float) -> None:  # noqa: ANN001
+        began = time.perf_counter()
+        try:
+            await stub_method(request, timeout=timeout)
+            self.latencies.append((time.perf_counter() - began) * 1000)
+            self.codes["OK"] += 1
+        except grpc.aio.AioRpcError as error:
+            self.codes[error.code().name] += 1
+
+
 async def closed_loop(
-    stub_method,
-    requests: list,
+    stub_method,  # noqa: ANN001
+    requests: Iterator,
     clients: int,
-    calls: int,  # noqa: ANN001
+    calls: int,
 ) -> tuple[float, list[float], Counter]:
-    latencies: list[float] = []
-    codes: Counter[str] = Counter()
+    outcomes = Outcomes()
     per_client = max(1, calls // clients)
 
     async def caller() -> None:
         for _ in range(per_client):
-            request = next(requests)
-            began = time.perf_counter()
-            try:
-                await stub_method(request, timeout=30)
-                latencies.append((time.perf_counter() - began) * 1000)
-                codes["OK"] += 1
-            except grpc.aio.AioRpcError as error:
-                codes[error.code().name] += 1
+            await outcomes.call(stub_method, next(requests), timeout=30)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(clients)))
-    return time.perf_counter() - started, latencies, codes
+    return time.perf_counter() - started, outcomes.latencies, outcomes.codes
 
 
 async def open_loop(
-    stub_method, requests: Iterator, rate: float, seconds: float
-) -> tuple[list[float], Counter]:  # noqa: ANN001
-    latencies: list[float] = []
-    codes: Counter[str] = Counter()
+    stub_method,
+    requests: Iterator,
+    rate: float,
+    seconds: float,  # noqa: ANN001
+) -> tuple[list[float], Counter]:
+    outcomes = Outcomes()
     tasks = []
-
-    async def one(request: object) -> None:
-        began = time.perf_counter()
-        try:
-            await stub_method(request, timeout=5)
-            latencies.append((time.perf_counter() - began) * 1000)
-            codes["OK"] += 1
-        except grpc.aio.AioRpcError as error:
-            codes[error.code().name] += 1
-
     started = time.perf_counter()
     sent = 0
     while (now := time.perf_counter() - started) < seconds:
         due = int(now * rate) + 1
         while sent < due:
-            tasks.append(asyncio.create_task(one(next(requests))))
+            tasks.append(asyncio.create_task(outcomes.call(stub_method, next(requests), timeout=5)))
             sent += 1
         await asyncio.sleep(0.002)
     await asyncio.gather(*tasks)
-    return latencies, codes
+    return outcomes.latencies, outcomes.codes
 
 
 def row(name: str, clients: int, seconds: float, latencies: list[float], codes: Counter, batch: float) -> str:
