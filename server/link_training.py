@@ -69,8 +69,13 @@ def index_triples(graph: KnowledgeGraph, triples: Sequence[TripleRecord]) -> tup
     return torch.tensor(rows, dtype=torch.long).view(-1, 3), skipped
 
 
-def _read(store: GraphStore, name: str) -> tuple[list[EntityRecord], list[TripleRecord]]:
-    entities, triples = store.read_graph(name)
+def _read(data_dir: Path, name: str) -> tuple[list[EntityRecord], list[TripleRecord]]:
+    """A stored graph's entities and triples (the store is opened for the read only)."""
+    store = GraphStore(data_dir)
+    try:
+        entities, triples = store.read_graph(name)
+    finally:
+        store.close()
     return list(entities), list(triples)
 
 
@@ -92,11 +97,7 @@ def train_link_graph(
     config = config or LinkTrainConfig()
     if not 0.0 <= holdout < 1.0:
         raise ValueError(f"Expected 'holdout' in [0, 1) (got {holdout})")
-    store = GraphStore(data_dir)
-    try:
-        entities, stored = _read(store, graph_name)
-    finally:
-        store.close()
+    entities, stored = _read(data_dir, graph_name)
     if not stored:
         raise ValueError(f"graph {graph_name!r} has no triples to learn from")
     if valid:
@@ -165,17 +166,12 @@ def evaluate_link_graph(
             f"graph {graph_name!r} has no link predictor yet (no {path}); train one first"
         )
     model, meta = load_checkpoint(path)
-    store = GraphStore(data_dir)
-    try:
-        entities, stored = _read(store, graph_name)
-    finally:
-        store.close()
+    entities, stored = _read(data_dir, graph_name)
     graph = KnowledgeGraph(entities, stored)
     predictor = LinkInference(model, meta["relation_ids"], meta.get("description", ""))  # type: ignore[arg-type]
     tests, skipped = index_triples(graph, test)
     extra, _ = index_triples(graph, known)
-    stored_index, _ = index_triples(graph, stored)
-    filters = KnownAnswers([stored_index, extra, tests], graph.num_relations)
+    filters = KnownAnswers([torch.stack(graph.edges, 1), extra, tests], graph.num_relations)
     hidden = sum(graph.has_edge(*t) for t in tests.tolist())
     values = None
     if hidden:

@@ -579,9 +579,9 @@ class GraphService:
 
         resolved, pattern, facts, total_facts = await self._on_compute(resolve)
         began = time.perf_counter()
-        predictor = state.link_predictor
+        predictor = state.link_predictor if not facts_only else None
         inferred: list[FactResult] = []
-        if predictor is not None and not facts_only:
+        if predictor is not None:
             found = await self._link_batcher.submit(state, pattern, deadline)  # batched with other lookups
             inferred = [
                 _triple_result(state.graph, t.head, t.relation, t.tail, t.score, t.evidence, True)
@@ -589,7 +589,7 @@ class GraphService:
             ]
         clock.add("reason_us", began)
         graph_ = state.graph
-        if predictor is not None and not facts_only:
+        if predictor is not None:
             region = (graph_.num_entities, graph_.num_edges)  # message passing reads the whole graph
         else:
             region = (len({f.head_id for f in facts} | {f.tail_id for f in facts}), total_facts)
@@ -600,7 +600,7 @@ class GraphService:
             graph_.relation_ids[pattern.relation] if pattern.relation is not None else "",
             *region,
             clock.done(),
-            predictor.description if predictor is not None and not facts_only else "",
+            predictor.description if predictor is not None else "",
         )
 
     def _resolve_entity(self, state: GraphState, encoder: TextEncoder, text: str, field_name: str) -> _Topic:
