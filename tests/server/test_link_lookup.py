@@ -131,25 +131,26 @@ def test_bad_lookups_name_the_field(link_server) -> None:  # noqa: ANN001
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "facts_only" in error.details()
 
 
+def eval_link(data_dir: Path, graph: str, test: list[TripleRecord], test_file: Path, *flags: str):  # noqa: ANN201
+    """`graphfuse eval --task link` on ``test`` written as TSV to ``test_file``."""
+    test_file.write_text("".join(f"{t.head}\t{t.relation}\t{t.tail}\n" for t in test))
+    arguments = [
+        "eval",
+        "--task",
+        "link",
+        "--graph",
+        graph,
+        "--data-dir",
+        str(data_dir),
+        "--test",
+        str(test_file),
+    ]
+    return CliRunner().invoke(main, [*arguments, *flags])
+
+
 def test_eval_ranks_held_out_triples(link_server, tmp_path: Path) -> None:  # noqa: ANN001
     _, data_dir, held = link_server
-    test_file = tmp_path / "test.tsv"
-    test_file.write_text("".join(f"{t.head}\t{t.relation}\t{t.tail}\n" for t in held))
-    result = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--task",
-            "link",
-            "--graph",
-            "family",
-            "--data-dir",
-            str(data_dir),
-            "--test",
-            str(test_file),
-            "--json",
-        ],
-    )
+    result = eval_link(data_dir, "family", held, tmp_path / "test.tsv", "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)["metrics"]
     assert metrics["queries"] == 2 * len(held)
@@ -158,22 +159,7 @@ def test_eval_ranks_held_out_triples(link_server, tmp_path: Path) -> None:  # no
 
 def test_eval_without_a_predictor_says_so(link_server, tmp_path: Path) -> None:  # noqa: ANN001
     _, data_dir, held = link_server
-    test_file = tmp_path / "test.tsv"
-    test_file.write_text(f"{held[0].head}\t{held[0].relation}\t{held[0].tail}\n")
-    result = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--task",
-            "link",
-            "--graph",
-            "nothing",
-            "--data-dir",
-            str(data_dir),
-            "--test",
-            str(test_file),
-        ],
-    )
+    result = eval_link(data_dir, "nothing", held[:1], tmp_path / "test.tsv")
     assert result.exit_code == 1 and "no link predictor" in result.output
 
 
