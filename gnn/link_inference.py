@@ -51,6 +51,10 @@ class LinkInference:
     def knows(self, graph: KnowledgeGraph, relation: int) -> bool:
         return graph.relation_ids[relation] in self._index
 
+    def known_relations(self, graph: KnowledgeGraph) -> list[int]:
+        """The graph's relations this model was trained with."""
+        return [r for r in range(graph.num_relations) if self.knows(graph, r)]
+
     def logits(
         self, graph: KnowledgeGraph, heads: Tensor, directions: Tensor, values: Tensor | None = None
     ) -> Tensor:
@@ -78,9 +82,7 @@ class LinkInference:
 
         All relations are scored in one pass: one query ``(head, r)`` per known relation.
         """
-        known = torch.tensor(
-            [r for r in range(graph.num_relations) if self.knows(graph, r)], dtype=torch.long
-        )
+        known = torch.tensor(self.known_relations(graph), dtype=torch.long)
         out = torch.zeros(graph.num_relations)
         if known.numel():
             heads = torch.full((known.numel(),), head, dtype=torch.long)
@@ -220,7 +222,7 @@ def _plan(
     if pattern.relation is not None:
         relations = [pattern.relation] if predictor.knows(graph, pattern.relation) else []
     else:
-        relations = [r for r in range(graph.num_relations) if predictor.knows(graph, r)]
+        relations = predictor.known_relations(graph)
     if not relations:
         return None
     if pattern.head is not None:
