@@ -34,6 +34,24 @@ DATA_DIR_OPTION = click.option(
 )
 
 
+TOKEN_OPTION = click.option(
+    "--token", default=None, envvar="GRAPHFUSE_TOKEN", help="Bearer token sent with every call."
+)
+TLS_CA_OPTION = click.option(
+    "--tls-ca",
+    default=None,
+    envvar="GRAPHFUSE_TLS_CA",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Connect over TLS, trusting this PEM CA.",
+)
+
+
+def _connect(target: str, timeout: float, token: str | None, tls_ca: Path | None) -> Any:
+    from server.client import Client
+
+    return Client(target, timeout, token=token, tls_ca=tls_ca.read_bytes() if tls_ca else None)
+
+
 def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Common options of client commands, and gRPC errors shown as one line with exit status 1."""
 
@@ -45,25 +63,14 @@ def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="host:port of the graphfuse server.",
     )
     @click.option("--timeout", default=60.0, show_default=True, help="Deadline of each call, in seconds.")
-    @click.option(
-        "--token", default=None, envvar="GRAPHFUSE_TOKEN", help="Bearer token sent with every call."
-    )
-    @click.option(
-        "--tls-ca",
-        default=None,
-        envvar="GRAPHFUSE_TLS_CA",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Connect over TLS, trusting this PEM CA.",
-    )
+    @TOKEN_OPTION
+    @TLS_CA_OPTION
     @functools.wraps(fn)
     def wrapper(
         *args: Any, target: str, timeout: float, token: str | None, tls_ca: Path | None, **kwargs: Any
     ) -> Any:
-        from server.client import Client
-
-        ca = tls_ca.read_bytes() if tls_ca else None
         try:
-            with Client(target, timeout, token=token, tls_ca=ca) as client:
+            with _connect(target, timeout, token, tls_ca) as client:
                 return fn(client, *args, **kwargs)
         except grpc.RpcError as error:
             raise click.ClickException(f"{error.code().name}: {error.details()}") from None
@@ -514,9 +521,10 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
     "--target",
     default=None,
     envvar="GRAPHFUSE_TARGET",
-    help="A running server to wait for until it answers with the new checkpoint (GRAPHFUSE_TOKEN and "
-    "GRAPHFUSE_TLS_CA apply).",
+    help="A running server to wait for until it answers with the new checkpoint.",
 )
+@TOKEN_OPTION
+@TLS_CA_OPTION
 def train(
     graph: str,
     task: str,
@@ -529,9 +537,12 @@ def train(
     batch_size: int | None,
     seed: int,
     target: str | None,
+    token: str | None,
+    tls_ca: Path | None,
 ) -> None:
     """Train the question reasoner (or link predictor) of GRAPH; a running server switches to it at once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    server = functools.partial(_connect, target, 10.0, token, tls_ca) if target else None
     bar = tqdm(desc=f"train {task}", unit="step")
 
     def on_step(step: int, total: int, loss: float) -> None:
@@ -541,7 +552,7 @@ def train(
 
     if task == "link":
         return _train_link(
-            graph, valid_files, data_dir, holdout, epochs, batch_size, seed, target, bar, on_step
+            graph, valid_files, data_dir, holdout, epochs, batch_size, seed, server, bar, on_step
         )
 
     from gnn.datasets import load_qa_file
@@ -574,28 +585,28 @@ def train(
         click.echo(f"held-out ({report.holdout_questions} questions):")
         click.echo(_metrics_table(report.metrics))
     click.echo(f"checkpoint: {report.checkpoint}")
-    if target:
+    if server:
         _wait_for_checkpoint(
-            target, graph, data_dir, lambda info: info.reasoner == f"trained: {report.description}"
+            server, graph, data_dir, lambda info: info.reasoner == f"trained: {report.description}"
         )
 
 
-def _wait_for_checkpoint(target: str, graph: str, data_dir: Path, loaded: Callable[[Any], bool]) -> None:
-    """Poll the server at ``target`` (with GRAPHFUSE_TOKEN and GRAPHFUSE_TLS_CA, like the client commands)."""
-    from server.client import Client
-
-    ca = os.environ.get("GRAPHFUSE_TLS_CA")
-    token = os.environ.get("GRAPHFUSE_TOKEN")
-    try:
-        with Client(target, timeout=10, token=token, tls_ca=Path(ca).read_bytes() if ca else None) as client:
+def _wait_for_checkpoint(
+    connect: Callable[[], Any], graph: str, data_dir: Path, loaded: Callable[[Any], bool]
+) -> None:
+    """Poll the server ``connect`` reaches until ``loaded(its graph info)``."""
+    with connect() as client:
+        try:
             for _ in range(30):
                 if loaded(client.graph_info(graph)):
-                    click.echo(f"{target} now serves {graph} with the new checkpoint")
+                    click.echo(f"{client.target} now serves {graph} with the new checkpoint")
                     return
                 time.sleep(1)
-    except grpc.RpcError as error:
-        raise click.ClickException(f"{target}: {error.code().name}: {error.details()}") from None
-    raise click.ClickException(f"{target} did not pick up the checkpoint (is its --data-dir {data_dir}?)")
+        except grpc.RpcError as error:
+            raise click.ClickException(f"{client.target}: {error.code().name}: {error.details()}") from None
+    raise click.ClickException(
+        f"{client.target} did not pick up the checkpoint (is its --data-dir {data_dir}?)"
+    )
 
 
 def _link_table(rows: dict[str, Any]) -> str:
@@ -616,7 +627,7 @@ def _train_link(
     epochs: int | None,
     batch_size: int | None,
     seed: int,
-    target: str | None,
+    server: Callable[[], Any] | None,
     bar: tqdm,
     on_step: Callable[[int, int, float], None],
 ) -> None:
@@ -649,8 +660,8 @@ def _train_link(
             f"{report.skipped_triples} validation triples skipped (entity or relation not in the graph)"
         )
     click.echo(f"checkpoint: {report.checkpoint}")
-    if target:
-        _wait_for_checkpoint(target, graph, data_dir, lambda info: info.link_predictor == report.description)
+    if server:
+        _wait_for_checkpoint(server, graph, data_dir, lambda info: info.link_predictor == report.description)
 
 
 @main.command("eval")
