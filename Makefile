@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup serve test test-all proto lint bench clean
+.PHONY: setup serve test test-all proto lint bench bench-encoder clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.umls_qa $(ARGS)
+
+bench-encoder: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.encoder_throughput
+	$(BIN)/python -m bench.encoder_backends
 
 clean:
 	rm -rf $(VENV) .graphfuse .pytest_cache

@@ -1,12 +1,16 @@
-"""Encoder throughput: TextEncoder and EncodeBatcher against sentence-transformers, in one run.
+"""Encoder throughput: graphfuse (exact and fast precision) against sentence-transformers, in one run.
 
 1. Offline throughput on generated questions and entity names: TextEncoder (cache off, its own
-   padded-token batching) vs SentenceTransformer.encode(batch_size=64); cosine between the two.
-2. Concurrency in-process: 64 asyncio callers, one text per call, through EncodeBatcher vs a
-   sentence-transformers server that encodes one text per call on one compute thread.
-3. Cache: a repeated text (hit) vs a new one (miss) through EncodeBatcher.
-4. The machine's fp32 matmul GFLOP/s, and the encoder's token throughput as a fraction of it
-   (~21 MFLOP per token for MiniLM-L6, real tokens only, padding not counted).
+   padded-token batching) in exact and fast precision vs SentenceTransformer.encode(batch_size=64), with
+   the cosine of each against sentence-transformers.
+2. Concurrency: 64 callers, one text per call, through the real gRPC Embed RPC of a `graphfuse serve`
+   subprocess (exact, then fast), vs sentence-transformers encoding one text per call on one compute
+   thread in this process; texts/s and p50/p99 latency.
+3. Cache: a repeated text (hit) vs a new one (miss) through EncodeBatcher and TextEncoder.encode.
+4. Where the time goes: tokenisation, forward pass, pooling and the rest as shares of wall time (offline
+   from TextEncoder.timings, over gRPC from the server's graphfuse_encoder_stage_seconds metrics), the
+   mean queueing per call; and token throughput as a fraction of this machine's fp32 matmul ceiling,
+   measured in the same run (~21 MFLOP per token for MiniLM-L6, real tokens only, padding not counted).
 
 Texts are generated deterministically: entity names from pykeen's UMLS, Kinships and Nations and from
 MetaQA's kb.txt (when the shared data folder is present), questions from templates over those names.
@@ -21,13 +25,20 @@ import asyncio
 import os
 import platform
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import grpc
 import torch
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
-from encoder import BatcherConfig, EmbeddingCache, EncodeBatcher, EncoderConfig, TextEncoder
+from bench.load import metrics_url, scrape
+from bench.umls_qa import percentile, start_server, stop_server
+from encoder import EmbeddingCache, EncodeBatcher, EncoderConfig, TextEncoder
 from gnn.datasets import PYKEEN_DATASETS, load_pykeen_triples, shared_data_dir
 from gnn.records import default_name
 
@@ -100,19 +111,16 @@ def make_texts(n_questions: int, n_names: int, seed: int = 0) -> tuple[list[str]
 
 
 # ------------------------------------------------------------------------------------------- measuring
-def timed_pair(a: Callable[[], object], b: Callable[[], object], repeats: int = 2) -> tuple:
-    """Best wall time of each of `a` and `b` over `repeats` alternating runs (a, b, a, b: a load that
-    comes and goes hits both alike), and their last results."""
-    best_a = best_b = float("inf")
-    result_a = result_b = None
+def best_times(runs: dict[str, Callable[[], object]], repeats: int = 2) -> dict[str, tuple[float, object]]:
+    """Best wall time and last result of each run, over `repeats` rounds that take them in turn (a load
+    that comes and goes hits all alike)."""
+    best = {name: (float("inf"), None) for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result_a = a()
-        best_a = min(best_a, time.perf_counter() - start)
-        start = time.perf_counter()
-        result_b = b()
-        best_b = min(best_b, time.perf_counter() - start)
-    return best_a, best_b, result_a, result_b
+        for name, run in runs.items():
+            start = time.perf_counter()
+            result = run()
+            best[name] = (min(best[name][0], time.perf_counter() - start), result)
+    return best
 
 
 def matmul_gflops(n: int = 2048, seconds: float = 1.5) -> float:
@@ -126,12 +134,7 @@ def matmul_gflops(n: int = 2048, seconds: float = 1.5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-async def closed_loop(call, texts: list[str], callers: int) -> tuple[float, list[float]]:
+async def closed_loop(call, texts: list[str], callers: int) -> tuple[float, list[float]]:  # noqa: ANN001
     """`callers` concurrent tasks, each awaiting `call(text)` for its share of `texts` one at a time;
     returns the wall time and every call's latency in seconds."""
     latencies: list[float] = []
@@ -161,42 +164,64 @@ def hardware_line() -> str:
     )
 
 
-# ------------------------------------------------------------------------------------------------ main
-async def concurrency(enc: TextEncoder, st, texts: list[str], callers: int) -> dict[str, tuple]:
-    out = {}
+class Breakdown:
+    """Seconds per encoder stage over one measured run, as shares of its wall time."""
+
+    STAGES = ("tokenize", "forward", "pool")
+
+    def __init__(self, seconds: dict[str, float], wall: float, calls: int, queue: float | None = None):
+        self.seconds, self.wall, self.calls, self.queue = seconds, wall, calls, queue
+
+    def cells(self) -> list[str]:
+        shares = [f"{self.seconds[stage] / self.wall:.0%}" for stage in self.STAGES]
+        rest = 1 - sum(self.seconds[stage] for stage in self.STAGES) / self.wall
+        queue = "-" if self.queue is None else f"{self.queue / self.calls * 1e3:.1f} ms"
+        return [*shares, f"{rest:.0%}", queue]
+
+
+# ------------------------------------------------------------------------------------------ sections
+def stage_seconds(samples: dict[tuple[str, tuple], float]) -> dict[str, float]:
+    return {
+        stage: samples.get(("graphfuse_encoder_stage_seconds_total", (("stage", stage),)), 0.0)
+        for stage in ("queue", *Breakdown.STAGES)
+    }
+
+
+async def grpc_embed(target: str, url: str, texts: list[str], callers: int) -> tuple[float, list, Breakdown]:
+    """`callers` concurrent Embed calls of one text each; wall seconds, latencies and the server's
+    encoder time per stage over the run."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.EmbedderStub(channel)
+        await closed_loop(lambda text: stub.Embed(pb.EmbedRequest(texts=[text])), ["warm-up a", "b c"], 2)
+        before = stage_seconds(scrape(url))
+        wall, latencies = await closed_loop(
+            lambda text: stub.Embed(pb.EmbedRequest(texts=[text]), timeout=60), texts, callers
+        )
+        after = stage_seconds(scrape(url))
+    spent = {stage: after[stage] - before[stage] for stage in after}
+    return wall, latencies, Breakdown(spent, wall, len(texts), queue=spent.pop("queue"))
+
+
+def serve_and_embed(precision: str, texts: list[str], callers: int) -> tuple[float, list, Breakdown]:
+    with tempfile.TemporaryDirectory() as tmp:
+        lines: list[str] = []
+        flags = ("--no-demo", "--metrics-port", "0", "--precision", precision)
+        process, target, _ = start_server(Path(tmp), *flags, lines=lines)
+        try:
+            return asyncio.run(grpc_embed(target, metrics_url(lines), texts, callers))
+        finally:
+            stop_server(process)
+
+
+async def st_one_per_call(st, texts: list[str], callers: int) -> tuple[float, list[float]]:  # noqa: ANN001
+    """A sentence-transformers server: concurrent callers, one text per encode, one compute thread."""
+    loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(1, thread_name_prefix="compute") as compute:
-        loop = asyncio.get_running_loop()
 
-        async with EncodeBatcher(enc, BatcherConfig(), executor=compute) as batcher:
-            await batcher.encode(["warm-up"])
-            batches, tokens = batcher.stats.batches, batcher.stats.real_tokens
-            wall, lat = await closed_loop(lambda text: batcher.encode([text]), texts, callers)
-            stats = batcher.stats
-            out["batcher"] = (
-                len(texts) / wall,
-                lat,
-                stats.batches - batches,
-                stats.real_tokens - tokens,
-                wall,
-            )
-
-        def st_one(text: str):
+        def one(text: str):  # noqa: ANN202
             return st.encode([text], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
 
-        share = texts[: max(callers, len(texts) // 3)]  # one text per forward pass: fewer suffice
-        wall, lat = await closed_loop(
-            lambda text: loop.run_in_executor(compute, st_one, text), share, callers
-        )
-        out["st"] = (len(share) / wall, lat)
-
-        def enc_one(text: str):
-            return enc.encode([text])
-
-        wall, lat = await closed_loop(
-            lambda text: loop.run_in_executor(compute, enc_one, text), share, callers
-        )
-        out["enc"] = (len(share) / wall, lat)
-    return out
+        return await closed_loop(lambda text: loop.run_in_executor(compute, one, text), texts, callers)
 
 
 async def cache_latency(enc: TextEncoder, texts: list[str]) -> tuple[float, float, float, float]:
@@ -229,6 +254,16 @@ async def cache_latency(enc: TextEncoder, texts: list[str]) -> tuple[float, floa
     return batch_hit, batch_miss, enc_hit, enc_miss
 
 
+def cosine_cell(a: torch.Tensor, b: torch.Tensor) -> str:
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    return f"{cos.min():.6f} / {cos.mean():.6f}"
+
+
+def latency_cell(latencies: list[float]) -> str:
+    return f"{percentile(latencies, 0.5) * 1e3:.0f} / {percentile(latencies, 0.99) * 1e3:.0f}"
+
+
+# ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,86 +281,95 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     began = time.perf_counter()
     questions, names, source = make_texts(args.questions, args.names)
-    enc = TextEncoder(EncoderConfig(cache_size=0))
-    st = SentenceTransformer(str(enc.config.model_dir or _default_model_dir()), device="cpu")
-    enc.encode(questions[:64])
-    st.encode(questions[:64], batch_size=64)
+    exact = TextEncoder(EncoderConfig(cache_size=0))
+    fast = TextEncoder(EncoderConfig(cache_size=0, precision="fast"))
+    st = SentenceTransformer(str(_default_model_dir()), device="cpu")
+    for warm in (exact.encode, fast.encode, lambda texts: st.encode(texts, batch_size=64)):
+        warm(questions[:64])
     gflops_start = matmul_gflops()
 
-    rows, ceiling = [], []
+    rows, ceiling, breakdowns = [], [], []
+    encoders = {"exact": exact, "fast": fast}
     for label, texts in (("questions", questions), ("entity names", names)):
-        real = sum(enc.count_tokens(texts))
-        ours_s, st_s, ours, ref = timed_pair(
-            lambda texts=texts: enc.encode(texts).vectors,
-            lambda texts=texts: torch.from_numpy(st.encode(texts, batch_size=64, normalize_embeddings=True)),
+        real = sum(exact.count_tokens(texts))
+        best = best_times(
+            {
+                "exact": lambda texts=texts: exact.encode(texts).vectors,
+                "fast": lambda texts=texts: fast.encode(texts).vectors,
+                "st": lambda texts=texts: torch.from_numpy(
+                    st.encode(texts, batch_size=64, normalize_embeddings=True)
+                ),
+            }
         )
-        cos = torch.nn.functional.cosine_similarity(ours, ref, dim=1)
-        ours_tps, st_tps = real / ours_s, real / st_s
-        ceiling.append((label, ours_tps, st_tps))
+        for mode, enc in encoders.items():  # one more run each, timed by stage
+            before, start = enc.timings.as_dict(), time.perf_counter()
+            enc.encode(texts)
+            wall = time.perf_counter() - start
+            spent = {k: v - before[k] for k, v in enc.timings.as_dict().items()}
+            breakdowns.append((f"offline {mode}, {label}", Breakdown(spent, wall, len(texts))))
+        st_s, reference = best["st"]
         what = f"{len(texts):,} {label} ({real / len(texts):.1f} tokens mean)"
-        rows.append(
-            (
-                f"offline throughput, texts/s: {what}",
-                f"{len(texts) / ours_s:,.0f}",
-                f"{len(texts) / st_s:,.0f}",
-                f"{st_s / ours_s:.2f}x",
+        for mode in ("exact", "fast"):
+            seconds, vectors = best[mode]
+            rows.append(
+                (
+                    f"offline throughput, texts/s, {mode} ({encoders[mode].precision}): {what}",
+                    f"{len(texts) / seconds:,.0f}",
+                    f"{len(texts) / st_s:,.0f}",
+                    f"{st_s / seconds:.2f}x",
+                )
             )
-        )
-        rows.append(
-            (
-                f"cosine TextEncoder vs sentence-transformers, min / mean: {label}",
-                f"{cos.min():.6f} / {cos.mean():.6f}",
-                "",
-                "",
+            rows.append(
+                (
+                    f"cosine to sentence-transformers, min / mean: {mode}, {label}",
+                    cosine_cell(vectors, reference),
+                    "",
+                    "",
+                )
             )
-        )
+            ceiling.append((f"{mode}, {label}", real / seconds, real / st_s))
 
     gflops_end = matmul_gflops()
     gflops = max(gflops_start, gflops_end)  # the ceiling: the best the machine did in this run
     for label, ours_tps, st_tps in ceiling:
         rows.append(
             (
-                f"offline, share of the fp32 matmul ceiling ({gflops:,.0f} GFLOP/s): {label}",
+                f"offline, share of the fp32 matmul ceiling ({gflops:,.0f} GFLOP/s; bf16 can pass it): "
+                f"{label}",
                 f"{ours_tps * FLOP_PER_TOKEN / gflops / 1e9:.0%} ({ours_tps:,.0f} tokens/s)",
                 f"{st_tps * FLOP_PER_TOKEN / gflops / 1e9:.0%} ({st_tps:,.0f} tokens/s)",
                 "",
             )
         )
 
-    conc_texts = questions[: max(args.callers * 10, 640)]
-    conc = asyncio.run(concurrency(enc, st, conc_texts, args.callers))
-    b_tps, b_lat, b_batches, b_tokens, b_wall = conc["batcher"]
-    s_tps, s_lat = conc["st"]
-    e_tps, e_lat = conc["enc"]
-    label = f"{args.callers} concurrent callers, 1 question each, one compute thread"
-    rows.append((f"{label}: texts/s", f"{b_tps:,.0f}", f"{s_tps:,.0f}", f"{b_tps / s_tps:.2f}x"))
-    rows.append(
-        (
-            f"{label}: latency p50 / p99, ms",
-            f"{percentile(b_lat, 0.5) * 1e3:.0f} / {percentile(b_lat, 0.99) * 1e3:.0f}",
-            f"{percentile(s_lat, 0.5) * 1e3:.0f} / {percentile(s_lat, 0.99) * 1e3:.0f}",
-            f"{percentile(s_lat, 0.5) / percentile(b_lat, 0.5):.2f}x",
+    unique = list(dict.fromkeys(questions))  # the server's cache must not stand in for the model
+    conc_texts = unique[: args.callers * 20]
+    st_texts = conc_texts[: max(args.callers * 4, len(conc_texts) // 4)]  # one text per pass: fewer suffice
+    st_wall, st_lat = asyncio.run(st_one_per_call(st, st_texts, args.callers))
+    st_tps = len(st_texts) / st_wall
+    label = f"{args.callers} concurrent callers, 1 question each"
+    for mode in ("exact", "fast"):
+        wall, latencies, breakdown = serve_and_embed(mode, conc_texts, args.callers)
+        tps = len(conc_texts) / wall
+        breakdowns.append((f"gRPC Embed {mode}, {args.callers} callers", breakdown))
+        rows.append(
+            (
+                f"{label}: gRPC Embed ({mode}) vs sentence-transformers one text per encode, texts/s",
+                f"{tps:,.0f}",
+                f"{st_tps:,.0f}",
+                f"{tps / st_tps:.2f}x",
+            )
         )
-    )
-    rows.append(
-        (
-            f"{label}: TextEncoder one text per call (no batcher), texts/s; p50 / p99 ms",
-            f"{e_tps:,.0f}; {percentile(e_lat, 0.5) * 1e3:.0f} / {percentile(e_lat, 0.99) * 1e3:.0f}",
-            "",
-            f"batcher {b_tps / e_tps:.2f}x",
+        rows.append(
+            (
+                f"{label}: latency p50 / p99, ms ({mode})",
+                latency_cell(latencies),
+                latency_cell(st_lat),
+                f"{percentile(st_lat, 0.5) / percentile(latencies, 0.5):.2f}x",
+            )
         )
-    )
-    rows.append(
-        (
-            f"{label}: batcher forward passes, texts per pass; share of the ceiling",
-            f"{b_batches}, {len(conc_texts) / max(b_batches, 1):.1f}; "
-            f"{b_tokens / b_wall * FLOP_PER_TOKEN / gflops / 1e9:.0%}",
-            "",
-            "",
-        )
-    )
 
-    b_hit, b_miss, e_hit, e_miss = asyncio.run(cache_latency(enc, questions[-200:]))
+    b_hit, b_miss, e_hit, e_miss = asyncio.run(cache_latency(exact, questions[-200:]))
     rows.append(
         (
             "cache, one caller: hit vs miss through EncodeBatcher, µs per call",
@@ -353,7 +397,7 @@ def main() -> None:
 
     load_after = os.getloadavg()[0]
     print(f"Hardware: {hardware_line()}")
-    print(f"Model: {enc.name}; texts: {source}; seed 0")
+    print(f"Model: {exact.name}; texts: {source}; seed 0")
     print(
         f"Load average (1 min) {load_before:.2f} before, {load_after:.2f} after; "
         f"whole run {time.perf_counter() - began:.0f} s"
@@ -363,6 +407,15 @@ def main() -> None:
     print("|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print()
+    print(
+        "Where the time goes (shares of wall time; the rest is batching, padding, gRPC, protobuf and Python)"
+    )
+    print()
+    print("| run | tokenisation | forward pass | pooling | rest | queueing, mean per call |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, breakdown in breakdowns:
+        print("| " + " | ".join([label, *breakdown.cells()]) + " |")
 
 
 def _default_model_dir():

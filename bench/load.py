@@ -29,6 +29,7 @@ import grpc
 import torch
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.umls_qa import percentile, start_server, stop_server
 from gnn.datasets import load_umls_demo
@@ -37,12 +38,28 @@ from gnn.questions import generate_questions
 from gnn.records import TripleRecord
 
 
-def encoder_batches(metrics_url: str) -> tuple[float, float]:
+def metrics_url(lines: list[str]) -> str:
+    """The metrics address a server started with ``--metrics-port`` printed before it was ready."""
+    return next(re.search(r"(http://\S+/metrics)", line).group(1) for line in lines if "metrics on" in line)
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample the server exports: (name, sorted labels) -> value."""
+    body = urllib.request.urlopen(url, timeout=10).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def encoder_batches(url: str) -> tuple[float, float]:
     """``(forward passes, texts)`` the server's encoder has run so far."""
-    body = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    count = re.search(r"^graphfuse_encoder_batch_texts_count (\S+)$", body, re.M)
-    total = re.search(r"^graphfuse_encoder_batch_texts_sum (\S+)$", body, re.M)
-    return (float(count.group(1)) if count else 0.0, float(total.group(1)) if total else 0.0)
+    samples = scrape(url)
+    return (
+        samples.get(("graphfuse_encoder_batch_texts_count", ()), 0.0),
+        samples.get(("graphfuse_encoder_batch_texts_sum", ()), 0.0),
+    )
 
 
 def resident_mib(pid: int) -> float:
@@ -117,7 +134,7 @@ def row(name: str, clients: int, seconds: float, latencies: list[float], codes: 
     )
 
 
-async def run(target: str, metrics_url: str, pid: int, args: argparse.Namespace) -> None:
+async def run(target: str, metrics: str, pid: int, args: argparse.Namespace) -> None:
     records = load_umls_demo()
     graph = KnowledgeGraph([], [r for r in records if isinstance(r, TripleRecord)])
     questions = [q.question for h in (1, 2) for q in generate_questions(graph, 300, h, seed=500 + h)]
@@ -134,11 +151,11 @@ async def run(target: str, metrics_url: str, pid: int, args: argparse.Namespace)
         for name, (method, requests) in methods.items():
             await closed_loop(method, requests, 4, 16)  # warm-up
             for clients in args.levels:
-                before = encoder_batches(metrics_url)
+                before = encoder_batches(metrics)
                 seconds, latencies, codes = await closed_loop(
                     method, requests, clients, max(args.calls, 4 * clients)
                 )
-                after = encoder_batches(metrics_url)
+                after = encoder_batches(metrics)
                 passes = after[0] - before[0]
                 batch = (after[1] - before[1]) / passes if passes else 0.0
                 rows.append(row(name, clients, seconds, latencies, codes, batch))
@@ -192,11 +209,8 @@ def main() -> None:
         lines: list[str] = []
         flags = ["--metrics-port", "0", *(f for limit in args.limit for f in ("--limit", limit))]
         process, target, _ = start_server(Path(tmp), *flags, lines=lines)
-        metrics_url = next(
-            re.search(r"(http://\S+/metrics)", line).group(1) for line in lines if "metrics on" in line
-        )
         try:
-            asyncio.run(run(target, metrics_url, process.pid, args))
+            asyncio.run(run(target, metrics_url(lines), process.pid, args))
         finally:
             stop_server(process)
 

@@ -72,6 +72,7 @@ class BatcherStats:
     expired: int = 0  # requests failed with DeadlineExpired
     cancelled: int = 0  # requests whose caller went away before they were answered
     too_long: int = 0  # requests failed with TextTooLongError
+    queue_seconds: float = 0.0  # sum over requests of the wait from submission to being taken into a window
 
 
 @dataclass(eq=False)
@@ -325,12 +326,14 @@ class EncodeBatcher:
                     break
             window: list[_Request] = []
             size = 0
+            taken_at = time.monotonic()
             while self._queue and (not window or size + len(self._queue[0].misses) <= self.max_window_texts):
                 request = self._queue.popleft()
                 self._take(request)
                 if request.live:
                     window.append(request)
                     size += len(request.misses)
+                    self.stats.queue_seconds += taken_at - request.enqueued
             try:
                 await self._encode_window(window)
             except Exception as error:  # a failing model fails this window's callers, not the batcher

@@ -5,8 +5,9 @@ normalisation (e.g. all-MiniLM-L6-v2): same tokens, same pooling, L2-normalised 
 """
 
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import chain
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
+from encoder.backends import make_backend
 from encoder.cache import EmbeddingCache
 from encoder.model_dir import read_model_dir
 
@@ -30,6 +32,8 @@ class EncoderConfig:
     batch_tokens: int = 16384  # padded-token budget of one forward pass (batch_size * padded_length);
     # on CPU at most CPU_BATCH_TOKENS, since larger passes run slower there
     cache_size: int = 65536  # entries in the embedding cache; 0 disables it
+    precision: str = "exact"  # "exact" (fp32), "fast" (CPU: OpenVINO, bf16 where native; CUDA: fp16),
+    # "fp16" or "bf16" (CUDA only); see encoder/backends.py
 
 
 class TextTooLongError(ValueError):
@@ -53,6 +57,18 @@ class Tokens:
 
 
 @dataclass
+class EncoderTimings:
+    """Seconds spent per stage since the encoder was made (sums over calls, from every thread)."""
+
+    tokenize: float = 0.0  # the tokenizer, special tokens and truncation included
+    forward: float = 0.0  # the transformer (padding the batch included)
+    pool: float = 0.0  # pooling, normalisation and the copy to CPU
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
 class Encoded:
     vectors: torch.Tensor  # (n, d) float32, on CPU, L2-normalised rows
     tokens: list[int]  # tokens used per text (after truncation, incl. special tokens)
@@ -63,13 +79,11 @@ class TextEncoder:
     """Turns texts into L2-normalised sentence embeddings.
 
     `encode` is safe to call from several threads: the cache has its own lock, and tokenizer calls and
-    forward passes are each serialised by one.
+    forward passes are each serialised by one. `timings` sums the seconds spent per stage.
 
     Args:
         config: see EncoderConfig (default: all-MiniLM-L6-v2 on CPU).
     """
-
-    precision = "fp32"
 
     def __init__(self, config: EncoderConfig | None = None):
         self.config = config = config or EncoderConfig()
@@ -88,11 +102,13 @@ class TextEncoder:
 
         self.tokenizer = AutoTokenizer.from_pretrained(info.transformer_dir, local_files_only=True)
         model = AutoModel.from_pretrained(info.transformer_dir, local_files_only=True, dtype=torch.float32)
-        self.model = model.eval().to(self.device)
         self.dimensions: int = model.config.hidden_size
         self.pad_id: int = self.tokenizer.pad_token_id or 0
         self.pad_type_id: int = getattr(self.tokenizer, "pad_token_type_id", 0)
         self.use_type_ids = "token_type_ids" in self.tokenizer.model_input_names
+        inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.use_type_ids else [])
+        self.backend = make_backend(model, config.precision, self.device, inputs)
+        self.precision: str = self.backend.precision
 
         limit = _model_token_limit(self.tokenizer.model_max_length, model.config)
         default = min(info.max_seq_length or limit, limit)
@@ -104,6 +120,7 @@ class TextEncoder:
             )
 
         self.cache = EmbeddingCache(config.cache_size) if config.cache_size else None
+        self.timings = EncoderTimings()
         self._tokenizer_lock = threading.Lock()  # HF fast tokenizers keep truncation state between calls
         self._model_lock = threading.Lock()
 
@@ -227,26 +244,33 @@ class TextEncoder:
     @torch.inference_mode()
     def _forward(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
         """One padded batch through the model, pooled and normalised; returns (B, D) float32 on CPU."""
-        lengths = torch.tensor([len(row) for row in ids])  # (B,)
-        mask = torch.arange(int(lengths.max())) < lengths[:, None]  # (B, T), right padding
-        inputs = {"input_ids": _pad(ids, mask, self.pad_id), "attention_mask": mask.long()}
-        if type_ids is not None:
-            inputs["token_type_ids"] = _pad(type_ids, mask, self.pad_type_id)
-        inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
         with self._model_lock:
-            hidden = self.model(**inputs).last_hidden_state  # (B, T, D)
+            start = time.perf_counter()
+            lengths = torch.tensor([len(row) for row in ids])  # (B,)
+            mask = torch.arange(int(lengths.max())) < lengths[:, None]  # (B, T), right padding
+            inputs = {"input_ids": _pad(ids, mask, self.pad_id), "attention_mask": mask.long()}
+            if type_ids is not None:
+                inputs["token_type_ids"] = _pad(type_ids, mask, self.pad_type_id)
+            hidden = self.backend(inputs)  # (B, T, D)
+            if hidden.is_cuda:
+                torch.cuda.synchronize(hidden.device)  # so the forward pass is timed, not just queued
+            pooled_at = time.perf_counter()
             if self.pooling == "cls":
                 pooled = hidden[:, 0]  # (B, D)
             else:
-                weights = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+                weights = mask.to(hidden.device).unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
-            return F.normalize(pooled.float(), p=2, dim=1).cpu()
+            out = F.normalize(pooled.float(), p=2, dim=1).cpu()
+            self.timings.forward += pooled_at - start
+            self.timings.pool += time.perf_counter() - pooled_at
+            return out
 
     def _tokenize(self, texts: list[str], max_length: int | None = None):
         if self.lower_case:
             texts = [text.lower() for text in texts]
         with self._tokenizer_lock:
-            return self.tokenizer(
+            start = time.perf_counter()
+            encoding = self.tokenizer(
                 texts,
                 add_special_tokens=True,
                 truncation=max_length is not None,
@@ -254,6 +278,8 @@ class TextEncoder:
                 return_attention_mask=False,
                 verbose=False,  # over-long texts are ours to report
             )
+            self.timings.tokenize += time.perf_counter() - start
+            return encoding
 
     @staticmethod
     def _check(texts: Sequence[str]) -> list[str]:

@@ -149,12 +149,14 @@ async def serve(config: ServerConfig) -> None:
     print(f"graphfuse listening on {config.host}:{app.port}", flush=True)
     starting = asyncio.create_task(app.start())
     await asyncio.wait([starting, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
-    if starting.done():
-        starting.result()
-        if app.metrics_port is not None:
-            print(f"graphfuse metrics on http://{config.host}:{app.metrics_port}/metrics", flush=True)
-        print(f"graphfuse ready on {config.host}:{app.port}", flush=True)
-        await stopping.wait()
-    else:
-        starting.cancel()
-    await app.stop()
+    try:
+        if starting.done():
+            starting.result()  # a failed start (bad model, device or precision) raises here, after stop
+            if app.metrics_port is not None:
+                print(f"graphfuse metrics on http://{config.host}:{app.metrics_port}/metrics", flush=True)
+            print(f"graphfuse ready on {config.host}:{app.port}", flush=True)
+            await stopping.wait()
+        else:
+            starting.cancel()
+    finally:
+        await app.stop()

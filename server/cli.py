@@ -151,6 +151,14 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     "--device", default="cpu", envvar="GRAPHFUSE_DEVICE", show_default=True, help="cpu, cuda, cuda:N or auto."
 )
 @click.option(
+    "--precision",
+    default="exact",
+    envvar="GRAPHFUSE_PRECISION",
+    show_default=True,
+    help="Encoder precision: exact (fp32); fast (CPU: OpenVINO, bf16 where the CPU has it; CUDA: fp16); "
+    "fp16 or bf16 (CUDA only).",
+)
+@click.option(
     "--demo/--no-demo",
     default=True,
     envvar="GRAPHFUSE_DEMO",
@@ -214,6 +222,7 @@ def serve(
     data_dir: Path,
     model_dir: str | None,
     device: str,
+    precision: str,
     demo: bool,
     default_graph: str,
     grace: float,
@@ -243,6 +252,7 @@ def serve(
         data_dir=data_dir,
         model_dir=model_dir,
         device=device,
+        precision=precision,
         demo=demo,
         default_graph=default_graph,
         grace_seconds=grace,

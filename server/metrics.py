@@ -114,6 +114,15 @@ class ServiceCollector(Collector):
             for reason in ("overloaded", "expired", "cancelled", "too_long"):
                 dropped.add_metric([reason], getattr(stats, reason))
             yield dropped
+            stages = CounterMetricFamily(
+                "graphfuse_encoder_stage_seconds",
+                "Encoder time by stage: queue (summed over requests waiting), tokenize, forward, pool",
+                labels=["stage"],
+            )
+            stages.add_metric(["queue"], stats.queue_seconds)
+            for stage, seconds in service.encoder.timings.as_dict().items():
+                stages.add_metric([stage], seconds)
+            yield stages
         for kind, batcher in (("ask", service.reason_batcher), ("lookup", service.link_batcher)):
             if batcher is None:
                 continue

@@ -195,7 +195,10 @@ class GraphService:
         started = time.perf_counter()
         self.store = await self._on_io(GraphStore, self.config.data_dir)
         self.encoder = await self._on_compute(
-            TextEncoder, EncoderConfig(model_dir=self.config.model_dir, device=self.config.device)
+            TextEncoder,
+            EncoderConfig(
+                model_dir=self.config.model_dir, device=self.config.device, precision=self.config.precision
+            ),
         )
         if self.config.demo and not await self._on_io(self.store.has_graph, self.config.default_graph):
             log.info("loading the UMLS demo graph into %s", self.store.path)

@@ -118,6 +118,7 @@ async def test_single_texts_share_forward_passes(enc, monkeypatch):
     assert (stats.texts, stats.misses) == (32, 32)
     assert stats.real_tokens == sum(enc.count_tokens(texts)) <= stats.padded_tokens
     assert stats.padded_tokens <= stats.batches * batcher.max_batch_tokens
+    assert stats.queue_seconds >= 32 * 0.01  # all arrived together and waited ~20 ms for company
     for text, out in zip(texts, results, strict=True):
         assert (out.vectors - enc.encode([text]).vectors).abs().max() <= 1e-5
 

@@ -67,17 +67,17 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class ForwardCounter:
-    """Wraps a model's forward and records the input_ids shape of every call."""
+    """Wraps an encoder's backend and records the input_ids shape of every forward pass."""
 
-    def __init__(self, model, monkeypatch):
+    def __init__(self, encoder: TextEncoder, monkeypatch):
         self.shapes: list[tuple[int, int]] = []
-        forward = model.forward
+        backend = encoder.backend
 
-        def counting(*args, **kwargs):
-            self.shapes.append(tuple(kwargs["input_ids"].shape))
-            return forward(*args, **kwargs)
+        def counting(inputs):
+            self.shapes.append(tuple(inputs["input_ids"].shape))
+            return backend(inputs)
 
-        monkeypatch.setattr(model, "forward", counting)
+        monkeypatch.setattr(encoder, "backend", counting)
 
     @property
     def rows(self) -> int:
@@ -137,7 +137,7 @@ def test_order_preserved_across_batches(small):
 
 def test_batches_respect_the_token_budget(small, monkeypatch):
     texts = [" ".join(["token"] * n) for n in range(1, 30)]
-    counter = ForwardCounter(small.model, monkeypatch)
+    counter = ForwardCounter(small, monkeypatch)
     small.encode(texts)
     assert counter.rows == len(texts)
     assert len(counter.shapes) > 1
@@ -199,7 +199,7 @@ def test_non_string_input_raises(enc):
 
 
 def test_second_call_hits_the_cache_without_the_model(enc, monkeypatch):
-    counter = ForwardCounter(enc.model, monkeypatch)
+    counter = ForwardCounter(enc, monkeypatch)
     first = enc.encode(["cache probe one"])
     assert (first.cache_hits, len(counter.shapes)) == (0, 1)
     second = enc.encode(["cache probe one"])
@@ -214,7 +214,7 @@ def test_second_call_hits_the_cache_without_the_model(enc, monkeypatch):
 
 
 def test_cache_key_includes_truncate(enc, monkeypatch):
-    counter = ForwardCounter(enc.model, monkeypatch)
+    counter = ForwardCounter(enc, monkeypatch)
     enc.encode(["cache probe three"])
     assert enc.encode(["cache probe three"], truncate=True).cache_hits == 0
     assert enc.encode(["cache probe three"], truncate=True).cache_hits == 1
@@ -222,7 +222,7 @@ def test_cache_key_includes_truncate(enc, monkeypatch):
 
 
 def test_duplicates_in_one_call_run_once(enc, monkeypatch):
-    counter = ForwardCounter(enc.model, monkeypatch)
+    counter = ForwardCounter(enc, monkeypatch)
     out = enc.encode(["dup probe", "other probe", "dup probe"])
     assert counter.rows == 2
     torch.testing.assert_close(out.vectors[0], out.vectors[2])
@@ -244,7 +244,7 @@ def test_results_are_ordinary_tensors_and_do_not_alias_the_cache(enc):
 
 def test_cache_size_zero_disables_the_cache(small, monkeypatch):
     assert small.cache is None
-    counter = ForwardCounter(small.model, monkeypatch)
+    counter = ForwardCounter(small, monkeypatch)
     assert small.encode(["no cache"]).cache_hits == 0
     assert small.encode(["no cache"]).cache_hits == 0
     assert len(counter.shapes) == 2

@@ -114,6 +114,17 @@ def test_serve_starts_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path)
             assert "loading the UMLS demo graph" not in err  # read back from the store, not rebuilt
 
 
+def test_serve_with_an_impossible_precision_stops_with_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)]
+    result = subprocess.run(
+        [*command, "--precision", "fp16"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1
+    assert "Error: precision 'fp16' needs a CUDA device; on CPU use 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr and "stopped" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["ask", "lookup", "ingest", "graphs", "link", "info", "serve"])
 def test_every_command_has_help(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
