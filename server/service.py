@@ -10,11 +10,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -148,6 +149,14 @@ class ServiceInfo:
     precision: str
     max_tokens: int
     graphs: list[str]
+
+
+class _Unembedded(Exception):
+    """Raised on the compute thread by work that needs vectors of `texts` it was not given."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts)
+        self.texts = texts
 
 
 class _Clock:
@@ -347,6 +356,48 @@ class GraphService:
         clock.add("encode_us", clock.start)
         return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
 
+    async def _embed_names(self, texts: list[str]) -> Tensor:
+        """Vectors (len(texts), D) of graph names: from the store's cache where it has them, the rest through
+        the shared batcher one window at a time (so other callers' texts interleave), then cached."""
+        encoder, store = self._check_ready()
+        cached = await self._on_io(store.get_embeddings, encoder.name, texts)
+        todo = sorted({text for text in texts if text not in cached})
+        chunk = self._batcher.max_window_texts
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            encoded = await self._batcher.encode(part, truncate=True)
+            cached.update((text, vector.numpy()) for text, vector in zip(part, encoded.vectors, strict=True))
+        if todo:
+            await self._on_io(store.put_embeddings, encoder.name, {text: cached[text] for text in todo})
+        return torch.from_numpy(np.stack([cached[text] for text in texts]))
+
+    async def _on_compute_with_vectors(
+        self,
+        fn: Callable[[dict[str, Tensor]], T],
+        clock: _Clock,
+        deadline: float | None,
+        truncate: bool = True,
+    ) -> T:
+        """``fn(vectors)`` on the compute thread. When it raises `_Unembedded`, those texts are encoded
+        through the shared batcher and it runs again with their vectors (queue_us and encode_us count)."""
+        vectors: dict[str, Tensor] = {}
+        while True:
+            submitted = time.perf_counter()
+
+            def attempt(submitted: float = submitted) -> T:
+                clock.add("queue_us", submitted)
+                return fn(vectors)
+
+            try:
+                return await self._on_compute(attempt)
+            except _Unembedded as missing:
+                texts = [text for text in missing.texts if text not in vectors]
+                assert texts, "asked again for vectors it was given"
+                began = time.perf_counter()
+                encoded = await self._batcher.encode(texts, truncate=truncate, deadline=deadline)
+                vectors.update(zip(texts, encoded.vectors, strict=True))
+                clock.add("encode_us", began)
+
     def _check_text(self, text: str, what: str) -> None:
         if not text.strip():
             raise InvalidArgument(f"{what} is empty")
@@ -399,7 +450,7 @@ class GraphService:
         self, graph: str, records: Sequence[EntityRecord | TripleRecord], create: bool = False
     ) -> IngestResult:
         """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
-        encoder, store = self._check_ready()
+        _, store = self._check_ready()
         clock = _Clock()
         _check_graph_name(graph, "chunk graph")
         authorize(graph, write=True)
@@ -421,7 +472,10 @@ class GraphService:
         written: WriteResult = await self._on_io(store.write, graph, records)
         state = self.graphs[graph]
         began = time.perf_counter()
-        await self._on_compute(state.apply, records, encoder, store)
+        _, names = await self._on_compute(state.apply, records)
+        if names.texts:
+            vectors = await self._embed_names(names.texts)
+            await self._on_compute(state.set_name_vectors, names, vectors)
         clock.add("encode_us", began)
         return IngestResult(
             True, len(records), written.new_triples, written.new_entities, timing=clock.done()
@@ -540,7 +594,7 @@ class GraphService:
         ``top_k`` bounds the facts and the inferred triples separately.
         """
         state = self._graph(graph)
-        encoder, _ = self._check_ready()
+        self._check_ready()
         if not (head or relation or tail):
             raise InvalidArgument("give at least one of head, relation and tail")
         for value, name in ((head, "head"), (relation, "relation"), (tail, "tail")):
@@ -552,21 +606,26 @@ class GraphService:
         if exclude_facts and facts_only:
             raise InvalidArgument("exclude_facts and facts_only together leave nothing to return")
         clock = _Clock()
-        queued = time.perf_counter()
 
-        def resolve() -> tuple[list[LinkedEntity], LinkPattern, list[FactResult], int]:
+        def resolve(
+            vectors: dict[str, Tensor],
+        ) -> tuple[list[LinkedEntity], LinkPattern, list[FactResult], int]:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExpired("the deadline passed while the lookup waited for the compute thread")
-            now = clock.add("queue_us", queued)
+            began = time.perf_counter()
+            unmatched = [t for t in (head, tail) if t and not self._match_entity(state, t)]
+            unmatched += [relation] if relation and self._match_relation(state, relation) is None else []
+            if any(text not in vectors for text in unmatched):
+                raise _Unembedded(unmatched)
             resolved = []
             ends: dict[str, int | None] = {"head": None, "tail": None}
             for name, text in (("head", head), ("tail", tail)):
                 if text:
-                    topic = self._resolve_entity(state, encoder, text, name)
+                    topic = self._resolve_entity(state, text, name, vectors)
                     ends[name] = topic.index
                     resolved.append(topic.linked(state.graph))
-            rel = self._resolve_relation(state, encoder, relation) if relation else None
-            clock.add("encode_us", now)
+            rel = self._resolve_relation(state, relation, vectors) if relation else None
+            clock.add("encode_us", began)
             graph_ = state.graph
             edges = graph_.match_edges(ends["head"], rel, ends["tail"])
             heads, rels, tails = graph_.edges
@@ -580,7 +639,7 @@ class GraphService:
             pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score, evidence)
             return resolved, pattern, facts, int(edges.numel())
 
-        resolved, pattern, facts, total_facts = await self._on_compute(resolve)
+        resolved, pattern, facts, total_facts = await self._on_compute_with_vectors(resolve, clock, deadline)
         began = time.perf_counter()
         predictor = state.link_predictor if not facts_only else None
         inferred: list[FactResult] = []
@@ -606,30 +665,48 @@ class GraphService:
             predictor.description if predictor is not None else "",
         )
 
-    def _resolve_entity(self, state: GraphState, encoder: TextEncoder, text: str, field_name: str) -> _Topic:
+    @staticmethod
+    def _match_entity(state: GraphState, text: str) -> _Topic | None:
+        """The entity whose id, name or alias ``text`` is (by the linker), without embeddings."""
         found = state.linker.lookup(text)
-        if found:
-            entity, method = found[0]
-            return _Topic(entity, MATCH_CONFIDENCE[method], text, method)
-        if state.graph.num_entities:
-            vector = encoder.encode([text], truncate=True).vectors[0]
-            scores, indices = nearest_entities(vector, state.entity_vectors, 1)
-            if float(scores[0]) >= self.config.link_threshold:
-                return _Topic(int(indices[0]), float(scores[0]), text, "embedding")
-        raise NotFound(f"{field_name} {text!r} matches no entity of graph {state.name!r}")
+        if not found:
+            return None
+        entity, method = found[0]
+        return _Topic(entity, MATCH_CONFIDENCE[method], text, method)
 
-    def _resolve_relation(self, state: GraphState, encoder: TextEncoder, text: str) -> int:
+    @staticmethod
+    def _match_relation(state: GraphState, text: str) -> int | None:
+        """The relation whose id ``text`` is, exactly or once normalised, without embeddings."""
         graph = state.graph
         exact = graph.relation_index.get(text)
         if exact is not None:
             return exact
         wanted = normalize(text)
-        for r in range(graph.num_relations):
-            if normalize(graph.relation_ids[r]) == wanted:
-                return r
+        return next(
+            (r for r in range(graph.num_relations) if normalize(graph.relation_ids[r]) == wanted), None
+        )
+
+    def _resolve_entity(
+        self, state: GraphState, text: str, field_name: str, vectors: dict[str, Tensor]
+    ) -> _Topic:
+        """The matched entity, else the nearest by embedding (``vectors[text]``) above the link threshold."""
+        matched = self._match_entity(state, text)
+        if matched:
+            return matched
+        if state.graph.num_entities:
+            scores, indices = nearest_entities(vectors[text], state.entity_vectors, 1)
+            if float(scores[0]) >= self.config.link_threshold:
+                return _Topic(int(indices[0]), float(scores[0]), text, "embedding")
+        raise NotFound(f"{field_name} {text!r} matches no entity of graph {state.name!r}")
+
+    def _resolve_relation(self, state: GraphState, text: str, vectors: dict[str, Tensor]) -> int:
+        """The matched relation, else the nearest by embedding (``vectors[text]``) above the threshold."""
+        graph = state.graph
+        matched = self._match_relation(state, text)
+        if matched is not None:
+            return matched
         if graph.num_relations:
-            vector = encoder.encode([text], truncate=True).vectors[0]
-            scores = state.relation_vectors @ vector  # (R,)
+            scores = state.relation_vectors @ vectors[text]  # (R,)
             best = int(torch.argmax(scores))
             if float(scores[best]) >= self.config.link_threshold:
                 return best
@@ -640,12 +717,12 @@ class GraphService:
         self, graph: str, text: str, top_k: int = 0, truncate: bool = False
     ) -> tuple[list[LinkedEntity], Timing]:
         state = self._graph(graph)
-        encoder, _ = self._check_ready()
+        self._check_ready()
         self._check_text(text, "text")
         top_k = self._check_top_k(top_k)
         clock = _Clock()
 
-        def run() -> list[LinkedEntity]:
+        def run(vectors: dict[str, Tensor]) -> list[LinkedEntity]:
             candidates: dict[int, _Topic] = {}
             for entity, method in state.linker.lookup(text):
                 candidates[entity] = _Topic(entity, MATCH_CONFIDENCE[method], text, method)
@@ -654,14 +731,15 @@ class GraphService:
                     score = 0.9 if mention.method == "exact" else 0.85
                     candidates.setdefault(entity, _Topic(entity, score, mention.text, mention.method))
             if state.graph.num_entities and len(candidates) < top_k:
-                vector = encoder.encode([text], truncate=truncate).vectors[0]
-                scores, indices = nearest_entities(vector, state.entity_vectors, top_k)
+                if text not in vectors:
+                    raise _Unembedded([text])
+                scores, indices = nearest_entities(vectors[text], state.entity_vectors, top_k)
                 for score, entity in zip(scores.tolist(), indices.tolist(), strict=True):
                     candidates.setdefault(entity, _Topic(entity, max(score, 0.0), text, "embedding"))
             ranked = sorted(candidates.values(), key=lambda t: -t.score)[:top_k]
             return [t.linked(state.graph) for t in ranked]
 
-        linked = await self._on_compute(run)
+        linked = await self._on_compute_with_vectors(run, clock, None, truncate)
         return linked, clock.done()
 
 

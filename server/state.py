@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,35 +100,57 @@ class GraphState:
         log.info("graph %s: answering with %s", self.name, self.reasoner_name)
         return True
 
-    def apply(
-        self, records: Sequence[EntityRecord | TripleRecord], encoder: TextEncoder, store: GraphStore
-    ) -> GraphUpdate:
-        """Add records to the graph, then index and embed the names they introduced."""
+    def apply(self, records: Sequence[EntityRecord | TripleRecord]) -> tuple[GraphUpdate, NamesToEmbed]:
+        """Add records to the graph and index their names for linking; returns the names left to embed.
+
+        New entities and relations get zero vectors until `set_name_vectors` fills them in, so the vector
+        tables always match the graph's size.
+        """
         update = self.graph.add(records)
         self.linker.update(update.changed_entities)
-        self.embed_names(encoder, store, update.changed_entities)
-        return update
+        return update, self.names_to_embed(update.changed_entities)
 
-    def embed_names(
-        self, encoder: TextEncoder, store: GraphStore, entities: Sequence[int] | None = None
-    ) -> None:
-        """Encode the names of ``entities`` (all when None) and of relations that have no vector yet.
-
-        Vectors come from the store's embedding cache when present; new ones are written back to it.
-        """
+    def names_to_embed(self, entities: Sequence[int] | None = None) -> NamesToEmbed:
+        """The names of ``entities`` (all when None) and of relations without a vector yet; grows the
+        vector tables to the graph's size (new rows zero) and claims those relations."""
         graph = self.graph
-        if entities is None:
-            entities = range(graph.num_entities)
+        entities = list(range(graph.num_entities) if entities is None else entities)
+        dimensions = self.entity_vectors.shape[1]
         grown = graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:
-            self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, encoder.dimensions)])
-        if entities:
-            index = torch.tensor(list(entities), dtype=torch.long)
-            self.entity_vectors[index] = encode_cached(encoder, store, [graph.names[i] for i in entities])
-        missing = range(self.relation_vectors.shape[0], graph.num_relations)
-        if missing:
-            vectors = encode_cached(encoder, store, [graph.relation_text(r) for r in missing])
-            self.relation_vectors = torch.cat([self.relation_vectors, vectors])
+            self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
+        relations = list(range(self.relation_vectors.shape[0], graph.num_relations))
+        if relations:
+            self.relation_vectors = torch.cat(
+                [self.relation_vectors, torch.zeros(len(relations), dimensions)]
+            )
+        return NamesToEmbed(
+            entities,
+            relations,
+            [graph.names[i] for i in entities] + [graph.relation_text(r) for r in relations],
+        )
+
+    def set_name_vectors(self, names: NamesToEmbed, vectors: Tensor) -> None:
+        """Store the vectors (len(names.texts), D) of `names`, in the order of its texts."""
+        split = len(names.entities)
+        if names.entities:
+            self.entity_vectors[torch.tensor(names.entities, dtype=torch.long)] = vectors[:split]
+        if names.relations:
+            self.relation_vectors[torch.tensor(names.relations, dtype=torch.long)] = vectors[split:]
+
+    def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
+        """Encode every name at once on the calling thread (loading a graph; the store caches vectors)."""
+        names = self.names_to_embed()
+        self.set_name_vectors(names, encode_cached(encoder, store, names.texts))
+
+
+@dataclass
+class NamesToEmbed:
+    """Entities and relations whose names need vectors, and those names: entities' first."""
+
+    entities: list[int]
+    relations: list[int]
+    texts: list[str]
 
 
 def encode_cached(encoder: TextEncoder, store: GraphStore, texts: Sequence[str]) -> Tensor:

@@ -249,6 +249,27 @@ def test_link(client: Client) -> None:
     assert "antibiotic" in [c.id for c in fuzzy]
 
 
+def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
+    running_server: RunningServer, client: Client
+) -> None:
+    stats = running_server.app.service.batcher.stats
+    names = [f"batched compound {i}" for i in range(5)]
+    before = stats.misses
+    acks = client.ingest("batched", [TripleRecord(n, "inhibits", "batched enzyme") for n in names])
+    assert all(a.accepted for a in acks)
+    assert stats.misses - before == len(names) + 2  # 6 entity names and 1 relation, none cached before
+
+    before = stats.misses
+    assert client.lookup("batched", head="batched compound 3", relation="inhibits").total_facts == 1
+    assert stats.misses == before  # matched by id: no embedding needed
+    paraphrased = client.lookup("batched", head="compound number 3 (batched)", relation="inhibitors of")
+    assert stats.misses - before == 2  # both texts embedded through the batcher, in one call
+    assert paraphrased.resolved_relation == "inhibits" and paraphrased.total_facts >= 1
+    before = stats.misses
+    assert client.link("the enzyme that was batched", graph="batched", top_k=2).candidates
+    assert stats.misses - before == 1
+
+
 def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
     first = RunningServer(server_config(tmp_path, demo=False))
     try:
