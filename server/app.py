@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server.auth import AuthInterceptor, TokenTable
 from server.config import ServerConfig
+from server.gateway import Gateway
 from server.metrics import Metrics
 from server.observability import CallInterceptor
 from server.service import GraphService
@@ -55,10 +56,22 @@ class App:
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
-        pb_grpc.add_InfoServicer_to_server(InfoServicer(self.service), self.server)
-        pb_grpc.add_EmbedderServicer_to_server(EmbedderServicer(self.service), self.server)
-        pb_grpc.add_GraphsServicer_to_server(GraphsServicer(self.service), self.server)
-        pb_grpc.add_ReasonerServicer_to_server(ReasonerServicer(self.service), self.server)
+        servicers = {
+            "graphfuse.v1.Info": InfoServicer(self.service),
+            "graphfuse.v1.Embedder": EmbedderServicer(self.service),
+            "graphfuse.v1.Graphs": GraphsServicer(self.service),
+            "graphfuse.v1.Reasoner": ReasonerServicer(self.service),
+        }
+        pb_grpc.add_InfoServicer_to_server(servicers["graphfuse.v1.Info"], self.server)
+        pb_grpc.add_EmbedderServicer_to_server(servicers["graphfuse.v1.Embedder"], self.server)
+        pb_grpc.add_GraphsServicer_to_server(servicers["graphfuse.v1.Graphs"], self.server)
+        pb_grpc.add_ReasonerServicer_to_server(servicers["graphfuse.v1.Reasoner"], self.server)
+        self.gateway = (
+            Gateway(servicers, interceptors, lambda: self.service.ready, config.max_message_bytes)
+            if config.http_port is not None
+            else None
+        )
+        self.http_port: int | None = None
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -87,6 +100,9 @@ class App:
         await self.server.start()
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
+        if self.gateway is not None:
+            assert self.config.http_port is not None
+            self.http_port = await self.gateway.start(self.config.host, self.config.http_port)
         log.info(
             "listening on %s:%d (%s; not serving until ready)",
             self.config.host,
@@ -105,6 +121,8 @@ class App:
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.gateway is not None:
+            await self.gateway.stop()
         await self.server.stop(self.config.grace_seconds)
         await self.service.close()
         self.metrics.close()
@@ -154,6 +172,8 @@ async def serve(config: ServerConfig) -> None:
             starting.result()  # a failed start (bad model, device or precision) raises here, after stop
             if app.metrics_port is not None:
                 print(f"graphfuse metrics on http://{config.host}:{app.metrics_port}/metrics", flush=True)
+            if app.http_port is not None:
+                print(f"graphfuse http on http://{config.host}:{app.http_port}/", flush=True)
             print(f"graphfuse ready on {config.host}:{app.port}", flush=True)
             await stopping.wait()
         else:

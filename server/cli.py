@@ -182,6 +182,13 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port).",
 )
 @click.option(
+    "--http-port",
+    default=None,
+    type=int,
+    envvar="GRAPHFUSE_HTTP_PORT",
+    help="Serve the HTTP/JSON gateway and the explorer page at http://HOST:PORT/ (0 = any free port).",
+)
+@click.option(
     "--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="GRAPHFUSE_TLS_CERT"
 )
 @click.option(
@@ -230,6 +237,7 @@ def serve(
     keepalive: float,
     keepalive_timeout: float,
     metrics_port: int | None,
+    http_port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
@@ -260,6 +268,7 @@ def serve(
         keepalive_seconds=keepalive,
         keepalive_timeout_seconds=keepalive_timeout,
         metrics_port=metrics_port,
+        http_port=http_port,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
