@@ -32,7 +32,7 @@ _SCALARS: dict[int, dict[str, Any]] = {
 
 STATUS_SCHEMA = {
     "type": "object",
-    "description": "An error: the gRPC status code (number and name) and a message naming the field at fault.",
+    "description": "An error: the gRPC status code (number and name) and a message naming the field.",
     "properties": {
         "code": {"type": "integer", "description": "gRPC status code number"},
         "status": {"type": "string", "description": "gRPC status code name, e.g. NOT_FOUND"},
