@@ -6,11 +6,10 @@ const explorer = { cy: null, lastAsk: null };
 window.explorer = explorer;
 
 async function call(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: body ? { "content-type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  const headers = body ? { "content-type": "application/json" } : {};
+  const token = $("token").value;
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
   const data = await response.json();
   if (!response.ok) {
     throw new Error(`${data.status || response.status}: ${data.message || response.statusText}`);
@@ -37,9 +36,14 @@ function el(tag, attributes = {}, ...children) {
 const kindName = (kind) => (kind === "ANSWER_KIND_INFERRED" ? "inferred" : "fact");
 const ms = (us) => `${(Number(us || 0) / 1000).toFixed(1)} ms`;
 
+// A path as walked from its start: a reversed hop was followed from its stored tail back to its head.
 function pathText(path) {
+  const name = (id, label) => label || id;
   return path.hops
-    .map((h, i) => (i === 0 ? h.headName || h.headId : "") + ` -${h.relation}-> ${h.tailName || h.tailId}`)
+    .map((h, i) => {
+      const start = i > 0 ? "" : h.reversed ? name(h.tailId, h.tailName) : name(h.headId, h.headName);
+      return start + (h.reversed ? ` <-${h.relation}- ${name(h.headId, h.headName)}` : ` -${h.relation}-> ${name(h.tailId, h.tailName)}`);
+    })
     .join("");
 }
 
@@ -135,7 +139,7 @@ function evidenceElements(response) {
       for (const hop of path.hops) {
         addNode(hop.headId, hop.headName);
         addNode(hop.tailId, hop.tailName);
-        const [source, target] = hop.reversed ? [hop.tailId, hop.headId] : [hop.headId, hop.tailId];
+        const [source, target] = [hop.headId, hop.tailId]; // the stored fact's direction, however walked
         const key = `${source}\u0000${hop.relation}\u0000${target}`;
         const weight = (edges.get(key)?.data.weight || 0) + path.weight;
         edges.set(key, { data: { id: key, source, target, label: hop.relation, weight } });
@@ -221,4 +225,9 @@ function lookupForm(event) {
 $("ask-form").addEventListener("submit", ask);
 $("lookup-form").addEventListener("submit", lookupForm);
 $("graph").addEventListener("change", loadStats);
+$("token").value = sessionStorage.getItem("graphfuse-token") || "";
+$("token").addEventListener("change", () => {
+  sessionStorage.setItem("graphfuse-token", $("token").value);
+  loadGraphs().catch(showError);
+});
 loadGraphs().catch(showError);
