@@ -351,6 +351,11 @@ def ingest(client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int
 @click.option("--topic", "topics", multiple=True, help="Topic entity (id or name); repeatable.")
 @click.option("--truncate", is_flag=True, help="Truncate an over-long question instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
+@click.option(
+    "--picture",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the evidence to this .svg or .png file (needs Graphviz's dot).",
+)
 @_client_command
 def ask(
     client: Any,
@@ -361,9 +366,17 @@ def ask(
     topics: tuple[str, ...],
     truncate: bool,
     as_json: bool,
+    picture: Path | None,
 ) -> None:
     """Answer QUESTION with ranked entities, scores and evidence paths."""
     response = client.ask(question, graph, top_k, max_hops, topics, truncate)
+    if picture is not None:
+        from server.evidence_picture import write_picture
+
+        try:
+            write_picture(response, picture)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
     if as_json:
         return _print_json(response)
     linked = (
