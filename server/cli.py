@@ -60,7 +60,7 @@ def _client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=DEFAULT_TARGET,
         envvar="GRAPHFUSE_TARGET",
         show_default=True,
-        help="host:port of the graphfuse server.",
+        help="host:port of the graphfuse server; several, comma-separated, are used round-robin.",
     )
     @click.option("--timeout", default=60.0, show_default=True, help="Deadline of each call, in seconds.")
     @TOKEN_OPTION

@@ -1,9 +1,18 @@
-"""A thin synchronous client over the public API; the CLI talks to the server only through it."""
+"""Python clients of the public API: `Client` (blocking) and `AsyncClient` (asyncio); the CLI uses `Client`.
+
+Both take one target or several: with several, calls are spread round-robin over them (gRPC's
+``round_robin`` policy). Idempotent calls (Ask, Lookup, Link, Embed, Info, ListGraphs, GetGraphInfo) are
+retried by gRPC itself on UNAVAILABLE and RESOURCE_EXHAUSTED, with exponential backoff, through the
+channel's service config; a stopped server is skipped. Results are the generated message types.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+import socket
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from itertools import islice
+from typing import Any
 
 import grpc
 from graphfuse.v1 import graphfuse_pb2 as pb
@@ -56,59 +65,153 @@ class _BearerToken(
         return continuation(self._details(details), requests)
 
 
-class Client:
-    """Stubs of every graphfuse.v1 service on one channel.
+RETRIED = {
+    "graphfuse.v1.Reasoner": ("Ask", "Lookup", "Link"),
+    "graphfuse.v1.Embedder": ("Embed",),
+    "graphfuse.v1.Info": ("Info",),
+    "graphfuse.v1.Graphs": ("ListGraphs", "GetGraphInfo"),
+}
 
+
+def service_config(attempts: int = 4) -> str:
+    """Round-robin over every address, and retries of the idempotent calls (``attempts`` in all)."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if attempts > 1:
+        config["methodConfig"] = [
+            {
+                "name": [{"service": s, "method": m} for s, methods in RETRIED.items() for m in methods],
+                "retryPolicy": {
+                    "maxAttempts": min(attempts, 5),  # gRPC caps attempts at 5
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+                },
+            }
+        ]
+    return json.dumps(config)
+
+
+def channel_target(targets: str | Sequence[str]) -> str:
+    """One gRPC target for ``host:port`` targets (a list, or one string with commas): several become an
+    ``ipv4:``/``ipv6:`` address list, their host names resolved now."""
+    if isinstance(targets, str):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    if not targets:
+        raise ValueError("give at least one target (host:port)")
+    if len(targets) == 1:
+        return targets[0]
+    addresses: list[tuple[int, str]] = []
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"target {target!r} is not host:port")
+        family, *_, sockaddr = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+        ip = sockaddr[0]
+        addresses.append((family, f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"))
+    if len({family for family, _ in addresses}) > 1:
+        raise ValueError("targets mix IPv4 and IPv6 addresses; give one family")
+    scheme = "ipv6" if addresses[0][0] == socket.AF_INET6 else "ipv4"
+    return f"{scheme}:" + ",".join(address for _, address in addresses)
+
+
+def _channel_args(
+    tls: bool,
+    tls_ca: bytes | None,
+    tls_cert: bytes | None,
+    tls_key: bytes | None,
+    tls_server_name: str | None,
+    retries: int,
+) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, Any]]]:
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", service_config(retries)),
+        ("grpc.enable_retries", 1 if retries > 1 else 0),
+    ]
+    if tls_server_name:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
+    if tls or tls_ca is not None or tls_cert is not None:
+        return grpc.ssl_channel_credentials(tls_ca, tls_key, tls_cert), options
+    return None, options
+
+
+class _AsyncBearerToken:
+    """``authorization: Bearer <token>`` on calls of an asyncio channel (one subclass per call kind: an
+    asyncio channel files each interceptor under the first kind it implements)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return details._replace(metadata=grpc.aio.Metadata(*(details.metadata or ()), self._header))
+
+    @staticmethod
+    def every_kind(token: str) -> list[grpc.aio.ClientInterceptor]:
+        return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+class _UnaryUnary(_AsyncBearerToken, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return await continuation(self._details(details), request)
+
+
+class _UnaryStream(_AsyncBearerToken, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return await continuation(self._details(details), request)
+
+
+class _StreamUnary(_AsyncBearerToken, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return await continuation(self._details(details), requests)
+
+
+class _StreamStream(_AsyncBearerToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return await continuation(self._details(details), requests)
+
+
+def _chunks(
+    graph: str, records: Iterable[EntityRecord | TripleRecord], chunk_size: int, create_graph: bool
+) -> Iterator[pb.IngestChunk]:
+    it = iter(records)
+    number = 0
+    while batch := list(islice(it, chunk_size)):
+        yield pb.IngestChunk(
+            graph=graph, chunk_id=str(number), records=[to_proto(r) for r in batch], create_graph=create_graph
+        )
+        number += 1
+
+
+CLIENT_ARGS = """
     Args:
-        target: ``host:port`` of the server.
+        target: ``host:port`` of the server, or several (a list, or one string with commas) to spread
+            calls over round-robin.
         timeout: default deadline of each call, in seconds.
         token: bearer token sent with every call.
         tls_ca: PEM bytes of the CA that signed the server certificate; set (or ``tls=True`` for the
             system roots) to connect over TLS.
         tls_cert, tls_key: PEM bytes of a client certificate, for servers that require one.
         tls_server_name: the name to check the server certificate against, when it differs from the host.
-    """
+        retries: attempts of an idempotent call on UNAVAILABLE or RESOURCE_EXHAUSTED (1 = no retry, at
+            most 5).
+"""
 
-    def __init__(
-        self,
-        target: str = "localhost:50051",
-        timeout: float = 30.0,
-        *,
-        token: str | None = None,
-        tls: bool = False,
-        tls_ca: bytes | None = None,
-        tls_cert: bytes | None = None,
-        tls_key: bytes | None = None,
-        tls_server_name: str | None = None,
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        if tls or tls_ca is not None or tls_cert is not None:
-            credentials = grpc.ssl_channel_credentials(tls_ca, tls_key, tls_cert)
-            options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
-            channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            channel = grpc.insecure_channel(target)
-        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
-        self._raw_channel = channel
-        self.info = pb_grpc.InfoStub(self.channel)
-        self.embedder = pb_grpc.EmbedderStub(self.channel)
-        self.graphs = pb_grpc.GraphsStub(self.channel)
-        self.reasoner = pb_grpc.ReasonerStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
 
-    def close(self) -> None:
-        self._raw_channel.close()
+class _Calls:
+    """The calls both clients make: each returns the stub's result, i.e. the response message on
+    `Client` and an awaitable of it on `AsyncClient`."""
 
-    def __enter__(self) -> Client:
-        return self
+    timeout: float
+    info: pb_grpc.InfoStub
+    embedder: pb_grpc.EmbedderStub
+    graphs: pb_grpc.GraphsStub
+    reasoner: pb_grpc.ReasonerStub
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def serving(self, service: str = "") -> bool:
-        response = self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+    def _stubs(self, channel: Any) -> None:
+        self.info = pb_grpc.InfoStub(channel)
+        self.embedder = pb_grpc.EmbedderStub(channel)
+        self.graphs = pb_grpc.GraphsStub(channel)
+        self.reasoner = pb_grpc.ReasonerStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
 
     def ask(
         self,
@@ -181,6 +284,47 @@ class Client:
     def delete_graph(self, graph: str) -> pb.DeleteGraphResponse:
         return self.graphs.DeleteGraph(pb.DeleteGraphRequest(graph=graph), timeout=self.timeout)
 
+
+class Client(_Calls):
+    __doc__ = "Every graphfuse.v1 service on one blocking channel.\n" + CLIENT_ARGS
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = "localhost:50051",
+        timeout: float = 30.0,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: bytes | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+        tls_server_name: str | None = None,
+        retries: int = 4,
+    ) -> None:
+        self.target = channel_target(target)
+        self.timeout = timeout
+        credentials, options = _channel_args(tls, tls_ca, tls_cert, tls_key, tls_server_name, retries)
+        if credentials is not None:
+            channel = grpc.secure_channel(self.target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(self.target, options=options)
+        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+        self._raw_channel = channel
+        self._stubs(self.channel)
+
+    def close(self) -> None:
+        self._raw_channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def serving(self, service: str = "") -> bool:
+        response = self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
     def ingest(
         self,
         graph: str,
@@ -189,17 +333,61 @@ class Client:
         create_graph: bool = True,
     ) -> Iterator[pb.IngestAck]:
         """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives."""
+        yield from self.graphs.Ingest(_chunks(graph, records, chunk_size, create_graph))
 
-        def chunks() -> Iterator[pb.IngestChunk]:
-            it = iter(records)
-            number = 0
-            while batch := list(islice(it, chunk_size)):
-                yield pb.IngestChunk(
-                    graph=graph,
-                    chunk_id=str(number),
-                    records=[to_proto(r) for r in batch],
-                    create_graph=create_graph,
-                )
-                number += 1
 
-        yield from self.graphs.Ingest(chunks())
+class AsyncClient(_Calls):
+    __doc__ = (
+        "Every graphfuse.v1 service on one asyncio channel: the same calls as `Client`, awaited "
+        "(``await client.ask(...)``).\n" + CLIENT_ARGS
+    )
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = "localhost:50051",
+        timeout: float = 30.0,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: bytes | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+        tls_server_name: str | None = None,
+        retries: int = 4,
+    ) -> None:
+        self.target = channel_target(target)
+        self.timeout = timeout
+        credentials, options = _channel_args(tls, tls_ca, tls_cert, tls_key, tls_server_name, retries)
+        interceptors = _AsyncBearerToken.every_kind(token) if token else None
+        if credentials is not None:
+            self.channel = grpc.aio.secure_channel(
+                self.target, credentials, options=options, interceptors=interceptors
+            )
+        else:
+            self.channel = grpc.aio.insecure_channel(self.target, options=options, interceptors=interceptors)
+        self._stubs(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serving(self, service: str = "") -> bool:
+        request = health_pb2.HealthCheckRequest(service=service)
+        response = await self.health.Check(request, timeout=self.timeout)
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def ingest(
+        self,
+        graph: str,
+        records: Iterable[EntityRecord | TripleRecord],
+        chunk_size: int = 1000,
+        create_graph: bool = True,
+    ) -> AsyncIterator[pb.IngestAck]:
+        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives."""
+        async for ack in self.graphs.Ingest(_chunks(graph, records, chunk_size, create_graph)):
+            yield ack
