@@ -352,9 +352,14 @@ def ingest(client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int
 @click.option("--truncate", is_flag=True, help="Truncate an over-long question instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the response as JSON.")
 @click.option(
-    "--picture",
+    "--svg",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also draw the evidence to this .svg or .png file (needs Graphviz's dot).",
+    help="Also draw the evidence to this SVG file (needs Graphviz's dot).",
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the evidence to this PNG file (needs Graphviz's dot).",
 )
 @_client_command
 def ask(
@@ -366,17 +371,19 @@ def ask(
     topics: tuple[str, ...],
     truncate: bool,
     as_json: bool,
-    picture: Path | None,
+    svg: Path | None,
+    png: Path | None,
 ) -> None:
     """Answer QUESTION with ranked entities, scores and evidence paths."""
     response = client.ask(question, graph, top_k, max_hops, topics, truncate)
-    if picture is not None:
-        from server.evidence_picture import write_picture
+    for fmt, path in (("svg", svg), ("png", png)):
+        if path is not None:
+            from server.evidence_picture import write_picture
 
-        try:
-            write_picture(response, picture)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+            try:
+                write_picture(response, path, fmt)
+            except ValueError as error:
+                raise click.ClickException(str(error)) from None
     if as_json:
         return _print_json(response)
     linked = (

@@ -50,11 +50,10 @@ def evidence_dot(response: pb.AskResponse) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_picture(response: pb.AskResponse, path: Path) -> None:
-    """Render the evidence to ``path``; the format follows its suffix (.svg or .png)."""
-    fmt = path.suffix.lstrip(".").lower()
+def write_picture(response: pb.AskResponse, path: Path, fmt: str) -> None:
+    """Render the evidence to ``path`` in ``fmt`` (svg or png)."""
     if fmt not in FORMATS:
-        raise ValueError(f"{path}: the picture's suffix must be one of {', '.join(FORMATS)}")
+        raise ValueError(f"picture format {fmt!r} is not one of {', '.join(FORMATS)}")
     dot = shutil.which("dot")
     if dot is None:
         raise ValueError("drawing the evidence needs Graphviz's 'dot' (Debian package 'graphviz')")

@@ -46,14 +46,14 @@ def dot_binary() -> str:
 
 
 def test_ask_draws_svg_and_png(dot_binary: str, running_server: RunningServer, tmp_path: Path) -> None:
-    for name in ("evidence.svg", "evidence.png"):
-        code, out = run(running_server, "ask", "what does bacterium cause", "--picture", str(tmp_path / name))
-        assert code == 0, out
+    svg, png = str(tmp_path / "evidence.svg"), str(tmp_path / "evidence.png")
+    code, out = run(running_server, "ask", "what does bacterium cause", "--svg", svg, "--png", png)
+    assert code == 0, out
     svg = (tmp_path / "evidence.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "bacterium" in svg and "causes" in svg
     assert (tmp_path / "evidence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_picture_format_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="must be one of svg, png"):
-        write_picture(response(), tmp_path / "evidence.gif")
+    with pytest.raises(ValueError, match="'gif' is not one of svg, png"):
+        write_picture(response(), tmp_path / "evidence.gif", "gif")
