@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gnn.records import EntityRecord, TripleRecord, default_name
+from gnn.records import EntityRecord, Record, Retraction, TripleRecord, default_name
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -107,6 +107,7 @@ class GraphUpdate:
     changed_entities: list[int]  # new, renamed or given new aliases
     new_relations: list[int]
     new_edges: int
+    removed_edges: int = 0
 
 
 class KnowledgeGraph:
@@ -158,15 +159,23 @@ class KnowledgeGraph:
         )
 
     # ---------------------------------------------------------------------------------------- updates
-    def add(self, records: Sequence[EntityRecord | TripleRecord]) -> GraphUpdate:
-        """Add records in order; new edges are visible to the next query."""
+    def add(self, records: Sequence[Record]) -> GraphUpdate:
+        """Apply records in order (additions, and retractions of stored facts); visible to the next query."""
         new_entities: list[int] = []
         changed: set[int] = set()
         new_relations: list[int] = []
-        heads: list[int] = []
-        rels: list[int] = []
-        tails: list[int] = []
+        added: dict[tuple[int, int, int], None] = {}  # new edges, in order
+        retracted: set[tuple[int, int, int]] = set()  # stored edges to drop
         for record in records:
+            if isinstance(record, Retraction):
+                key = self._key(record)
+                if key is not None and key in self._edge_keys:
+                    self._edge_keys.discard(key)
+                    if key in added:
+                        del added[key]
+                    else:
+                        retracted.add(key)
+                continue
             if isinstance(record, EntityRecord):
                 index = self._entity(record.id, new_entities)
                 if record.name is not None and record.name != self.names[index]:
@@ -185,21 +194,45 @@ class KnowledgeGraph:
                 r = self.relation_index[record.relation] = len(self.relation_ids)
                 self.relation_ids.append(record.relation)
                 new_relations.append(r)
-            if (h, r, t) in self._edge_keys:
+            key = (h, r, t)
+            if key in self._edge_keys:
                 continue
-            self._edge_keys.add((h, r, t))
-            heads.append(h)
-            rels.append(r)
-            tails.append(t)
-        if heads or new_entities:
-            self._heads = torch.cat([self._heads, torch.tensor(heads, dtype=torch.long)])
-            self._rels = torch.cat([self._rels, torch.tensor(rels, dtype=torch.long)])
-            self._tails = torch.cat([self._tails, torch.tensor(tails, dtype=torch.long)])
-            self._adjacency = None
-            self._out_degree = None
-            self._stacked = None
+            self._edge_keys.add(key)
+            if key in retracted:  # retracted, then stated again: the stored edge simply stays
+                retracted.discard(key)
+            else:
+                added[key] = None
+        if retracted:
+            self._drop(retracted)
+        if added:
+            heads, rels, tails = torch.tensor(list(added), dtype=torch.long).T
+            self._heads = torch.cat([self._heads, heads])
+            self._rels = torch.cat([self._rels, rels])
+            self._tails = torch.cat([self._tails, tails])
+        if added or retracted or new_entities:
+            self._invalidate()
         changed.update(new_entities)
-        return GraphUpdate(new_entities, sorted(changed), new_relations, len(heads))
+        return GraphUpdate(new_entities, sorted(changed), new_relations, len(added), len(retracted))
+
+    def _key(self, record: Retraction) -> tuple[int, int, int] | None:
+        """The edge a retraction names, when its entities and relation exist."""
+        h = self.entity_index.get(record.head)
+        r = self.relation_index.get(record.relation)
+        t = self.entity_index.get(record.tail)
+        return None if h is None or r is None or t is None else (h, r, t)
+
+    def _drop(self, keys: set[tuple[int, int, int]]) -> None:
+        """Remove stored edges (one pass over packed keys); entities and relations stay."""
+        n, r = self.num_entities, self.num_relations
+        wanted = torch.tensor(sorted(keys), dtype=torch.long)  # (K, 3)
+        packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
+        keep = ~torch.isin((self._heads * r + self._rels) * n + self._tails, packed)
+        self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
+
+    def _invalidate(self) -> None:
+        self._adjacency = None
+        self._out_degree = None
+        self._stacked = None
 
     def _entity(self, entity_id: str, created: list[int]) -> int:
         index = self.entity_index.get(entity_id)
@@ -324,3 +357,4 @@ class KnowledgeGraph:
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its id with underscores shown as spaces."""
         return default_name(self.relation_ids[r])
+

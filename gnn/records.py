@@ -27,7 +27,16 @@ class EntityRecord:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-Record = TripleRecord | EntityRecord
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A stored fact to remove: ``head -relation-> tail`` (a retracted finding)."""
+
+    head: str
+    relation: str
+    tail: str
+
+
+Record = TripleRecord | EntityRecord | Retraction
 
 
 def default_name(identifier: str) -> str:
@@ -51,7 +60,7 @@ def _check_text(value: object, what: str, max_chars: int) -> str | None:
 
 def validate_record(record: Record) -> str | None:
     """Why ``record`` cannot be stored, or None when it is valid."""
-    if isinstance(record, TripleRecord):
+    if isinstance(record, TripleRecord | Retraction):
         for what in ("head", "relation", "tail"):
             reason = _check_text(getattr(record, what), what, MAX_ID_CHARS)
             if reason:

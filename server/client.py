@@ -19,12 +19,15 @@ from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import Record, Retraction, TripleRecord
 
 
-def to_proto(record: EntityRecord | TripleRecord) -> pb.Record:
+def to_proto(record: Record) -> pb.Record:
     if isinstance(record, TripleRecord):
         return pb.Record(triple=pb.Triple(head=record.head, relation=record.relation, tail=record.tail))
+    if isinstance(record, Retraction):
+        triple = pb.Triple(head=record.head, relation=record.relation, tail=record.tail)
+        return pb.Record(remove_triple=triple)
     return pb.Record(entity=pb.Entity(id=record.id, name=record.name or "", aliases=list(record.aliases)))
 
 
@@ -170,7 +173,7 @@ class _StreamStream(_AsyncBearerToken, grpc.aio.StreamStreamClientInterceptor):
 
 
 def _chunks(
-    graph: str, records: Iterable[EntityRecord | TripleRecord], chunk_size: int, create_graph: bool
+    graph: str, records: Iterable[Record], chunk_size: int, create_graph: bool
 ) -> Iterator[pb.IngestChunk]:
     it = iter(records)
     number = 0
@@ -328,7 +331,7 @@ class Client(_Calls):
     def ingest(
         self,
         graph: str,
-        records: Iterable[EntityRecord | TripleRecord],
+        records: Iterable[Record],
         chunk_size: int = 1000,
         create_graph: bool = True,
     ) -> Iterator[pb.IngestAck]:
@@ -384,7 +387,7 @@ class AsyncClient(_Calls):
     async def ingest(
         self,
         graph: str,
-        records: Iterable[EntityRecord | TripleRecord],
+        records: Iterable[Record],
         chunk_size: int = 1000,
         create_graph: bool = True,
     ) -> AsyncIterator[pb.IngestAck]:

@@ -27,7 +27,7 @@ from gnn.graph import KnowledgeGraph
 from gnn.link_inference import InferredTriple, LinkPattern, infer_many
 from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from gnn.reasoner import Question
-from gnn.records import EntityRecord, TripleRecord, validate_record
+from gnn.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
 from server.auth import authorize, visible
 from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
@@ -137,6 +137,7 @@ class IngestResult:
     records: int
     new_triples: int = 0
     new_entities: int = 0
+    removed_triples: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
 
@@ -149,6 +150,33 @@ class ServiceInfo:
     precision: str
     max_tokens: int
     graphs: list[str]
+
+
+def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tuple[int, str]]:
+    """Retractions naming a relation or entity the graph does not have (nor gains earlier in the chunk)."""
+    graph = state.graph
+    relations: set[str] = set()
+    entities: set[str] = set()
+    errors = []
+    for i, record in enumerate(records):
+        if isinstance(record, TripleRecord):
+            relations.add(record.relation)
+            entities.update((record.head, record.tail))
+        elif isinstance(record, EntityRecord):
+            entities.add(record.id)
+        elif isinstance(record, Retraction):
+            if record.relation not in graph.relation_index and record.relation not in relations:
+                errors.append(
+                    (i, f"remove_triple: relation {record.relation!r} is not in graph {state.name!r}")
+                )
+                continue
+            for what, entity in (("head", record.head), ("tail", record.tail)):
+                if entity not in graph.entity_index and entity not in entities:
+                    errors.append(
+                        (i, f"remove_triple: {what} {entity!r} is not an entity of graph {state.name!r}")
+                    )
+                    break
+    return errors
 
 
 class _Unembedded(Exception):
@@ -446,9 +474,7 @@ class GraphService:
             return meta, relations, "", ""
         return meta, relations, state.reasoner_name, state.link_predictor_name
 
-    async def ingest(
-        self, graph: str, records: Sequence[EntityRecord | TripleRecord], create: bool = False
-    ) -> IngestResult:
+    async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
         """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
         _, store = self._check_ready()
         clock = _Clock()
@@ -469,17 +495,35 @@ class GraphService:
                 await self.create_graph(graph)
             except ValueError:  # created meanwhile by another stream
                 pass
-        written: WriteResult = await self._on_io(store.write, graph, records)
         state = self.graphs[graph]
-        began = time.perf_counter()
+        if any(isinstance(record, Retraction) for record in records):
+            errors = await self._on_compute(_retraction_errors, state, records)
+            if errors:
+                return IngestResult(False, len(records), errors=errors, timing=clock.done())
+        written = await self.write_and_apply(graph, records)
+        clock.add("encode_us", clock.start)
+        return IngestResult(
+            True,
+            len(records),
+            written.new_triples,
+            written.new_entities,
+            written.removed_triples,
+            timing=clock.done(),
+        )
+
+    async def write_and_apply(
+        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
+    ) -> WriteResult:
+        """Make valid records durable (with the stream ``position`` they come from, in the same transaction),
+        then visible: graph, linker, and name vectors through the shared batcher."""
+        _, store = self._check_ready()
+        written: WriteResult = await self._on_io(store.write, graph, records, position)
+        state = self.graphs[graph]
         _, names = await self._on_compute(state.apply, records)
         if names.texts:
             vectors = await self._embed_names(names.texts)
             await self._on_compute(state.set_name_vectors, names, vectors)
-        clock.add("encode_us", began)
-        return IngestResult(
-            True, len(records), written.new_triples, written.new_entities, timing=clock.done()
-        )
+        return written
 
     # ------------------------------------------------------------------------------------- reason
     def _check_top_k(self, top_k: int, field_name: str = "top_k") -> int:

@@ -10,7 +10,7 @@ import grpc
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import EntityRecord, Record, Retraction, TripleRecord
 from server.errors import InvalidArgument, status_of, streaming, unary
 from server.service import (
     AnswerResult,
@@ -110,13 +110,16 @@ def _fact(f: FactResult) -> pb.ScoredTriple:
     )
 
 
-def _record(record: pb.Record) -> EntityRecord | TripleRecord | None:
+def _record(record: pb.Record) -> Record | None:
     kind = record.WhichOneof("record")
     if kind == "triple":
         return TripleRecord(record.triple.head, record.triple.relation, record.triple.tail)
     if kind == "entity":
         e = record.entity
         return EntityRecord(e.id, e.name or None, tuple(e.aliases))
+    if kind == "remove_triple":
+        t = record.remove_triple
+        return Retraction(t.head, t.relation, t.tail)
     return None
 
 
@@ -235,6 +238,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 records=result.records,
                 new_triples=result.new_triples,
                 new_entities=result.new_entities,
+                removed_triples=result.removed_triples,
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )

@@ -18,7 +18,7 @@ from gnn.linking import EntityLinker
 from gnn.models.link_predictor import LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import Record
 from server.checkpoints import load_checkpoint
 from server.store import GraphStore
 
@@ -100,7 +100,7 @@ class GraphState:
         log.info("graph %s: answering with %s", self.name, self.reasoner_name)
         return True
 
-    def apply(self, records: Sequence[EntityRecord | TripleRecord]) -> tuple[GraphUpdate, NamesToEmbed]:
+    def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
         """Add records to the graph and index their names for linking; returns the names left to embed.
 
         New entities and relations get zero vectors until `set_name_vectors` fills them in, so the vector

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.records import EntityRecord, TripleRecord, default_name
+from gnn.records import EntityRecord, Record, Retraction, TripleRecord, default_name
 
 __all__ = [
     "DB_FILENAME",
@@ -47,13 +47,21 @@ __all__ = [
 ]
 
 DB_FILENAME = "graphfuse.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: stream_positions
 APPLICATION_ID = 0x47465553  # "GFUS" in the SQLite header: this file is a graphfuse store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")
 _IN_CHUNK = 500  # texts per "IN (...)" lookup, well under SQLite's bound-parameter limit
 
-_SCHEMA = """
+# The last stream sequence applied per update stream, written in the same transaction as its records.
+_STREAM_POSITIONS = """
+CREATE TABLE stream_positions (
+    stream TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+_SCHEMA = (
+    """
 CREATE TABLE graphs (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -101,6 +109,10 @@ CREATE TABLE embeddings (
     PRIMARY KEY (model, text)
 ) WITHOUT ROWID;
 """
+    + "\n"
+    + _STREAM_POSITIONS
+)
+
 
 # A triple's head, relation and tail arrive as text; the insert looks up their rowids in the same statement.
 _INSERT_TRIPLE = """
@@ -110,6 +122,13 @@ FROM entities AS h, relations AS r, entities AS t
 WHERE h.graph_id = ?1 AND h.entity_id = ?2
   AND r.graph_id = ?1 AND r.name = ?3
   AND t.graph_id = ?1 AND t.entity_id = ?4
+"""
+_DELETE_TRIPLE = """
+DELETE FROM triples
+WHERE graph_id = ?1
+  AND head = (SELECT id FROM entities WHERE graph_id = ?1 AND entity_id = ?2)
+  AND relation = (SELECT id FROM relations WHERE graph_id = ?1 AND name = ?3)
+  AND tail = (SELECT id FROM entities WHERE graph_id = ?1 AND entity_id = ?4)
 """
 _INSERT_ALIAS = """
 INSERT OR IGNORE INTO aliases (entity, alias)
@@ -152,10 +171,12 @@ class GraphMeta:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What one :meth:`GraphStore.write` added: new triples, and new entities (by record or by a triple)."""
+    """What one :meth:`GraphStore.write` changed: new triples, new entities (by record or by a triple), and
+    triples removed by retractions."""
 
     new_triples: int
     new_entities: int
+    removed_triples: int = 0
 
 
 @dataclass
@@ -191,6 +212,17 @@ def _prepare(records: Sequence[TripleRecord | EntityRecord]) -> _Chunk:
                 f"record {index} must be a TripleRecord or an EntityRecord (got {type(record).__name__})"
             )
     return _Chunk(entities, list(aliases), list(relations), list(triples))
+
+
+def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
+    """Consecutive records split into runs of additions and of retractions, in order."""
+    runs: list[tuple[bool, list]] = []
+    for record in records:
+        retracting = isinstance(record, Retraction)
+        if not runs or runs[-1][0] != retracting:
+            runs.append((retracting, []))
+        runs[-1][1].append(record)
+    return runs
 
 
 def _check_file(db_path: Path) -> None:
@@ -291,6 +323,12 @@ class GraphStore:
             return
         if app_id != APPLICATION_ID:
             raise self._corrupt(f"is a SQLite database but not a graphfuse store (application_id {app_id})")
+        if version == 1:  # version 2 only adds the stream positions
+            for statement in _STREAM_POSITIONS.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
         if version != SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{self.path} has schema version {version}, but this graphfuse reads only version "
@@ -406,58 +444,97 @@ class GraphStore:
 
     # Records
 
-    def write(self, graph: str, records: Sequence[TripleRecord | EntityRecord]) -> WriteResult:
+    def write(
+        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
+    ) -> WriteResult:
         """Store one chunk of records in one transaction, durable when this returns.
 
-        Triples are a set: a repeated triple stores nothing. An :class:`EntityRecord` creates its entity or,
-        when the entity exists, replaces its name (if given) and adds its new aliases. A triple's head or tail
-        that is not an entity yet is created with ``default_name(id)``. Records are expected to be valid
+        Records apply in order. Triples are a set: a repeated triple stores nothing, and a retraction of a
+        triple that is not stored removes nothing. An :class:`EntityRecord` creates its entity or, when the
+        entity exists, replaces its name (if given) and adds its new aliases. A triple's head or tail that is
+        not an entity yet is created with ``default_name(id)``. Records are expected to be valid
         (:func:`gnn.records.validate_record`); a record of another type raises ``TypeError``.
+
+        Args:
+            position: ``(stream, sequence)``: the update stream position these records come from, stored in
+                the same transaction (see :meth:`stream_position`).
 
         Raises:
             GraphNotFoundError: no graph ``graph``.
             StoreError: SQLite failed; the transaction was rolled back and nothing of the chunk is stored.
         """
-        chunk = _prepare(records)
+        runs = _runs(records)
         with self._transaction("write") as conn:
             graph_id = self._graph_row(conn, graph)[0]
-            changes_before = conn.total_changes
-            cursor = conn.cursor()
-            cursor.executemany(
-                "INSERT OR IGNORE INTO entities (graph_id, entity_id, name) VALUES (?, ?, ?)",
-                (
-                    (graph_id, entity, default_name(entity) if name is None else name)
-                    for entity, name in chunk.entities.items()
-                ),
-            )
-            new_entities = max(cursor.rowcount, 0)
-            renamed = [
-                (name, graph_id, entity) for entity, name in chunk.entities.items() if name is not None
-            ]
-            if renamed:
-                cursor.executemany(
-                    "UPDATE entities SET name = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND name IS NOT ?1",
-                    renamed,
-                )
-            if chunk.aliases:
-                cursor.executemany(_INSERT_ALIAS, ((graph_id, e, a) for e, a in chunk.aliases))
-            new_relations = 0
-            if chunk.relations:
-                cursor.executemany(
-                    "INSERT OR IGNORE INTO relations (graph_id, name) VALUES (?, ?)",
-                    ((graph_id, relation) for relation in chunk.relations),
-                )
-                new_relations = max(cursor.rowcount, 0)
-            new_triples = 0
-            if chunk.triples:
-                cursor.executemany(_INSERT_TRIPLE, ((graph_id, h, r, t) for h, r, t in chunk.triples))
-                new_triples = max(cursor.rowcount, 0)
-            if conn.total_changes != changes_before:
+            new_triples = new_entities = removed = 0
+            for retracting, run in runs:
+                if retracting:
+                    removed += self._delete(conn, graph_id, run)
+                else:
+                    added = self._insert(conn, graph_id, _prepare(run))
+                    new_triples += added.new_triples
+                    new_entities += added.new_entities
+            if position is not None:
                 conn.execute(
-                    "UPDATE graphs SET entities = entities + ?, relations = relations + ?, "
-                    "triples = triples + ?, updated_at = ? WHERE id = ?",
-                    (new_entities, new_relations, new_triples, time.time(), graph_id),
+                    "INSERT OR REPLACE INTO stream_positions (stream, sequence) VALUES (?, ?)", position
                 )
+        return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)
+
+    def stream_position(self, stream: str) -> int:
+        """The last sequence of ``stream`` whose records are stored (0 when none)."""
+        with self._transaction("stream_position", immediate=False) as conn:
+            row = conn.execute("SELECT sequence FROM stream_positions WHERE stream = ?", (stream,)).fetchone()
+        return row[0] if row else 0
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, graph_id: int, retractions: Sequence[Retraction]) -> int:
+        cursor = conn.cursor()
+        cursor.executemany(_DELETE_TRIPLE, ((graph_id, r.head, r.relation, r.tail) for r in retractions))
+        removed = max(cursor.rowcount, 0)
+        if removed:
+            conn.execute(
+                "UPDATE graphs SET triples = triples - ?, updated_at = ? WHERE id = ?",
+                (removed, time.time(), graph_id),
+            )
+        return removed
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> WriteResult:
+        changes_before = conn.total_changes
+        cursor = conn.cursor()
+        cursor.executemany(
+            "INSERT OR IGNORE INTO entities (graph_id, entity_id, name) VALUES (?, ?, ?)",
+            (
+                (graph_id, entity, default_name(entity) if name is None else name)
+                for entity, name in chunk.entities.items()
+            ),
+        )
+        new_entities = max(cursor.rowcount, 0)
+        renamed = [(name, graph_id, entity) for entity, name in chunk.entities.items() if name is not None]
+        if renamed:
+            cursor.executemany(
+                "UPDATE entities SET name = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND name IS NOT ?1",
+                renamed,
+            )
+        if chunk.aliases:
+            cursor.executemany(_INSERT_ALIAS, ((graph_id, e, a) for e, a in chunk.aliases))
+        new_relations = 0
+        if chunk.relations:
+            cursor.executemany(
+                "INSERT OR IGNORE INTO relations (graph_id, name) VALUES (?, ?)",
+                ((graph_id, relation) for relation in chunk.relations),
+            )
+            new_relations = max(cursor.rowcount, 0)
+        new_triples = 0
+        if chunk.triples:
+            cursor.executemany(_INSERT_TRIPLE, ((graph_id, h, r, t) for h, r, t in chunk.triples))
+            new_triples = max(cursor.rowcount, 0)
+        if conn.total_changes != changes_before:
+            conn.execute(
+                "UPDATE graphs SET entities = entities + ?, relations = relations + ?, "
+                "triples = triples + ?, updated_at = ? WHERE id = ?",
+                (new_entities, new_relations, new_triples, time.time(), graph_id),
+            )
         return WriteResult(new_triples=new_triples, new_entities=new_entities)
 
     def read_graph(self, name: str) -> tuple[list[EntityRecord], list[TripleRecord]]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gnn.graph import GraphUpdate, KnowledgeGraph
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import EntityRecord, Retraction, TripleRecord
 
 # Entities in first-seen order: Top_Hat 0, Ginger_Rogers 1, Fred_Astaire 2, Mark_Sandrich 3, Swing_Time 4,
 # George_Stevens 5. Relations: starred_actors 0, directed_by 1 (so R = 2 and d in [0, 4)).
@@ -467,3 +467,29 @@ def test_permutation_check_notices_a_wrong_relabelling():
     wrong = propagate(graph, x[perm], (0, 5))
     with pytest.raises(AssertionError):
         torch.testing.assert_close(wrong, propagate(graph, x, (0, 5))[perm])
+
+
+def test_retractions_apply_in_order_and_rebuild_the_adjacency() -> None:
+    graph = KnowledgeGraph(
+        [], [TripleRecord("a", "r", "b"), TripleRecord("b", "r", "c"), TripleRecord("a", "s", "c")]
+    )
+    x = one_hot(3, graph.entity_index["a"])
+    assert graph.transition(0).apply(x)[graph.entity_index["b"], 0] == 1
+    update = graph.add([Retraction("a", "r", "b"), Retraction("a", "r", "zzz"), Retraction("a", "nope", "b")])
+    assert (update.removed_edges, update.new_edges, graph.num_edges) == (1, 0, 2)
+    assert not graph.has_edge(0, 0, 1) and graph.transition(0).apply(x).abs().sum() == 0
+    assert graph.num_entities == 3 and graph.num_relations == 2  # entities and relations stay
+
+    # in one chunk: add then retract is nothing; retract then add keeps the stored fact
+    update = graph.add(
+        [
+            TripleRecord("c", "r", "a"),
+            Retraction("c", "r", "a"),
+            Retraction("b", "r", "c"),
+            TripleRecord("b", "r", "c"),
+        ]
+    )
+    assert (update.new_edges, update.removed_edges, graph.num_edges) == (0, 0, 2)
+    assert graph.has_edge(1, 0, 2) and not graph.has_edge(2, 0, 0)
+    heads, rels, tails = graph.edges
+    assert sorted(zip(heads.tolist(), rels.tolist(), tails.tolist(), strict=True)) == [(0, 1, 2), (1, 0, 2)]

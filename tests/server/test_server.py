@@ -8,7 +8,7 @@ from graphfuse.v1 import graphfuse_pb2 as pb
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import EntityRecord, Retraction, TripleRecord
 from server.client import Client, to_proto
 from tests.server.conftest import RunningServer, server_config
 
@@ -331,3 +331,25 @@ def test_error_messages_never_echo_a_huge_input_whole(client) -> None:  # noqa: 
     error = rpc_error(client.lookup, "", head="zq" * 4000)  # 8000 characters, under the text limit
     assert error.code() == grpc.StatusCode.NOT_FOUND  # not a client-side RESOURCE_EXHAUSTED on a huge header
     assert error.details().startswith("head ") and len(error.details()) <= 1024
+
+
+def test_ingest_retracts_facts_end_to_end(client: Client) -> None:
+    facts = [TripleRecord("drug_x", "treats", "cough"), TripleRecord("drug_x", "treats", "fever")]
+    assert all(a.accepted for a in client.ingest("retract", facts))
+    assert client.lookup("retract", head="drug_x", relation="treats").total_facts == 2
+
+    (ack,) = client.ingest("retract", [Retraction("drug_x", "treats", "cough")])
+    assert ack.accepted and ack.removed_triples == 1
+    after = client.lookup("retract", head="drug_x", relation="treats")
+    assert [t.tail_id for t in after.triples] == ["fever"]
+    assert client.graph_info("retract").triples == 1
+    answer = client.ask("what does drug_x treat", graph="retract", top_k=5)
+    assert "cough" not in [a.entity_id for a in answer.answers]
+
+    (ack,) = client.ingest(
+        "retract", [Retraction("drug_x", "cures", "fever"), Retraction("nobody", "treats", "x")]
+    )
+    assert not ack.accepted
+    assert [e.index for e in ack.errors] == [0, 1]
+    assert "relation 'cures'" in ack.errors[0].reason and "head 'nobody'" in ack.errors[1].reason
+    assert client.graph_info("retract").triples == 1  # the rejected chunk changed nothing

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnn.records import EntityRecord, TripleRecord
+from gnn.records import EntityRecord, Retraction, TripleRecord
 from server.store import (
     DB_FILENAME,
     SCHEMA_VERSION,
@@ -290,7 +290,7 @@ def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     child = textwrap.dedent(
         """
         import os, signal, sys
-        from gnn.records import EntityRecord, TripleRecord
+        from gnn.records import EntityRecord, Retraction, TripleRecord
         from server.store import GraphStore
 
         store = GraphStore(sys.argv[1])
@@ -392,6 +392,45 @@ def test_newer_schema_version_is_rejected(tmp_path: Path) -> None:
     message = str(error.value)
     assert f"schema version {SCHEMA_VERSION + 4}" in message and f"only version {SCHEMA_VERSION}" in message
     assert str(tmp_path / DB_FILENAME) in message
+
+
+def test_retractions_apply_in_order_with_the_stream_position(store: GraphStore) -> None:
+    store.create_graph("g")
+    store.write("g", CHUNK)
+    assert store.stream_position("updates") == 0
+    result = store.write(
+        "g",
+        [
+            Retraction("aspirin", "treats", "headache"),
+            Retraction("aspirin", "treats", "nothing"),  # not stored: removes nothing
+            TripleRecord("aspirin", "treats", "fever"),
+            Retraction("ibuprofen", "treats", "headache"),
+            TripleRecord("ibuprofen", "treats", "headache"),  # stated again after its retraction
+        ],
+        position=("updates", 17),
+    )
+    assert (result.new_triples, result.removed_triples) == (2, 2)
+    _, triples = store.read_graph("g")
+    assert set(triples) == {
+        TripleRecord("aspirin", "is_a", "pharmacologic_substance"),
+        TripleRecord("aspirin", "treats", "fever"),
+        TripleRecord("ibuprofen", "treats", "headache"),
+    }
+    assert store.get_graph("g").triples == 3
+    assert store.stream_position("updates") == 17
+
+
+def test_version_1_store_gains_stream_positions(tmp_path: Path) -> None:
+    with GraphStore(tmp_path) as store:
+        store.create_graph("g")
+        store.write("g", CHUNK)
+    with sqlite3.connect(tmp_path / DB_FILENAME) as conn:  # as graphfuse wrote it before version 2
+        conn.execute("DROP TABLE stream_positions")
+        conn.execute("PRAGMA user_version = 1")
+    with GraphStore(tmp_path) as store:
+        assert store.get_graph("g").triples == 3 and store.stream_position("s") == 0
+        store.write("g", [], position=("s", 5))
+        assert store.stream_position("s") == 5
 
 
 def test_empty_file_becomes_a_new_store(tmp_path: Path) -> None:

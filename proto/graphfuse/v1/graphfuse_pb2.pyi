@@ -236,12 +236,14 @@ class Entity(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("triple", "entity")
+    __slots__ = ("triple", "entity", "remove_triple")
     TRIPLE_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TRIPLE_FIELD_NUMBER: _ClassVar[int]
     triple: Triple
     entity: Entity
-    def __init__(self, triple: _Optional[_Union[Triple, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ...) -> None: ...
+    remove_triple: Triple
+    def __init__(self, triple: _Optional[_Union[Triple, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., remove_triple: _Optional[_Union[Triple, _Mapping]] = ...) -> None: ...
 
 class IngestChunk(_message.Message):
     __slots__ = ("graph", "chunk_id", "records", "create_graph")
@@ -264,7 +266,7 @@ class RecordError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing")
+    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing", "removed_triples")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +274,7 @@ class IngestAck(_message.Message):
     NEW_ENTITIES_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_TRIPLES_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     accepted: bool
     records: int
@@ -279,7 +282,8 @@ class IngestAck(_message.Message):
     new_entities: int
     errors: _containers.RepeatedCompositeFieldContainer[RecordError]
     timing: Timing
-    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    removed_triples: int
+    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., removed_triples: _Optional[int] = ...) -> None: ...
 
 class AskRequest(_message.Message):
     __slots__ = ("graph", "question", "topic_entities", "top_k", "max_hops", "truncation", "request_id")
