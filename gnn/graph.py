@@ -357,4 +357,3 @@ class KnowledgeGraph:
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its id with underscores shown as spaces."""
         return default_name(self.relation_ids[r])
-

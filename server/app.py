@@ -20,6 +20,7 @@ from server.metrics import Metrics
 from server.observability import CallInterceptor
 from server.service import GraphService
 from server.servicer import EmbedderServicer, GraphsServicer, InfoServicer, ReasonerServicer
+from server.stream import JetStreamSource, UpdateConsumer
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = tuple(
@@ -72,6 +73,8 @@ class App:
             else None
         )
         self.http_port: int | None = None
+        self.consumer: UpdateConsumer | None = None
+        self._consuming: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -115,6 +118,11 @@ class App:
         started = time.perf_counter()
         await self.listen()
         await self.service.start()
+        if self.config.nats_url:
+            source = JetStreamSource(self.config.nats_url)
+            await source.connect()
+            self.consumer = UpdateConsumer(self.service, source)
+            self._consuming = asyncio.create_task(self.consumer.run_forever())
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
 
@@ -123,6 +131,10 @@ class App:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.consumer is not None and self._consuming is not None:
+            self._consuming.cancel()  # unacknowledged messages are delivered again after the restart
+            await asyncio.gather(self._consuming, return_exceptions=True)
+            await self.consumer.source.close()
         await self.server.stop(self.config.grace_seconds)
         await self.service.close()
         self.metrics.close()

@@ -182,6 +182,14 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port).",
 )
 @click.option(
+    "--nats",
+    "nats_url",
+    default=None,
+    envvar="GRAPHFUSE_NATS",
+    help="Apply graph updates from this NATS JetStream server (nats://HOST:PORT; comma-separated for a "
+    "cluster), subjects graphfuse.<graph>.updates.",
+)
+@click.option(
     "--http-port",
     default=None,
     type=int,
@@ -237,6 +245,7 @@ def serve(
     keepalive: float,
     keepalive_timeout: float,
     metrics_port: int | None,
+    nats_url: str | None,
     http_port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -269,6 +278,7 @@ def serve(
         keepalive_timeout_seconds=keepalive_timeout,
         metrics_port=metrics_port,
         http_port=http_port,
+        nats_url=nats_url,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,

@@ -43,6 +43,7 @@ class ServerConfig:
     token: str | None = field(default=None, repr=False)  # one bearer token allowed everything
     insecure: bool = False  # allow a non-loopback address without TLS or tokens
     metrics_port: int | None = None  # Prometheus metrics over HTTP on this port (0 = any free port)
+    nats_url: str | None = None  # consume graph updates from this NATS JetStream server (server/stream.py)
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)
     limits: Limits = field(default_factory=Limits)
 

@@ -495,9 +495,8 @@ class GraphService:
                 await self.create_graph(graph)
             except ValueError:  # created meanwhile by another stream
                 pass
-        state = self.graphs[graph]
         if any(isinstance(record, Retraction) for record in records):
-            errors = await self._on_compute(_retraction_errors, state, records)
+            errors = await self.retraction_errors(graph, records)
             if errors:
                 return IngestResult(False, len(records), errors=errors, timing=clock.done())
         written = await self.write_and_apply(graph, records)
@@ -510,6 +509,18 @@ class GraphService:
             written.removed_triples,
             timing=clock.done(),
         )
+
+    async def retraction_errors(self, graph: str, records: Sequence[Record]) -> list[tuple[int, str]]:
+        """``(index, reason)`` of retractions naming a relation or entity the graph lacks."""
+        return await self._on_compute(_retraction_errors, self.graphs[graph], records)
+
+    async def stream_position(self, stream: str) -> int:
+        _, store = self._check_ready()
+        return await self._on_io(store.stream_position, stream)
+
+    async def set_stream_position(self, stream: str, sequence: int) -> None:
+        _, store = self._check_ready()
+        await self._on_io(store.set_stream_position, stream, sequence)
 
     async def write_and_apply(
         self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None

@@ -123,6 +123,10 @@ WHERE h.graph_id = ?1 AND h.entity_id = ?2
   AND r.graph_id = ?1 AND r.name = ?3
   AND t.graph_id = ?1 AND t.entity_id = ?4
 """
+_ADVANCE_POSITION = """
+INSERT INTO stream_positions (stream, sequence) VALUES (?1, ?2)
+ON CONFLICT (stream) DO UPDATE SET sequence = max(sequence, excluded.sequence)
+"""
 _DELETE_TRIPLE = """
 DELETE FROM triples
 WHERE graph_id = ?1
@@ -475,10 +479,13 @@ class GraphStore:
                     new_triples += added.new_triples
                     new_entities += added.new_entities
             if position is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO stream_positions (stream, sequence) VALUES (?, ?)", position
-                )
+                conn.execute(_ADVANCE_POSITION, position)
         return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)
+
+    def set_stream_position(self, stream: str, sequence: int) -> None:
+        """Record that ``stream`` was consumed up to ``sequence`` (positions only grow)."""
+        with self._transaction("set_stream_position") as conn:
+            conn.execute(_ADVANCE_POSITION, (stream, sequence))
 
     def stream_position(self, stream: str) -> int:
         """The last sequence of ``stream`` whose records are stored (0 when none)."""

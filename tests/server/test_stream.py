@@ -1,0 +1,216 @@
+"""Graph updates from NATS JetStream, against a real `nats-server` started on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from graphfuse.v1 import graphfuse_pb2 as pb
+
+from server.stream import DEAD_LETTER_STREAM, MAX_UPDATE_BYTES, StreamMessage, decode_update
+from tests.server.conftest import RunningServer, server_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian package 'nats-server' is missing (CI installs it in .ci/run)")
+        pytest.skip("needs Debian package 'nats-server' (apt-get install nats-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "jetstream")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"nats://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def publish(url: str, messages: list[tuple[str, bytes, dict[str, str] | None]]) -> list[int]:
+    """Publish ``(subject, data, headers)`` messages to JetStream; their stream sequences."""
+    import nats
+
+    async def run() -> list[int]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        sequences = [(await js.publish(s, d, headers=h)).seq for s, d, h in messages]
+        await nc.close()
+        return sequences
+
+    return asyncio.run(run())
+
+
+def dead_letters(url: str, expected: int) -> list[tuple[str, str]]:
+    """``(subject it came from, reason)`` of the dead letters, in order."""
+    import nats
+
+    async def run() -> list[tuple[str, str]]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        subscription = await js.pull_subscribe("graphfuse.*.deadletter", stream=DEAD_LETTER_STREAM)
+        messages = await subscription.fetch(expected, timeout=5)
+        await nc.close()
+        return [(m.headers["Graphfuse-Subject"], m.headers["Graphfuse-Reason"]) for m in messages]
+
+    return asyncio.run(run())
+
+
+def triple_json(head: str, relation: str, tail: str, op: str = "triple") -> bytes:
+    return json.dumps({op: {"head": head, "relation": relation, "tail": tail}}).encode()
+
+
+def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the update never became visible"
+        time.sleep(0.05)
+
+
+def streaming_server(data_dir: Path, nats_url: str) -> RunningServer:
+    config = server_config(data_dir, demo=False)
+    config.nats_url = nats_url
+    return RunningServer(config)
+
+
+def test_decoding_both_forms_and_refusals() -> None:
+    proto = pb.Record(entity=pb.Entity(id="x", name="X", aliases=["ex"])).SerializeToString()
+    graph, record = decode_update(StreamMessage("graphfuse.g.updates", 1, proto))
+    assert graph == "g" and record.id == "x" and record.aliases == ("ex",)
+    _, removal = decode_update(
+        StreamMessage("graphfuse.g.updates", 2, triple_json("a", "r", "b", "removeTriple"))
+    )
+    assert type(removal).__name__ == "Retraction"
+    for data, reason in [
+        (b"{not json", "not a JSON graphfuse.v1.Record"),
+        (b'{"triple": {"head": 5}}', "not a JSON graphfuse.v1.Record"),
+        (b"{}", "the record is empty"),
+        (triple_json("a", "r", " b"), "leading or trailing whitespace"),
+        (b"\xff\xfe garbage", "not a protobuf graphfuse.v1.Record"),
+        (b"x" * (MAX_UPDATE_BYTES + 1), "bytes, more than"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            decode_update(StreamMessage("graphfuse.g.updates", 3, data))
+
+
+def test_updates_apply_in_order_and_retractions_remove(tmp_path: Path, nats_url: str) -> None:
+    server = streaming_server(tmp_path / "data", nats_url)
+    try:
+        with server.client() as client:
+            client.create_graph("med")
+            add = pb.Record(triple=pb.Triple(head="drug_a", relation="treats", tail="cough"))
+            publish(
+                nats_url,
+                [
+                    ("graphfuse.med.updates", add.SerializeToString(), None),
+                    ("graphfuse.med.updates", triple_json("drug_a", "treats", "fever"), None),
+                    (
+                        "graphfuse.med.updates",
+                        json.dumps({"entity": {"id": "drug_a", "aliases": ["DA-1"]}}).encode(),
+                        {"Content-Type": "application/json"},
+                    ),
+                ],
+            )
+            eventually(lambda: client.lookup("med", head="drug_a", relation="treats").total_facts == 2)
+            assert client.lookup("med", head="DA-1", relation="treats").total_facts == 2  # the alias links
+            (last,) = publish(
+                nats_url,
+                [("graphfuse.med.updates", triple_json("drug_a", "treats", "cough", "removeTriple"), None)],
+            )
+            eventually(lambda: client.lookup("med", head="drug_a", relation="treats").total_facts == 1)
+            answers = client.ask("what does drug_a treat", graph="med").answers
+            assert "cough" not in [a.entity_id for a in answers]
+            eventually(lambda: server.app.consumer.applied == last)
+            assert server.app.service.store.stream_position(server.app.consumer.source.name) == last
+    finally:
+        server.stop()
+
+
+def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(tmp_path: Path, nats_url: str) -> None:
+    server = streaming_server(tmp_path / "data", nats_url)
+    try:
+        with server.client() as client:
+            client.create_graph("med")
+            publish(
+                nats_url,
+                [
+                    ("graphfuse.med.updates", triple_json("drug_a", "treats", "cough"), None),
+                    ("graphfuse.med.updates", b"{not json", None),
+                    ("graphfuse.med.updates", b'{"triple": {"head": 5}}', None),
+                    ("graphfuse.nope.updates", triple_json("a", "r", "b"), None),
+                    ("graphfuse.med.updates", b"x" * (MAX_UPDATE_BYTES + 1), None),
+                    ("graphfuse.med.updates", triple_json("drug_a", "cures", "cough", "removeTriple"), None),
+                    ("graphfuse.med.updates", triple_json("drug_b", "treats", "fever"), None),
+                ],
+            )
+            eventually(lambda: client.lookup("med", relation="treats").total_facts == 2)
+            letters = dead_letters(nats_url, 5)
+            reasons = [reason for _, reason in letters]
+            assert len(letters) == 5 and server.app.consumer.dead_letters == 5
+            assert "not a JSON graphfuse.v1.Record" in reasons[0] and "no field" not in reasons[0]
+            assert "not a JSON graphfuse.v1.Record" in reasons[1]
+            assert letters[2] == ("graphfuse.nope.updates", "graph 'nope' not found")
+            assert "bytes, more than" in reasons[3]
+            assert "relation 'cures'" in reasons[4]
+            assert {t.head_id for t in client.lookup("med", relation="treats").triples} == {
+                "drug_a",
+                "drug_b",
+            }
+    finally:
+        server.stop()
+
+
+def test_restart_resumes_after_the_stored_position_and_applies_nothing_twice(
+    tmp_path: Path, nats_url: str
+) -> None:
+    data = tmp_path / "data"
+    server = streaming_server(data, nats_url)
+    try:
+        with server.client() as client:
+            client.create_graph("med")
+            publish(
+                nats_url,
+                [
+                    ("graphfuse.med.updates", triple_json("drug_a", "treats", "cough"), None),
+                    ("graphfuse.med.updates", triple_json("drug_a", "treats", "cough", "removeTriple"), None),
+                ],
+            )
+            eventually(lambda: server.app.consumer.applied == 2)
+    finally:
+        server.stop()
+    # while the server is down
+    publish(nats_url, [("graphfuse.med.updates", triple_json("drug_c", "treats", "flu"), None)])
+    server = streaming_server(data, nats_url)
+    try:
+        with server.client() as client:
+            eventually(lambda: client.lookup("med", relation="treats").total_facts == 1)
+            facts = client.lookup("med", relation="treats").triples
+            assert [(t.head_id, t.tail_id) for t in facts] == [("drug_c", "flu")]  # the retraction held
+            eventually(lambda: server.app.consumer.applied == 3)  # acknowledged after the commit
+    finally:
+        server.stop()
