@@ -1,0 +1,195 @@
+"""Freshness of stream updates: publish to NATS JetStream at rising rates, time until Lookup sees them.
+
+Starts `nats-server -js` and `graphfuse serve --nats` (no demo graph) on free ports in a temporary folder,
+creates a graph over a pool of known entities (their names embedded once), then publishes new facts
+between them at each rate in --rates (protobuf Record messages, --per-rate each). One in --sample-every
+facts is watched: a poller asks `Lookup(head, relation, tail)` until the fact is stored, and the time from
+its publish is its freshness (updates apply in stream order, so the watched ones stand for the rest).
+Prints per rate: the publish rate reached, the apply rate (facts per second from the first publish to the
+last one visible), and freshness p50/p99; then the same number of facts through the `Ingest` RPC (chunks
+of 1,000) for comparison.
+
+Usage: python -m bench.stream_freshness [--rates 1000,2000,5000,10000] [--per-rate 25000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from graphfuse.v1 import graphfuse_pb2 as pb
+
+from bench.umls_qa import percentile, start_server, stop_server
+from gnn.records import EntityRecord, TripleRecord
+from server.client import AsyncClient, Client
+
+RELATIONS = ("interacts_with", "treats", "causes", "associated_with")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nats_server(directory: Path) -> tuple[subprocess.Popen, str]:
+    """`nats-server -js` on a free loopback port, storing in ``directory``; ``(process, url)``."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        raise SystemExit("needs Debian package 'nats-server' (apt-get install nats-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, f"nats://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def facts(n: int, entities: int, seed: int) -> list[tuple[str, str, str]]:
+    rng = random.Random(seed)
+    out: dict[tuple[str, str, str], None] = {}
+    while len(out) < n:
+        h, t = rng.sample(range(entities), 2)
+        out[(f"e{h}", rng.choice(RELATIONS), f"e{t}")] = None
+    return list(out)
+
+
+async def publish_at(url: str, graph: str, batch, rate: float, watch: set[int], sent_at: dict[int, float]):
+    """Publish ``batch`` at ``rate`` per second, noting when each watched index was sent; returns the
+    seconds publishing took."""
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    subject = f"graphfuse.{graph}.updates"
+    started = time.perf_counter()
+    pending = []
+    for i, (h, r, t) in enumerate(batch):
+        if (delay := started + i / rate - time.perf_counter()) > 0.001:
+            await asyncio.gather(*pending)
+            pending = []
+            await asyncio.sleep(delay)
+        data = pb.Record(triple=pb.Triple(head=h, relation=r, tail=t)).SerializeToString()
+        if i in watch:
+            sent_at[i] = time.perf_counter()
+        pending.append(js.publish(subject, data))
+        if len(pending) >= 256:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    seconds = time.perf_counter() - started
+    await nc.close()
+    return seconds
+
+
+async def watch_visible(target: str, graph: str, batch, watch: set[int], sent_at: dict[int, float]):
+    """Freshness (s) of each watched fact, in publish order, and when the last became visible."""
+    seen: list[float] = []
+    last_visible = 0.0
+    async with AsyncClient(target, timeout=30) as client:
+        for i in sorted(watch):
+            h, r, t = batch[i]
+            while i not in sent_at:
+                await asyncio.sleep(0.001)
+            while True:
+                response = await client.lookup(graph, head=h, relation=r, tail=t, facts_only=True)
+                if response.total_facts:
+                    last_visible = time.perf_counter()
+                    seen.append(last_visible - sent_at[i])
+                    break
+                await asyncio.sleep(0.002)
+    return seen, last_visible
+
+
+async def run_rate(url: str, target: str, graph: str, batch, rate: float, sample_every: int):
+    """``(publish rate reached, apply rate, freshness of the watched facts)`` at one target rate."""
+    watch = set(range(0, len(batch), sample_every)) | {len(batch) - 1}
+    sent_at: dict[int, float] = {}
+    started = time.perf_counter()
+    publish_seconds, (seen, last_visible) = await asyncio.gather(
+        publish_at(url, graph, batch, rate, watch, sent_at),
+        watch_visible(target, graph, batch, watch, sent_at),
+    )
+    return len(batch) / publish_seconds, len(batch) / (last_visible - started), seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[1000, 2000, 5000, 10000]
+    )
+    parser.add_argument("--per-rate", type=int, default=25000)
+    parser.add_argument("--entities", type=int, default=2000)
+    parser.add_argument("--sample-every", type=int, default=200)
+    args = parser.parse_args()
+    total = args.per_rate * len(args.rates)
+    all_facts = facts(2 * total, args.entities, seed=1)
+    streamed, ingested = all_facts[:total], all_facts[total:]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        nats_process, url = start_nats_server(Path(tmp) / "jetstream")
+        server, target, _ = start_server(Path(tmp) / "data", "--no-demo", "--nats", url)
+        try:
+            with Client(target, timeout=120) as client:
+                pool = [EntityRecord(f"e{i}", f"entity {i}") for i in range(args.entities)]
+                seed = [TripleRecord("e0", relation, "e1") for relation in RELATIONS]
+                for graph in ("streamed", "ingested"):
+                    assert all(a.accepted for a in client.ingest(graph, pool + seed))
+            for k, rate in enumerate(args.rates):
+                batch = streamed[k * args.per_rate : (k + 1) * args.per_rate]
+                reached, applied, seen = asyncio.run(
+                    run_rate(url, target, "streamed", batch, rate, args.sample_every)
+                )
+                rows.append((rate, reached, applied, seen))
+            with Client(target, timeout=120) as client:
+                records = [TripleRecord(h, r, t) for h, r, t in ingested]
+                started = time.perf_counter()
+                acks = list(client.ingest("ingested", records, chunk_size=1000))
+                ingest_rate = len(records) / (time.perf_counter() - started)
+                assert all(a.accepted for a in acks)
+                stored = client.graph_info("streamed").triples
+        finally:
+            stop_server(server)
+            nats_process.terminate()
+            nats_process.wait(timeout=10)
+
+    print(f"# Stream freshness: {total:,} new facts between {args.entities:,} known entities, one graph")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        "NATS, server and publisher on one machine"
+    )
+    print()
+    print("| target rate /s | publish rate reached /s | apply rate /s | freshness p50 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for rate, reached, applied, seen in rows:
+        print(
+            f"| {rate:,.0f} | {reached:,.0f} | {applied:,.0f} | {percentile(seen, 0.5) * 1e3:.0f} "
+            f"| {percentile(seen, 0.99) * 1e3:.0f} | {max(seen) * 1e3:.0f} |"
+        )
+    print()
+    print(f"Ingest RPC, same number of facts in chunks of 1,000: {ingest_rate:,.0f} facts/s")
+    print(f"Stored in the streamed graph: {stored:,} triples ({total + len(RELATIONS):,} expected)")
+
+
+if __name__ == "__main__":
+    main()
