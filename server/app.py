@@ -68,11 +68,12 @@ class App:
         pb_grpc.add_GraphsServicer_to_server(servicers["graphfuse.v1.Graphs"], self.server)
         pb_grpc.add_ReasonerServicer_to_server(servicers["graphfuse.v1.Reasoner"], self.server)
         self.gateway = (
-            Gateway(servicers, interceptors, lambda: self.service.ready, config.max_message_bytes)
+            Gateway(servicers, interceptors, lambda: self.serving, config.max_message_bytes)
             if config.http_port is not None
             else None
         )
         self.http_port: int | None = None
+        self.serving = False  # health SERVING: loaded, and caught up with the update stream
         self.consumer: UpdateConsumer | None = None
         self._consuming: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
@@ -119,15 +120,29 @@ class App:
         await self.listen()
         await self.service.start()
         if self.config.nats_url:
-            source = JetStreamSource(self.config.nats_url)
-            await source.connect()
-            self.consumer = UpdateConsumer(self.service, source)
-            self._consuming = asyncio.create_task(self.consumer.run_forever())
+            await self._consume(self.config.nats_url)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
+
+    async def _consume(self, url: str) -> None:
+        """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
+        (health stays NOT_SERVING until then)."""
+        source = JetStreamSource(url)
+        await source.connect()
+        self.consumer = UpdateConsumer(self.service, source)
+        self.service.publisher, self.service.consumer = source, self.consumer
+        self._consuming = asyncio.create_task(self.consumer.run_forever())
+        wanted = await source.last_sequence() - self.config.stream_max_lag
+        if wanted > self.consumer.applied:
+            log.info(
+                "catching up on the update stream: to sequence %d (at %d)", wanted, self.consumer.applied
+            )
+            await self.consumer.wait_for(wanted, None)
 
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""
+        self.serving = False
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.gateway is not None:
             await self.gateway.stop()

@@ -19,16 +19,8 @@ from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gnn.records import Record, Retraction, TripleRecord
-
-
-def to_proto(record: Record) -> pb.Record:
-    if isinstance(record, TripleRecord):
-        return pb.Record(triple=pb.Triple(head=record.head, relation=record.relation, tail=record.tail))
-    if isinstance(record, Retraction):
-        triple = pb.Triple(head=record.head, relation=record.relation, tail=record.tail)
-        return pb.Record(remove_triple=triple)
-    return pb.Record(entity=pb.Entity(id=record.id, name=record.name or "", aliases=list(record.aliases)))
+from gnn.records import Record
+from server.record_messages import record_to_proto
 
 
 class _CallDetails(grpc.ClientCallDetails):
@@ -179,7 +171,10 @@ def _chunks(
     number = 0
     while batch := list(islice(it, chunk_size)):
         yield pb.IngestChunk(
-            graph=graph, chunk_id=str(number), records=[to_proto(r) for r in batch], create_graph=create_graph
+            graph=graph,
+            chunk_id=str(number),
+            records=[record_to_proto(r) for r in batch],
+            create_graph=create_graph,
         )
         number += 1
 
@@ -224,6 +219,7 @@ class _Calls:
         max_hops: int = 0,
         topic_entities: Sequence[str] = (),
         truncate: bool = False,
+        min_sequence: int = 0,
     ) -> pb.AskResponse:
         request = pb.AskRequest(
             graph=graph,
@@ -232,6 +228,7 @@ class _Calls:
             max_hops=max_hops,
             topic_entities=list(topic_entities),
             truncation=pb.TRUNCATION_TRUNCATE if truncate else pb.TRUNCATION_REJECT,
+            min_sequence=min_sequence,
         )
         return self.reasoner.Ask(request, timeout=self.timeout)
 
@@ -247,6 +244,7 @@ class _Calls:
         facts_only: bool = False,
         min_score: float = 0.0,
         no_evidence: bool = False,
+        min_sequence: int = 0,
     ) -> pb.LookupResponse:
         request = pb.LookupRequest(
             graph=graph,
@@ -258,6 +256,7 @@ class _Calls:
             facts_only=facts_only,
             min_score=min_score,
             no_evidence=no_evidence,
+            min_sequence=min_sequence,
         )
         return self.reasoner.Lookup(request, timeout=self.timeout)
 

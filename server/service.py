@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
 from server.reason_batcher import ReasonBatcher
 from server.state import GraphState
-from server.store import GraphMeta, GraphNotFoundError, GraphStore, WriteResult
+from server.store import GraphExistsError, GraphMeta, GraphNotFoundError, GraphStore, WriteResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,6 +139,7 @@ class IngestResult:
     new_triples: int = 0
     new_entities: int = 0
     removed_triples: int = 0
+    stream_sequence: int = 0  # replicated mode: the chunk's last sequence on the update stream
     errors: list[tuple[int, str]] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
 
@@ -150,6 +152,7 @@ class ServiceInfo:
     precision: str
     max_tokens: int
     graphs: list[str]
+    applied_sequence: int = 0
 
 
 def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tuple[int, str]]:
@@ -219,6 +222,9 @@ class GraphService:
         self.batcher: EncodeBatcher | None = None
         self.reason_batcher: ReasonBatcher | None = None  # Ask
         self.link_batcher: ReasonBatcher | None = None  # Lookup inference
+        # With an update stream (server/stream.py): Ingest publishes there, and this replica applies it
+        self.publisher: Any = None  # has `async publish(graph, records, create, key) -> sequence`
+        self.consumer: Any = None  # has `applied` and `async wait_for(sequence, timeout) -> bool`
         self.store: GraphStore | None = None
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
@@ -365,6 +371,7 @@ class GraphService:
             encoder.precision,
             encoder.max_tokens,
             visible(sorted(self.graphs)),
+            self.consumer.applied if self.consumer is not None else 0,
         )
 
     # -------------------------------------------------------------------------------------- embed
@@ -435,10 +442,17 @@ class GraphService:
             )
 
     # ------------------------------------------------------------------------------------- graphs
-    async def create_graph(self, name: str, description: str = "") -> GraphMeta:
+    async def create_graph(self, name: str, description: str = "", replicate: bool = True) -> GraphMeta:
+        """Create an empty graph; with an update stream (and ``replicate``), on every replica through it."""
         _, store = self._check_ready()
         _check_graph_name(name)
         authorize(name, write=True)
+        if self.publisher is not None and replicate:
+            if name in self.graphs:
+                raise GraphExistsError(f"graph {name!r} exists")
+            sequence = await self.publisher.publish(name, [], True, uuid.uuid4().hex, description)
+            await self.wait_for_sequence(sequence, None)
+            return await self._on_io(store.get_graph, name)
         meta = await self._on_io(store.create_graph, name, description)
         encoder = self.encoder
         assert encoder is not None
@@ -488,17 +502,22 @@ class GraphService:
         errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
         if errors:
             return IngestResult(False, len(records), errors=errors, timing=clock.done())
-        if graph not in self.graphs:
-            if not create:
-                raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
+        missing = graph not in self.graphs
+        if missing and not create:
+            raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
+        if not missing and any(isinstance(record, Retraction) for record in records):
+            errors = await self.retraction_errors(graph, records)
+            if errors:
+                return IngestResult(False, len(records), errors=errors, timing=clock.done())
+        if self.publisher is not None:  # replicated: every replica applies it from the stream
+            _check_graph_name(graph, "chunk graph")
+            sequence = await self.publisher.publish(graph, records, missing, uuid.uuid4().hex)
+            return IngestResult(True, len(records), stream_sequence=sequence, timing=clock.done())
+        if missing:
             try:
                 await self.create_graph(graph)
             except ValueError:  # created meanwhile by another stream
                 pass
-        if any(isinstance(record, Retraction) for record in records):
-            errors = await self.retraction_errors(graph, records)
-            if errors:
-                return IngestResult(False, len(records), errors=errors, timing=clock.done())
         written = await self.write_and_apply(graph, records)
         clock.add("encode_us", clock.start)
         return IngestResult(
@@ -509,6 +528,21 @@ class GraphService:
             written.removed_triples,
             timing=clock.done(),
         )
+
+    async def wait_for_sequence(self, sequence: int, deadline: float | None) -> None:
+        """Return once this replica has applied update ``sequence`` (read-your-writes), else UNAVAILABLE
+        when the deadline (default 5 s) passes first."""
+        if not sequence:
+            return
+        if self.consumer is None:
+            raise InvalidArgument("min_sequence needs a server that consumes an update stream (--nats)")
+        timeout = 5.0 if deadline is None else max(0.0, deadline - time.monotonic() - 0.05)
+        if not await self.consumer.wait_for(sequence, timeout):
+            applied = self.consumer.applied
+            raise Unavailable(
+                f"this replica has applied update sequence {applied}, {sequence - applied} behind the "
+                f"requested min_sequence {sequence}; retry, or ask another replica"
+            )
 
     async def retraction_errors(self, graph: str, records: Sequence[Record]) -> list[tuple[int, str]]:
         """``(index, reason)`` of retractions naming a relation or entity the graph lacks."""
@@ -551,8 +585,13 @@ class GraphService:
         max_hops: int = 0,
         truncate: bool = False,
         deadline: float | None = None,
+        min_sequence: int = 0,
     ) -> AskResult:
-        """Answer one question: link (compute thread), encode (shared batcher), reason (compute thread)."""
+        """Answer one question: link (compute thread), encode (shared batcher), reason (compute thread).
+
+        ``min_sequence``: first wait until this replica has applied that update (see `wait_for_sequence`).
+        """
+        await self.wait_for_sequence(min_sequence, deadline)
         state = self._graph(graph)
         encoder, _ = self._check_ready()
         self._check_text(question, "question")
@@ -643,11 +682,13 @@ class GraphService:
         min_score: float = 0.0,
         evidence: bool = True,
         deadline: float | None = None,
+        min_sequence: int = 0,
     ) -> LookupResult:
         """Stored facts matching the given parts, then triples inferred by the graph's link predictor.
 
-        ``top_k`` bounds the facts and the inferred triples separately.
+        ``top_k`` bounds the facts and the inferred triples separately; ``min_sequence`` as for `ask`.
         """
+        await self.wait_for_sequence(min_sequence, deadline)
         state = self._graph(graph)
         self._check_ready()
         if not (head or relation or tail):

@@ -10,8 +10,8 @@ import grpc
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
-from gnn.records import EntityRecord, Record, Retraction, TripleRecord
 from server.errors import InvalidArgument, status_of, streaming, unary
+from server.record_messages import record_from_proto
 from server.service import (
     AnswerResult,
     FactResult,
@@ -110,19 +110,6 @@ def _fact(f: FactResult) -> pb.ScoredTriple:
     )
 
 
-def _record(record: pb.Record) -> Record | None:
-    kind = record.WhichOneof("record")
-    if kind == "triple":
-        return TripleRecord(record.triple.head, record.triple.relation, record.triple.tail)
-    if kind == "entity":
-        e = record.entity
-        return EntityRecord(e.id, e.name or None, tuple(e.aliases))
-    if kind == "remove_triple":
-        t = record.remove_triple
-        return Retraction(t.head, t.relation, t.tail)
-    return None
-
-
 class InfoServicer(pb_grpc.InfoServicer):
     def __init__(self, service: GraphService) -> None:
         self.service = service
@@ -152,6 +139,7 @@ class InfoServicer(pb_grpc.InfoServicer):
             api_version=API_VERSION,
             default_graph=self.service.config.default_graph,
             timing=_since(started),
+            applied_sequence=info.applied_sequence,
         )
 
 
@@ -219,7 +207,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request_iterator: AsyncIterator[pb.IngestChunk], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.IngestAck]:
         async for chunk in request_iterator:
-            records = [_record(r) for r in chunk.records]
+            records = [record_from_proto(r) for r in chunk.records]
             empty = [
                 (i, "record has neither a triple nor an entity") for i, r in enumerate(records) if r is None
             ]
@@ -239,6 +227,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 new_triples=result.new_triples,
                 new_entities=result.new_entities,
                 removed_triples=result.removed_triples,
+                stream_sequence=result.stream_sequence,
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )
@@ -257,6 +246,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
             request.max_hops,
             _truncate(request.truncation),
             _deadline(context),
+            request.min_sequence,
         )
         return pb.AskResponse(
             answers=[_answer(a) for a in result.answers],
@@ -300,6 +290,7 @@ class ReasonerServicer(pb_grpc.ReasonerServicer):
             min_score=request.min_score,
             evidence=not request.no_evidence,
             deadline=_deadline(context),
+            min_sequence=request.min_sequence,
         )
         return pb.LookupResponse(
             triples=[_fact(f) for f in result.triples],

@@ -27,7 +27,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from graphfuse.v1 import graphfuse_pb2 as pb
 
-from gnn.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
+from gnn.records import Record, validate_record
+from server.record_messages import record_from_proto, record_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ STREAM = "GRAPHFUSE_UPDATES"
 DEAD_LETTER_STREAM = "GRAPHFUSE_DEADLETTER"
 UPDATE_SUBJECTS = "graphfuse.*.updates"
 MAX_UPDATE_BYTES = 64 * 1024
+CREATE_GRAPH_HEADER = "Graphfuse-Create-Graph"  # "1": create the graph if missing (empty body: only that)
+DESCRIPTION_HEADER = "Graphfuse-Description"  # of a graph the message creates
 _SUBJECT = re.compile(r"^graphfuse\.([^.]+)\.updates$")
 
 
@@ -89,20 +92,12 @@ def decode_update(message: StreamMessage) -> tuple[str, Record]:
     except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError) as error:
         kind = "JSON" if is_json else "protobuf"
         raise BadUpdate(f"not a {kind} graphfuse.v1.Record: {str(error)[:300]}") from None
-    kind = record.WhichOneof("record")
-    if kind == "triple":
-        parsed: Record = TripleRecord(record.triple.head, record.triple.relation, record.triple.tail)
-    elif kind == "remove_triple":
-        t = record.remove_triple
-        parsed = Retraction(t.head, t.relation, t.tail)
-    elif kind == "entity":
-        e = record.entity
-        parsed = EntityRecord(e.id, e.name or None, tuple(e.aliases))
-    else:
+    parsed = record_from_proto(record)
+    if parsed is None:
         raise BadUpdate("the record is empty: set triple, remove_triple or entity")
     reason = validate_record(parsed)
     if reason:
-        raise BadUpdate(f"{kind}: {reason}")
+        raise BadUpdate(f"{record.WhichOneof('record')}: {reason}")
     return graph, parsed
 
 
@@ -137,13 +132,26 @@ class JetStreamSource:
             except BadRequestError:  # exists with another configuration: use it as it is
                 log.info("JetStream stream %s exists; using it", name)
 
-    async def publish(self, graph: str, record: pb.Record, message_id: str | None = None) -> int:
-        """Publish one update; returns its stream sequence once JetStream has stored it."""
-        headers = {"Nats-Msg-Id": message_id} if message_id else None
-        ack = await self._js.publish(
-            f"graphfuse.{graph}.updates", record.SerializeToString(), headers=headers
+    async def publish(
+        self, graph: str, records: Sequence[Record], create: bool, key: str, description: str = ""
+    ) -> int:
+        """Publish records as updates, one message each; returns the stream sequence of the last, once
+        JetStream has stored them all. Message ids are ``key:index``, so JetStream's duplicate window
+        drops a publish that is retried with the same key. No records and ``create``: only the graph."""
+        subject = f"graphfuse.{graph}.updates"
+        headers = {CREATE_GRAPH_HEADER: "1", DESCRIPTION_HEADER: description[:1000]} if create else {}
+        bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
+        acks = await asyncio.gather(
+            *(
+                self._js.publish(subject, body, headers={**headers, "Nats-Msg-Id": f"{key}:{i}"})
+                for i, body in enumerate(bodies)
+            )
         )
-        return ack.seq
+        return max((ack.seq for ack in acks), default=0)
+
+    async def last_sequence(self) -> int:
+        """The stream's last sequence now (what a replica must reach to be up to date)."""
+        return (await self._js.stream_info(STREAM)).state.last_seq
 
     async def batches(self, after: int) -> AsyncIterator[list[StreamMessage]]:
         from nats.errors import TimeoutError as NatsTimeout
@@ -244,6 +252,11 @@ class UpdateConsumer:
                 await self.source.ack(message)  # redelivered after it was applied: never twice
                 continue
             try:
+                if message.headers.get(CREATE_GRAPH_HEADER) == "1":
+                    await self._flush(run_graph, run)
+                    run = []
+                    if await self._create_graph(message):
+                        continue
                 graph, record = decode_update(message)
                 if graph not in self.service.graphs:
                     raise BadUpdate(f"graph {graph!r} not found")
@@ -275,6 +288,25 @@ class UpdateConsumer:
         for message, _ in run:
             await self.source.ack(message)
         await self._advance(last)
+
+    async def _create_graph(self, message: StreamMessage) -> bool:
+        """Create the message's graph when missing; whether the message held nothing else."""
+        match = _SUBJECT.match(message.subject)
+        if match is None:
+            return False
+        graph = match.group(1)
+        if graph not in self.service.graphs:
+            try:
+                description = message.headers.get(DESCRIPTION_HEADER, "")
+                await self.service.create_graph(graph, description, replicate=False)
+            except ValueError:  # created meanwhile, or a name the store refuses (then dead-lettered below)
+                pass
+        if message.data:
+            return False
+        await self.service.set_stream_position(self.source.name, message.sequence)
+        await self.source.ack(message)
+        await self._advance(message.sequence)
+        return True
 
     async def _dead_letter(self, message: StreamMessage, reason: str, graph: str = "") -> None:
         match = _SUBJECT.match(message.subject)

@@ -9,7 +9,8 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from gnn.records import EntityRecord, Retraction, TripleRecord
-from server.client import Client, to_proto
+from server.client import Client
+from server.record_messages import record_to_proto
 from tests.server.conftest import RunningServer, server_config
 
 MOVIES = [
@@ -121,13 +122,15 @@ def test_ingest_acknowledges_each_chunk_and_rejects_bad_chunks_whole(client: Cli
         graph=movies,
         chunk_id="bad",
         records=[
-            to_proto(TripleRecord("Top Hat", "release_year", "1935")),
+            record_to_proto(TripleRecord("Top Hat", "release_year", "1935")),
             pb.Record(triple=pb.Triple(head="Top Hat", relation="", tail="x")),
             pb.Record(),
         ],
     )
     good = pb.IngestChunk(
-        graph=movies, chunk_id="good", records=[to_proto(TripleRecord("Top Hat", "release_year", "1935"))]
+        graph=movies,
+        chunk_id="good",
+        records=[record_to_proto(TripleRecord("Top Hat", "release_year", "1935"))],
     )
     acks = list(client.graphs.Ingest(iter([bad, good]), timeout=30))
     assert [a.chunk_id for a in acks] == ["bad", "good"]
@@ -148,7 +151,7 @@ def test_ingest_acknowledges_each_chunk_and_rejects_bad_chunks_whole(client: Cli
     assert not ack.accepted and ack.errors[0].index == 0 and "tail is empty" in ack.errors[0].reason
     assert client.graph_info(movies).triples == 8
 
-    missing = pb.IngestChunk(graph="nope", records=[to_proto(MOVIES[0])])
+    missing = pb.IngestChunk(graph="nope", records=[record_to_proto(MOVIES[0])])
     error = rpc_error(lambda: list(client.graphs.Ingest(iter([missing]), timeout=30)))
     assert error.code() == grpc.StatusCode.NOT_FOUND and "nope" in error.details()
 

@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from graphfuse.v1 import graphfuse_pb2 as pb
 
+from gnn.records import Retraction, TripleRecord
+from server.client import Client
 from server.stream import DEAD_LETTER_STREAM, MAX_UPDATE_BYTES, StreamMessage, decode_update
 from tests.server.conftest import RunningServer, server_config
 
@@ -192,25 +195,61 @@ def test_restart_resumes_after_the_stored_position_and_applies_nothing_twice(
     server = streaming_server(data, nats_url)
     try:
         with server.client() as client:
-            client.create_graph("med")
-            publish(
+            client.create_graph("med")  # through the stream: sequence 1
+            *_, applied = publish(
                 nats_url,
                 [
                     ("graphfuse.med.updates", triple_json("drug_a", "treats", "cough"), None),
                     ("graphfuse.med.updates", triple_json("drug_a", "treats", "cough", "removeTriple"), None),
                 ],
             )
-            eventually(lambda: server.app.consumer.applied == 2)
+            eventually(lambda: server.app.consumer.applied == applied)
     finally:
         server.stop()
     # while the server is down
-    publish(nats_url, [("graphfuse.med.updates", triple_json("drug_c", "treats", "flu"), None)])
+    (last,) = publish(nats_url, [("graphfuse.med.updates", triple_json("drug_c", "treats", "flu"), None)])
     server = streaming_server(data, nats_url)
     try:
         with server.client() as client:
-            eventually(lambda: client.lookup("med", relation="treats").total_facts == 1)
-            facts = client.lookup("med", relation="treats").triples
+            facts = client.lookup("med", relation="treats", min_sequence=last).triples
             assert [(t.head_id, t.tail_id) for t in facts] == [("drug_c", "flu")]  # the retraction held
-            eventually(lambda: server.app.consumer.applied == 3)  # acknowledged after the commit
+            assert server.app.consumer.applied == last
     finally:
         server.stop()
+
+
+def test_replicas_ingest_through_the_stream_and_read_their_writes(tmp_path: Path, nats_url: str) -> None:
+    first = streaming_server(tmp_path / "a", nats_url)
+    second = streaming_server(tmp_path / "b", nats_url)
+    try:
+        with first.client() as a, second.client() as b:
+            a.create_graph("shared", "replicated graph")
+            facts = [TripleRecord("drug_a", "treats", "cough"), TripleRecord("drug_b", "treats", "fever")]
+            (ack,) = a.ingest("shared", facts)
+            assert ack.accepted and ack.stream_sequence >= 3  # the graph, then the two facts
+            for replica in (b, a):  # each answers once it has applied the write
+                seen = replica.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+                assert seen.total_facts == 2
+            assert b.graph_info("shared").description == "replicated graph"
+            assert b.server_info().applied_sequence >= ack.stream_sequence
+
+            (ack,) = b.ingest("shared", [Retraction("drug_a", "treats", "cough")])
+            answers = a.ask("what does drug_a treat", graph="shared", min_sequence=ack.stream_sequence)
+            assert "cough" not in [x.entity_id for x in answers.answers]
+            assert a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence).total_facts == 1
+
+        # no retries: the client's retry policy would otherwise try UNAVAILABLE again until the deadline
+        with Client(first.target, timeout=0.5, retries=1) as impatient:
+            with pytest.raises(grpc.RpcError) as behind:
+                impatient.lookup("shared", relation="treats", min_sequence=ack.stream_sequence + 1000)
+            assert behind.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "behind the requested min_sequence" in behind.value.details()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_min_sequence_needs_an_update_stream(client) -> None:  # noqa: ANN001
+    with pytest.raises(grpc.RpcError) as refused:
+        client.lookup(relation="treats", min_sequence=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--nats" in refused.value.details()

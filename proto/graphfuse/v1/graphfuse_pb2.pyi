@@ -98,7 +98,7 @@ class Limits(_message.Message):
     def __init__(self, max_texts: _Optional[int] = ..., max_tokens: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_top_k: _Optional[int] = ..., max_hops: _Optional[int] = ..., max_records_per_chunk: _Optional[int] = ..., default_top_k: _Optional[int] = ..., default_hops: _Optional[int] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model", "dimensions", "device", "precision", "limits", "graphs", "version", "api_version", "default_graph", "timing")
+    __slots__ = ("model", "dimensions", "device", "precision", "limits", "graphs", "version", "api_version", "default_graph", "timing", "applied_sequence")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class InfoResponse(_message.Message):
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_GRAPH_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     model: str
     dimensions: int
     device: str
@@ -119,7 +120,8 @@ class InfoResponse(_message.Message):
     api_version: str
     default_graph: str
     timing: Timing
-    def __init__(self, model: _Optional[str] = ..., dimensions: _Optional[int] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., graphs: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., default_graph: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
+    applied_sequence: int
+    def __init__(self, model: _Optional[str] = ..., dimensions: _Optional[int] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., graphs: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., default_graph: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("texts", "truncation")
@@ -266,7 +268,7 @@ class RecordError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing", "removed_triples")
+    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing", "removed_triples", "stream_sequence")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +277,7 @@ class IngestAck(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REMOVED_TRIPLES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     accepted: bool
     records: int
@@ -283,10 +286,11 @@ class IngestAck(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[RecordError]
     timing: Timing
     removed_triples: int
-    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., removed_triples: _Optional[int] = ...) -> None: ...
+    stream_sequence: int
+    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., removed_triples: _Optional[int] = ..., stream_sequence: _Optional[int] = ...) -> None: ...
 
 class AskRequest(_message.Message):
-    __slots__ = ("graph", "question", "topic_entities", "top_k", "max_hops", "truncation", "request_id")
+    __slots__ = ("graph", "question", "topic_entities", "top_k", "max_hops", "truncation", "request_id", "min_sequence")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     TOPIC_ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +298,7 @@ class AskRequest(_message.Message):
     MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     graph: str
     question: str
     topic_entities: _containers.RepeatedScalarFieldContainer[str]
@@ -301,7 +306,8 @@ class AskRequest(_message.Message):
     max_hops: int
     truncation: Truncation
     request_id: str
-    def __init__(self, graph: _Optional[str] = ..., question: _Optional[str] = ..., topic_entities: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., max_hops: _Optional[int] = ..., truncation: _Optional[_Union[Truncation, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    min_sequence: int
+    def __init__(self, graph: _Optional[str] = ..., question: _Optional[str] = ..., topic_entities: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., max_hops: _Optional[int] = ..., truncation: _Optional[_Union[Truncation, str]] = ..., request_id: _Optional[str] = ..., min_sequence: _Optional[int] = ...) -> None: ...
 
 class LinkedEntity(_message.Message):
     __slots__ = ("id", "name", "score", "mention", "method")
@@ -362,7 +368,7 @@ class AskResponse(_message.Message):
     def __init__(self, answers: _Optional[_Iterable[_Union[Answer, _Mapping]]] = ..., text: _Optional[str] = ..., topic_entities: _Optional[_Iterable[_Union[LinkedEntity, _Mapping]]] = ..., question_tokens: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("graph", "head", "relation", "tail", "top_k", "exclude_facts", "facts_only", "min_score", "no_evidence")
+    __slots__ = ("graph", "head", "relation", "tail", "top_k", "exclude_facts", "facts_only", "min_score", "no_evidence", "min_sequence")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     RELATION_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +378,7 @@ class LookupRequest(_message.Message):
     FACTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     NO_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     graph: str
     head: str
     relation: str
@@ -381,7 +388,8 @@ class LookupRequest(_message.Message):
     facts_only: bool
     min_score: float
     no_evidence: bool
-    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ..., exclude_facts: _Optional[bool] = ..., facts_only: _Optional[bool] = ..., min_score: _Optional[float] = ..., no_evidence: _Optional[bool] = ...) -> None: ...
+    min_sequence: int
+    def __init__(self, graph: _Optional[str] = ..., head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ..., top_k: _Optional[int] = ..., exclude_facts: _Optional[bool] = ..., facts_only: _Optional[bool] = ..., min_score: _Optional[float] = ..., no_evidence: _Optional[bool] = ..., min_sequence: _Optional[int] = ...) -> None: ...
 
 class ScoredTriple(_message.Message):
     __slots__ = ("head_id", "head_name", "relation", "tail_id", "tail_name", "score", "kind", "evidence")
