@@ -190,6 +190,13 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     "cluster), subjects graphfuse.<graph>.updates.",
 )
 @click.option(
+    "--max-lag",
+    default=1000,
+    show_default=True,
+    envvar="GRAPHFUSE_MAX_LAG",
+    help="With --nats: updates a replica may trail the stream by and still report SERVING at start.",
+)
+@click.option(
     "--http-port",
     default=None,
     type=int,
@@ -246,6 +253,7 @@ def serve(
     keepalive_timeout: float,
     metrics_port: int | None,
     nats_url: str | None,
+    max_lag: int,
     http_port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -279,6 +287,7 @@ def serve(
         metrics_port=metrics_port,
         http_port=http_port,
         nats_url=nats_url,
+        stream_max_lag=max_lag,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
