@@ -19,48 +19,18 @@ import asyncio
 import os
 import platform
 import random
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from graphfuse.v1 import graphfuse_pb2 as pb
 
+from bench.nats_servers import NatsCluster
 from bench.umls_qa import percentile, start_server, stop_server
 from gnn.records import EntityRecord, TripleRecord
 from server.client import AsyncClient, Client
 
 RELATIONS = ("interacts_with", "treats", "causes", "associated_with")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_nats_server(directory: Path) -> tuple[subprocess.Popen, str]:
-    """`nats-server -js` on a free loopback port, storing in ``directory``; ``(process, url)``."""
-    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    if not Path(binary).exists():
-        raise SystemExit("needs Debian package 'nats-server' (apt-get install nats-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"nats://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def facts(n: int, entities: int, seed: int) -> list[tuple[str, str, str]]:
@@ -147,7 +117,8 @@ def main() -> None:
     streamed, ingested = all_facts[:total], all_facts[total:]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        nats_process, url = start_nats_server(Path(tmp) / "jetstream")
+        nats = NatsCluster(Path(tmp) / "jetstream").start()
+        url = nats.url
         server, target, _ = start_server(Path(tmp) / "data", "--no-demo", "--nats", url)
         try:
             with Client(target, timeout=120) as client:
@@ -175,8 +146,7 @@ def main() -> None:
                 stored = client.graph_info("streamed").triples
         finally:
             stop_server(server)
-            nats_process.terminate()
-            nats_process.wait(timeout=10)
+            nats.stop()
 
     print(f"# Stream freshness: {total:,} new facts between {args.entities:,} known entities, one graph")
     print(

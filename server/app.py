@@ -128,7 +128,7 @@ class App:
     async def _consume(self, url: str) -> None:
         """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
         (health stays NOT_SERVING until then)."""
-        source = JetStreamSource(url)
+        source = JetStreamSource(url, replicas=self.config.stream_replicas)
         await source.connect()
         self.consumer = UpdateConsumer(self.service, source)
         self.service.publisher, self.service.consumer = source, self.consumer

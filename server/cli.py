@@ -190,6 +190,14 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     "cluster), subjects graphfuse.<graph>.updates.",
 )
 @click.option(
+    "--stream-replicas",
+    default=1,
+    show_default=True,
+    envvar="GRAPHFUSE_STREAM_REPLICAS",
+    help="With --nats: copies JetStream keeps of the update stream, when this server creates it (3 on a "
+    "3-node cluster).",
+)
+@click.option(
     "--max-lag",
     default=1000,
     show_default=True,
@@ -253,6 +261,7 @@ def serve(
     keepalive_timeout: float,
     metrics_port: int | None,
     nats_url: str | None,
+    stream_replicas: int,
     max_lag: int,
     http_port: int | None,
     tls_cert: Path | None,
@@ -288,6 +297,7 @@ def serve(
         http_port=http_port,
         nats_url=nats_url,
         stream_max_lag=max_lag,
+        stream_replicas=stream_replicas,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,

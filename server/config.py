@@ -44,6 +44,7 @@ class ServerConfig:
     insecure: bool = False  # allow a non-loopback address without TLS or tokens
     metrics_port: int | None = None  # Prometheus metrics over HTTP on this port (0 = any free port)
     nats_url: str | None = None  # consume graph updates from this NATS JetStream server (server/stream.py)
+    stream_replicas: int = 1  # copies of the update stream JetStream keeps, when this server creates it
     stream_max_lag: int = 1000  # updates a replica may trail the stream by at start and still be SERVING
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)
     limits: Limits = field(default_factory=Limits)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from google.protobuf.message import DecodeError
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 from gnn.records import Record, validate_record
+from server.errors import Unavailable
 from server.record_messages import record_from_proto, record_to_proto
 
 log = logging.getLogger(__name__)
@@ -122,15 +124,25 @@ class JetStreamSource:
 
     async def connect(self) -> None:
         import nats
+        from nats.errors import Error as NatsError
         from nats.js.errors import BadRequestError
 
         self._nc = await nats.connect(servers=self.url.split(","), max_reconnect_attempts=-1)
         self._js = self._nc.jetstream()
+        deadline = time.monotonic() + 30.0  # a cluster that just started may still be electing its leader
         for name, subjects in ((STREAM, UPDATE_SUBJECTS), (DEAD_LETTER_STREAM, "graphfuse.*.deadletter")):
-            try:
-                await self._js.add_stream(name=name, subjects=[subjects], num_replicas=self.replicas)
-            except BadRequestError:  # exists with another configuration: use it as it is
-                log.info("JetStream stream %s exists; using it", name)
+            while True:
+                try:
+                    await self._js.add_stream(name=name, subjects=[subjects], num_replicas=self.replicas)
+                    break
+                except BadRequestError:  # exists with another configuration: use it as it is
+                    log.info("JetStream stream %s exists; using it", name)
+                    break
+                except (NatsError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    log.info("JetStream is not ready for stream %s yet; trying again", name)
+                    await asyncio.sleep(0.5)
 
     async def publish(
         self, graph: str, records: Sequence[Record], create: bool, key: str, description: str = ""
@@ -138,15 +150,23 @@ class JetStreamSource:
         """Publish records as updates, one message each; returns the stream sequence of the last, once
         JetStream has stored them all. Message ids are ``key:index``, so JetStream's duplicate window
         drops a publish that is retried with the same key. No records and ``create``: only the graph."""
+        from nats.errors import Error as NatsError
+
         subject = f"graphfuse.{graph}.updates"
         headers = {CREATE_GRAPH_HEADER: "1", DESCRIPTION_HEADER: description[:1000]} if create else {}
         bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
-        acks = await asyncio.gather(
-            *(
-                self._js.publish(subject, body, headers={**headers, "Nats-Msg-Id": f"{key}:{i}"})
-                for i, body in enumerate(bodies)
+        try:
+            acks = await asyncio.gather(
+                *(
+                    self._js.publish(subject, body, headers={**headers, "Nats-Msg-Id": f"{key}:{i}"})
+                    for i, body in enumerate(bodies)
+                )
             )
-        )
+        except (NatsError, TimeoutError) as error:
+            raise Unavailable(
+                f"the update stream did not store the chunk ({type(error).__name__}); retry it: records "
+                "that were stored already are stored once"
+            ) from error
         return max((ack.seq for ack in acks), default=0)
 
     async def last_sequence(self) -> int:
@@ -166,12 +186,17 @@ class JetStreamSource:
             max_ack_pending=-1,
         )
         subscription = await self._js.pull_subscribe(UPDATE_SUBJECTS, stream=STREAM, config=config)
+        quiet_since = time.monotonic()
         try:
             while not self._closed.is_set():
                 try:
                     fetched = await subscription.fetch(self.batch, timeout=1.0)
                 except NatsTimeout:
+                    if time.monotonic() - quiet_since > 5.0:  # still there? (its node may have died)
+                        await subscription.consumer_info()  # raises when gone: the caller starts again
+                        quiet_since = time.monotonic()
                     continue
+                quiet_since = time.monotonic()
                 yield [
                     StreamMessage(
                         m.subject, m.metadata.sequence.stream, m.data, dict(m.headers or {}), handle=m

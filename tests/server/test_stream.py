@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,43 +13,27 @@ import grpc
 import pytest
 from graphfuse.v1 import graphfuse_pb2 as pb
 
+from bench.nats_servers import NatsCluster
 from gnn.records import Retraction, TripleRecord
 from server.client import Client
 from server.stream import DEAD_LETTER_STREAM, MAX_UPDATE_BYTES, StreamMessage, decode_update
 from tests.server.conftest import RunningServer, server_config
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def nats_cluster(tmp_path: Path, size: int) -> NatsCluster:
+    try:
+        return NatsCluster(tmp_path / "jetstream", size).start()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (CI installs it in .ci/run)")
+        pytest.skip(str(missing))
 
 
 @pytest.fixture()
 def nats_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
-    )
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Debian package 'nats-server' is missing (CI installs it in .ci/run)")
-        pytest.skip("needs Debian package 'nats-server' (apt-get install nats-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "jetstream")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"nats://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    cluster = nats_cluster(tmp_path, 1)
+    yield cluster.url
+    cluster.stop()
 
 
 def publish(url: str, messages: list[tuple[str, bytes, dict[str, str] | None]]) -> list[int]:
@@ -253,3 +234,42 @@ def test_min_sequence_needs_an_update_stream(client) -> None:  # noqa: ANN001
     with pytest.raises(grpc.RpcError) as refused:
         client.lookup(relation="treats", min_sequence=5)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--nats" in refused.value.details()
+
+
+def ingest_retrying(client: Client, graph: str, records: list, seconds: float = 30.0) -> list:
+    """A writer's loop: UNAVAILABLE (the stream is electing a leader) means try the chunk again."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return list(client.ingest(graph, records))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_a_three_node_cluster_keeps_serving_when_a_node_dies(tmp_path: Path) -> None:
+    cluster = nats_cluster(tmp_path, 3)
+    replicas: list[RunningServer] = []
+    try:
+        for i, node in enumerate(cluster.nodes[:2]):  # each replica prefers another node, knows all
+            config = server_config(tmp_path / f"replica{i}", demo=False)
+            config.nats_url = ",".join([node.url, cluster.url])
+            config.stream_replicas = 3
+            replicas.append(RunningServer(config))
+        with replicas[0].client() as a, replicas[1].client() as b:
+            a.create_graph("shared")
+            (ack,) = a.ingest("shared", [TripleRecord("drug_a", "treats", "cough")])
+            assert b.lookup("shared", relation="treats", min_sequence=ack.stream_sequence).total_facts == 1
+            cluster.nodes[0].kill()  # the node the first replica talks to
+            acks = []
+            for i in range(5):  # writes go on through the two nodes left (the stream has 3 copies)
+                acks += ingest_retrying(b, "shared", [TripleRecord(f"drug_{i}", "treats", "fever")])
+            assert all(x.accepted for x in acks)
+            last = acks[-1].stream_sequence
+            for replica in (a, b):
+                assert replica.lookup("shared", relation="treats", min_sequence=last).total_facts == 6
+    finally:
+        for replica in replicas:
+            replica.stop()
+        cluster.stop()
