@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 
 import grpc
@@ -46,7 +47,11 @@ def test_calls_batches_cache_and_graphs_are_counted(observed: RunningServer) -> 
             rpc_error(client.lookup, "drugs", head="nothing like it at all").code()
             == grpc.StatusCode.NOT_FOUND
         )
-    samples = scrape(observed)
+    not_found = ("graphfuse_requests_total", (("code", "NOT_FOUND"), ("method", "Lookup")))
+    deadline = time.monotonic() + 10
+    while not_found not in (samples := scrape(observed)):  # counted just after the status is sent
+        assert time.monotonic() < deadline, "the NOT_FOUND Lookup was never counted"
+        time.sleep(0.01)
     assert samples[("graphfuse_requests_total", (("code", "OK"), ("method", "Embed")))] == 2
     assert samples[("graphfuse_requests_total", (("code", "NOT_FOUND"), ("method", "Lookup")))] == 1
     assert samples[("graphfuse_request_seconds_count", (("method", "Embed"),))] == 2
