@@ -27,7 +27,7 @@ import grpc
 
 from bench.nats_servers import NatsCluster
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.records import TripleRecord
+from gnn.records import EntityRecord, TripleRecord
 from server.client import Client
 from server.store import GraphStore
 
@@ -85,11 +85,19 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=100)
     parser.add_argument("--askers", type=int, default=4)
     parser.add_argument("--down-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--entity-pool", type=int, default=0, help="facts between this many known entities (0: new heads)"
+    )
     args = parser.parse_args()
-    chunks = [
-        [TripleRecord(f"e{c}_{i}", "interacts_with", f"e{(c * 7 + i) % 50}") for i in range(args.chunk_size)]
-        for c in range(args.chunks)
-    ]
+
+    def fact(c: int, i: int) -> TripleRecord:
+        n = c * args.chunk_size + i
+        if args.entity_pool:  # between known entities: a replica catching up embeds no new names
+            pool = args.entity_pool
+            return TripleRecord(f"e{n % pool}", f"rel{n // (pool * pool)}", f"e{(n // pool) % pool}")
+        return TripleRecord(f"e{c}_{i}", "interacts_with", f"e{(c * 7 + i) % 50}")  # a new head each time
+
+    chunks = [[fact(c, i) for i in range(args.chunk_size)] for c in range(args.chunks)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cluster = NatsCluster(root / "jetstream", 3).start()
@@ -103,6 +111,14 @@ def main() -> None:
         try:
             with Client(targets[0], timeout=60) as client:
                 client.create_graph(GRAPH)
+                if args.entity_pool:
+                    names = [EntityRecord(f"e{i}", f"entity {i}") for i in range(args.entity_pool)]
+                    (ack,) = client.ingest(GRAPH, names, chunk_size=len(names))
+                    for target in targets:  # every replica has embedded the names before the run
+                        with Client(target, timeout=120) as replica:
+                            replica.lookup(
+                                GRAPH, head="e0", facts_only=True, min_sequence=ack.stream_sequence
+                            )
             started, stop = threading.Event(), threading.Event()
             writer = threading.Thread(target=write_all, args=(targets, chunks, acked, write_errors, started))
             askers = [
@@ -127,7 +143,7 @@ def main() -> None:
             last = max(sequence for _, sequence in acked)
             for target in targets:  # every replica caught up with the last acknowledged write
                 with Client(target, timeout=60, retries=1) as client:
-                    client.lookup(GRAPH, relation="interacts_with", min_sequence=last)
+                    client.lookup(GRAPH, relation=chunks[0][0].relation, min_sequence=last)
             stop.set()
             for asker in askers:
                 asker.join()
