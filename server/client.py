@@ -204,6 +204,28 @@ class _Calls:
     graphs: pb_grpc.GraphsStub
     reasoner: pb_grpc.ReasonerStub
 
+    def __init__(
+        self,
+        target: str | Sequence[str] = "localhost:50051",
+        timeout: float = 30.0,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: bytes | None = None,
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+        tls_server_name: str | None = None,
+        retries: int = 4,
+    ) -> None:
+        self.target = channel_target(target)
+        self.timeout = timeout
+        credentials, options = _channel_args(tls, tls_ca, tls_cert, tls_key, tls_server_name, retries)
+        self._stubs(self._open(credentials, options, token))
+
+    def _open(self, credentials: grpc.ChannelCredentials | None, options: list, token: str | None) -> Any:
+        """The channel the calls go over (a blocking or an asyncio one)."""
+        raise NotImplementedError
+
     def _stubs(self, channel: Any) -> None:
         self.info = pb_grpc.InfoStub(channel)
         self.embedder = pb_grpc.EmbedderStub(channel)
@@ -290,29 +312,14 @@ class _Calls:
 class Client(_Calls):
     __doc__ = "Every graphfuse.v1 service on one blocking channel.\n" + CLIENT_ARGS
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "localhost:50051",
-        timeout: float = 30.0,
-        *,
-        token: str | None = None,
-        tls: bool = False,
-        tls_ca: bytes | None = None,
-        tls_cert: bytes | None = None,
-        tls_key: bytes | None = None,
-        tls_server_name: str | None = None,
-        retries: int = 4,
-    ) -> None:
-        self.target = channel_target(target)
-        self.timeout = timeout
-        credentials, options = _channel_args(tls, tls_ca, tls_cert, tls_key, tls_server_name, retries)
+    def _open(self, credentials: grpc.ChannelCredentials | None, options: list, token: str | None) -> Any:
         if credentials is not None:
             channel = grpc.secure_channel(self.target, credentials, options=options)
         else:
             channel = grpc.insecure_channel(self.target, options=options)
-        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
         self._raw_channel = channel
-        self._stubs(self.channel)
+        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+        return self.channel
 
     def close(self) -> None:
         self._raw_channel.close()
@@ -344,22 +351,7 @@ class AsyncClient(_Calls):
         "(``await client.ask(...)``).\n" + CLIENT_ARGS
     )
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "localhost:50051",
-        timeout: float = 30.0,
-        *,
-        token: str | None = None,
-        tls: bool = False,
-        tls_ca: bytes | None = None,
-        tls_cert: bytes | None = None,
-        tls_key: bytes | None = None,
-        tls_server_name: str | None = None,
-        retries: int = 4,
-    ) -> None:
-        self.target = channel_target(target)
-        self.timeout = timeout
-        credentials, options = _channel_args(tls, tls_ca, tls_cert, tls_key, tls_server_name, retries)
+    def _open(self, credentials: grpc.ChannelCredentials | None, options: list, token: str | None) -> Any:
         interceptors = _AsyncBearerToken.every_kind(token) if token else None
         if credentials is not None:
             self.channel = grpc.aio.secure_channel(
@@ -367,7 +359,7 @@ class AsyncClient(_Calls):
             )
         else:
             self.channel = grpc.aio.insecure_channel(self.target, options=options, interceptors=interceptors)
-        self._stubs(self.channel)
+        return self.channel
 
     async def close(self) -> None:
         await self.channel.close()
