@@ -459,10 +459,16 @@ class GraphService:
         self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions)
         return meta
 
-    async def delete_graph(self, name: str) -> bool:
+    async def delete_graph(self, name: str, replicate: bool = True) -> bool:
+        """Delete a graph; with an update stream (and ``replicate``), on every replica through it."""
         _, store = self._check_ready()
         _check_graph_name(name)
         authorize(name, write=True)
+        if self.publisher is not None and replicate:
+            if name not in self.graphs:
+                return False
+            await self.wait_for_sequence(await self.publisher.delete_graph(name, uuid.uuid4().hex), None)
+            return True
         deleted = await self._on_io(store.delete_graph, name)
         self.graphs.pop(name, None)
         return deleted

@@ -39,6 +39,7 @@ DEAD_LETTER_STREAM = "GRAPHFUSE_DEADLETTER"
 UPDATE_SUBJECTS = "graphfuse.*.updates"
 MAX_UPDATE_BYTES = 64 * 1024
 CREATE_GRAPH_HEADER = "Graphfuse-Create-Graph"  # "1": create the graph if missing (empty body: only that)
+DELETE_GRAPH_HEADER = "Graphfuse-Delete-Graph"  # "1" on an empty message: delete the graph everywhere
 DESCRIPTION_HEADER = "Graphfuse-Description"  # of a graph the message creates
 _SUBJECT = re.compile(r"^graphfuse\.([^.]+)\.updates$")
 
@@ -169,6 +170,19 @@ class JetStreamSource:
             ) from error
         return max((ack.seq for ack in acks), default=0)
 
+    async def delete_graph(self, graph: str, key: str) -> int:
+        """Publish the deletion of ``graph``; returns its stream sequence once stored."""
+        from nats.errors import Error as NatsError
+
+        headers = {DELETE_GRAPH_HEADER: "1", "Nats-Msg-Id": key}
+        try:
+            ack = await self._js.publish(f"graphfuse.{graph}.updates", b"", headers=headers)
+        except (NatsError, TimeoutError) as error:
+            raise Unavailable(
+                f"the update stream did not store the deletion ({type(error).__name__})"
+            ) from error
+        return ack.seq
+
     async def last_sequence(self) -> int:
         """The stream's last sequence now (what a replica must reach to be up to date)."""
         return (await self._js.stream_info(STREAM)).state.last_seq
@@ -277,6 +291,11 @@ class UpdateConsumer:
                 await self.source.ack(message)  # redelivered after it was applied: never twice
                 continue
             try:
+                if message.headers.get(DELETE_GRAPH_HEADER) == "1":
+                    await self._flush(run_graph, run)
+                    run = []
+                    await self._delete_graph(message)
+                    continue
                 if message.headers.get(CREATE_GRAPH_HEADER) == "1":
                     await self._flush(run_graph, run)
                     run = []
@@ -332,6 +351,17 @@ class UpdateConsumer:
         await self.source.ack(message)
         await self._advance(message.sequence)
         return True
+
+    async def _delete_graph(self, message: StreamMessage) -> None:
+        match = _SUBJECT.match(message.subject)
+        if match is None:
+            raise BadUpdate(f"subject {message.subject!r} is not graphfuse.<graph>.updates")
+        await self.service.delete_graph(
+            match.group(1), replicate=False
+        )  # a repeated deletion deletes nothing
+        await self.service.set_stream_position(self.source.name, message.sequence)
+        await self.source.ack(message)
+        await self._advance(message.sequence)
 
     async def _dead_letter(self, message: StreamMessage, reason: str, graph: str = "") -> None:
         match = _SUBJECT.match(message.subject)

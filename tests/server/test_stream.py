@@ -219,6 +219,9 @@ def test_replicas_ingest_through_the_stream_and_read_their_writes(tmp_path: Path
             assert "cough" not in [x.entity_id for x in answers.answers]
             assert a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence).total_facts == 1
 
+            assert a.delete_graph("shared").deleted  # on every replica, through the stream
+            gone = b.create_graph("probe")  # a later write: once b applied it, it applied the deletion
+            assert gone.name == "probe" and [g.name for g in b.list_graphs().graphs] == ["probe"]
         # no retries: the client's retry policy would otherwise try UNAVAILABLE again until the deadline
         with Client(first.target, timeout=0.5, retries=1) as impatient:
             with pytest.raises(grpc.RpcError) as behind:
