@@ -77,12 +77,17 @@ class BadUpdate(ValueError):
     """A message that cannot be applied; its text is the dead-letter reason."""
 
 
-def decode_update(message: StreamMessage) -> tuple[str, Record]:
-    """``(graph, record)`` of an update message; raises BadUpdate saying why it cannot be applied."""
+def graph_of(message: StreamMessage) -> str:
+    """The graph an update's subject names; raises BadUpdate when it is not ``graphfuse.<graph>.updates``."""
     match = _SUBJECT.match(message.subject)
     if match is None:
         raise BadUpdate(f"subject {message.subject!r} is not graphfuse.<graph>.updates")
-    graph = match.group(1)
+    return match.group(1)
+
+
+def decode_update(message: StreamMessage) -> tuple[str, Record]:
+    """``(graph, record)`` of an update message; raises BadUpdate saying why it cannot be applied."""
+    graph = graph_of(message)
     if len(message.data) > MAX_UPDATE_BYTES:
         raise BadUpdate(f"message is {len(message.data)} bytes, more than {MAX_UPDATE_BYTES}")
     record = pb.Record()
@@ -151,11 +156,19 @@ class JetStreamSource:
         """Publish records as updates, one message each; returns the stream sequence of the last, once
         JetStream has stored them all. Message ids are ``key:index``, so JetStream's duplicate window
         drops a publish that is retried with the same key. No records and ``create``: only the graph."""
+        headers = {CREATE_GRAPH_HEADER: "1", DESCRIPTION_HEADER: description[:1000]} if create else {}
+        bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
+        return await self._publish(graph, bodies, headers, key)
+
+    async def delete_graph(self, graph: str, key: str) -> int:
+        """Publish the deletion of ``graph``; returns its stream sequence once stored."""
+        return await self._publish(graph, [b""], {DELETE_GRAPH_HEADER: "1"}, key)
+
+    async def _publish(self, graph: str, bodies: list[bytes], headers: dict[str, str], key: str) -> int:
+        """Publish ``bodies`` to the graph's subject with ids ``key:index``; the last stream sequence."""
         from nats.errors import Error as NatsError
 
         subject = f"graphfuse.{graph}.updates"
-        headers = {CREATE_GRAPH_HEADER: "1", DESCRIPTION_HEADER: description[:1000]} if create else {}
-        bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
         try:
             acks = await asyncio.gather(
                 *(
@@ -165,23 +178,10 @@ class JetStreamSource:
             )
         except (NatsError, TimeoutError) as error:
             raise Unavailable(
-                f"the update stream did not store the chunk ({type(error).__name__}); retry it: records "
+                f"the update stream did not store the update ({type(error).__name__}); retry it: records "
                 "that were stored already are stored once"
             ) from error
         return max((ack.seq for ack in acks), default=0)
-
-    async def delete_graph(self, graph: str, key: str) -> int:
-        """Publish the deletion of ``graph``; returns its stream sequence once stored."""
-        from nats.errors import Error as NatsError
-
-        headers = {DELETE_GRAPH_HEADER: "1", "Nats-Msg-Id": key}
-        try:
-            ack = await self._js.publish(f"graphfuse.{graph}.updates", b"", headers=headers)
-        except (NatsError, TimeoutError) as error:
-            raise Unavailable(
-                f"the update stream did not store the deletion ({type(error).__name__})"
-            ) from error
-        return ack.seq
 
     async def last_sequence(self) -> int:
         """The stream's last sequence now (what a replica must reach to be up to date)."""
@@ -335,10 +335,7 @@ class UpdateConsumer:
 
     async def _create_graph(self, message: StreamMessage) -> bool:
         """Create the message's graph when missing; whether the message held nothing else."""
-        match = _SUBJECT.match(message.subject)
-        if match is None:
-            return False
-        graph = match.group(1)
+        graph = graph_of(message)
         if graph not in self.service.graphs:
             try:
                 description = message.headers.get(DESCRIPTION_HEADER, "")
@@ -347,28 +344,25 @@ class UpdateConsumer:
                 pass
         if message.data:
             return False
-        await self.service.set_stream_position(self.source.name, message.sequence)
         await self.source.ack(message)
-        await self._advance(message.sequence)
+        await self._consumed(message)
         return True
 
     async def _delete_graph(self, message: StreamMessage) -> None:
-        match = _SUBJECT.match(message.subject)
-        if match is None:
-            raise BadUpdate(f"subject {message.subject!r} is not graphfuse.<graph>.updates")
-        await self.service.delete_graph(
-            match.group(1), replicate=False
-        )  # a repeated deletion deletes nothing
-        await self.service.set_stream_position(self.source.name, message.sequence)
+        await self.service.delete_graph(graph_of(message), replicate=False)  # again: deletes nothing
         await self.source.ack(message)
-        await self._advance(message.sequence)
+        await self._consumed(message)
 
     async def _dead_letter(self, message: StreamMessage, reason: str, graph: str = "") -> None:
         match = _SUBJECT.match(message.subject)
         graph = graph or (match.group(1) if match else "_")
         log.warning("dead-lettered stream message %d (%s): %s", message.sequence, message.subject, reason)
-        await self.source.dead_letter(message, graph, reason)
+        await self.source.dead_letter(message, graph, reason)  # acknowledges it
         self.dead_letters += 1
+        await self._consumed(message)
+
+    async def _consumed(self, message: StreamMessage) -> None:
+        """Store that an acknowledged message that carried no records is done with (positions only grow)."""
         await self.service.set_stream_position(self.source.name, message.sequence)
         await self._advance(message.sequence)
 
