@@ -123,6 +123,8 @@ class KnowledgeGraph:
         self.entity_index: dict[str, int] = {}
         self.names: list[str] = []
         self.aliases: dict[int, tuple[str, ...]] = {}
+        self.types: list[str] = []  # node type per entity, "" when untyped
+        self.retractions = 0  # stored edges removed so far: edge positions before them have moved
         self.relation_ids: list[str] = []
         self.relation_index: dict[str, int] = {}
         self._heads = torch.empty(0, dtype=torch.long)
@@ -132,6 +134,7 @@ class KnowledgeGraph:
         self._adjacency: list[RelationAdjacency] | None = None
         self._out_degree: Tensor | None = None
         self._stacked: StackedTransitions | None = None
+        self._of_type: dict[str, Tensor] = {}
         self.add(list(entities) + list(triples))
 
     # ------------------------------------------------------------------------------------------ sizes
@@ -186,6 +189,9 @@ class KnowledgeGraph:
                 if fresh:
                     self.aliases[index] = known + fresh
                     changed.add(index)
+                if record.type is not None and record.type != self.types[index]:
+                    self.types[index] = record.type
+                    self._of_type.clear()
                 continue
             h = self._entity(record.head, new_entities)
             t = self._entity(record.tail, new_entities)
@@ -228,6 +234,7 @@ class KnowledgeGraph:
         packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
         keep = ~torch.isin((self._heads * r + self._rels) * n + self._tails, packed)
         self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
+        self.retractions += len(keys)
 
     def _invalidate(self) -> None:
         self._adjacency = None
@@ -240,6 +247,8 @@ class KnowledgeGraph:
             index = self.entity_index[entity_id] = len(self.entity_ids)
             self.entity_ids.append(entity_id)
             self.names.append(default_name(entity_id))
+            self.types.append("")
+            self._of_type.clear()
             created.append(index)
         return index
 
@@ -349,6 +358,15 @@ class KnowledgeGraph:
             if value is not None:
                 mask &= column == value
         return mask.nonzero().flatten()
+
+    def entities_of_type(self, type: str) -> Tensor:
+        """Indices of the entities of node type ``type``, ascending."""
+        found = self._of_type.get(type)
+        if found is None:
+            found = self._of_type[type] = torch.tensor(
+                [i for i, t in enumerate(self.types) if t == type], dtype=torch.long
+            )
+        return found
 
     def has_edge(self, head: int, relation: int, tail: int) -> bool:
         """Whether ``head -relation-> tail`` is a stored fact."""

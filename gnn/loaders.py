@@ -1,4 +1,5 @@
-"""Graph files in, records out: TSV, CSV, JSON Lines, MetaQA's ``kb.txt`` and the networkx graph formats.
+"""Graph files in, records out: TSV, CSV, JSON Lines, MetaQA's ``kb.txt``, interaction adjacency lists and the
+networkx graph formats.
 
 Line formats are streamed (memory proportional to one record); graph formats (GraphML, GML, GEXF) are
 parsed whole by networkx and then streamed node by node and edge by edge. Every record is checked with
@@ -11,6 +12,7 @@ import csv
 import json
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from gnn.records import EntityRecord, Record, TripleRecord, validate_record
 __all__ = [
     "FORMATS",
     "METAQA_RELATIONS",
+    "InteractionLayout",
     "LoadError",
     "detect_format",
     "iter_lines",
@@ -28,7 +31,7 @@ __all__ = [
     "load_records",
 ]
 
-FORMATS = ("tsv", "csv", "jsonl", "metaqa", "graphml", "gml", "gexf", "edgelist")
+FORMATS = ("tsv", "csv", "jsonl", "metaqa", "adjacency", "graphml", "gml", "gexf", "edgelist")
 
 _EXTENSIONS = {
     ".tsv": "tsv",
@@ -60,7 +63,7 @@ METAQA_RELATIONS = frozenset(
 
 _HEADER = ("head", "relation", "tail")
 _TRIPLE_KEYS = frozenset(_HEADER)
-_ENTITY_KEYS = frozenset({"id", "name", "aliases"})
+_ENTITY_KEYS = frozenset({"id", "name", "aliases", "type"})
 _DEFAULT_RELATION = "related_to"
 _RELATION_ATTRIBUTES = ("relation", "label", "type")
 
@@ -107,7 +110,9 @@ def detect_format(path: str | Path) -> str:
     r"""The format of a graph file, from its extension.
 
     ``.tsv``/``.txt`` -> ``"tsv"``, except a ``.txt`` whose first line that is not blank or a ``#``
-    comment contains ``'|'`` and no tab, which is MetaQA's ``kb.txt`` layout -> ``"metaqa"``;
+    comment contains ``'|'`` and no tab, which is MetaQA's ``kb.txt`` layout -> ``"metaqa"``, or is two or
+    more whitespace-separated integers, an interaction adjacency list (Gowalla's ``train.txt``) ->
+    ``"adjacency"``;
     ``.csv`` -> ``"csv"``; ``.jsonl``/``.ndjson`` -> ``"jsonl"``; ``.graphml``, ``.gml``, ``.gexf``;
     ``.edgelist``/``.edges`` -> ``"edgelist"``. Extensions are matched case-insensitively.
 
@@ -125,11 +130,28 @@ def detect_format(path: str | Path) -> str:
         )
     if suffix == ".txt":
         for _, text in _content_lines(path):
-            return "metaqa" if "|" in text and "\t" not in text else "tsv"
+            if "\t" in text:
+                return "tsv"
+            if "|" in text:
+                return "metaqa"
+            fields = text.split()
+            return "adjacency" if len(fields) > 1 and all(f.isdigit() for f in fields) else "tsv"
     return format
 
 
-def iter_records(path: str | Path, format: str | None = None) -> Iterator[Record]:
+@dataclass(frozen=True)
+class InteractionLayout:
+    """How the lines ``user item item ...`` of an adjacency file become records: users and items are typed
+    entities ``<head_type>:<id>`` and ``<tail_type>:<id>`` (their ids may overlap), linked by ``relation``."""
+
+    relation: str = "interacted_with"
+    head_type: str = "user"
+    tail_type: str = "item"
+
+
+def iter_records(
+    path: str | Path, format: str | None = None, interactions: InteractionLayout | None = None
+) -> Iterator[Record]:
     r"""Streams the records of a graph file in file order.
 
     The path and format are checked when this is called; the file is read as the iterator is consumed,
@@ -139,7 +161,10 @@ def iter_records(path: str | Path, format: str | None = None) -> Iterator[Record
         ``tsv``: ``head<TAB>relation<TAB>tail``; ``csv``: the same with commas (``csv`` quoting);
         ``metaqa``: ``head|relation|tail``. In these, blank lines and ``#`` comments are skipped,
         fields are stripped, and a first line ``head, relation, tail`` (any case) is a header.
-        ``jsonl``: ``{"head", "relation", "tail"}`` or ``{"id", "name"?, "aliases"?}`` objects.
+        ``jsonl``: ``{"head", "relation", "tail"}`` or ``{"id", "name"?, "aliases"?, "type"?}`` objects.
+        ``adjacency``: ``user item item ...`` per line (the LightGCN/NGCF data layout): each user and item
+        once as a typed :class:`EntityRecord`, then one :class:`TripleRecord` per interaction, laid out
+        by ``interactions``.
         ``edgelist``: networkx's ``source target`` or ``source target {attribute dict}``.
         ``graphml``, ``gml``, ``gexf``: one :class:`EntityRecord` per node (name from the ``name``
         or ``label`` attribute, aliases from a list or ``'|'``-separated ``aliases``), then one
@@ -150,6 +175,8 @@ def iter_records(path: str | Path, format: str | None = None) -> Iterator[Record
         path (str or Path): The file.
         format (str, optional): One of :obj:`FORMATS`; detected from the extension with
             :func:`detect_format` when :obj:`None`. (default: :obj:`None`)
+        interactions (InteractionLayout, optional): The relation and node types of an ``adjacency``
+            file. (default: :obj:`InteractionLayout()`)
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -159,6 +186,8 @@ def iter_records(path: str | Path, format: str | None = None) -> Iterator[Record
         raise FileNotFoundError(f"Expected a graph file at '{path}' (found {found})")
     if format is None:
         format = detect_format(path)
+    if format == "adjacency":
+        return _iter_adjacency(path, interactions or InteractionLayout())
     return _READERS[format](path)
 
 
@@ -302,7 +331,7 @@ def _jsonl_record(path: Path, line: int, text: str) -> Record:
     elif "id" in keys:
         if not keys <= _ENTITY_KEYS:
             unexpected = sorted(keys - _ENTITY_KEYS)
-            reason = f"expected an entity with the keys id, name, aliases (unexpected {unexpected})"
+            reason = f"expected an entity with the keys id, name, aliases, type (unexpected {unexpected})"
             raise LoadError(path, reason, line=line)
         aliases = value.get("aliases")
         if aliases is None:
@@ -310,10 +339,10 @@ def _jsonl_record(path: Path, line: int, text: str) -> Record:
         if not isinstance(aliases, list):
             reason = f"expected 'aliases' to be an array of strings, got {_json_type(aliases)}"
             raise LoadError(path, reason, line=line)
-        record = EntityRecord(value["id"], value.get("name"), tuple(aliases))
+        record = EntityRecord(value["id"], value.get("name"), tuple(aliases), value.get("type"))
     else:
         reason = (
-            "expected a triple {head, relation, tail} or an entity {id, name?, aliases?}, "
+            "expected a triple {head, relation, tail} or an entity {id, name?, aliases?, type?}, "
             f"got an object with the keys {sorted(keys)}"
         )
         raise LoadError(path, reason, line=line)
@@ -323,6 +352,24 @@ def _jsonl_record(path: Path, line: int, text: str) -> Record:
 def _iter_jsonl(path: Path) -> Iterator[Record]:
     for number, text in _content_lines(path, comments=False):
         yield _jsonl_record(path, number, text)
+
+
+def _iter_adjacency(path: Path, layout: InteractionLayout) -> Iterator[Record]:
+    seen: set[str] = set()
+    for number, text in _content_lines(path):
+        fields = text.split()
+        for field in fields:
+            if not field.isdigit():
+                reason = f"expected whitespace-separated integer ids 'user item item ...', got {field!r}"
+                raise LoadError(path, reason, line=number)
+        user = f"{layout.head_type}:{fields[0]}"
+        items = [f"{layout.tail_type}:{field}" for field in fields[1:]]
+        for entity, type in [(user, layout.head_type)] + [(item, layout.tail_type) for item in items]:
+            if entity not in seen:
+                seen.add(entity)
+                yield _checked(path, EntityRecord(entity, type=type), line=number)
+        for item in items:
+            yield _checked(path, TripleRecord(user, layout.relation, item), line=number)
 
 
 def _iter_edgelist(path: Path) -> Iterator[Record]:
@@ -370,7 +417,8 @@ def _entity(path: Path, node: object, data: dict[str, Any]) -> Record:
     else:
         reason = f"expected 'aliases' to be a list or a '|'-separated string, got {type(aliases).__name__}"
         raise LoadError(path, reason, element=element)
-    record = EntityRecord(identifier, _text(name), aliases)  # type: ignore[arg-type]
+    node_type = data.get("type", data.get("node_type"))
+    record = EntityRecord(identifier, _text(name), aliases, _text(node_type))  # type: ignore[arg-type]
     return _checked(path, record, element=element)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 MAX_ID_CHARS = 512
 MAX_NAME_CHARS = 1024
 MAX_ALIASES = 64
+MAX_TYPE_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +21,15 @@ class TripleRecord:
 
 @dataclass(frozen=True, slots=True)
 class EntityRecord:
-    """An entity with an optional display name and aliases for linking."""
+    """An entity with an optional display name, aliases for linking and node type (``user``, ``item``...).
+
+    ``None`` for the name or the type keeps what is stored (or the default for a new entity).
+    """
 
     id: str
     name: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,13 @@ Record = TripleRecord | EntityRecord | Retraction
 def default_name(identifier: str) -> str:
     """Display name of an id given without one: ``pharmacologic_substance`` -> ``pharmacologic substance``."""
     return " ".join(identifier.replace("_", " ").split())
+
+
+def has_words(name: str, type: str = "") -> bool:
+    """Whether a name carries words an encoder can use: ``user:1234`` of type ``user`` and ``42`` do not."""
+    if type and name.startswith(f"{type}:"):
+        name = name[len(type) + 1 :]
+    return any(ch.isalpha() for ch in name)
 
 
 def _check_text(value: object, what: str, max_chars: int) -> str | None:
@@ -74,6 +86,8 @@ def validate_record(record: Record) -> str | None:
             reason = _check_text(record.name, "entity name", MAX_NAME_CHARS)
             if reason:
                 return reason
+        if record.type is not None and (reason := _check_text(record.type, "entity type", MAX_TYPE_CHARS)):
+            return reason
         if len(record.aliases) > MAX_ALIASES:
             return f"entity {record.id!r} has {len(record.aliases)} aliases (at most {MAX_ALIASES})"
         for alias in record.aliases:

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from tqdm import tqdm
 
-from gnn.loaders import FORMATS, LoadError, iter_records
+from gnn.loaders import FORMATS, InteractionLayout, LoadError, iter_records
 from gnn.records import EntityRecord, TripleRecord
 from server.config import Limits
 
@@ -319,15 +319,29 @@ def serve(
     "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Default: from the extension."
 )
 @click.option("--chunk-size", default=1000, show_default=True, help="Records per acknowledged chunk.")
+@click.option(
+    "--interaction",
+    default="interacted_with:user:item",
+    show_default=True,
+    metavar="RELATION:USER_TYPE:ITEM_TYPE",
+    help="Adjacency files (user item item ...): the relation and the node types of their users and items.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_client_command
-def ingest(client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int, as_json: bool) -> None:
-    """Load a graph file (TSV, CSV, JSONL, MetaQA, GraphML, GML, GEXF, edge list) into GRAPH."""
+def ingest(
+    client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int, interaction: str, as_json: bool
+) -> None:
+    """Load a graph file (TSV, CSV, JSONL, MetaQA, adjacency lists, GraphML, GML, GEXF, edge list) into
+    GRAPH."""
     load_error: list[LoadError] = []
+    parts = interaction.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise click.BadParameter(f"expected RELATION:USER_TYPE:ITEM_TYPE (got {interaction!r})")
+    layout = InteractionLayout(*parts)
 
     def records() -> Iterator[EntityRecord | TripleRecord]:
         try:
-            yield from iter_records(file, fmt)
+            yield from iter_records(file, fmt, layout)
         except LoadError as error:
             load_error.append(error)
 

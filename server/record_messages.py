@@ -17,7 +17,7 @@ def record_from_proto(record: pb.Record) -> Record | None:
         return Retraction(t.head, t.relation, t.tail)
     if kind == "entity":
         e = record.entity
-        return EntityRecord(e.id, e.name or None, tuple(e.aliases))
+        return EntityRecord(e.id, e.name or None, tuple(e.aliases), e.type or None)
     return None
 
 
@@ -28,4 +28,8 @@ def record_to_proto(record: Record) -> pb.Record:
         return pb.Record(
             remove_triple=pb.Triple(head=record.head, relation=record.relation, tail=record.tail)
         )
-    return pb.Record(entity=pb.Entity(id=record.id, name=record.name or "", aliases=list(record.aliases)))
+    return pb.Record(
+        entity=pb.Entity(
+            id=record.id, name=record.name or "", aliases=list(record.aliases), type=record.type or ""
+        )
+    )

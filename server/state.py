@@ -18,7 +18,7 @@ from gnn.linking import EntityLinker
 from gnn.models.link_predictor import LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
-from gnn.records import Record
+from gnn.records import Record, has_words
 from server.checkpoints import load_checkpoint
 from server.store import GraphStore
 
@@ -112,9 +112,17 @@ class GraphState:
 
     def names_to_embed(self, entities: Sequence[int] | None = None) -> NamesToEmbed:
         """The names of ``entities`` (all when None) and of relations without a vector yet; grows the
-        vector tables to the graph's size (new rows zero) and claims those relations."""
+        vector tables to the graph's size (new rows zero) and claims those relations.
+
+        Names without words (``user:1234`` of a ``user``, ``42``) keep a zero vector: an encoder reads
+        nothing into them, and an interaction graph has tens of thousands.
+        """
         graph = self.graph
-        entities = list(range(graph.num_entities) if entities is None else entities)
+        entities = [
+            i
+            for i in (range(graph.num_entities) if entities is None else entities)
+            if has_words(graph.names[i], graph.types[i])
+        ]
         dimensions = self.entity_vectors.shape[1]
         grown = graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:

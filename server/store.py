@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 DB_FILENAME = "graphfuse.db"
-SCHEMA_VERSION = 2  # 2: stream_positions
+SCHEMA_VERSION = 3  # 2: stream_positions; 3: entities.type
 APPLICATION_ID = 0x47465553  # "GFUS" in the SQLite header: this file is a graphfuse store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")
@@ -77,6 +77,7 @@ CREATE TABLE entities (
     graph_id INTEGER NOT NULL REFERENCES graphs(id) ON DELETE CASCADE,
     entity_id TEXT NOT NULL,
     name TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT '',
     UNIQUE (graph_id, entity_id)
 );
 CREATE INDEX entities_by_graph ON entities(graph_id);
@@ -188,6 +189,7 @@ class _Chunk:
     """One write's records, reduced to what the SQL needs, each list in order of first appearance."""
 
     entities: dict[str, str | None]  # id -> explicit name (last one given wins) or None
+    types: dict[str, str]  # id -> node type, where one is given (last one wins)
     aliases: list[tuple[str, str]]  # (entity id, alias), duplicates removed
     relations: list[str]
     triples: list[tuple[str, str, str]]  # duplicates removed
@@ -195,6 +197,7 @@ class _Chunk:
 
 def _prepare(records: Sequence[TripleRecord | EntityRecord]) -> _Chunk:
     entities: dict[str, str | None] = {}
+    types: dict[str, str] = {}
     aliases: dict[tuple[str, str], None] = {}
     relations: dict[str, None] = {}
     triples: dict[tuple[str, str, str], None] = {}
@@ -209,13 +212,15 @@ def _prepare(records: Sequence[TripleRecord | EntityRecord]) -> _Chunk:
                 entities[record.id] = record.name
             else:
                 entities.setdefault(record.id, None)
+            if record.type is not None:
+                types[record.id] = record.type
             for alias in record.aliases:
                 aliases[(record.id, alias)] = None
         else:
             raise TypeError(
                 f"record {index} must be a TripleRecord or an EntityRecord (got {type(record).__name__})"
             )
-    return _Chunk(entities, list(aliases), list(relations), list(triples))
+    return _Chunk(entities, types, list(aliases), list(relations), list(triples))
 
 
 def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
@@ -327,10 +332,12 @@ class GraphStore:
             return
         if app_id != APPLICATION_ID:
             raise self._corrupt(f"is a SQLite database but not a graphfuse store (application_id {app_id})")
-        if version == 1:  # version 2 only adds the stream positions
-            for statement in _STREAM_POSITIONS.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        if version in (1, 2):  # version 2 adds the stream positions, 3 the entity types
+            if version == 1:
+                for statement in _STREAM_POSITIONS.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute("ALTER TABLE entities ADD COLUMN type TEXT NOT NULL DEFAULT ''")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version != SCHEMA_VERSION:
@@ -510,9 +517,14 @@ class GraphStore:
         changes_before = conn.total_changes
         cursor = conn.cursor()
         cursor.executemany(
-            "INSERT OR IGNORE INTO entities (graph_id, entity_id, name) VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO entities (graph_id, entity_id, name, type) VALUES (?, ?, ?, ?)",
             (
-                (graph_id, entity, default_name(entity) if name is None else name)
+                (
+                    graph_id,
+                    entity,
+                    default_name(entity) if name is None else name,
+                    chunk.types.get(entity, ""),
+                )
                 for entity, name in chunk.entities.items()
             ),
         )
@@ -522,6 +534,11 @@ class GraphStore:
             cursor.executemany(
                 "UPDATE entities SET name = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND name IS NOT ?1",
                 renamed,
+            )
+        if chunk.types:
+            cursor.executemany(
+                "UPDATE entities SET type = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND type IS NOT ?1",
+                ((type, graph_id, entity) for entity, type in chunk.types.items()),
             )
         if chunk.aliases:
             cursor.executemany(_INSERT_ALIAS, ((graph_id, e, a) for e, a in chunk.aliases))
@@ -553,7 +570,7 @@ class GraphStore:
         with self._transaction("read_graph", immediate=False) as conn:
             graph_id = self._graph_row(conn, name)[0]
             entity_rows = conn.execute(
-                "SELECT id, entity_id, name FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
+                "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
             ).fetchall()
             alias_rows = conn.execute(
                 "SELECT a.entity, a.alias FROM aliases AS a JOIN entities AS e ON e.id = a.entity "
@@ -569,9 +586,10 @@ class GraphStore:
         aliases: dict[int, list[str]] = {}
         for entity, alias in alias_rows:
             aliases.setdefault(entity, []).append(alias)
-        entity_ids = {rowid: entity for rowid, entity, _ in entity_rows}
+        entity_ids = {rowid: entity for rowid, entity, _, _ in entity_rows}
         entities = [
-            EntityRecord(entity, name, tuple(aliases.get(rowid, ()))) for rowid, entity, name in entity_rows
+            EntityRecord(entity, name, tuple(aliases.get(rowid, ())), type or None)
+            for rowid, entity, name, type in entity_rows
         ]
         triples = [TripleRecord(entity_ids[h], relation_ids[r], entity_ids[t]) for h, r, t in triple_rows]
         return entities, triples

@@ -9,7 +9,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from gnn.loaders import FORMATS, LoadError, detect_format, iter_records, load_records
+from gnn.loaders import FORMATS, InteractionLayout, LoadError, detect_format, iter_records, load_records
 from gnn.records import EntityRecord, TripleRecord
 
 TRIPLES = [
@@ -74,17 +74,41 @@ def test_metaqa_titles_with_pipes_split_around_the_relation(tmp_path):
 def test_jsonl_round_trip_with_entities_and_triples(tmp_path):
     lines = [
         {"id": "aspirin", "name": "Aspirin", "aliases": ["ASA", "acetylsalicylic acid"]},
-        {"id": "headache"},
+        {"id": "headache", "type": "disease"},
         {"id": "ibuprofen", "name": None, "aliases": None},
         *({"head": t.head, "relation": t.relation, "tail": t.tail} for t in TRIPLES),
     ]
     path = write(tmp_path / "g.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n\n")
     assert load_records(path) == [
         EntityRecord("aspirin", "Aspirin", ("ASA", "acetylsalicylic acid")),
-        EntityRecord("headache"),
+        EntityRecord("headache", type="disease"),
         EntityRecord("ibuprofen"),
         *TRIPLES,
     ]
+
+
+def test_adjacency_lists_become_typed_users_items_and_interactions(tmp_path):
+    path = write(tmp_path / "train.txt", "0 3 5\n1 3\n2\n")
+    assert load_records(path) == [
+        EntityRecord("user:0", type="user"),
+        EntityRecord("item:3", type="item"),
+        EntityRecord("item:5", type="item"),
+        TripleRecord("user:0", "interacted_with", "item:3"),
+        TripleRecord("user:0", "interacted_with", "item:5"),
+        EntityRecord("user:1", type="user"),
+        TripleRecord("user:1", "interacted_with", "item:3"),
+        EntityRecord("user:2", type="user"),  # a user without interactions yet
+    ]
+    layout = InteractionLayout("prescribed", "patient", "drug")
+    assert list(iter_records(path, "adjacency", layout))[3] == TripleRecord(
+        "patient:0", "prescribed", "drug:3"
+    )
+
+
+def test_adjacency_rejects_non_integer_ids(tmp_path):
+    path = write(tmp_path / "train.txt", "0 1\n1 x2\n")
+    with pytest.raises(LoadError, match=r"train\.txt:2: expected whitespace-separated integer ids"):
+        load_records(path, "adjacency")
 
 
 def test_edgelist_round_trip_through_networkx(tmp_path):
@@ -319,6 +343,9 @@ def test_detect_format_by_extension(name, expected):
         ("\n# a|b comment\n\nx|r|y\n", "metaqa"),
         ("a|b\tr\tc\n", "tsv"),  # a tab wins over '|'
         ("", "tsv"),
+        ("0 0 1 2\n1 5\n", "adjacency"),
+        ("7\n", "tsv"),  # one number is no interaction list
+        ("a b c\n", "tsv"),
     ],
 )
 def test_detect_format_sniffs_metaqa_in_txt(tmp_path, text, expected):

@@ -420,17 +420,32 @@ def test_retractions_apply_in_order_with_the_stream_position(store: GraphStore) 
     assert store.stream_position("updates") == 17
 
 
-def test_version_1_store_gains_stream_positions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_store_is_migrated(tmp_path: Path, version: int) -> None:
     with GraphStore(tmp_path) as store:
         store.create_graph("g")
         store.write("g", CHUNK)
-    with sqlite3.connect(tmp_path / DB_FILENAME) as conn:  # as graphfuse wrote it before version 2
-        conn.execute("DROP TABLE stream_positions")
-        conn.execute("PRAGMA user_version = 1")
+    with sqlite3.connect(tmp_path / DB_FILENAME) as conn:  # as graphfuse wrote it before
+        conn.execute("ALTER TABLE entities DROP COLUMN type")
+        if version == 1:
+            conn.execute("DROP TABLE stream_positions")
+        conn.execute(f"PRAGMA user_version = {version}")
     with GraphStore(tmp_path) as store:
         assert store.get_graph("g").triples == 3 and store.stream_position("s") == 0
-        store.write("g", [], position=("s", 5))
+        store.write("g", [EntityRecord("aspirin", type="drug")], position=("s", 5))
         assert store.stream_position("s") == 5
+        entities = {e.id: e for e in store.read_graph("g")[0]}
+        assert entities["aspirin"].type == "drug" and entities["ibuprofen"].type is None
+
+
+def test_entity_types_are_stored_and_updated(store: GraphStore) -> None:
+    store.create_graph("g")
+    store.write("g", [EntityRecord("user:1", type="user"), TripleRecord("user:1", "rated", "item:9")])
+    store.write("g", [EntityRecord("item:9", "Blue Bottle", type="item"), EntityRecord("user:1")])
+    assert store.read_graph("g")[0] == [
+        EntityRecord("user:1", "user:1", (), "user"),  # a record without a type keeps the stored one
+        EntityRecord("item:9", "Blue Bottle", (), "item"),
+    ]
 
 
 def test_empty_file_becomes_a_new_store(tmp_path: Path) -> None:

@@ -228,14 +228,16 @@ class Triple(_message.Message):
     def __init__(self, head: _Optional[str] = ..., relation: _Optional[str] = ..., tail: _Optional[str] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("id", "name", "aliases")
+    __slots__ = ("id", "name", "aliases", "type")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    type: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("triple", "entity", "remove_triple")
