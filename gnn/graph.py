@@ -125,6 +125,7 @@ class KnowledgeGraph:
         self.aliases: dict[int, tuple[str, ...]] = {}
         self.types: list[str] = []  # node type per entity, "" when untyped
         self.retractions = 0  # stored edges removed so far: edge positions before them have moved
+        self.type_changes = 0  # node types set on existing entities so far
         self.relation_ids: list[str] = []
         self.relation_index: dict[str, int] = {}
         self._heads = torch.empty(0, dtype=torch.long)
@@ -191,6 +192,7 @@ class KnowledgeGraph:
                     changed.add(index)
                 if record.type is not None and record.type != self.types[index]:
                     self.types[index] = record.type
+                    self.type_changes += 1
                     self._of_type.clear()
                 continue
             h = self._entity(record.head, new_entities)

@@ -1,5 +1,6 @@
-"""Trained checkpoints, one per graph and task: the question reasoner at ``<data dir>/checkpoints/<graph>.pt``
-and the link predictor at ``<data dir>/checkpoints/link/<graph>.pt``.
+"""Trained checkpoints, one per graph and task: the question reasoner at
+``<data dir>/checkpoints/<graph>.pt``, the link predictor at ``<data dir>/checkpoints/link/<graph>.pt``
+and the recommender at ``<data dir>/checkpoints/recommend/<graph>.pt``.
 
 Written atomically (temporary file, fsync, rename), so a server polling for changes never reads half a file.
 """
@@ -15,11 +16,14 @@ import torch
 
 from gnn.models.link_predictor import LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
+from gnn.recommendation import Recommendation
+
+Model = QuestionReasoner | LinkPredictor | Recommendation
 
 CHECKPOINT_DIR = "checkpoints"
 
 
-TASKS = ("qa", "link")
+TASKS = ("qa", "link", "recommend")
 
 
 def checkpoint_path(data_dir: Path, graph: str, task: str = "qa") -> Path:
@@ -29,7 +33,7 @@ def checkpoint_path(data_dir: Path, graph: str, task: str = "qa") -> Path:
     return (folder if task == "qa" else folder / task) / f"{graph}.pt"
 
 
-def save_checkpoint(path: Path, model: QuestionReasoner | LinkPredictor, meta: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, model: Model, meta: dict[str, Any]) -> None:
     """Write ``model`` and ``meta`` (how it was trained, its held-out metrics) to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -44,12 +48,15 @@ def save_checkpoint(path: Path, model: QuestionReasoner | LinkPredictor, meta: d
         raise
 
 
-def load_checkpoint(path: Path) -> tuple[QuestionReasoner | LinkPredictor, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
     """The model and metadata stored at ``path``; ValueError when the file is not a graphfuse checkpoint."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         if checkpoint.get("kind") == "link_predictor":
             return LinkPredictor.from_checkpoint(checkpoint), checkpoint.get("meta", {})
+        if checkpoint.get("kind") == "recommender":
+            meta = checkpoint.get("meta", {})
+            return Recommendation.from_checkpoint(checkpoint, meta.get("description", path.name)), meta
         return QuestionReasoner.from_checkpoint(checkpoint), checkpoint.get("meta", {})
     except (RuntimeError, KeyError, TypeError, EOFError, AttributeError) as error:
         raise ValueError(f"{path} is not a readable graphfuse checkpoint: {error}") from error

@@ -551,11 +551,16 @@ def _metrics_table(metrics: dict) -> str:
 
 TASK_OPTION = click.option(
     "--task",
-    type=click.Choice(["qa", "link"]),
+    type=click.Choice(["qa", "link", "recommend"]),
     default="qa",
     show_default=True,
-    help="qa: the question reasoner behind Ask; link: the link predictor behind Lookup.",
+    help="qa: the question reasoner behind Ask; link: the link predictor behind Lookup; recommend: the "
+    "recommender behind Lookup(head = a user, relation = its interaction relation).",
 )
+RELATION_OPTION = click.option(
+    "--relation", default=None, help="recommend: the interaction relation (default: the graph's only one)."
+)
+K_OPTION = click.option("--k", "k", default=20, show_default=True, help="recommend: Recall@K and NDCG@K.")
 
 
 def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
@@ -588,7 +593,8 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
     "--holdout",
     default=None,
     type=float,
-    help="Share held out: of the question files (qa, default 0.2) or of the stored triples (link, 0.05).",
+    help="Share held out: of the question files (qa, default 0.2), of the stored triples (link, 0.05) or "
+    "of each user's interactions (recommend, 0.1).",
 )
 @click.option(
     "--generated",
@@ -596,6 +602,8 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
     show_default=True,
     help="Questions generated from the graph per hop count (1-3), added to training.",
 )
+@RELATION_OPTION
+@K_OPTION
 @click.option("--epochs", default=None, type=int, help="Passes over the data (qa: 3, link: 10).")
 @click.option("--batch-size", default=None, type=int, help="Examples per step (qa: 64, link: 32).")
 @click.option("--seed", default=0, show_default=True)
@@ -615,6 +623,8 @@ def train(
     data_dir: Path,
     holdout: float | None,
     generated: int,
+    relation: str | None,
+    k: int,
     epochs: int | None,
     batch_size: int | None,
     seed: int,
@@ -622,9 +632,12 @@ def train(
     token: str | None,
     tls_ca: Path | None,
 ) -> None:
-    """Train the question reasoner (or link predictor) of GRAPH; a running server switches to it at once."""
+    """Train the question reasoner (link predictor, recommender) of GRAPH; a running server switches to it at
+    once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     server = functools.partial(_connect, target, 10.0, token, tls_ca) if target else None
+    if task == "recommend":
+        return _train_recommend(graph, data_dir, relation, holdout, k, seed, server)
     bar = tqdm(desc=f"train {task}", unit="step")
 
     def on_step(step: int, total: int, loss: float) -> None:
@@ -746,6 +759,78 @@ def _train_link(
         _wait_for_checkpoint(server, graph, data_dir, lambda info: info.link_predictor == report.description)
 
 
+def _ranking_table(rows: dict[str, Any]) -> str:
+    k = next(iter(rows.values())).k if rows else 20
+    lines = [f"| split | users | Recall@{k} | NDCG@{k} |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {m.users} | {m.recall:.4f} | {m.ndcg:.4f} |" for name, m in rows.items()]
+    return "\n".join(lines)
+
+
+def _train_recommend(
+    graph: str,
+    data_dir: Path,
+    relation: str | None,
+    holdout: float | None,
+    k: int,
+    seed: int,
+    server: Callable[[], Any] | None,
+) -> None:
+    from server.recommend_training import train_recommender_graph
+
+    bar = tqdm(desc="score held-out", unit="user", total=None)
+    try:
+        report = train_recommender_graph(
+            data_dir,
+            graph,
+            relation,
+            holdout=0.1 if holdout is None else holdout,
+            k=k,
+            seed=seed,
+            on_stage=lambda stage: tqdm.write(f"train recommend: {stage}"),
+            on_batch=bar.update,
+        )
+    except (ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    schema = report.schema
+    click.echo(
+        f"fitted on {report.interactions} {schema.relation} interactions ({report.users} {schema.user_type}, "
+        f"{report.items} {schema.item_type}) in {report.fit_seconds:.1f} s; {report.seconds:.0f} s in all"
+    )
+    if report.metrics:
+        click.echo("held out (every item ranked, the user's other items excluded):")
+        rows = {"held-out": report.metrics}
+        if report.with_text:
+            rows[f"held-out, {report.cold_items} cold items ranked by name"] = report.with_text
+        click.echo(_ranking_table(rows))
+    click.echo(f"checkpoint: {report.checkpoint}")
+    if server:
+        _wait_for_checkpoint(server, graph, data_dir, lambda info: info.recommender == report.description)
+
+
+def _evaluate_recommend(
+    graph: str, test_files: tuple[str, ...], data_dir: Path, k: int, as_json: bool
+) -> None:
+    from server.recommend_training import evaluate_recommender_graph
+
+    if not graph or not test_files:
+        raise click.UsageError("--task recommend needs --graph NAME and --test FILE")
+    with tqdm(desc="eval recommend", unit="user", disable=as_json or None) as bar:
+        try:
+            metrics, skipped = evaluate_recommender_graph(data_dir, graph, test_files, k, bar.update)
+        except (FileNotFoundError, ValueError, KeyError, LoadError) as error:
+            raise click.ClickException(str(error)) from None
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"metrics": vars(metrics), "skipped": skipped}, indent=2))
+        return
+    click.echo(_ranking_table({"test": metrics}))
+    if skipped:
+        click.echo(f"{skipped} test interactions skipped (a user or item the recommender does not know)")
+
+
 @main.command("eval")
 @click.option("--graph", default="", help="Graph to ask (default: the server's default graph).")
 @TASK_OPTION
@@ -760,7 +845,8 @@ def _train_link(
     "test_files",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="link: test triples, ranked by the filtered protocol against every entity.",
+    help="link: test triples, ranked by the filtered protocol against every entity; recommend: held-out "
+    "interactions (adjacency lists or triples), every item ranked for each user.",
 )
 @click.option(
     "--known",
@@ -771,6 +857,7 @@ def _train_link(
 )
 @DATA_DIR_OPTION
 @click.option("--limit", default=0, help="Ask only the first N questions (0 = all).")
+@K_OPTION
 @click.option(
     "--link/--given-topics",
     default=False,
@@ -788,14 +875,18 @@ def evaluate(
     known_files: tuple[str, ...],
     data_dir: Path,
     limit: int,
+    k: int,
     link: bool,
     as_json: bool,
 ) -> None:
     """qa: ask every question of a file over the API, print Hits@1, Hits@5 and answer-set F1 by hop.
     link: rank test triples with the graph's link predictor (in-process, from --data-dir), print filtered
-    MRR and Hits@1/3/10."""
+    MRR and Hits@1/3/10. recommend: rank every item for each test user with the graph's recommender
+    (in-process), print Recall@K and NDCG@K."""
     if task == "link":
         return _evaluate_link(graph, test_files, known_files, data_dir, as_json)
+    if task == "recommend":
+        return _evaluate_recommend(graph, test_files, data_dir, k, as_json)
     if not question_file:
         raise click.UsageError("give --questions FILE")
     from graphfuse.v1 import graphfuse_pb2 as pb

@@ -33,6 +33,10 @@ class ServerConfig:
     max_message_bytes: int = 32 * 1024 * 1024
     link_threshold: float = 0.5  # least cosine for an embedding match to resolve an entity or relation
     checkpoint_poll_seconds: float = 2.0  # how often trained checkpoints are looked for
+    # A recommender's global structures are refitted in the background, on the live graph, once its
+    # interactions changed by this share since the fit; looked at this often (0 = never)
+    recommend_refresh_seconds: float = 30.0
+    recommend_refresh_share: float = 0.01
     batch_wait_ms: float = 2.0  # how long a text may wait for others to share its forward pass
     keepalive_seconds: float = 60.0  # server pings idle connections this often
     keepalive_timeout_seconds: float = 20.0  # and drops them when a ping is not answered within this

@@ -145,6 +145,15 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class GraphModels:
+    """What answers a graph's calls: Ask's reasoner, Lookup's link predictor and recommender."""
+
+    reasoner: str
+    link_predictor: str
+    recommender: str
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     model: str
     dimensions: int
@@ -229,7 +238,9 @@ class GraphService:
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
         self._watcher: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
+        self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -269,6 +280,8 @@ class GraphService:
         for batcher in (self.reason_batcher, self.link_batcher):
             await batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
+        if self.config.recommend_refresh_seconds > 0:
+            self._refresher = asyncio.create_task(self._refresh_recommenders())
         self.ready = True
         log.info(
             "ready in %.1f s: model %s on %s, graphs %s",
@@ -308,10 +321,32 @@ class GraphService:
                     path = checkpoint_path(self.config.data_dir, name, task)
                     await self._on_compute(state.use_checkpoint, path, task)
 
+    async def _refresh_recommenders(self) -> None:
+        """Refit a recommender's global structures on the live graph once its interactions moved enough; the
+        fit runs on its own thread, so queries (which read each user's own interactions live) go on."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.recommend_refresh_seconds)
+            for name, state in list(self.graphs.items()):
+                current = state.recommender
+                share = self.config.recommend_refresh_share
+                if current is None or not await self._on_compute(current.stale, state.graph, share):
+                    continue
+                pairs = await self._on_compute(current.refit, state.graph)
+                try:
+                    fresh = await loop.run_in_executor(self._refit, current.refitted, *pairs)
+                except (ValueError, RuntimeError) as error:
+                    log.error("graph %s: refreshing the recommender failed: %s", name, error)
+                    continue
+                if state.recommender is current:  # not replaced by a new checkpoint meanwhile
+                    state.recommender = fresh
+                    log.info("graph %s: %s", name, fresh.description)
+
     async def close(self) -> None:
         self.ready = False
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._refresher):
+            if task is not None:
+                task.cancel()
         if self.batcher is not None:
             await self.batcher.close()
         for batcher in (self.reason_batcher, self.link_batcher):
@@ -321,6 +356,7 @@ class GraphService:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
         self._io.shutdown(wait=True)
+        self._refit.shutdown(wait=False, cancel_futures=True)
 
     async def _on_compute(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
@@ -479,8 +515,8 @@ class GraphService:
         readable = set(visible(g.name for g in graphs))
         return [g for g in graphs if g.name in readable]
 
-    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], str, str]:
-        """Stored metadata, relation names, the question reasoner and the link predictor of a graph."""
+    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], GraphModels]:
+        """Stored metadata, relation names and the models that serve a graph."""
         _, store = self._check_ready()
         _check_graph_name(name)
         authorize(name)
@@ -491,8 +527,12 @@ class GraphService:
         state = self.graphs.get(name)
         relations = sorted(state.graph.relation_ids)[:1000] if state else []
         if state is None:
-            return meta, relations, "", ""
-        return meta, relations, state.reasoner_name, state.link_predictor_name
+            return meta, relations, GraphModels("", "", "")
+        return (
+            meta,
+            relations,
+            GraphModels(state.reasoner_name, state.link_predictor_name, state.recommender_name),
+        )
 
     async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
         """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
@@ -718,13 +758,14 @@ class GraphService:
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExpired("the deadline passed while the lookup waited for the compute thread")
             began = time.perf_counter()
-            unmatched = [t for t in (head, tail) if t and not self._match_entity(state, t)]
+            head_text = self._user_id(state, head)
+            unmatched = [t for t in (head_text, tail) if t and not self._match_entity(state, t)]
             unmatched += [relation] if relation and self._match_relation(state, relation) is None else []
             if any(text not in vectors for text in unmatched):
                 raise _Unembedded(unmatched)
             resolved = []
             ends: dict[str, int | None] = {"head": None, "tail": None}
-            for name, text in (("head", head), ("tail", tail)):
+            for name, text in (("head", head_text), ("tail", tail)):
                 if text:
                     topic = self._resolve_entity(state, text, name, vectors)
                     ends[name] = topic.index
@@ -732,21 +773,25 @@ class GraphService:
             rel = self._resolve_relation(state, relation, vectors) if relation else None
             clock.add("encode_us", began)
             graph_ = state.graph
+            pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score, evidence)
+            recommending = self._recommending(state, pattern, head)
             edges = graph_.match_edges(ends["head"], rel, ends["tail"])
             heads, rels, tails = graph_.edges
-            shown = edges[:top_k] if not exclude_facts else edges[:0]
+            # a recommendation leaves the user's known items out, unless only they are asked for
+            shown = edges[:0] if exclude_facts or (recommending and not facts_only) else edges[:top_k]
             facts = [
                 _triple_result(graph_, h, r, t, 1.0, (Evidence((EvidenceHop(h, r, t, False),), 1.0),))
                 for h, r, t in zip(
                     heads[shown].tolist(), rels[shown].tolist(), tails[shown].tolist(), strict=True
                 )
             ]
-            pattern = LinkPattern(ends["head"], rel, ends["tail"], top_k, min_score, evidence)
-            return resolved, pattern, facts, int(edges.numel())
+            return resolved, pattern, facts, int(edges.numel()), recommending
 
-        resolved, pattern, facts, total_facts = await self._on_compute_with_vectors(resolve, clock, deadline)
+        resolved, pattern, facts, total_facts, recommending = await self._on_compute_with_vectors(
+            resolve, clock, deadline
+        )
         began = time.perf_counter()
-        predictor = state.link_predictor if not facts_only else None
+        predictor = None if facts_only else state.recommender if recommending else state.link_predictor
         inferred: list[FactResult] = []
         if predictor is not None:
             found = await self._link_batcher.submit(state, pattern, deadline)  # batched with other lookups
@@ -769,6 +814,32 @@ class GraphService:
             clock.done(),
             predictor.description if predictor is not None else "",
         )
+
+    @staticmethod
+    def _user_id(state: GraphState, text: str) -> str:
+        """``text``, or the id of the user it numbers when a recommender serves the graph (``1234`` ->
+        ``user:1234``, as adjacency files are ingested) and no entity has the id ``text``."""
+        recommender = state.recommender
+        if recommender is None or not text or text in state.graph.entity_index:
+            return text
+        typed = f"{recommender.schema.user_type}:{text}"
+        return typed if typed in state.graph.entity_index else text
+
+    @staticmethod
+    def _recommending(state: GraphState, pattern: LinkPattern, head: str) -> bool:
+        """Whether the graph's recommender answers ``pattern``; a head that is no user is refused."""
+        recommender = state.recommender
+        if recommender is None or not recommender.serves(state.graph, pattern):
+            return False
+        assert pattern.head is not None
+        if not recommender.is_user(state.graph, pattern.head):
+            schema = recommender.schema
+            found = state.graph.types[pattern.head] or "untyped"
+            raise InvalidArgument(
+                f"head {head!r} is a {found} entity; relation {schema.relation!r} recommends "
+                f"{schema.item_type} entities to {schema.user_type} entities"
+            )
+        return True
 
     @staticmethod
     def _match_entity(state: GraphState, text: str) -> _Topic | None:
@@ -891,10 +962,24 @@ def _triple_result(
 
 
 def _infer_lookups(state: GraphState, patterns: list[LinkPattern]) -> list[list[InferredTriple]]:
-    """Every lookup of one batch: scored in one pass, explained in one forward-backward pass."""
-    if state.link_predictor is None:  # removed while the lookups waited
-        return [[] for _ in patterns]
-    return infer_many(state.link_predictor, state.graph, patterns, EXPLAIN_PATHS)
+    """Every lookup of one batch: recommendations scored in one pass; link predictions scored in one pass
+    and explained in one forward-backward pass. A model removed while the lookups waited infers nothing."""
+    graph, recommender, predictor = state.graph, state.recommender, state.link_predictor
+    found: list[list[InferredTriple]] = [[] for _ in patterns]
+    asks = [recommender is not None and recommender.serves(graph, p) for p in patterns]
+    if recommender is not None and any(asks):
+        recommended = recommender.recommend_many(
+            graph, [p for p, a in zip(patterns, asks, strict=True) if a], state.entity_vectors
+        )
+        for i in [i for i, a in enumerate(asks) if a]:
+            found[i] = recommended.pop(0)
+    if predictor is not None and not all(asks):
+        linked = infer_many(
+            predictor, graph, [p for p, a in zip(patterns, asks, strict=True) if not a], EXPLAIN_PATHS
+        )
+        for i in [i for i, a in enumerate(asks) if not a]:
+            found[i] = linked.pop(0)
+    return found
 
 
 def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:

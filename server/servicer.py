@@ -196,10 +196,11 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request: pb.GetGraphInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
         started = time.perf_counter()
-        meta, relations, reasoner, link_predictor = await self.service.graph_info(request.graph)
+        meta, relations, models = await self.service.graph_info(request.graph)
         info = _graph_info(meta, relations, _since(started))
-        info.reasoner = reasoner
-        info.link_predictor = link_predictor
+        info.reasoner = models.reasoner
+        info.link_predictor = models.link_predictor
+        info.recommender = models.recommender
         return info
 
     @streaming

@@ -18,6 +18,7 @@ from gnn.linking import EntityLinker
 from gnn.models.link_predictor import LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
+from gnn.recommendation import Recommendation
 from gnn.records import Record, has_words
 from server.checkpoints import load_checkpoint
 from server.store import GraphStore
@@ -37,7 +38,8 @@ class GraphState:
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
         self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
         self.link_predictor: LinkInference | None = None
-        self._checkpoint_mtimes: dict[str, float | None] = {"qa": None, "link": None}
+        self.recommender: Recommendation | None = None
+        self._checkpoint_mtimes: dict[str, float | None] = {"qa": None, "link": None, "recommend": None}
 
     @property
     def reasoner_name(self) -> str:
@@ -49,12 +51,16 @@ class GraphState:
     def link_predictor_name(self) -> str:
         return self.link_predictor.description if self.link_predictor else ""
 
+    @property
+    def recommender_name(self) -> str:
+        return self.recommender.description if self.recommender else ""
+
     def use_checkpoint(self, path: Path, task: str = "qa") -> bool:
         """Use the ``task`` checkpoint at ``path`` when it is new or changed; drop it when the file is gone.
 
         Without a question-reasoner checkpoint questions are answered zero-shot; without a link-predictor
-        checkpoint Lookup returns stored facts only. Returns whether anything changed. A checkpoint that
-        cannot be read, or does not fit this graph and encoder, is logged and skipped.
+        (or recommender) checkpoint Lookup returns stored facts only. Returns whether anything changed. A
+        checkpoint that cannot be read, or does not fit this graph and encoder, is logged and skipped.
         """
         mtime = path.stat().st_mtime if path.exists() else None
         if mtime == self._checkpoint_mtimes[task]:
@@ -63,8 +69,10 @@ class GraphState:
         if mtime is None:
             if task == "qa":
                 self.reasoner = ZeroShotReasoner()
-            else:
+            elif task == "link":
                 self.link_predictor = None
+            else:
+                self.recommender = None
             log.info("graph %s: %s checkpoint removed", self.name, task)
             return True
         try:
@@ -73,6 +81,13 @@ class GraphState:
             log.error("graph %s: %s; keeping the current model", self.name, error)
             return False
         description = meta.get("description", path.name)
+        if task == "recommend":
+            if not isinstance(model, Recommendation):
+                log.error("graph %s: %s is not a recommender checkpoint", self.name, path)
+                return False
+            self.recommender = model
+            log.info("graph %s: recommending with %s", self.name, description)
+            return True
         if task == "link":
             if not isinstance(model, LinkPredictor) or "relation_ids" not in meta:
                 log.error("graph %s: %s is not a link predictor checkpoint", self.name, path)

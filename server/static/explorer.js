@@ -70,7 +70,8 @@ async function loadStats() {
     const g = await call("GET", `/v1/graphs/${encodeURIComponent(graph)}`);
     $("stats").textContent =
       `${g.entities} entities, ${g.relations} relations, ${g.triples} triples; reasoner ${g.reasoner}` +
-      (g.linkPredictor ? `; link predictor ${g.linkPredictor}` : "");
+      (g.linkPredictor ? `; link predictor ${g.linkPredictor}` : "") +
+      (g.recommender ? `; recommender ${g.recommender}` : "");
     showError(null);
   } catch (error) {
     $("stats").textContent = "";

@@ -152,7 +152,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dimensions: _Optional[int] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class GraphInfo(_message.Message):
-    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor")
+    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor", "recommender")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class GraphInfo(_message.Message):
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REASONER_FIELD_NUMBER: _ClassVar[int]
     LINK_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     entities: int
@@ -175,7 +176,8 @@ class GraphInfo(_message.Message):
     timing: Timing
     reasoner: str
     link_predictor: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ...) -> None: ...
+    recommender: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ..., recommender: _Optional[str] = ...) -> None: ...
 
 class CreateGraphRequest(_message.Message):
     __slots__ = ("graph", "description")
