@@ -192,13 +192,13 @@ class Recommendation:
         )
 
     def serves(self, graph: KnowledgeGraph, pattern: LinkPattern) -> bool:
-        """Whether ``pattern`` asks this recommender: a user's next items over its relation."""
-        return (
-            pattern.head is not None
-            and pattern.tail is None
-            and pattern.relation is not None
-            and graph.relation_ids[pattern.relation] == self.schema.relation
-        )
+        """Whether ``pattern`` asks this recommender for a user's next items: its relation with any head (a
+        head that is no user is the caller's error), or no relation with a user as head."""
+        if pattern.head is None or pattern.tail is not None:
+            return False
+        if pattern.relation is None:
+            return self.is_user(graph, pattern.head)
+        return graph.relation_ids[pattern.relation] == self.schema.relation
 
     def is_user(self, graph: KnowledgeGraph, entity: int) -> bool:
         return graph.types[entity] == self.schema.user_type

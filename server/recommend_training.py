@@ -17,7 +17,7 @@ from torch import Tensor
 from gnn.graph import KnowledgeGraph
 from gnn.loaders import InteractionLayout, iter_records
 from gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
-from gnn.ranking_metrics import recall_ndcg_at_k
+from gnn.ranking_metrics import hold_out_per_user, interaction_rows, recall_ndcg_at_k, slice_rows
 from gnn.recommendation import (
     Calibration,
     InteractionSchema,
@@ -90,38 +90,6 @@ def _most_common(graph: KnowledgeGraph, entities: Tensor) -> str:
     return counts.most_common(1)[0][0] if counts else ""
 
 
-def split_held_out(users: Tensor, items: Tensor, share: float, seed: int = 0) -> Tensor:
-    """A boolean mask over interactions: ``share`` of each user's at random, held out (a user's count is
-    rounded up or down at random, so that the expected share is exact; at least one stays in)."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.rand(users.numel(), generator=generator)
-    order = torch.argsort(users * 2.0 + noise)  # grouped by user, shuffled within
-    counts = torch.bincount(users)
-    starts = torch.cumsum(counts, 0) - counts
-    wanted = (counts.float() * share + torch.rand(counts.numel(), generator=generator)).floor().long()
-    wanted = torch.minimum(wanted, counts - 1)
-    within = torch.arange(users.numel()) - starts[users[order]]
-    held = within < wanted[users[order]]
-    mask = torch.zeros(users.numel(), dtype=torch.bool)
-    mask[order] = held
-    return mask
-
-
-def _rows(users: Tensor, items: Tensor, which: Tensor, num_items: int) -> Tensor:
-    """``(len(which), I)`` sparse CSR of the interactions of users ``which``."""
-    size = max(int(users.max()) if users.numel() else 0, int(which.max()) if which.numel() else 0) + 1
-    position = torch.full((size,), -1, dtype=torch.long)
-    position[which] = torch.arange(which.numel())
-    rows = position[users] if users.numel() else users
-    chosen = rows >= 0
-    rows, cols = rows[chosen], items[chosen]
-    order = torch.argsort(rows * num_items + cols)
-    rows, cols = rows[order], cols[order]
-    crow = torch.zeros(which.numel() + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=which.numel()), 0)
-    return torch.sparse_csr_tensor(crow, cols, torch.ones(cols.numel()), size=(which.numel(), num_items))
-
-
 @dataclass(frozen=True)
 class ColdItems:
     """Items held out whole (all their interactions), the name vectors of every item (zero where unnamed),
@@ -158,16 +126,16 @@ def rank_held_out(
     known_users, known_items = known
     held_users, held_items = held
     evaluated = torch.unique(held_users)
-    known_rows = _rows(known_users, known_items, evaluated, model.num_items)
-    held_rows = _rows(held_users, held_items, evaluated, model.num_items)
+    known_rows = interaction_rows(known_users, known_items, evaluated, model.num_items)
+    held_rows = interaction_rows(held_users, held_items, evaluated, model.num_items)
     recalls, ndcgs, samples = [], [], _Samples()
     for start in range(0, evaluated.numel(), BATCH_USERS):
         stop = min(start + BATCH_USERS, evaluated.numel())
-        rows = _slice(known_rows, start, stop)
+        rows = slice_rows(known_rows, start, stop)
         dense = rows.to_dense() > 0
         scores = model.score(rows).float()
         scores[dense] = float("-inf")
-        truth = _slice(held_rows, start, stop)
+        truth = slice_rows(held_rows, start, stop)
         crow, col = truth.crow_indices(), truth.col_indices()
         held_out = [col[crow[b] : crow[b + 1]].tolist() for b in range(stop - start)]
         similarity = None
@@ -231,17 +199,6 @@ def fit_text_calibration(similarity: Tensor, hits: Tensor) -> TextCalibration:
         return TextCalibration(float(softplus(raw[0])), float(raw[1]))
 
 
-def _slice(matrix: Tensor, start: int, stop: int) -> Tensor:
-    crow = matrix.crow_indices()
-    lo, hi = int(crow[start]), int(crow[stop])
-    return torch.sparse_csr_tensor(
-        crow[start : stop + 1] - lo,
-        matrix.col_indices()[lo:hi],
-        matrix.values()[lo:hi],
-        size=(stop - start, matrix.shape[1]),
-    )
-
-
 def fit_calibration(scores: Tensor, top: Tensor, ranks: Tensor, hits: Tensor) -> Calibration:
     """Logistic regression of ``hits`` on the calibration's features (LBFGS, three parameters), with the
     signs that keep probabilities falling down a ranking: ``a >= 0``, ``b <= 0``."""
@@ -297,9 +254,7 @@ def train_recommender_graph(
         raise ValueError(f"graph {graph_name!r} has no {schema.relation!r} interactions to learn from")
     num_users, num_items = user_entities.numel(), item_entities.numel()
     metrics, with_text, calibration, text = None, None, Calibration(), None
-    held = (
-        split_held_out(users, items, holdout, seed) if holdout else torch.zeros_like(users, dtype=torch.bool)
-    )
+    held = hold_out_per_user(users, holdout, seed) if holdout else torch.zeros_like(users, dtype=torch.bool)
     vectors = _item_vectors(data_dir, graph, item_entities) if holdout else None
     cold = None
     if vectors is not None:

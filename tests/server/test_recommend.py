@@ -126,8 +126,10 @@ def test_plain_user_numbers_resolve_and_known_items_are_facts_on_request(shop) -
     with server.client() as client:
         by_number = client.lookup("shop", head="7", relation=RELATION, top_k=3)
         by_id = client.lookup("shop", head="user:7", relation=RELATION, top_k=3)
+        no_relation = client.lookup("shop", head="user:7", top_k=3)  # a user's lookup: recommendations
         facts = client.lookup("shop", head="user:7", relation=RELATION, top_k=50, facts_only=True)
     assert [t.tail_id for t in by_number.triples] == [t.tail_id for t in by_id.triples]
+    assert [t.tail_id for t in no_relation.triples] == [t.tail_id for t in by_id.triples]
     assert facts.triples and all(t.kind != INFERRED for t in facts.triples)
 
 
