@@ -31,7 +31,13 @@ import torch
 from torch import Tensor
 
 from gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
-from gnn.ranking_metrics import evaluate_recommender, hold_out_per_user, interaction_rows, read_adjacency
+from gnn.ranking_metrics import (
+    evaluate_recommender,
+    hold_out_per_user,
+    interaction_rows,
+    read_adjacency,
+    slice_rows,
+)
 
 TEST_SHARE = 217_242 / (810_128 + 217_242)  # LightGCN's Gowalla test split, of all interactions
 PUBLISHED = {  # Gowalla test split, Recall@20 / NDCG@20
@@ -86,18 +92,9 @@ class GFCF:
 
 def scoring_rate(model, rows: Tensor, batch: int) -> float:
     """Users per second of ``model.score`` alone over all ``rows``, ``batch`` users a call."""
-    crow, col, values = rows.crow_indices(), rows.col_indices(), rows.values()
     started = time.perf_counter()
     for start in range(0, rows.shape[0], batch):
-        stop = min(start + batch, rows.shape[0])
-        first, last = int(crow[start]), int(crow[stop])
-        block = torch.sparse_csr_tensor(
-            crow[start : stop + 1] - first,
-            col[first:last],
-            values[first:last],
-            size=(stop - start, rows.shape[1]),
-        )
-        model.score(block)
+        model.score(slice_rows(rows, start, min(start + batch, rows.shape[0])))
     return rows.shape[0] / (time.perf_counter() - started)
 
 
