@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from gnn.loaders import iter_records
+from gnn.models.graph_filter import GraphFilterConfig
 from gnn.records import EntityRecord, TripleRecord
 from server.recommend_training import train_recommender_graph
 from server.store import GraphStore
@@ -60,7 +61,15 @@ def main() -> None:
     parser.add_argument("--min-movies", type=int, default=2, help="people with fewer movies are left out")
     parser.add_argument("--cold-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ideal-weight", type=float, default=None, help="the graph filter's ideal_weight (0 skips the SVD)"
+    )
     args = parser.parse_args()
+    config = (
+        GraphFilterConfig()
+        if args.ideal_weight is None
+        else GraphFilterConfig(ideal_weight=args.ideal_weight)
+    )
     records = movie_graph(args.kb, args.min_movies)
     interactions = sum(isinstance(r, TripleRecord) for r in records)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +77,9 @@ def main() -> None:
             store.create_graph("movies")
             store.write("movies", records)
         started = time.perf_counter()
-        report = train_recommender_graph(Path(tmp), "movies", cold_share=args.cold_share, seed=args.seed)
+        report = train_recommender_graph(
+            Path(tmp), "movies", cold_share=args.cold_share, seed=args.seed, config=config, on_stage=print
+        )
         seconds = time.perf_counter() - started
     assert report.metrics is not None and report.with_text is not None
     print(
