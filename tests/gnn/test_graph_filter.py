@@ -20,15 +20,22 @@ def rows_of(users, items, selected):
     return interaction_rows(users, items, torch.tensor(selected), NUM_ITEMS)
 
 
-@pytest.fixture(params=[0.0, 0.3], ids=["linear", "with_ideal"])
+@pytest.fixture(
+    params=[(0.0, 0.0), (0.3, 0.0), (0.3, -0.5)], ids=["linear", "with_ideal", "with_second_order"]
+)
 def model(request):
-    config = GraphFilterConfig(ideal_weight=request.param, ideal_rank=8)
+    ideal_weight, second_order_weight = request.param
+    config = GraphFilterConfig(
+        ideal_weight=ideal_weight, ideal_rank=8, second_order_weight=second_order_weight
+    )
     return GraphFilterRecommender.fit(*random_pairs(), NUM_USERS, NUM_ITEMS, config)
 
 
 def test_linear_filter_matches_dense_formula():
     users, items = random_pairs()
-    config = GraphFilterConfig(user_exponent=0.4, item_exponent=0.6, popularity_exponent=0.25, ideal_weight=0)
+    config = GraphFilterConfig(
+        user_exponent=0.4, item_exponent=0.6, popularity_exponent=0.25, ideal_weight=0, second_order_weight=0
+    )
     model = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, config)
     r = torch.zeros(NUM_USERS, NUM_ITEMS)
     r[users, items] = 1.0  # duplicates counted once
@@ -41,8 +48,9 @@ def test_linear_filter_matches_dense_formula():
 
 def test_ideal_filter_adds_projection_on_top_singular_vectors():
     users, items = random_pairs()
-    base = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, GraphFilterConfig(ideal_weight=0))
-    config = GraphFilterConfig(ideal_weight=0.5, ideal_rank=NUM_ITEMS - 1)
+    base_config = GraphFilterConfig(ideal_weight=0, second_order_weight=0)
+    base = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, base_config)
+    config = GraphFilterConfig(ideal_weight=0.5, ideal_rank=NUM_ITEMS - 1, second_order_weight=0)
     full = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, config)
     # With every nonzero singular direction kept, V V^T projects onto the row space of R~.
     x = rows_of(users, items, [0, 1, 2])
@@ -50,6 +58,44 @@ def test_ideal_filter_adds_projection_on_top_singular_vectors():
     projector = torch.linalg.pinv(norm) @ norm  # (I, I)
     ideal = (x.to_dense() * full.input_scale) @ projector * full.output_scale
     assert torch.allclose(full.score(x) - base.score(x), 0.5 * ideal, atol=1e-4)
+
+
+def test_second_order_term_adds_scaled_square_of_the_item_graph():
+    users, items = random_pairs()
+    base_config = GraphFilterConfig(ideal_weight=0, second_order_weight=0)
+    base = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, base_config)
+    config = GraphFilterConfig(ideal_weight=0, second_order_weight=-0.5)
+    model = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, config)
+    norm = model.normalized_interactions().to_dense()
+    gram = norm.T @ norm  # (I, I)
+    top = torch.linalg.matrix_norm(norm, ord=2)  # largest singular value of R~
+    assert model.second_order == pytest.approx(-0.5 / float(top) ** 2, rel=1e-4)
+    x = rows_of(users, items, [0, 1, 2]).to_dense()
+    expected = -0.5 / top**2 * (x @ gram @ gram) * model.output_scale
+    assert torch.allclose(model.score(x.to_sparse_csr()) - base.score(x.to_sparse_csr()), expected, atol=1e-5)
+
+
+def test_second_order_scale_is_the_same_with_or_without_the_svd():
+    users, items = random_pairs()
+    with_svd = GraphFilterConfig(ideal_rank=8, second_order_weight=-0.5)
+    without = GraphFilterConfig(ideal_weight=0, second_order_weight=-0.5)
+    a = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, with_svd)
+    b = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, without)
+    assert a.second_order == pytest.approx(b.second_order, rel=1e-4)
+
+
+def test_state_dict_of_an_older_version_loads_without_the_second_order_term():
+    users, items = random_pairs()
+    config = GraphFilterConfig(ideal_rank=8, second_order_weight=0.0)
+    model = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, config)
+    state = model.state_dict()
+    del state["second_order"]
+    del state["config"]["second_order_weight"]
+    state["config"]["retired_option"] = 1  # a key this version does not know
+    loaded = GraphFilterRecommender.from_state_dict(state)
+    rows = rows_of(users, items, [0, 9, 17])
+    assert loaded.second_order == 0 and loaded.config.second_order_weight == 0
+    assert torch.allclose(loaded.score(rows), model.score(rows))
 
 
 def test_batched_scores_equal_one_at_a_time(model):
