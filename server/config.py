@@ -37,6 +37,9 @@ class ServerConfig:
     # interactions changed by this share since the fit; looked at this often (0 = never)
     recommend_refresh_seconds: float = 30.0
     recommend_refresh_share: float = 0.01
+    # A graph of one relation between two node types (users, items) without a recommender gets one fitted
+    # in the background (as `graphfuse train --task recommend` would) once no update came for a refresh period
+    recommend_auto: bool = True
     batch_wait_ms: float = 2.0  # how long a text may wait for others to share its forward pass
     keepalive_seconds: float = 60.0  # server pings idle connections this often
     keepalive_timeout_seconds: float = 20.0  # and drops them when a ping is not answered within this

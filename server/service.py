@@ -7,6 +7,7 @@ one store thread. Every graph is read and mutated on the compute thread only, so
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -34,6 +35,7 @@ from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
 from server.errors import InvalidArgument, NotFound, Unavailable
 from server.reason_batcher import ReasonBatcher
+from server.recommend_training import infer_schema, train_recommender_graph
 from server.state import GraphState
 from server.store import GraphExistsError, GraphMeta, GraphNotFoundError, GraphStore, WriteResult
 
@@ -239,6 +241,7 @@ class GraphService:
         self.ready = False
         self._watcher: asyncio.Task | None = None
         self._refresher: asyncio.Task | None = None
+        self._not_interactions: dict[str, int] = {}  # graph -> edges when it was found not to be one
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
         self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
@@ -325,9 +328,13 @@ class GraphService:
         """Refit a recommender's global structures on the live graph once its interactions moved enough; the
         fit runs on its own thread, so queries (which read each user's own interactions live) go on."""
         loop = asyncio.get_running_loop()
+        sizes: dict[str, int] = {}  # edges of each graph at the previous look
         while True:
             await asyncio.sleep(self.config.recommend_refresh_seconds)
             for name, state in list(self.graphs.items()):
+                quiet, sizes[name] = sizes.get(name) == state.graph.num_edges, state.graph.num_edges
+                if state.recommender is None and self.config.recommend_auto and quiet:
+                    await self._fit_recommender(name, state)
                 current = state.recommender
                 share = self.config.recommend_refresh_share
                 if current is None or not await self._on_compute(current.stale, state.graph, share):
@@ -341,6 +348,28 @@ class GraphService:
                 if state.recommender is current:  # not replaced by a new checkpoint meanwhile
                     state.recommender = fresh
                     log.info("graph %s: %s", name, fresh.description)
+
+    async def _fit_recommender(self, name: str, state: GraphState) -> None:
+        """Fit a recommender for an interaction graph that has none, on the refit thread, as `graphfuse train
+        --task recommend` would; the checkpoint watcher then loads it. Other graphs are left alone."""
+        path = checkpoint_path(self.config.data_dir, name, "recommend")
+        if path.exists() or state.graph.num_edges == self._not_interactions.get(name):
+            return
+        try:
+            await self._on_compute(infer_schema, state.graph)
+        except ValueError:  # several relations, or no typed users and items
+            self._not_interactions[name] = state.graph.num_edges
+            return
+        log.info("graph %s: fitting a recommender for its interactions", name)
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(
+                self._refit, functools.partial(train_recommender_graph, self.config.data_dir, name)
+            )
+        except (ValueError, RuntimeError) as error:
+            log.error("graph %s: fitting a recommender failed: %s", name, error)
+            self._not_interactions[name] = state.graph.num_edges
+            return
+        log.info("graph %s: %s", name, report.description)
 
     async def close(self) -> None:
         self.ready = False

@@ -52,6 +52,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     config = server_config(data_dir, demo=False)
     config.checkpoint_poll_seconds = 0.2
     config.recommend_refresh_seconds = 0.3
+    config.recommend_auto = False  # fitted by `graphfuse train` below
     server = RunningServer(config)
     runner = CliRunner()
     ingested = runner.invoke(
@@ -230,3 +231,35 @@ def test_train_refuses_a_graph_without_typed_interactions(tmp_path: Path) -> Non
         main, ["train", "--task", "recommend", "--graph", "plain", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code != 0 and "needs typed ends" in result.output
+
+
+def test_an_interaction_graph_without_a_recommender_gets_one_fitted_in_the_background(tmp_path: Path) -> None:
+    config = server_config(tmp_path, demo=False)
+    config.checkpoint_poll_seconds = 0.2
+    config.recommend_refresh_seconds = 0.3
+    server = RunningServer(config)
+    stored, _ = two_communities()
+    interactions = [
+        TripleRecord(f"user:{user}", RELATION, f"item:{item}")
+        for line in stored.splitlines()
+        for user, *items in [line.split()]
+        for item in items
+    ]
+    typed = [EntityRecord(f"user:{u}", type="user") for u in range(60)]
+    typed += [EntityRecord(f"item:{i}", type="item") for i in range(40)]
+    try:
+        with server.client() as client:
+            assert all(a.accepted for a in client.ingest("auto", typed + interactions))
+            assert all(
+                a.accepted
+                for a in client.ingest("kg", [TripleRecord("a", "r", "b"), TripleRecord("b", "s", "c")])
+            )
+            deadline = time.monotonic() + 60
+            while not client.graph_info("auto").recommender:
+                assert time.monotonic() < deadline, "no recommender was fitted"
+                time.sleep(0.2)
+            found = client.lookup("auto", head="user:3", relation=RELATION, top_k=5).triples
+            assert found and all(t.kind == INFERRED for t in found)
+            assert not client.graph_info("kg").recommender  # not an interaction graph: left alone
+    finally:
+        server.stop()
