@@ -16,14 +16,14 @@ from torch import Tensor
 
 from gnn.evidence import Evidence, EvidenceHop
 from gnn.graph import KnowledgeGraph
-from gnn.models.link_predictor import LinkPredictor
+from gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 
 MAX_EXPLAIN_EDGES = 512  # the most important edges an explanation's path search may use
 MAX_EXPANSIONS = 4096  # DFS steps one explanation may take
 
 
 class LinkInference:
-    """A trained :class:`LinkPredictor` bound to the relation ids it was trained with.
+    """A trained :class:`LinkPredictor` (or :class:`LinkEnsemble`) bound to its training relation ids.
 
     Args:
         model: the trained predictor.
@@ -31,7 +31,9 @@ class LinkInference:
         description: what the server reports for this predictor.
     """
 
-    def __init__(self, model: LinkPredictor, relation_ids: Sequence[str], description: str) -> None:
+    def __init__(
+        self, model: LinkPredictor | LinkEnsemble, relation_ids: Sequence[str], description: str
+    ) -> None:
         if len(relation_ids) != model.config.num_relations:
             raise ValueError(
                 f"Expected {model.config.num_relations} relation ids for this model (got {len(relation_ids)})"

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from gnn.models.link_predictor import LinkPredictor
+from gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.recommendation import Recommendation
 
-Model = QuestionReasoner | LinkPredictor | Recommendation
+Model = QuestionReasoner | LinkPredictor | LinkEnsemble | Recommendation
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -54,6 +54,8 @@ def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         if checkpoint.get("kind") == "link_predictor":
             return LinkPredictor.from_checkpoint(checkpoint), checkpoint.get("meta", {})
+        if checkpoint.get("kind") == "link_ensemble":
+            return LinkEnsemble.from_checkpoint(checkpoint), checkpoint.get("meta", {})
         if checkpoint.get("kind") == "recommender":
             meta = checkpoint.get("meta", {})
             return Recommendation.from_checkpoint(checkpoint, meta.get("description", path.name)), meta

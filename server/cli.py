@@ -604,6 +604,12 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
 )
 @RELATION_OPTION
 @K_OPTION
+@click.option(
+    "--ensemble",
+    default=1,
+    show_default=True,
+    help="link: predictors trained from consecutive seeds, scoring together.",
+)
 @click.option("--epochs", default=None, type=int, help="Passes over the data (qa: 3, link: 10).")
 @click.option("--batch-size", default=None, type=int, help="Examples per step (qa: 64, link: 32).")
 @click.option("--seed", default=0, show_default=True)
@@ -625,6 +631,7 @@ def train(
     generated: int,
     relation: str | None,
     k: int,
+    ensemble: int,
     epochs: int | None,
     batch_size: int | None,
     seed: int,
@@ -647,7 +654,7 @@ def train(
 
     if task == "link":
         return _train_link(
-            graph, valid_files, data_dir, holdout, epochs, batch_size, seed, server, bar, on_step
+            graph, valid_files, data_dir, holdout, epochs, batch_size, seed, ensemble, server, bar, on_step
         )
 
     from gnn.datasets import load_qa_file
@@ -722,6 +729,7 @@ def _train_link(
     epochs: int | None,
     batch_size: int | None,
     seed: int,
+    ensemble: int,
     server: Callable[[], Any] | None,
     bar: tqdm,
     on_step: Callable[[int, int, float], None],
@@ -740,6 +748,7 @@ def _train_link(
             _triples(valid_files),
             holdout=0.05 if holdout is None else holdout,
             config=config,
+            ensemble=ensemble,
             on_step=on_step,
         )
     except (ValueError, KeyError) as error:

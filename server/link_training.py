@@ -7,6 +7,7 @@ seconds and starts inferring Lookup triples.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from gnn.link_prediction import (
     link_metrics,
     train_link_predictor,
 )
+from gnn.models.link_predictor import LinkEnsemble
 from gnn.records import EntityRecord, TripleRecord
 from server.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from server.store import GraphStore
@@ -86,12 +88,14 @@ def train_link_graph(
     *,
     holdout: float = 0.05,
     config: LinkTrainConfig | None = None,
+    ensemble: int = 1,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> LinkTrainReport:
     """Train on the stored triples, calibrate and score on validation triples, write the checkpoint.
 
     Validation triples are ``valid`` when given (a dataset's own split, not stored in the graph), otherwise a
-    ``holdout`` share of the stored triples, left out of the graph the model trains on.
+    ``holdout`` share of the stored triples, left out of the graph the model trains on. With ``ensemble``
+    > 1, that many predictors are trained from consecutive seeds and score together (:class:`LinkEnsemble`).
     """
     started = time.perf_counter()
     config = config or LinkTrainConfig()
@@ -110,7 +114,13 @@ def train_link_graph(
     graph = KnowledgeGraph(entities, train_records)
     train, _ = index_triples(graph, train_records)
     held, skipped = index_triples(graph, valid_records)
-    model = train_link_predictor(graph, train, config, on_step, valid=held)
+    members = [
+        train_link_predictor(
+            graph, train, dataclasses.replace(config, seed=config.seed + i), on_step, valid=held
+        )
+        for i in range(ensemble)
+    ]
+    model = members[0] if ensemble == 1 else LinkEnsemble(members)
     metrics = None
     if held.numel():
         known = KnownAnswers([train, held], graph.num_relations)
@@ -125,7 +135,8 @@ def train_link_graph(
             metrics = link_metrics(filtered_ranks(score, queries, known, graph.num_entities))
     summary = f"; validation MRR {metrics.mrr:.3f}, Hits@10 {metrics.hits_at_10:.3f}" if metrics else ""
     description = (
-        f"LinkPredictor ({config.layers} layers, {config.dim}d) on {train.shape[0]} triples, "
+        f"{'LinkPredictor' if ensemble == 1 else f'LinkEnsemble of {ensemble}'} ({config.layers} layers, "
+        f"{config.dim}d) on {train.shape[0]} triples, "
         f"trained {time.strftime('%Y-%m-%d %H:%M:%S')}{summary}"
     )
     path = checkpoint_path(data_dir, graph_name, "link")

@@ -15,7 +15,7 @@ from encoder import TextEncoder
 from gnn.graph import GraphUpdate, KnowledgeGraph
 from gnn.link_inference import LinkInference
 from gnn.linking import EntityLinker
-from gnn.models.link_predictor import LinkPredictor
+from gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import TrainedReasoner, ZeroShotReasoner
 from gnn.recommendation import Recommendation
@@ -89,7 +89,7 @@ class GraphState:
             log.info("graph %s: recommending with %s", self.name, description)
             return True
         if task == "link":
-            if not isinstance(model, LinkPredictor) or "relation_ids" not in meta:
+            if not isinstance(model, LinkPredictor | LinkEnsemble) or "relation_ids" not in meta:
                 log.error("graph %s: %s is not a link predictor checkpoint", self.name, path)
                 return False
             try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from gnn.graph import StackedTransitions
 from gnn.layers import RelationalConv
@@ -104,4 +105,42 @@ class LinkPredictor(nn.Module):
             raise KeyError("not a link predictor checkpoint")
         model = cls(LinkPredictorConfig(**checkpoint["config"]))
         model.load_state_dict(checkpoint["state"])
+        return model.eval()
+
+
+class LinkEnsemble(nn.Module):
+    """Link predictors trained from different seeds, scoring together: the mean of their log-softmax over the
+    entities (a query's answer distribution), with its own calibration.
+
+    Args:
+        members: trained predictors of one configuration.
+    """
+
+    def __init__(self, members: list[LinkPredictor]) -> None:
+        super().__init__()
+        if not members or any(m.config != members[0].config for m in members):
+            raise ValueError("Expected one or more link predictors of the same configuration")
+        self.config = members[0].config
+        self.members = nn.ModuleList(members)
+        self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """As :meth:`LinkPredictor.forward`, averaged over the members' answer distributions (log space)."""
+        return torch.stack([F.log_softmax(m(*args, **kwargs), dim=-1) for m in self.members]).mean(0)
+
+    probability = LinkPredictor.probability
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "kind": "link_ensemble",
+            "members": [m.checkpoint() for m in self.members],
+            "calibration": self.calibration,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> LinkEnsemble:
+        if checkpoint.get("kind") != "link_ensemble":
+            raise KeyError("not a link ensemble checkpoint")
+        model = cls([LinkPredictor.from_checkpoint(m) for m in checkpoint["members"]])
+        model.calibration.copy_(checkpoint["calibration"])
         return model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -20,7 +21,7 @@ from gnn.link_prediction import (
     link_metrics,
     train_link_predictor,
 )
-from gnn.models.link_predictor import LinkPredictor
+from gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 from gnn.records import EntityRecord, TripleRecord
 
 
@@ -199,3 +200,24 @@ def test_inference_scores_explains_and_survives_new_relations(trained) -> None:
     assert float(inference.relation_probabilities(grown, h, t)[unknown]) == 0.0
     with pytest.raises(ValueError, match="unknown to this link predictor"):
         inference.tail_probabilities(grown, torch.tensor([h]), torch.tensor([unknown]))
+
+
+def test_an_ensemble_averages_its_members_answer_distributions_and_round_trips(trained) -> None:  # noqa: ANN001
+    graph, train, _, model = trained
+    other = LinkPredictor(model.config)
+    ensemble = LinkEnsemble([model, other]).eval()
+    stacked, heads, directions = graph.stacked_transitions(), train[:4, 0], train[:4, 1]
+    with torch.no_grad():
+        got = ensemble(stacked, graph.num_entities, heads, directions)
+        members = [m(stacked, graph.num_entities, heads, directions).log_softmax(-1) for m in (model, other)]
+        assert torch.allclose(got, (members[0] + members[1]) / 2, atol=1e-6)
+        ensemble.calibration.copy_(torch.tensor([2.0, -1.0]))
+        again = LinkEnsemble.from_checkpoint(ensemble.checkpoint())
+        assert torch.allclose(again(stacked, graph.num_entities, heads, directions), got, atol=1e-6)
+        assert torch.equal(again.calibration, ensemble.calibration)
+    found = infer_many(
+        LinkInference(again, graph.relation_ids, "ensemble"), graph, [LinkPattern(0, 0, None, 3)]
+    )
+    assert found[0] and all(0.0 <= t.score <= 1.0 for t in found[0])
+    with pytest.raises(ValueError, match="same configuration"):
+        LinkEnsemble([model, LinkPredictor(dataclasses.replace(model.config, dim=8))])

@@ -185,3 +185,23 @@ def test_concurrent_lookups_share_passes_and_keep_their_answers(link_server) -> 
         assert [t.tail_id for t in response.triples] == [t.tail_id for t in alone[h].triples]
     batches, items = batcher.batches - before[0], batcher.items - before[1]
     assert items == len(heads) and batches < items  # some lookups shared a pass
+
+
+def test_an_ensemble_checkpoint_is_served(tmp_path: Path) -> None:
+    from gnn.graph import KnowledgeGraph
+    from gnn.models.link_predictor import LinkEnsemble, LinkPredictor, LinkPredictorConfig
+    from server.checkpoints import save_checkpoint
+    from server.state import GraphState
+
+    stored, _ = family()
+    graph = KnowledgeGraph([], stored)
+    config = LinkPredictorConfig(num_relations=graph.num_relations, dim=8, layers=2)
+    path = checkpoint_path(tmp_path, "family", "link")
+    save_checkpoint(
+        path,
+        LinkEnsemble([LinkPredictor(config), LinkPredictor(config)]),
+        {"description": "two predictors", "relation_ids": graph.relation_ids},
+    )
+    state = GraphState("family", graph, 4)
+    assert state.use_checkpoint(path, "link") and state.link_predictor_name == "two predictors"
+    assert isinstance(state.link_predictor.model, LinkEnsemble)
