@@ -67,7 +67,7 @@ class GFCF:
     def __init__(self, base: GraphFilterRecommender, ideal_weight: float = 0.3) -> None:
         self.num_items = base.num_items
         self.normalized = base.normalized_interactions()
-        self.normalized_t = self.normalized.to_sparse_coo().t().to_sparse_csr()
+        self.normalized_t = base.normalized_interactions_by_item()
         self.vectors, self.input_scale = base.vectors, base.input_scale
         self.output_scale = torch.where(base.input_scale > 0, base.input_scale.reciprocal(), 0)
         self.ideal_weight = ideal_weight

@@ -124,7 +124,7 @@ class Recommendation:
         self.description = description
         self.text = text
         self._normalized = model.normalized_interactions()  # (U_fit, I) CSR
-        self._by_item = self._normalized.to_sparse_coo().t().coalesce().to_sparse_csr()  # (I, U_fit)
+        self._by_item = model.normalized_interactions_by_item()  # (I, U_fit) CSR
         self._fitted_degree = torch.diff(
             self._by_item.crow_indices()
         )  # (I,) interactions per item at the fit
@@ -261,13 +261,12 @@ class Recommendation:
         by the probability their name's similarity to the user's items gives them."""
         if not patterns:
             return []
-        item_entity, _ = self._bind(graph)
+        item_entity, item_position = self._bind(graph)
         users = [p.head for p in patterns]
         assert all(u is not None for u in users)
         known = self.known_items(graph, users)  # type: ignore[arg-type]
         scores = self.model.score(self.rows(graph, known)).float()  # (B, I)
         scores[:, item_entity < 0] = float("-inf")  # items gone or retyped since the fit
-        _, item_position = self._bind(graph)
         for b, items in enumerate(known):
             positions = item_position[items]
             scores[b, positions[positions >= 0]] = float("-inf")

@@ -205,6 +205,10 @@ class GraphFilterRecommender:
         """The fitted ``R~ = D_u^-a R D_i^-b``, ``(num_users, num_items)`` sparse CSR."""
         return self._normalized
 
+    def normalized_interactions_by_item(self) -> Tensor:
+        """The same ``R~`` transposed, ``(num_items, num_users)`` sparse CSR: each item's users, weighted."""
+        return self._normalized_t
+
     def to(self, device: torch.device | str) -> GraphFilterRecommender:
         """A copy whose tensors live on ``device``."""
         moved = (self._normalized, self._normalized_t, self.vectors, self.input_scale, self.output_scale)
