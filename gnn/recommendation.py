@@ -71,9 +71,23 @@ class Calibration:
     b: float = -0.5
     c: float = -2.0
 
-    def __call__(self, scores: Tensor, top: Tensor, ranks: Tensor) -> Tensor:
+    @staticmethod
+    def features(scores: Tensor, top: Tensor, ranks: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log1p(score / top), log1p(rank))``, what ``a`` and ``b`` weigh (fitting uses them too)."""
         relative = (scores / top.clamp_min(1e-12)).clamp(0, 1)
-        return torch.sigmoid(self.a * torch.log1p(relative) + self.b * torch.log1p(ranks.float()) + self.c)
+        return torch.log1p(relative), torch.log1p(ranks.float())
+
+    def __call__(self, scores: Tensor, top: Tensor, ranks: Tensor) -> Tensor:
+        relative, rank = self.features(scores, top, ranks)
+        return torch.sigmoid(self.a * relative + self.b * rank + self.c)
+
+    def ranked(self, values: Tensor) -> Tensor:
+        """Probabilities of ranked scores ``(B, K)`` (each row descending, as ``topk`` gives them); -inf
+        where a score is not finite (no candidate)."""
+        ranks = torch.arange(values.shape[1]).expand_as(values)
+        probabilities = self(values, values[:, :1].clamp_min(0), ranks)
+        probabilities[~torch.isfinite(values)] = float("-inf")
+        return probabilities
 
 
 @dataclass(frozen=True)
@@ -272,9 +286,7 @@ class Recommendation:
             scores[b, positions[positions >= 0]] = float("-inf")
         deepest = min(max(p.top_k for p in patterns), scores.shape[1])
         top = torch.topk(scores, deepest, dim=1)
-        ranks = torch.arange(deepest).expand(len(patterns), deepest)
-        probabilities = self.calibration(top.values, top.values[:, :1].clamp_min(0), ranks)
-        probabilities[~torch.isfinite(top.values)] = -1.0  # not a candidate
+        probabilities = self.calibration.ranked(top.values)
         candidates = item_entity[top.indices]  # (B, deepest) entities
         from_graph = torch.ones_like(candidates, dtype=torch.bool)
         if self.text is not None and entity_vectors is not None:

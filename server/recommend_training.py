@@ -169,9 +169,7 @@ def _served_ranking(
     """``(B, I)`` with the probabilities of the top ``k`` graph and top ``k`` cold items, -inf elsewhere."""
     assert cold.text is not None
     top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    ranks = torch.arange(top.values.shape[1]).expand_as(top.values)
-    graph_p = calibration(top.values, top.values[:, :1].clamp_min(0), ranks)
-    graph_p[~torch.isfinite(top.values)] = float("-inf")
+    graph_p = calibration.ranked(top.values)
     text_p = cold.text(similarity)
     out = torch.full_like(scores, float("-inf"))
     out.scatter_(1, top.indices, graph_p)
@@ -203,8 +201,7 @@ def fit_calibration(scores: Tensor, top: Tensor, ranks: Tensor, hits: Tensor) ->
     """Logistic regression of ``hits`` on the calibration's features (LBFGS, three parameters), with the
     signs that keep probabilities falling down a ranking: ``a >= 0``, ``b <= 0``."""
     softplus = torch.nn.functional.softplus
-    relative = torch.log1p((scores / top.clamp_min(1e-12)).clamp(0, 1))
-    rank = torch.log1p(ranks.float())
+    relative, rank = Calibration.features(scores, top, ranks)
     labels = hits.float()
     raw = torch.zeros(3, requires_grad=True)  # a = softplus(raw0), b = -softplus(raw1), c = raw2
     optimizer = torch.optim.LBFGS([raw], max_iter=100, line_search_fn="strong_wolfe")
