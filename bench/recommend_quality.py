@@ -32,9 +32,9 @@ from torch import Tensor
 
 from gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
 from gnn.ranking_metrics import (
-    evaluate_recommender,
     hold_out_per_user,
     interaction_rows,
+    rank_held_out,
     read_adjacency,
     slice_rows,
 )
@@ -135,8 +135,8 @@ def main() -> None:
         started = time.perf_counter()
         model = fit()
         seconds = time.perf_counter() - started
-        metrics = evaluate_recommender(
-            model, train_users, train_items, valid_users, valid_items, k=args.k, batch_size=args.batch
+        metrics, _ = rank_held_out(
+            model, (train_users, train_items), (valid_users, valid_items), k=args.k, batch_size=args.batch
         )
         rate = scoring_rate(model, rows, args.batch)
         results[name] = (metrics, seconds, rate, model.memory_bytes() / edges)
@@ -162,13 +162,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, (m, seconds, rate, per_edge) in results.items():
         print(
-            f"| {name} | {m['recall']:.4f} | {m['ndcg']:.4f} | {seconds:.1f} | {rate:.0f} | {per_edge:.0f} "
+            f"| {name} | {m.recall:.4f} | {m.ndcg:.4f} | {seconds:.1f} | {rate:.0f} | {per_edge:.0f} "
             f"| {PUBLISHED.get(name, '')} |"
         )
     ours, gfcf = results["graph filter"][0], results["GF-CF"][0]
     print(
-        f"\ngraph filter / GF-CF: Recall x{ours['recall'] / gfcf['recall']:.3f}, "
-        f"NDCG x{ours['ndcg'] / gfcf['ndcg']:.3f}"
+        f"\ngraph filter / GF-CF: Recall x{ours.recall / gfcf.recall:.3f}, NDCG x{ours.ndcg / gfcf.ndcg:.3f}"
     )
 
 

@@ -7,15 +7,15 @@ Protocol: every user with held-out items ranks *all* items, the user's known (tr
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
+
+from gnn.recommendation import Calibration, TextCalibration, profiles
 
 
 class Recommender(Protocol):
@@ -112,44 +112,102 @@ def recall_ndcg_at_k(
     return hits.sum(1) / counts, (hits * discount).sum(1) / ideal
 
 
-@torch.no_grad()
-def evaluate_recommender(
+@dataclass(frozen=True)
+class RankingMetrics:
+    """Mean Recall@k and NDCG@k over the users with held-out items."""
+
+    users: int
+    recall: float
+    ndcg: float
+    k: int
+
+
+@dataclass(frozen=True)
+class ColdItems:
+    """Items held out whole (all their interactions), the name vectors of every item (zero where unnamed),
+    and, once fitted, the text calibration that ranks them."""
+
+    positions: Tensor  # (C,) model item positions
+    vectors: Tensor  # (I, D)
+    text: TextCalibration | None = None
+
+
+@dataclass
+class RankingSamples:
+    """Calibration samples of the graph scores and, with cold items, of the text similarities."""
+
+    graph: list[tuple[Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
+    text: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+
+def rank_held_out(
     model: Recommender,
-    train_users: Tensor,
-    train_items: Tensor,
-    held_users: Tensor,
-    held_items: Tensor,
+    known: tuple[Tensor, Tensor],
+    held: tuple[Tensor, Tensor],
     k: int = 20,
-    batch_size: int = 1024,
-    progress: bool = False,
-) -> dict[str, float | int]:
-    """Mean Recall@k and NDCG@k of ``model`` over the users with held-out items.
-
-    Each block of ``batch_size`` users is scored from its training rows; training items are masked.
-
-    Returns:
-        ``{"recall": ..., "ndcg": ..., "users": ..., "seconds": ...}`` (``seconds``: scoring and ranking).
-    """
+    depth: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+    cold: ColdItems | None = None,
+    calibration: Calibration | None = None,
+    batch_size: int = 512,
+) -> tuple[RankingMetrics, RankingSamples]:
+    """Recall@k and NDCG@k of held-out interactions (every item ranked, known ones excluded), and with
+    ``depth`` the calibration samples of each user's top ``depth`` items: graph scores ``(score, user's top
+    score, rank, is held out)`` and, with ``cold`` items, ``(cosine with the user's profile, is held out)``.
+    With ``cold.text`` and ``calibration`` the ranking is the served one: cold items compete with the
+    graph's by probability."""
+    known_users, known_items = known
+    held_users, held_items = held
     evaluated = torch.unique(held_users)
-    known = interaction_rows(train_users, train_items, evaluated, model.num_items)
-    held = interaction_rows(held_users, held_items, evaluated, model.num_items)
-    recalls, ndcgs = [], []
-    started = time.perf_counter()
-    bar = tqdm(total=evaluated.numel(), desc="ranking", unit="user", disable=not progress)
+    known_rows = interaction_rows(known_users, known_items, evaluated, model.num_items)
+    held_rows = interaction_rows(held_users, held_items, evaluated, model.num_items)
+    recalls, ndcgs, samples = [], [], RankingSamples()
     for start in range(0, evaluated.numel(), batch_size):
         stop = min(start + batch_size, evaluated.numel())
-        rows = slice_rows(known, start, stop)
+        rows = slice_rows(known_rows, start, stop)
+        dense = rows.to_dense() > 0
         scores = model.score(rows).float()
-        scores[rows.to_dense().to(scores.device) > 0] = -math.inf
-        recall, ndcg = recall_ndcg_at_k(scores, slice_rows(held, start, stop), k)
+        scores[dense.to(scores.device)] = float("-inf")
+        truth = slice_rows(held_rows, start, stop)
+        crow, col = truth.crow_indices(), truth.col_indices()
+        held_out = [col[crow[b] : crow[b + 1]].tolist() for b in range(stop - start)]
+        similarity = None
+        if cold is not None and cold.positions.numel():
+            scores[:, cold.positions] = float("-inf")  # the graph knows nothing of them
+            taste = profiles(cold.vectors, [row.nonzero().flatten() for row in dense])
+            similarity = taste @ cold.vectors[cold.positions].T  # (B, C)
+            if depth:
+                hit = truth.to_dense()[:, cold.positions] > 0
+                named = taste.abs().sum(1) > 0
+                samples.text.append((similarity[named].flatten(), hit[named].flatten()))
+        if depth:
+            top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
+            hit = torch.gather(truth.to_dense(), 1, top.indices) > 0
+            ranks = torch.arange(top.values.shape[1]).expand_as(top.values)
+            samples.graph.append((top.values, top.values[:, :1].expand_as(top.values), ranks, hit))
+        if similarity is not None and cold is not None and cold.text is not None and calibration is not None:
+            scores = _served_ranking(scores, similarity, cold, calibration, k)
+        recall, ndcg = recall_ndcg_at_k(scores, held_out, k)
         recalls.append(recall)
         ndcgs.append(ndcg)
-        bar.update(stop - start)
-    bar.close()
-    seconds = time.perf_counter() - started
-    users = evaluated.numel()
+        if on_batch:
+            on_batch(stop - start)
     recall, ndcg = torch.cat(recalls), torch.cat(ndcgs)
-    return {"recall": float(recall.mean()), "ndcg": float(ndcg.mean()), "users": users, "seconds": seconds}
+    return RankingMetrics(evaluated.numel(), float(recall.mean()), float(ndcg.mean()), k), samples
+
+
+def _served_ranking(
+    scores: Tensor, similarity: Tensor, cold: ColdItems, calibration: Calibration, k: int
+) -> Tensor:
+    """``(B, I)`` with the probabilities of the top ``k`` graph and top ``k`` cold items, -inf elsewhere."""
+    assert cold.text is not None
+    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    graph_p = calibration.ranked(top.values)
+    text_p = cold.text(similarity)
+    out = torch.full_like(scores, float("-inf"))
+    out.scatter_(1, top.indices, graph_p)
+    out[:, cold.positions] = text_p
+    return out
 
 
 def slice_rows(csr: Tensor, start: int, stop: int) -> Tensor:

@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,13 @@ from torch import Tensor
 from gnn.graph import KnowledgeGraph
 from gnn.loaders import InteractionLayout, iter_records
 from gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
-from gnn.ranking_metrics import hold_out_per_user, interaction_rows, recall_ndcg_at_k, slice_rows
+from gnn.ranking_metrics import ColdItems, RankingMetrics, hold_out_per_user, rank_held_out
 from gnn.recommendation import (
     Calibration,
     InteractionSchema,
     Recommendation,
     TextCalibration,
     interaction_pairs,
-    profiles,
 )
 from gnn.records import TripleRecord, has_words
 from server.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
@@ -33,15 +32,6 @@ from server.store import GraphStore
 
 CALIBRATION_DEPTH = 100  # candidates per held-out user the calibration is fitted on
 MIN_NAMED_ITEMS = 20  # named items needed to hold some out whole and calibrate the text path on them
-BATCH_USERS = 512
-
-
-@dataclass(frozen=True)
-class RankingMetrics:
-    users: int
-    recall: float
-    ndcg: float
-    k: int
 
 
 @dataclass(frozen=True)
@@ -88,93 +78,6 @@ def infer_schema(graph: KnowledgeGraph, relation: str | None = None) -> Interact
 def _most_common(graph: KnowledgeGraph, entities: Tensor) -> str:
     counts = Counter(graph.types[e] for e in torch.unique(entities).tolist())
     return counts.most_common(1)[0][0] if counts else ""
-
-
-@dataclass(frozen=True)
-class ColdItems:
-    """Items held out whole (all their interactions), the name vectors of every item (zero where unnamed),
-    and, once fitted, the text calibration that ranks them."""
-
-    positions: Tensor  # (C,) model item positions
-    vectors: Tensor  # (I, D)
-    text: TextCalibration | None = None
-
-
-@dataclass
-class _Samples:
-    """Calibration samples of the graph scores and, with cold items, of the text similarities."""
-
-    graph: list[tuple[Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
-    text: list[tuple[Tensor, Tensor]] = field(default_factory=list)
-
-
-def rank_held_out(
-    model: GraphFilterRecommender,
-    known: tuple[Tensor, Tensor],
-    held: tuple[Tensor, Tensor],
-    k: int = 20,
-    depth: int = 0,
-    on_batch: Callable[[int], None] | None = None,
-    cold: ColdItems | None = None,
-    calibration: Calibration | None = None,
-) -> tuple[RankingMetrics, _Samples]:
-    """Recall@k and NDCG@k of held-out interactions (every item ranked, known ones excluded), and with
-    ``depth`` the calibration samples of each user's top ``depth`` items: graph scores ``(score, user's top
-    score, rank, is held out)`` and, with ``cold`` items, ``(cosine with the user's profile, is held out)``.
-    With ``cold.text`` and ``calibration`` the ranking is the served one: cold items compete with the
-    graph's by probability."""
-    known_users, known_items = known
-    held_users, held_items = held
-    evaluated = torch.unique(held_users)
-    known_rows = interaction_rows(known_users, known_items, evaluated, model.num_items)
-    held_rows = interaction_rows(held_users, held_items, evaluated, model.num_items)
-    recalls, ndcgs, samples = [], [], _Samples()
-    for start in range(0, evaluated.numel(), BATCH_USERS):
-        stop = min(start + BATCH_USERS, evaluated.numel())
-        rows = slice_rows(known_rows, start, stop)
-        dense = rows.to_dense() > 0
-        scores = model.score(rows).float()
-        scores[dense] = float("-inf")
-        truth = slice_rows(held_rows, start, stop)
-        crow, col = truth.crow_indices(), truth.col_indices()
-        held_out = [col[crow[b] : crow[b + 1]].tolist() for b in range(stop - start)]
-        similarity = None
-        if cold is not None and cold.positions.numel():
-            scores[:, cold.positions] = float("-inf")  # the graph knows nothing of them
-            taste = profiles(cold.vectors, [row.nonzero().flatten() for row in dense])
-            similarity = taste @ cold.vectors[cold.positions].T  # (B, C)
-            if depth:
-                hit = truth.to_dense()[:, cold.positions] > 0
-                named = taste.abs().sum(1) > 0
-                samples.text.append((similarity[named].flatten(), hit[named].flatten()))
-        if depth:
-            top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
-            hit = torch.gather(truth.to_dense(), 1, top.indices) > 0
-            ranks = torch.arange(top.values.shape[1]).expand_as(top.values)
-            samples.graph.append((top.values, top.values[:, :1].expand_as(top.values), ranks, hit))
-        if similarity is not None and cold is not None and cold.text is not None and calibration is not None:
-            scores = _served_ranking(scores, similarity, cold, calibration, k)
-        recall, ndcg = recall_ndcg_at_k(scores, held_out, k)
-        recalls.append(recall)
-        ndcgs.append(ndcg)
-        if on_batch:
-            on_batch(stop - start)
-    recall, ndcg = torch.cat(recalls), torch.cat(ndcgs)
-    return RankingMetrics(evaluated.numel(), float(recall.mean()), float(ndcg.mean()), k), samples
-
-
-def _served_ranking(
-    scores: Tensor, similarity: Tensor, cold: ColdItems, calibration: Calibration, k: int
-) -> Tensor:
-    """``(B, I)`` with the probabilities of the top ``k`` graph and top ``k`` cold items, -inf elsewhere."""
-    assert cold.text is not None
-    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    graph_p = calibration.ranked(top.values)
-    text_p = cold.text(similarity)
-    out = torch.full_like(scores, float("-inf"))
-    out.scatter_(1, top.indices, graph_p)
-    out[:, cold.positions] = text_p
-    return out
 
 
 def fit_text_calibration(similarity: Tensor, hits: Tensor) -> TextCalibration:

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gnn.ranking_metrics import (
-    evaluate_recommender,
     hold_out_per_user,
     interaction_rows,
+    rank_held_out,
     read_adjacency,
     recall_ndcg_at_k,
 )
@@ -78,16 +78,16 @@ class Oracle:
         return out
 
 
-def test_evaluate_recommender_perfect_and_masking():
+def test_rank_held_out_perfect_and_masking():
     train = {0: [0], 1: [1, 2], 2: [4]}
     held = {0: [3], 1: [0, 4]}  # user 2 has none: not counted
     tu = torch.tensor([u for u, items in train.items() for _ in items])
     ti = torch.tensor([i for items in train.values() for i in items])
     hu = torch.tensor([u for u, items in held.items() for _ in items])
     hi = torch.tensor([i for items in held.values() for i in items])
-    result = evaluate_recommender(Oracle(held, train), tu, ti, hu, hi, k=2, batch_size=1)
-    assert result["users"] == 2
-    assert result["recall"] == pytest.approx(1.0) and result["ndcg"] == pytest.approx(1.0)
+    result, _ = rank_held_out(Oracle(held, train), (tu, ti), (hu, hi), k=2, batch_size=1)
+    assert result.users == 2
+    assert result.recall == pytest.approx(1.0) and result.ndcg == pytest.approx(1.0)
 
 
 def test_hold_out_per_user_keeps_the_share_and_one_item_of_everyone():
