@@ -4,7 +4,8 @@ Starts `graphfuse serve` on a fresh data directory (the UMLS demo graph) unless 
 server, then runs C concurrent callers for a fixed number of calls each: first Embed of the questions'
 texts (what the encoder alone sustains), then Ask of the same questions. Prints QPS and p50/p99 latency.
 
-Usage: python -m bench.ask_load [--clients 32] [--calls 20] [--target HOST:PORT --graph NAME --questions FILE]
+Usage: python -m bench.ask_load [--clients 32] [--calls 20]
+       [--target HOST:PORT --metrics URL --graph NAME --questions FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
+from bench.load import metrics_url, scrape
 from bench.umls_qa import percentile, start_server, stop_server
 from gnn.datasets import load_qa_file, load_umls_demo
 from gnn.graph import KnowledgeGraph
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--calls", type=int, default=20, help="calls per client")
     parser.add_argument("--target", default=None, help="a running server (default: start one with the demo)")
+    parser.add_argument("--metrics", default=None, help="the running server's metrics URL")
     parser.add_argument("--graph", default="umls")
     parser.add_argument("--questions", type=Path, default=None, help="question file (default: generated)")
     args = parser.parse_args()
@@ -73,14 +76,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         process = None
-        target = args.target
+        target, metrics = args.target, args.metrics
         if target is None:
-            process, target, _ = start_server(Path(tmp))
+            lines: list[str] = []
+            process, target, _ = start_server(Path(tmp), "--metrics-port", "0", lines=lines)
+            metrics = metrics_url(lines)
         try:
-            rows = []
+            rows, compute = [], []
             for call, requests in (("Embed", embed), ("Ask", ask)):
                 asyncio.run(run_load(target, requests, call, args.clients, 2))  # warm-up
+                before = compute_seconds(metrics)
                 seconds, latencies = asyncio.run(run_load(target, requests, call, args.clients, args.calls))
+                after = compute_seconds(metrics)
                 rows.append(
                     (
                         call,
@@ -89,6 +96,7 @@ def main() -> None:
                         percentile(latencies, 0.99),
                     )
                 )
+                compute.append({k: (after[k] - before[k]) / len(latencies) * 1e3 for k in after})
         finally:
             if process is not None:
                 stop_server(process)
@@ -106,6 +114,27 @@ def main() -> None:
     for call, qps, p50, p99 in rows:
         print(f"| {call} | {qps:.0f} | {p50:.1f} ms | {p99:.1f} ms |")
     print(f"| Ask / Embed throughput | {rows[1][1] / rows[0][1]:.2f} | | |")
+    if metrics:
+        print()
+        print("Server compute-thread time per call (ms), from its counters:")
+        print()
+        print("| call | encoder | reasoning | reasoning / encoder |")
+        print("|---|---:|---:|---:|")
+        for (call, *_), ms in zip(rows, compute, strict=True):
+            ratio = ms["reasoning"] / ms["encoder"] if ms["encoder"] else float("nan")
+            print(f"| {call} | {ms['encoder']:.2f} | {ms['reasoning']:.2f} | {ratio:.2f} |")
+
+
+def compute_seconds(url: str | None) -> dict[str, float]:
+    """Seconds the server has spent so far in the encoder (tokenize, forward, pool) and in Ask reasoning."""
+    if url is None:
+        return {"encoder": 0.0, "reasoning": 0.0}
+    samples = scrape(url)
+    encoder = sum(
+        samples.get(("graphfuse_encoder_stage_seconds_total", (("stage", stage),)), 0.0)
+        for stage in ("tokenize", "forward", "pool")
+    )
+    return {"encoder": encoder, "reasoning": samples.get(("graphfuse_ask_compute_seconds_total", ()), 0.0)}
 
 
 if __name__ == "__main__":

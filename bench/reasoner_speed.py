@@ -58,6 +58,12 @@ def main() -> None:
         torch.randn(graph.num_relations, 384, generator=generator), dim=1
     )
     questions = torch.nn.functional.normalize(torch.randn(args.batch, 384, generator=generator), dim=1)
+    words = {}
+    if model.config.token_attention:  # 16 token states per question, the length of a MetaQA question
+        words = {
+            "tokens": torch.randn(args.batch, 16, 384, generator=generator),
+            "token_mask": torch.ones(args.batch, 16, dtype=torch.bool),
+        }
     topics = topic_block(
         graph.num_entities,
         [[int(i)] for i in torch.randint(0, graph.num_entities, (args.batch,), generator=generator)],
@@ -73,12 +79,13 @@ def main() -> None:
 
     @torch.inference_mode()
     def batched() -> None:
-        model(graph, relation_vectors, questions, topics)
+        model(graph, relation_vectors, questions, topics, **words)
 
     @torch.inference_mode()
     def one_by_one() -> None:
         for b in range(args.batch):
-            model(graph, relation_vectors, questions[b : b + 1], topics[:, b : b + 1])
+            one = {name: value[b : b + 1] for name, value in words.items()}
+            model(graph, relation_vectors, questions[b : b + 1], topics[:, b : b + 1], **one)
 
     t_bare = timed(bare, args.repeats)
     t_batch = timed(batched, args.repeats)

@@ -10,7 +10,7 @@ from encoder.batcher import (
     Overloaded,
 )
 from encoder.cache import EmbeddingCache
-from encoder.model import Encoded, EncoderConfig, TextEncoder, TextTooLongError, Tokens
+from encoder.model import Embedded, Encoded, EncoderConfig, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
     "BatcherClosed",
@@ -19,6 +19,7 @@ __all__ = [
     "DeadlineExpired",
     "EmbeddingCache",
     "EncodeBatcher",
+    "Embedded",
     "Encoded",
     "EncoderConfig",
     "Overloaded",

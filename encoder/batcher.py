@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from encoder.model import Encoded, TextEncoder, TextTooLongError, Tokens
+from encoder.model import Embedded, Encoded, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
     "BatcherClosed",
@@ -86,6 +86,7 @@ class _Request:
     hits: int
     misses: dict[str, list[int]]  # text -> its positions in `texts`, for texts not served from the cache
     remaining: int  # positions still to fill
+    token_states: list[torch.Tensor | None] | None = None  # per text, when the caller asked for them
     enqueued: float = field(default_factory=time.monotonic)
     waiting: bool = True  # on the queue, not yet taken into a window
     started: bool = False  # some of its texts reached the model: its deadline no longer applies
@@ -109,6 +110,10 @@ class _Item:
     @property
     def live(self) -> bool:
         return any(request.live for request in self.targets)
+
+    @property
+    def wants_token_states(self) -> bool:
+        return any(request.token_states is not None for request in self.targets)
 
 
 class EncodeBatcher:
@@ -194,7 +199,11 @@ class EncodeBatcher:
 
     # ---------------------------------------------------------------------------------------- callers
     async def encode(
-        self, texts: Sequence[str], truncate: bool = False, deadline: float | None = None
+        self,
+        texts: Sequence[str],
+        truncate: bool = False,
+        deadline: float | None = None,
+        token_states: bool = False,
     ) -> Encoded:
         """Embeds `texts`, in order, sharing forward passes with concurrent callers.
 
@@ -204,6 +213,7 @@ class EncodeBatcher:
                 (default False).
             deadline: absolute `time.monotonic()` seconds after which the texts are no longer wanted;
                 None = no deadline (default).
+            token_states: also return each text's token states (see `TextEncoder.encode`).
 
         Raises:
             TextTooLongError: a text is over the limit and `truncate` is False (this caller only).
@@ -222,9 +232,11 @@ class EncodeBatcher:
 
         n = len(texts)
         vectors, tokens, hits, misses = self.encoder.from_cache(texts, truncate)
+        states = self.encoder.cached_token_states(texts, truncate, misses) if token_states else None
+        hits = n - sum(len(positions) for positions in misses.values())
         if not misses:
             self.stats.hits += n
-            return Encoded(vectors=vectors, tokens=tokens, cache_hits=n)
+            return Encoded(vectors=vectors, tokens=tokens, cache_hits=n, token_states=states)
 
         queued, limit = self.stats.queued_texts, self.config.max_queued_texts
         if queued + len(misses) > limit:
@@ -246,6 +258,7 @@ class EncodeBatcher:
             hits=hits,
             misses=misses,
             remaining=n - hits,
+            token_states=states,
         )
         self.stats.hits += hits
         self.stats.misses += len(misses)
@@ -389,22 +402,25 @@ class EncodeBatcher:
                     request.started = True
             ids = [item.ids for item in batch]
             type_ids = [item.type_ids for item in batch] if tokens.type_ids is not None else None
-            vectors = await loop.run_in_executor(self._executor, self.encoder.embed_tokens, ids, type_ids)
+            with_states = any(item.wants_token_states for item in batch)
+            embedded = await loop.run_in_executor(
+                self._executor, self.encoder.embed_tokens, ids, type_ids, with_states
+            )
             self.stats.batches += 1
             self.stats.texts += len(batch)
             self.stats.padded_tokens += len(batch) * len(batch[-1].ids)
             self.stats.real_tokens += sum(len(row) for row in ids)
-            self._deliver(batch, vectors)
+            self._deliver(batch, embedded)
 
-    def _deliver(self, batch: list[_Item], vectors: torch.Tensor) -> None:
+    def _deliver(self, batch: list[_Item], embedded: Embedded) -> None:
         """Caches each row and hands it to its waiting requests; answers those now complete."""
-        cache, max_tokens = self.encoder.cache, self.encoder.max_tokens
-        for item, vector in zip(batch, vectors, strict=True):
+        max_tokens = self.encoder.max_tokens
+        for row, (item, vector) in enumerate(zip(batch, embedded.vectors, strict=True)):
             length = len(item.ids)
-            if cache is not None:  # a cut text goes under truncate=True only, as TextEncoder.encode does
-                for truncate in {request.truncate for request in item.targets}:
-                    if truncate or item.count <= max_tokens:
-                        cache.put((item.text, truncate), (vector.clone(), length))
+            # a cut text goes under truncate=True only, as TextEncoder.encode does
+            for truncate in {request.truncate for request in item.targets}:
+                if truncate or item.count <= max_tokens:
+                    self.encoder.remember(item.text, truncate, vector, length, embedded.token_states, row)
             for request in item.targets:
                 if not request.live:
                     continue
@@ -412,9 +428,16 @@ class EncodeBatcher:
                 request.vectors[positions] = vector
                 for i in positions:
                     request.tokens[i] = length
+                    if request.token_states is not None and embedded.token_states is not None:
+                        request.token_states[i] = embedded.token_states[row]
                 request.remaining -= len(positions)
                 if request.remaining == 0:
                     request.future.set_result(
-                        Encoded(vectors=request.vectors, tokens=request.tokens, cache_hits=request.hits)
+                        Encoded(
+                            vectors=request.vectors,
+                            tokens=request.tokens,
+                            cache_hits=request.hits,
+                            token_states=request.token_states,
+                        )
                     )
                     self._release(request)

@@ -32,6 +32,7 @@ class EncoderConfig:
     batch_tokens: int = 16384  # padded-token budget of one forward pass (batch_size * padded_length);
     # on CPU at most CPU_BATCH_TOKENS, since larger passes run slower there
     cache_size: int = 65536  # entries in the embedding cache; 0 disables it
+    token_cache_size: int = 4096  # texts whose token states are kept (for callers that ask for them)
     precision: str = "exact"  # "exact" (fp32), "fast" (CPU: OpenVINO, bf16 where native; CUDA: fp16),
     # "fp16" or "bf16" (CUDA only); see encoder/backends.py
 
@@ -73,6 +74,16 @@ class Encoded:
     vectors: torch.Tensor  # (n, d) float32, on CPU, L2-normalised rows
     tokens: list[int]  # tokens used per text (after truncation, incl. special tokens)
     cache_hits: int
+    token_states: list[torch.Tensor] | None = None  # per text (tokens, d) float32: the transformer's last
+    # layer before pooling, special tokens included; only when asked for
+
+
+@dataclass
+class Embedded:
+    """One forward pass over tokenised texts: pooled vectors and, when asked for, each text's token states."""
+
+    vectors: torch.Tensor  # (B, d) float32 on CPU, L2-normalised rows
+    token_states: list[torch.Tensor] | None  # per text (tokens, d) float32 on CPU
 
 
 class TextEncoder:
@@ -89,8 +100,9 @@ class TextEncoder:
         self.config = config = config or EncoderConfig()
         if config.batch_tokens < 1:
             raise ValueError(f"Expected 'batch_tokens' >= 1 (got {config.batch_tokens})")
-        if config.cache_size < 0:
-            raise ValueError(f"Expected 'cache_size' >= 0 (got {config.cache_size})")
+        for name in ("cache_size", "token_cache_size"):
+            if getattr(config, name) < 0:
+                raise ValueError(f"Expected '{name}' >= 0 (got {getattr(config, name)})")
         self.device = _resolve_device(config.device)
         cpu = self.device.type == "cpu"
         self.batch_tokens = min(config.batch_tokens, CPU_BATCH_TOKENS) if cpu else config.batch_tokens
@@ -120,6 +132,8 @@ class TextEncoder:
             )
 
         self.cache = EmbeddingCache(config.cache_size) if config.cache_size else None
+        # token states are large ((tokens, d) per text), so they get their own, smaller cache, in fp16
+        self.token_cache = EmbeddingCache(config.token_cache_size) if config.token_cache_size else None
         self.timings = EncoderTimings()
         self._tokenizer_lock = threading.Lock()  # HF fast tokenizers keep truncation state between calls
         self._model_lock = threading.Lock()
@@ -131,12 +145,13 @@ class TextEncoder:
             return []
         return [len(ids) for ids in self._tokenize(texts)["input_ids"]]
 
-    def encode(self, texts: Sequence[str], truncate: bool = False) -> Encoded:
+    def encode(self, texts: Sequence[str], truncate: bool = False, token_states: bool = False) -> Encoded:
         """Embeds `texts`, in order.
 
         Args:
             texts: the strings to embed.
             truncate: cut texts longer than `max_tokens` instead of raising TextTooLongError (default False).
+            token_states: also return each text's token states (e.g. for attention over a question's words).
 
         Shapes:
             vectors: (len(texts), dimensions), float32 on CPU.
@@ -146,18 +161,53 @@ class TextEncoder:
         """
         texts = self._check(texts)
         vectors, tokens, hits, misses = self.from_cache(texts, truncate)
+        states = self.cached_token_states(texts, truncate, misses) if token_states else None
+        hits = len(texts) - sum(len(positions) for positions in misses.values())
         if misses:
-            fresh, lengths = self._encode_unique(list(misses), [p[0] for p in misses.values()], truncate)
+            fresh, lengths = self._encode_unique(
+                list(misses), [p[0] for p in misses.values()], truncate, token_states
+            )
             rows, sources = [], []
             for j, (text, positions) in enumerate(misses.items()):
                 rows += positions
                 sources += [j] * len(positions)
                 for i in positions:
                     tokens[i] = lengths[j]
-                if self.cache is not None:  # clone: a row view would keep the whole batch alive
-                    self.cache.put((text, truncate), (fresh[j].clone(), lengths[j]))
-            vectors[rows] = fresh[sources]
-        return Encoded(vectors=vectors, tokens=tokens, cache_hits=hits)
+                    if states is not None and fresh.token_states is not None:
+                        states[i] = fresh.token_states[j]
+                self.remember(text, truncate, fresh.vectors[j], lengths[j], fresh.token_states, j)
+            vectors[rows] = fresh.vectors[sources]
+        return Encoded(vectors=vectors, tokens=tokens, cache_hits=hits, token_states=states)
+
+    def remember(
+        self,
+        text: str,
+        truncate: bool,
+        vector: torch.Tensor,
+        length: int,
+        token_states: list[torch.Tensor] | None = None,
+        row: int = 0,
+    ) -> None:
+        """Caches one text's vector (and its token states, when computed) under ``(text, truncate)``."""
+        if self.cache is not None:  # clone: a row view would keep the whole batch alive
+            self.cache.put((text, truncate), (vector.clone(), length))
+        if token_states is not None and self.token_cache is not None:
+            self.token_cache.put((text, truncate), token_states[row].half())
+
+    def cached_token_states(
+        self, texts: list[str], truncate: bool, misses: dict[str, list[int]]
+    ) -> list[torch.Tensor | None]:
+        """Token states of ``texts`` from the token cache; a text without them joins ``misses``, in place."""
+        states: list[torch.Tensor | None] = [None] * len(texts)
+        for i, text in enumerate(texts):
+            if text in misses:
+                continue
+            hit = self.token_cache.get((text, truncate)) if self.token_cache is not None else None
+            if hit is None:
+                misses.setdefault(text, []).append(i)
+            else:
+                states[i] = hit.float()
+        return states
 
     def tokenize(self, texts: Sequence[str]) -> Tokens:
         """Token ids per text, special tokens included, ready for `embed_tokens`.
@@ -181,15 +231,19 @@ class TextEncoder:
                     type_ids[j] = cut["token_type_ids"][k]
         return Tokens(ids=ids, type_ids=type_ids, counts=counts)
 
-    def embed_tokens(self, ids: list[list[int]], type_ids: list[list[int]] | None = None) -> torch.Tensor:
+    def embed_tokens(
+        self, ids: list[list[int]], type_ids: list[list[int]] | None = None, token_states: bool = False
+    ) -> Embedded:
         """One forward pass over already tokenised texts (from `tokenize`): no cache, no budget split.
 
         Shapes:
-            returns (len(ids), dimensions), float32 on CPU, L2-normalised rows.
+            vectors: (len(ids), dimensions), float32 on CPU, L2-normalised rows; token_states: one
+            (len(ids[i]), dimensions) per text when asked for.
         """
         if not ids:
-            return torch.empty(0, self.dimensions)
-        return self._forward(ids, type_ids if self.use_type_ids else None)  # None: the model's default types
+            return Embedded(torch.empty(0, self.dimensions), [] if token_states else None)
+        # type ids None: the model's default types
+        return self._forward(ids, type_ids if self.use_type_ids else None, token_states)
 
     def from_cache(
         self, texts: list[str], truncate: bool
@@ -217,8 +271,8 @@ class TextEncoder:
         return vectors, tokens, len(hit_rows), misses
 
     def _encode_unique(
-        self, texts: list[str], first_index: list[int], truncate: bool
-    ) -> tuple[torch.Tensor, list[int]]:
+        self, texts: list[str], first_index: list[int], truncate: bool, token_states: bool
+    ) -> tuple[Embedded, list[int]]:
         """Embeds distinct texts; `first_index` maps each to its position in the caller's list for errors."""
         tokens = self.tokenize(texts)
         ids, type_ids = tokens.ids, tokens.type_ids
@@ -231,19 +285,28 @@ class TextEncoder:
         # longest first, so each batch is padded to its first text's length
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         out = torch.empty(len(texts), self.dimensions)  # (U, D)
+        states: list[torch.Tensor | None] = [None] * len(texts)
         start = 0
         while start < len(order):
             size = max(1, self.batch_tokens // lengths[order[start]])
             batch = order[start : start + size]
-            out[batch] = self._forward(
-                [ids[j] for j in batch], [type_ids[j] for j in batch] if type_ids is not None else None
+            embedded = self._forward(
+                [ids[j] for j in batch],
+                [type_ids[j] for j in batch] if type_ids is not None else None,
+                token_states,
             )
+            out[batch] = embedded.vectors
+            for j, row in zip(batch, embedded.token_states or (), strict=False):
+                states[j] = row
             start += size
-        return out, lengths
+        return Embedded(out, states if token_states else None), lengths  # type: ignore[arg-type]
 
     @torch.inference_mode()
-    def _forward(self, ids: list[list[int]], type_ids: list[list[int]] | None) -> torch.Tensor:
-        """One padded batch through the model, pooled and normalised; returns (B, D) float32 on CPU."""
+    def _forward(
+        self, ids: list[list[int]], type_ids: list[list[int]] | None, token_states: bool = False
+    ) -> Embedded:
+        """One padded batch through the model, pooled and normalised: (B, D) float32 on CPU, and each text's
+        unpadded token states when asked for."""
         with self._model_lock:
             start = time.perf_counter()
             lengths = torch.tensor([len(row) for row in ids])  # (B,)
@@ -261,9 +324,13 @@ class TextEncoder:
                 weights = mask.to(hidden.device).unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
                 pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, D)
             out = F.normalize(pooled.float(), p=2, dim=1).cpu()
+            states = None
+            if token_states:
+                hidden = hidden.float().cpu()
+                states = [hidden[i, :n].clone() for i, n in enumerate(lengths.tolist())]
             self.timings.forward += pooled_at - start
             self.timings.pool += time.perf_counter() - pooled_at
-            return out
+            return Embedded(out, states)
 
     def _tokenize(self, texts: list[str], max_length: int | None = None):
         if self.lower_case:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from gnn.evidence import Evidence, path_frontiers, walk_back, walk_back_weighted
 from gnn.graph import KnowledgeGraph
-from gnn.models.question_reasoner import QuestionReasoner
+from gnn.models.question_reasoner import QuestionReasoner, token_inputs
 from gnn.propagate import PathSearchConfig, RelationPath, search_relation_paths
 
 
@@ -22,6 +22,7 @@ class Question:
     topics: tuple[tuple[int, float], ...]
     top_k: int = 10
     max_hops: int = 3
+    tokens: Tensor | None = None  # (L, D) the encoder's token states, for reasoners that attend over words
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class ZeroShotReasoner:
     Args:
         config: search and evidence settings.
     """
+
+    wants_token_states = False
 
     def __init__(self, config: ReasonerConfig | None = None) -> None:
         self.config = config or ReasonerConfig()
@@ -155,6 +158,11 @@ class TrainedReasoner:
         self.config = config or ReasonerConfig()
         self.description = description or repr(model)
 
+    @property
+    def wants_token_states(self) -> bool:
+        """Whether questions must carry their token states (``Question.tokens``)."""
+        return self.model.config.token_attention
+
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.model!r})"
 
@@ -169,7 +177,13 @@ class TrainedReasoner:
             return [Reasoning([]) for _ in questions]
         topics = topic_mass(graph.num_entities, questions)
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
-        output = self.model(graph, relation_vectors, vectors, topics)
+        words = {}
+        if self.wants_token_states:
+            missing = [i for i, q in enumerate(questions) if q.tokens is None]
+            if missing:
+                raise ValueError(f"questions[{missing[0]}] has no token states (the reasoner reads words)")
+            words = token_inputs([q.tokens for q in questions])
+        output = self.model(graph, relation_vectors, vectors, topics, **words)
         hops = self.model.config.hops
         results = []
         for b, question in enumerate(questions):

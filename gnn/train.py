@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from gnn.graph import KnowledgeGraph
-from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
+from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig, token_inputs
 
 
 @dataclass
@@ -21,6 +21,7 @@ class QADataset:
     topics: list[list[int]]
     answers: list[list[int]]
     hops: list[int] = field(default_factory=list)
+    tokens: list[Tensor] | None = None  # per question (L_i, D) token states (fp16 keeps them small)
 
     def __len__(self) -> int:
         return len(self.topics)
@@ -31,7 +32,14 @@ class QADataset:
             [self.topics[i] for i in indices],
             [self.answers[i] for i in indices],
             [self.hops[i] for i in indices] if self.hops else [],
+            [self.tokens[i] for i in indices] if self.tokens is not None else None,
         )
+
+    def token_block(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """The ``tokens``/``token_mask`` arguments of the model for these questions (empty without tokens)."""
+        if self.tokens is None:
+            return {}
+        return token_inputs([self.tokens[i] for i in indices])
 
 
 @dataclass
@@ -41,6 +49,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     answer_weight: float = 10.0  # answers count this many times a non-answer in the loss
+    max_grad_norm: float = 1.0  # gradients are clipped to this norm (long runs diverged without it)
     seed: int = 0
 
 
@@ -73,7 +82,12 @@ def train_question_reasoner(
     """
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
-    model = QuestionReasoner(model_config or QuestionReasonerConfig(text_dim=relation_vectors.shape[1]))
+    model_config = model_config or QuestionReasonerConfig(
+        text_dim=relation_vectors.shape[1], token_attention=data.tokens is not None
+    )
+    if model_config.token_attention and data.tokens is None:
+        raise ValueError("the model attends over the questions' words: the dataset needs token states")
+    model = QuestionReasoner(model_config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
     total = steps_per_epoch * config.epochs
@@ -90,10 +104,11 @@ def train_question_reasoner(
             batch = order[start : start + config.batch_size]
             topics = topic_block(graph.num_entities, [data.topics[i] for i in batch])
             target = topic_block(graph.num_entities, [data.answers[i] for i in batch])
-            output = model(graph, relation_vectors, data.questions[batch], topics)
+            output = model(graph, relation_vectors, data.questions[batch], topics, **data.token_block(batch))
             loss = answer_loss(output.scores, target, config.answer_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimiser.step()
             schedule.step()
             step += 1

@@ -132,6 +132,11 @@ class ServiceCollector(Collector):
                 count_value=batcher.batches,
                 sum_value=batcher.items,
             )
+            yield CounterMetricFamily(
+                f"graphfuse_{kind}_compute_seconds",
+                f"Seconds the batched {kind} passes ran on the compute thread",
+                value=batcher.seconds,
+            )
             yield GaugeMetricFamily(
                 f"graphfuse_{kind}_queued",
                 f"{kind.capitalize()} calls waiting for the reasoner",

@@ -53,6 +53,7 @@ class ReasonBatcher:
         self.max_queued = max_queued
         self.batches = 0
         self.items = 0
+        self.seconds = 0.0  # spent in ``run`` (on the executor), summed over batches
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
@@ -82,6 +83,13 @@ class ReasonBatcher:
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(state, work, future, deadline))
         return await future
+
+    def _timed(self, state: GraphState, work: list[Any]) -> Sequence[Any]:
+        started = time.perf_counter()
+        try:
+            return self.work(state, work)
+        finally:
+            self.seconds += time.perf_counter() - started
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,7 +121,7 @@ class ReasonBatcher:
                 state = items[0].state
                 try:
                     results = await loop.run_in_executor(
-                        self.executor, self.work, state, [item.work for item in items]
+                        self.executor, self._timed, state, [item.work for item in items]
                     )
                 except Exception as error:  # noqa: BLE001 - each caller gets the failure
                     for item in items:

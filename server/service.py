@@ -692,14 +692,22 @@ class GraphService:
 
         topics, relation_text, tokens = await self._on_compute(link)
         began = time.perf_counter()
-        encoded = await self._batcher.encode([relation_text], truncate=True, deadline=deadline)
+        encoded = await self._batcher.encode(
+            [relation_text], truncate=True, deadline=deadline, token_states=state.reasoner.wants_token_states
+        )
         queued = clock.add("encode_us", began)
 
         if not topics:  # link by meaning: the whole question against the entity names
             vector = (await self._batcher.encode([question], truncate=True, deadline=deadline)).vectors[0]
             topics = await self._on_compute(self._nearest_topic, state, vector)
             queued = clock.add("encode_us", queued)
-        question_ = Question(encoded.vectors[0], tuple((e.index, e.score) for e in topics), top_k, max_hops)
+        question_ = Question(
+            encoded.vectors[0],
+            tuple((e.index, e.score) for e in topics),
+            top_k,
+            max_hops,
+            encoded.token_states[0] if encoded.token_states else None,
+        )
         reasoning = await self._reasoner_batcher.submit(state, question_, deadline)  # batched with others
         clock.add("reason_us", queued)
         answers = [

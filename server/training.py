@@ -67,11 +67,25 @@ def resolve_examples(
     return usable, skipped
 
 
-def encode_dataset(
-    encoder: TextEncoder, store: GraphStore, rows: Sequence[tuple[str, list[int], list[int], int]]
-) -> QADataset:
-    vectors = encode_cached(encoder, store, [text for text, _, _, _ in rows])
-    return QADataset(vectors, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+ENCODE_CHUNK = 1024  # questions per encoder call while building a dataset (bounds the fp32 token states)
+
+
+def encode_dataset(encoder: TextEncoder, rows: Sequence[tuple[str, list[int], list[int], int]]) -> QADataset:
+    """Question vectors and token states (kept in fp16), encoded as the server encodes a question it answers
+    (truncated to the model's limit)."""
+    texts = [text for text, _, _, _ in rows]
+    vectors, tokens = [], []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        encoded = encoder.encode(texts[start : start + ENCODE_CHUNK], truncate=True, token_states=True)
+        vectors.append(encoded.vectors)
+        tokens += [states.half() for states in encoded.token_states or ()]
+    return QADataset(
+        torch.cat(vectors) if vectors else torch.empty(0, encoder.dimensions),
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        tokens,
+    )
 
 
 def evaluate(
@@ -86,7 +100,14 @@ def evaluate(
     for start in range(0, len(data), batch_size):
         batch = range(start, min(start + batch_size, len(data)))
         questions = [
-            Question(data.questions[i], tuple((t, 1.0) for t in data.topics[i]), 5, 3) for i in batch
+            Question(
+                data.questions[i],
+                tuple((t, 1.0) for t in data.topics[i]),
+                5,
+                3,
+                data.tokens[i] if data.tokens is not None else None,
+            )
+            for i in batch
         ]
         for result in reasoner.reason(graph, relation_vectors, questions):
             ranked.append([a.entity for a in result.answers])
@@ -147,12 +168,12 @@ def train_graph(
             raise ValueError(
                 "no usable training question: check that topics and answers are entities of the graph"
             )
-        train_data = encode_dataset(encoder, store, train_rows)
+        train_data = encode_dataset(encoder, train_rows)
         model = train_question_reasoner(
             graph, relation_vectors, train_data, model_config, train_config, on_step
         )
         metrics = (
-            evaluate(TrainedReasoner(model), graph, relation_vectors, encode_dataset(encoder, store, held))
+            evaluate(TrainedReasoner(model), graph, relation_vectors, encode_dataset(encoder, held))
             if held
             else {}
         )

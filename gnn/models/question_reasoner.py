@@ -1,6 +1,7 @@
 """A trainable question reasoner in the style of TransferNet / NSM, over encoded relation names.
 
-Per hop, a small network turns the encoded question into an *instruction*; the directed relations that
+Per hop, a small network turns the encoded question (and, by attention, its token states) into an
+*instruction*; the directed relations that
 leave the current frontier get a softmax distribution from cos(instruction, relation-name embedding +
 direction embedding); mass moves from the topic entities along the weighted relations; the answer mixes the
 hops by a learned hop attention. Relations compete (a softmax, not independent gates), so following a wrong
@@ -12,6 +13,7 @@ one graph runs on any other.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,6 +30,9 @@ class QuestionReasonerConfig:
     hops: int = 3  # propagation steps (the answer mixes all of them)
     live_mass: float = 0.01  # entities with at least this score decide which relations can be followed
     dropout: float = 0.1
+    token_attention: bool = True  # each hop also attends over the question's token states (word order:
+    # "directed the films starred by" vs "starred in the films directed by")
+    max_temperature: float = 100.0  # cap of the learned relation-softmax temperature
 
 
 @dataclass
@@ -44,7 +49,10 @@ class QuestionReasoner(nn.Module):
     Each hop's instruction reads the question *and the relation followed at the previous hop* (NSM's
     recurrent instructions), so "the films written by X, which genres" (written_by^-1 then has_genre) and
     "films sharing writers with X, which genres" (written_by, written_by^-1, has_genre) can part ways after
-    the first step. Whether to stop after hop t is read the same way.
+    the first step. With ``token_attention``, each hop also attends over the question's token states from
+    that same state (NSM's instruction attention): a pooled sentence vector barely tells "who directed the
+    films starred by" from "who starred in the films directed by", the words around the gap do. Whether to
+    stop after hop t is read the same way.
 
     Args:
         config: sizes and hop count.
@@ -54,13 +62,16 @@ class QuestionReasoner(nn.Module):
         super().__init__()
         self.config = config = config or QuestionReasonerConfig()
         d = config.text_dim
+        # inputs of the instruction and stop heads: question, previous relation, hop (, attended words)
+        width = (4 if config.token_attention else 3) * d
         self.hop_embedding = nn.Embedding(config.hops, d)
+        if config.token_attention:
+            self.token_norm = nn.LayerNorm(d)
+            self.token_query = nn.Linear(3 * d, d)
         self.instruction = nn.Sequential(  # correction added to the question vector, per hop
-            nn.Linear(3 * d, 2 * d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(2 * d, d)
+            nn.Linear(width, 2 * d), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(2 * d, d)
         )
-        self.stop = nn.Sequential(
-            nn.Linear(3 * d, d), nn.GELU(), nn.Linear(d, 1)
-        )  # answer-here logit per hop
+        self.stop = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, 1))  # answer-here logit
         self.relation = nn.Linear(d, d)  # correction added to the relation-name vector
         self.direction = nn.Embedding(2, d)  # forward, reversed
         self.log_temperature = nn.Parameter(torch.zeros(()))
@@ -69,7 +80,8 @@ class QuestionReasoner(nn.Module):
 
     def reset_parameters(self) -> None:
         """Start as the zero-shot matcher: instruction = question, relation = its name, cosine logits."""
-        for module in (*self.instruction, *self.stop):
+        queries = [self.token_query] if self.config.token_attention else []
+        for module in (*self.instruction, *self.stop, *queries):
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
         for module in (self.instruction[-1], self.relation):
@@ -85,18 +97,35 @@ class QuestionReasoner(nn.Module):
         return torch.cat([relations + self.direction.weight[0], relations + self.direction.weight[1]])
 
     def forward(
-        self, graph: KnowledgeGraph, relation_vectors: Tensor, questions: Tensor, topics: Tensor
+        self,
+        graph: KnowledgeGraph,
+        relation_vectors: Tensor,
+        questions: Tensor,
+        topics: Tensor,
+        tokens: Tensor | None = None,
+        token_mask: Tensor | None = None,
     ) -> ReasonerOutput:
         """Score every entity for every question.
 
         Shapes:
-            relation_vectors: ``(R, D)``; questions: ``(B, D)``; topics: ``(N, B)`` initial mass.
+            relation_vectors: ``(R, D)``; questions: ``(B, D)``; topics: ``(N, B)`` initial mass;
+            tokens: ``(B, L, D)`` the questions' token states and token_mask ``(B, L)`` (True on real tokens),
+            both required with ``token_attention`` (see :func:`token_inputs`).
         """
         if topics.shape != (graph.num_entities, questions.shape[0]):
             raise ValueError(
                 f"Expected 'topics' of shape {(graph.num_entities, questions.shape[0])} "
                 f"(got {tuple(topics.shape)})"
             )
+        if self.config.token_attention:
+            if tokens is None or token_mask is None:
+                raise ValueError("this model attends over the questions' words: give 'tokens', 'token_mask'")
+            if tokens.shape[0] != questions.shape[0] or token_mask.shape != tokens.shape[:2]:
+                raise ValueError(
+                    f"Expected 'tokens' (B, L, D) and 'token_mask' (B, L) for B={questions.shape[0]} "
+                    f"(got {tuple(tokens.shape)} and {tuple(token_mask.shape)})"
+                )
+            words = self.token_norm(tokens)  # (B, L, D)
         directed = self.directed_relations(relation_vectors)  # (2R, D)
         keys = F.normalize(directed, dim=-1)
         degree = graph.out_degree()  # (2R, N)
@@ -107,8 +136,14 @@ class QuestionReasoner(nn.Module):
             state = torch.cat(
                 [questions, previous, self.hop_embedding.weight[t].expand_as(questions)], dim=-1
             )
+            if self.config.token_attention:
+                query = self.token_query(state)  # (B, D)
+                attention_logits = torch.einsum("bd,bld->bl", query, words) / math.sqrt(query.shape[-1])
+                word_weights = torch.softmax(attention_logits.masked_fill(~token_mask, float("-inf")), -1)
+                state = torch.cat([state, torch.einsum("bl,bld->bd", word_weights, words)], dim=-1)
             instruction = questions + self.instruction(state)  # (B, D)
-            logits = self.log_temperature.exp() * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
+            temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
+            logits = temperature * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
             live = (degree @ (x.detach() > self.config.live_mass).float()).T > 0  # (B, 2R)
@@ -132,10 +167,23 @@ class QuestionReasoner(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> QuestionReasoner:
-        model = cls(QuestionReasonerConfig(**checkpoint["config"]))
+        # checkpoints from before token attention lack the key and were trained without it
+        model = cls(QuestionReasonerConfig(**{"token_attention": False, **checkpoint["config"]}))
         model.load_state_dict(checkpoint["state_dict"])
         return model.eval()
 
     def __repr__(self) -> str:
         c = self.config
-        return f"{self.__class__.__name__}(text_dim={c.text_dim}, hops={c.hops})"
+        return (
+            f"{self.__class__.__name__}(text_dim={c.text_dim}, hops={c.hops}, "
+            f"token_attention={c.token_attention})"
+        )
+
+
+def token_inputs(states: Sequence[Tensor]) -> dict[str, Tensor]:
+    """The model's ``tokens`` and ``token_mask`` arguments from one ``(L_b, D)`` tensor per question (any
+    float dtype): ``(B, L, D)`` float32 states padded with zeros to the longest question, ``(B, L)`` True on
+    real tokens."""
+    tokens = nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True)  # (B, L, D)
+    lengths = torch.tensor([s.shape[0] for s in states])
+    return {"tokens": tokens, "token_mask": torch.arange(tokens.shape[1]) < lengths[:, None]}

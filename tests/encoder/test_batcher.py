@@ -67,12 +67,12 @@ class ForwardSpy:
         self.threads: set[str] = set()
         embed = enc.embed_tokens
 
-        def spy(ids, type_ids=None):
+        def spy(ids, type_ids=None, token_states=False):
             self.calls.append([list(row) for row in ids])
             self.threads.add(threading.current_thread().name)
             if delay:
                 time.sleep(delay)
-            return embed(ids, type_ids)
+            return embed(ids, type_ids, token_states)
 
         monkeypatch.setattr(enc, "embed_tokens", spy)
 
@@ -284,12 +284,12 @@ async def test_a_failing_forward_pass_fails_its_window_only(enc, monkeypatch):
     embed = enc.embed_tokens
     calls = 0
 
-    def flaky(ids, type_ids=None):
+    def flaky(ids, type_ids=None, token_states=False):
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("out of memory")
-        return embed(ids, type_ids)
+        return embed(ids, type_ids, token_states)
 
     monkeypatch.setattr(enc, "embed_tokens", flaky)
     async with EncodeBatcher(enc) as batcher:
@@ -313,3 +313,15 @@ async def test_empty_and_invalid_input(enc):
     with pytest.raises(ValueError, match="max_wait_ms"):
         EncodeBatcher(enc, BatcherConfig(max_wait_ms=-1))
     assert EncodeBatcher(enc).max_batch_tokens == enc.batch_tokens == 2048
+
+
+async def test_token_states_for_callers_that_ask_and_shared_passes_for_those_that_do_not(enc, monkeypatch):
+    spy = ForwardSpy(enc, monkeypatch)
+    texts = ["batched states probe one", "batched states probe two"]
+    async with EncodeBatcher(enc, BatcherConfig(max_wait_ms=20)) as batcher:
+        plain, with_states = await gather(batcher.encode(texts[:1]), batcher.encode(texts, token_states=True))
+    assert plain.token_states is None
+    assert len(spy.calls) == 1  # one forward pass served both callers
+    direct = enc.encode(texts, token_states=True)
+    for ours, expected in zip(with_states.token_states, direct.token_states, strict=True):
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)

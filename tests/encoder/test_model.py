@@ -324,3 +324,27 @@ def test_cuda_matches_cpu(enc):
     expected = enc.encode(TEXTS + [LONG], truncate=True).vectors
     assert cosines(out.vectors, expected).min() >= 0.9999
     assert out.tokens[-1] == 256
+
+
+def test_token_states_are_the_states_the_vector_pools(small, reference):
+    texts = ["who directed the movies starred by", "a", LONG]
+    out = small.encode(texts, truncate=True, token_states=True)
+    assert out.token_states is not None and len(out.token_states) == 3
+    for tokens, states, vector in zip(out.tokens, out.token_states, out.vectors, strict=True):
+        assert states.shape == (tokens, small.dimensions) and states.dtype == torch.float32
+        # mean pooling of the states, normalised, is the sentence vector
+        torch.testing.assert_close(torch.nn.functional.normalize(states.mean(0), dim=0), vector)
+    full = reference[0].auto_model(**reference.tokenize([texts[0]])).last_hidden_state[0]
+    torch.testing.assert_close(out.token_states[0], full.detach(), atol=1e-4, rtol=1e-4)
+    assert small.encode(texts[:1]).token_states is None  # only when asked for
+
+
+def test_token_states_are_cached_apart_and_fill_a_vector_only_hit(enc, monkeypatch):
+    enc.encode(["states probe"])  # the vector is cached, the states are not
+    counter = ForwardCounter(enc, monkeypatch)
+    first = enc.encode(["states probe"], token_states=True)
+    assert counter.rows == 1 and first.cache_hits == 0
+    again = enc.encode(["states probe", "states probe"], token_states=True)
+    assert counter.rows == 1 and again.cache_hits == 2
+    torch.testing.assert_close(again.token_states[1], first.token_states[0], atol=1e-2, rtol=1e-2)  # fp16
+    assert enc.token_cache is not None and enc.token_cache.max_entries == 4096

@@ -62,7 +62,7 @@ def test_learns_one_and_two_hop_templates() -> None:
         graph,
         relation_vectors,
         train,
-        QuestionReasonerConfig(text_dim=8, hops=2, dropout=0.0),
+        QuestionReasonerConfig(text_dim=8, hops=2, dropout=0.0, token_attention=False),
         TrainConfig(epochs=8, batch_size=32, lr=1e-2),
     )
     reasoner = TrainedReasoner(model)
@@ -82,17 +82,96 @@ def test_learns_one_and_two_hop_templates() -> None:
     assert answer.hops == 2 and len(answer.evidence[0].hops) == 2
 
 
-def test_checkpoint_round_trip_gives_the_same_scores() -> None:
-    graph = movie_world()
+def mixed_world(seed: int = 0) -> KnowledgeGraph:
+    """Every entity has edges of both relations, so a topic's edges never tell which relation comes first."""
+    rng = random.Random(seed)
+    triples = [
+        TripleRecord(f"e{i}", relation, f"e{rng.randrange(30)}")
+        for i in range(30)
+        for relation in ("wrote", "edited")
+        for _ in range(2)
+    ]
+    return KnowledgeGraph([], triples)
+
+
+def word_order_dataset(graph: KnowledgeGraph, count: int, seed: int) -> QADataset:
+    """Two templates with the same words in opposite order ("wrote, then edited" vs "edited, then wrote"):
+    the pooled vectors are equal, only the token states (word + position) tell them apart."""
+    rng = random.Random(seed)
+    words, positions = torch.eye(8)[:2], torch.eye(8)[2:4]
+    vectors, topics, answers, hops, tokens = [], [], [], [], []
+    while len(topics) < count:
+        order = rng.randrange(2)
+        path = (0, 1) if order == 0 else (1, 0)
+        start = rng.randrange(graph.num_entities)
+        x = torch.zeros(graph.num_entities, 1)
+        x[start] = 1.0
+        for d in path:
+            x = graph.transition(d).apply(x).clamp(max=1.0)
+        x[start] = 0.0
+        reached = x.flatten().nonzero().flatten().tolist()
+        if not reached:
+            continue
+        vectors.append(torch.nn.functional.normalize(words.sum(0) + positions.sum(0), dim=0))
+        tokens.append(torch.stack([words[path[0]] + positions[0], words[path[1]] + positions[1]]))
+        topics.append([start])
+        answers.append(reached)
+        hops.append(2)
+    return QADataset(torch.stack(vectors), topics, answers, hops, tokens)
+
+
+def two_hop_hits(
+    model: QuestionReasoner, graph: KnowledgeGraph, relations: torch.Tensor, held: QADataset
+) -> float:
+    topics = topic_block(graph.num_entities, held.topics)
+    with torch.no_grad():
+        scores = model(graph, relations, held.questions, topics, **held.token_block(range(len(held)))).scores
+    top = scores.argmax(0).tolist()
+    return sum(top[i] in held.answers[i] for i in range(len(held))) / len(held)
+
+
+def test_token_attention_tells_word_order_apart() -> None:
+    graph = mixed_world()
+    relations = torch.nn.functional.normalize(torch.eye(8)[:2] + 0.1, dim=1)  # relation names ~ the words
+    train, held = word_order_dataset(graph, 600, seed=1), word_order_dataset(graph, 200, seed=2)
+    config = TrainConfig(epochs=8, batch_size=32, lr=1e-2)
+    hits = {}
+    for attention in (True, False):
+        torch.manual_seed(0)
+        data = train if attention else QADataset(train.questions, train.topics, train.answers, train.hops)
+        model_config = QuestionReasonerConfig(text_dim=8, hops=2, dropout=0.0, token_attention=attention)
+        model = train_question_reasoner(graph, relations, data, model_config, config)
+        hits[attention] = two_hop_hits(model, graph, relations, held)
+    assert hits[True] >= 0.9, hits
+    assert hits[False] <= hits[True] - 0.2, hits  # the pooled vector alone cannot tell the orders apart
+
+
+def test_attending_model_needs_token_states() -> None:
+    graph = mixed_world()
     model = QuestionReasoner(QuestionReasonerConfig(text_dim=8, hops=2)).eval()
+    topics = topic_block(graph.num_entities, [[0]])
+    with pytest.raises(ValueError, match="token_mask"):
+        model(graph, torch.randn(2, 8), torch.randn(1, 8), topics)
+    reasoner = TrainedReasoner(model)
+    assert reasoner.wants_token_states
+    with pytest.raises(ValueError, match=r"questions\[0\] has no token states"):
+        reasoner.reason(graph, torch.randn(2, 8), [Question(torch.randn(8), ((0, 1.0),))])
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_checkpoint_round_trip_gives_the_same_scores(attention: bool) -> None:
+    graph = movie_world()
+    model = QuestionReasoner(QuestionReasonerConfig(text_dim=8, hops=2, token_attention=attention)).eval()
     restored = QuestionReasoner.from_checkpoint(model.checkpoint())
     vectors = torch.randn(graph.num_relations, 8)
     questions = torch.randn(3, 8)
     topics = topic_block(graph.num_entities, [[0], [1], [2]])
+    words = QADataset(questions, [[0]] * 3, [[1]] * 3, [], [torch.randn(n, 8) for n in (2, 5, 3)])
+    block = words.token_block(range(3)) if attention else {}
     with torch.no_grad():
         torch.testing.assert_close(
-            model(graph, vectors, questions, topics).scores,
-            restored(graph, vectors, questions, topics).scores,
+            model(graph, vectors, questions, topics, **block).scores,
+            restored(graph, vectors, questions, topics, **block).scores,
         )
 
 

@@ -43,6 +43,7 @@ def test_calls_batches_cache_and_graphs_are_counted(observed: RunningServer) -> 
         )
         client.embed(["what treats headache"] * 3)
         client.embed(["what treats headache"])  # a cache hit
+        client.ask("what does aspirin treat", graph="drugs")
         assert (
             rpc_error(client.lookup, "drugs", head="nothing like it at all").code()
             == grpc.StatusCode.NOT_FOUND
@@ -65,6 +66,8 @@ def test_calls_batches_cache_and_graphs_are_counted(observed: RunningServer) -> 
     assert ("graphfuse_encoder_queued_texts", ()) in samples
     for stage in ("queue", "tokenize", "forward", "pool"):
         assert samples[("graphfuse_encoder_stage_seconds_total", (("stage", stage),))] > 0
+    assert samples[("graphfuse_ask_batch_items_sum", ())] == 1
+    assert samples[("graphfuse_ask_compute_seconds_total", ())] > 0
 
 
 def test_request_ids_are_echoed_and_generated(observed: RunningServer) -> None:
