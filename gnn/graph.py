@@ -110,6 +110,51 @@ class GraphUpdate:
     removed_edges: int = 0
 
 
+class _EdgeKeySet(set):
+    """The ``(head, relation, tail)`` keys of a graph built from tensors, filled from them on first use.
+
+    Filling is one Python tuple per edge (~0.4 s per million edges), which a graph built for one batch of
+    questions (:meth:`KnowledgeGraph.subgraph`) never needs: only updates and ``has_edge`` read the keys.
+    """
+
+    def __init__(self, heads: Tensor, rels: Tensor, tails: Tensor) -> None:
+        super().__init__()
+        self._pending: tuple[Tensor, Tensor, Tensor] | None = (heads, rels, tails)
+
+    def _fill(self) -> None:
+        pending = self._pending
+        if pending is not None:  # two threads may both fill: adding the same keys twice is harmless
+            super().update(zip(*(column.tolist() for column in pending), strict=True))
+            self._pending = None
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __iter__(self):  # noqa: ANN204
+        self._fill()
+        return super().__iter__()
+
+    def add(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().add(key)
+
+    def discard(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().discard(key)
+
+    def remove(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().remove(key)
+
+    def __reduce__(self) -> tuple[type, tuple[list[tuple[int, int, int]]]]:  # copies and pickles as a set
+        return set, (list(self),)
+
+
 class KnowledgeGraph:
     """Entities, relations and triples of one graph, with per-relation adjacency built on demand.
 
@@ -137,6 +182,134 @@ class KnowledgeGraph:
         self._stacked: StackedTransitions | None = None
         self._of_type: dict[str, Tensor] = {}
         self.add(list(entities) + list(triples))
+
+    @classmethod
+    def from_tensors(
+        cls,
+        entity_ids: Sequence[str],
+        relation_ids: Sequence[str],
+        heads: Tensor,
+        relations: Tensor,
+        tails: Tensor,
+        names: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        aliases: dict[int, tuple[str, ...]] | None = None,
+    ) -> KnowledgeGraph:
+        """A graph from id lists and edge index tensors, without a Python step per edge.
+
+        Repeated edges are stored once (the first, in the given order), as :meth:`add` does.
+
+        Args:
+            entity_ids: distinct entity ids; entity ``i`` is ``entity_ids[i]``.
+            relation_ids: distinct relation ids; relation ``r`` is ``relation_ids[r]``.
+            heads, relations, tails: ``(E,)`` integer indices into those lists.
+            names: display names (default: derived from the ids, as for records without a name).
+            types: node types, ``""`` for untyped (default: all untyped).
+            aliases: linking aliases by entity index (default: none).
+        """
+        n, r = len(entity_ids), len(relation_ids)
+        edges = [torch.as_tensor(column) for column in (heads, relations, tails)]
+        if any(column.dim() != 1 or column.dtype.is_floating_point for column in edges):
+            raise ValueError(
+                "Expected 'heads', 'relations' and 'tails' to be one-dimensional integer tensors "
+                f"(got shapes {[tuple(c.shape) for c in edges]}, dtypes {[c.dtype for c in edges]})"
+            )
+        if len({column.numel() for column in edges}) != 1:
+            raise ValueError(f"Expected edge tensors of one length (got {[c.numel() for c in edges]})")
+        heads, relations, tails = (column.long() for column in edges)
+        for name, column, size in (("heads", heads, n), ("relations", relations, r), ("tails", tails, n)):
+            if column.numel() and (int(column.min()) < 0 or int(column.max()) >= size):
+                raise ValueError(
+                    f"Expected '{name}' in [0, {size}) (got [{int(column.min())}, {int(column.max())}])"
+                )
+        for name, ids in (("entity_ids", entity_ids), ("relation_ids", relation_ids)):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"Expected distinct '{name}' (got {len(ids) - len(set(ids))} repeated)")
+        for name, values in (("names", names), ("types", types)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
+        if heads.numel():  # keep the first of each repeated edge, in order
+            _, inverse = torch.unique((heads * r + relations) * n + tails, return_inverse=True)
+            first = torch.full((int(inverse.max()) + 1,), heads.numel(), dtype=torch.long)
+            first = first.scatter_reduce_(0, inverse, torch.arange(heads.numel()), "amin")
+            if first.numel() < heads.numel():
+                keep = torch.sort(first).values
+                heads, relations, tails = heads[keep], relations[keep], tails[keep]
+        return cls._from_parts(
+            list(entity_ids),
+            list(names) if names is not None else [default_name(i) for i in entity_ids],
+            list(types) if types is not None else [""] * n,
+            dict(aliases or {}),
+            list(relation_ids),
+            heads,
+            relations,
+            tails,
+        )
+
+    def subgraph(self, entities: Tensor) -> KnowledgeGraph:
+        """The induced subgraph on ``entities``: every stored edge with both ends among them.
+
+        Sub-entity ``i`` is global entity ``entities[i]`` (pass them ascending to keep the global order, so
+        ties between entities break the same way in both graphs). Relations are all kept, with the same
+        indices in the same order, so relation vectors line up with both graphs; names, types and aliases
+        come along. The edges are found with one vectorised pass over the edge tensors.
+
+        Shapes:
+            entities: ``(n,)`` distinct global entity indices.
+        """
+        entities = torch.as_tensor(entities)
+        if entities.dim() != 1 or entities.dtype.is_floating_point:
+            raise ValueError(
+                f"Expected 'entities' to be a one-dimensional integer tensor (got shape "
+                f"{tuple(entities.shape)}, dtype {entities.dtype})"
+            )
+        entities = entities.long()
+        n = self.num_entities
+        if entities.numel() and (int(entities.min()) < 0 or int(entities.max()) >= n):
+            raise ValueError(
+                f"Expected 'entities' in [0, {n}) (got [{int(entities.min())}, {int(entities.max())}])"
+            )
+        local = torch.full((n,), -1, dtype=torch.long)
+        local[entities] = torch.arange(entities.numel())
+        if int((local >= 0).sum()) != entities.numel():
+            raise ValueError("Expected distinct 'entities' (got repeated indices)")
+        heads, rels, tails = local[self._heads], self._rels, local[self._tails]  # (E,)
+        inside = (heads >= 0) & (tails >= 0)
+        kept = entities.tolist()
+        aliases = self.aliases
+        return self._from_parts(
+            [self.entity_ids[i] for i in kept],
+            [self.names[i] for i in kept],
+            [self.types[i] for i in kept],
+            {sub: aliases[i] for sub, i in enumerate(kept) if i in aliases} if aliases else {},
+            list(self.relation_ids),
+            heads[inside],
+            rels[inside],
+            tails[inside],
+        )
+
+    @classmethod
+    def _from_parts(
+        cls,
+        entity_ids: list[str],
+        names: list[str],
+        types: list[str],
+        aliases: dict[int, tuple[str, ...]],
+        relation_ids: list[str],
+        heads: Tensor,
+        rels: Tensor,
+        tails: Tensor,
+    ) -> KnowledgeGraph:
+        """A graph from checked parts (distinct ids, distinct in-range edges); the parts are not copied."""
+        graph = cls()
+        graph.entity_ids = entity_ids
+        graph.entity_index = dict(zip(entity_ids, range(len(entity_ids)), strict=True))
+        graph.names, graph.types, graph.aliases = names, types, aliases
+        graph.relation_ids = relation_ids
+        graph.relation_index = dict(zip(relation_ids, range(len(relation_ids)), strict=True))
+        graph._heads, graph._rels, graph._tails = heads, rels, tails
+        graph._edge_keys = _EdgeKeySet(heads, rels, tails)
+        return graph
 
     # ------------------------------------------------------------------------------------------ sizes
     @property

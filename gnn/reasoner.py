@@ -10,6 +10,7 @@ from torch import Tensor
 
 from gnn.evidence import Evidence, path_frontiers, walk_back, walk_back_weighted
 from gnn.graph import KnowledgeGraph
+from gnn.models.answer_head import candidate_features
 from gnn.models.question_reasoner import QuestionReasoner, token_inputs
 from gnn.propagate import PathSearchConfig, RelationPath, search_relation_paths
 
@@ -66,7 +67,11 @@ class ZeroShotReasoner:
 
     @torch.inference_mode()
     def reason(
-        self, graph: KnowledgeGraph, relation_vectors: Tensor, questions: Sequence[Question]
+        self,
+        graph: KnowledgeGraph,
+        relation_vectors: Tensor,
+        questions: Sequence[Question],
+        entity_vectors: Tensor | None = None,  # noqa: ARG002 - one signature for every reasoner
     ) -> list[Reasoning]:
         """Answer a batch of questions in one propagation.
 
@@ -168,9 +173,17 @@ class TrainedReasoner:
 
     @torch.inference_mode()
     def reason(
-        self, graph: KnowledgeGraph, relation_vectors: Tensor, questions: Sequence[Question]
+        self,
+        graph: KnowledgeGraph,
+        relation_vectors: Tensor,
+        questions: Sequence[Question],
+        entity_vectors: Tensor | None = None,
     ) -> list[Reasoning]:
-        """Answer a batch of questions in one propagation (``max_hops`` caps the hops of each question)."""
+        """Answer a batch of questions in one propagation (``max_hops`` caps the hops of each question).
+
+        With the entities' name vectors ``(N, D)``, a model with an answer head re-scores its strongest
+        candidates of questions that may use every hop (see :mod:`gnn.models.answer_head`).
+        """
         if not questions:
             return []
         if graph.num_relations == 0:
@@ -185,16 +198,35 @@ class TrainedReasoner:
             words = token_inputs([q.tokens for q in questions])
         output = self.model(graph, relation_vectors, vectors, topics, **words)
         hops = self.model.config.hops
+        head = self.model.answer_head
+        rescored = None
+        if head is not None and entity_vectors is not None and entity_vectors.shape[0] == graph.num_entities:
+            candidates, features = candidate_features(
+                output.scores,
+                output.hop_scores,
+                output.hop_attention,
+                vectors,
+                entity_vectors,
+                head.config.candidates,
+            )
+            rescored = candidates, torch.sigmoid(head(features))  # (B, K) each
         results = []
         for b, question in enumerate(questions):
             limit = min(question.max_hops, hops)
             per_hop = torch.stack([output.hop_scores[t][:, b] for t in range(limit)])  # (T', N)
             weighted = per_hop * output.hop_attention[b, :limit, None]  # (T', N)
             scores = weighted.sum(0).masked_fill_(topics[:, b] > 0, 0.0)  # (N,)
-            k = min(question.top_k, int((scores > self.config.min_score).sum()))
-            answers = []
-            if k:
+            if rescored is not None and limit == hops:
+                entities, probabilities = rescored[0][b], rescored[1][b]
+                reached = scores[entities] > self.config.min_score
+                entities, probabilities = entities[reached], probabilities[reached]
+                top_scores, order = torch.sort(probabilities, descending=True)
+                top_scores, entities = top_scores[: question.top_k], entities[order[: question.top_k]]
+            else:
+                k = min(question.top_k, int((scores > self.config.min_score).sum()))
                 top_scores, entities = torch.topk(scores, k)
+            answers = []
+            if entities.numel():
                 frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
                 for score, entity in zip(top_scores.tolist(), entities.tolist(), strict=True):
                     hop = int(torch.argmax(weighted[:, entity])) + 1

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from gnn.graph import KnowledgeGraph
+from gnn.models.answer_head import AnswerHead, AnswerHeadConfig, candidate_features
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig, token_inputs
 
 
@@ -115,3 +116,56 @@ def train_question_reasoner(
             if on_step is not None:
                 on_step(step, total, loss.item())
     return model.eval()
+
+
+def fit_answer_head(
+    model: QuestionReasoner,
+    graph: KnowledgeGraph,
+    relation_vectors: Tensor,
+    entity_vectors: Tensor,
+    data: QADataset,
+    config: AnswerHeadConfig | None = None,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> AnswerHead:
+    """Fit an :class:`AnswerHead` on the frozen reasoner's candidates for ``data``; attach it to ``model``.
+
+    The reasoner runs once over ``data``; the head then learns, with binary cross-entropy, which of each
+    question's candidates are answers, from their scores and the similarity of their names to the question.
+    """
+    config = config or AnswerHeadConfig(hops=model.config.hops)
+    model.answer_head = None
+    model.eval()
+    features, labels = [], []
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            batch = list(range(start, min(start + batch_size, len(data))))
+            topics = topic_block(graph.num_entities, [data.topics[i] for i in batch])
+            questions = data.questions[batch]
+            output = model(graph, relation_vectors, questions, topics, **data.token_block(batch))
+            candidates, batch_features = candidate_features(
+                output.scores,
+                output.hop_scores,
+                output.hop_attention,
+                questions,
+                entity_vectors,
+                config.candidates,
+            )
+            answers = topic_block(graph.num_entities, [data.answers[i] for i in batch])  # (N, B)
+            labels.append(answers.T.gather(1, candidates))
+            features.append(batch_features)
+    x, y = torch.cat(features).clone(), torch.cat(labels).clone()  # (M, K, F), (M, K)
+    torch.manual_seed(seed)
+    head = AnswerHead(config)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for rows in torch.randperm(x.shape[0], generator=generator).split(256):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[rows]), y[rows])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    model.answer_head = head.eval()
+    return model.answer_head

@@ -31,6 +31,8 @@ class ServerConfig:
     default_graph: str = "umls"
     grace_seconds: float = 5.0  # in-flight requests get this long to finish on shutdown
     max_message_bytes: int = 32 * 1024 * 1024
+    reason_subgraph_entities: int = 2000  # on very large graphs, entities kept around each question's topics
+    reason_subgraph_min_edges: int = 1_000_000  # graphs with fewer edges are always reasoned on whole
     link_threshold: float = 0.5  # least cosine for an embedding match to resolve an entity or relation
     checkpoint_poll_seconds: float = 2.0  # how often trained checkpoints are looked for
     # A recommender's global structures are refitted in the background, on the live graph, once its

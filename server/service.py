@@ -28,8 +28,9 @@ from gnn.fusion import fuse_answer_text
 from gnn.graph import KnowledgeGraph
 from gnn.link_inference import InferredTriple, LinkPattern, infer_many
 from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topics
-from gnn.reasoner import Question
+from gnn.reasoner import Question, Reasoning, TrainedReasoner
 from gnn.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
+from gnn.subgraph import SubgraphConfig, reason_capped
 from server.auth import authorize, visible
 from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
@@ -273,7 +274,7 @@ class GraphService:
         await self.batcher.start()
         self.reason_batcher = ReasonBatcher(
             self._compute,
-            lambda state, questions: state.reasoner.reason(state.graph, state.relation_vectors, questions),
+            self._reason,
             "questions",
             max_queued=self.limits.max_queued_texts,
         )
@@ -392,6 +393,24 @@ class GraphService:
 
     async def _on_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def _reason(self, state: GraphState, questions: list[Question]) -> list[Reasoning]:
+        """One batch of questions on the compute thread; on very large graphs, on the capped subgraph around
+        their topic entities (gnn/subgraph.py)."""
+        reasoner = state.reasoner
+        depth = (
+            reasoner.model.config.hops
+            if isinstance(reasoner, TrainedReasoner)
+            else max(q.max_hops for q in questions)
+        )
+        config = SubgraphConfig(
+            max_entities=self.config.reason_subgraph_entities,
+            hops=depth,
+            min_graph_edges=self.config.reason_subgraph_min_edges,
+        )
+        return reason_capped(
+            reasoner, state.graph, state.relation_vectors, questions, config, state.entity_vectors
+        )
 
     def _check_ready(self) -> tuple[TextEncoder, GraphStore]:
         if not self.ready or self.encoder is None or self.store is None:

@@ -25,9 +25,9 @@ from gnn.linking import EntityLinker, strip_topics
 from gnn.models.question_reasoner import QuestionReasonerConfig
 from gnn.questions import generate_questions
 from gnn.reasoner import Question, TrainedReasoner
-from gnn.train import QADataset, TrainConfig, train_question_reasoner
+from gnn.train import QADataset, TrainConfig, fit_answer_head, train_question_reasoner
 from server.checkpoints import checkpoint_path, save_checkpoint
-from server.state import encode_cached
+from server.state import GraphState
 from server.store import GraphStore
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ def evaluate(
     relation_vectors: torch.Tensor,
     data: QADataset,
     batch_size: int = 64,
+    entity_vectors: torch.Tensor | None = None,
 ) -> dict[str, QAMetrics]:
     """Hits@1, Hits@5 and answer-set F1 (answers scoring >= 0.5) of ``reasoner`` on ``data``, by hop."""
     ranked, committed, top_scores = [], [], []
@@ -109,7 +110,7 @@ def evaluate(
             )
             for i in batch
         ]
-        for result in reasoner.reason(graph, relation_vectors, questions):
+        for result in reasoner.reason(graph, relation_vectors, questions, entity_vectors):
             ranked.append([a.entity for a in result.answers])
             committed.append({a.entity for a in result.answers if a.score >= 0.5})
             top_scores.append(result.answers[0].score if result.answers else 0.0)
@@ -136,12 +137,10 @@ def train_graph(
     store = GraphStore(data_dir)
     try:
         entities, triples = store.read_graph(graph_name)
-        graph = KnowledgeGraph(entities, triples)
-        linker = EntityLinker(graph)
         encoder = encoder or TextEncoder()
-        relation_vectors = encode_cached(
-            encoder, store, [graph.relation_text(r) for r in range(graph.num_relations)]
-        )
+        state = GraphState(graph_name, KnowledgeGraph(entities, triples), encoder.dimensions)
+        state.embed_names(encoder, store)  # the name vectors the server will use
+        graph, linker, relation_vectors = state.graph, state.linker, state.relation_vectors
         rows, skipped = resolve_examples(graph, linker, examples)
         random.Random(train_config.seed).shuffle(rows)
         cut = int(round(len(rows) * holdout))
@@ -172,8 +171,17 @@ def train_graph(
         model = train_question_reasoner(
             graph, relation_vectors, train_data, model_config, train_config, on_step
         )
+        fit_answer_head(
+            model, graph, relation_vectors, state.entity_vectors, train_data, seed=train_config.seed
+        )
         metrics = (
-            evaluate(TrainedReasoner(model), graph, relation_vectors, encode_dataset(encoder, held))
+            evaluate(
+                TrainedReasoner(model),
+                graph,
+                relation_vectors,
+                encode_dataset(encoder, held),
+                entity_vectors=state.entity_vectors,
+            )
             if held
             else {}
         )

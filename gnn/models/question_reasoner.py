@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gnn.graph import KnowledgeGraph
 from gnn.layers import RelationPropagation
+from gnn.models.answer_head import AnswerHead, AnswerHeadConfig
 
 
 @dataclass
@@ -76,6 +77,7 @@ class QuestionReasoner(nn.Module):
         self.direction = nn.Embedding(2, d)  # forward, reversed
         self.log_temperature = nn.Parameter(torch.zeros(()))
         self.propagate = RelationPropagation()
+        self.answer_head: AnswerHead | None = None  # fitted after the reasoner (gnn.train.fit_answer_head)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,13 +164,16 @@ class QuestionReasoner(nn.Module):
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
 
     def checkpoint(self) -> dict:
-        """What :meth:`from_checkpoint` needs: config and weights."""
-        return {"config": asdict(self.config), "state_dict": self.state_dict()}
+        """What :meth:`from_checkpoint` needs: config and weights (the answer head's included)."""
+        head = asdict(self.answer_head.config) if self.answer_head is not None else None
+        return {"config": asdict(self.config), "answer_head": head, "state_dict": self.state_dict()}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> QuestionReasoner:
         # checkpoints from before token attention lack the key and were trained without it
         model = cls(QuestionReasonerConfig(**{"token_attention": False, **checkpoint["config"]}))
+        if checkpoint.get("answer_head") is not None:
+            model.answer_head = AnswerHead(AnswerHeadConfig(**checkpoint["answer_head"]))
         model.load_state_dict(checkpoint["state_dict"])
         return model.eval()
 
@@ -176,7 +181,7 @@ class QuestionReasoner(nn.Module):
         c = self.config
         return (
             f"{self.__class__.__name__}(text_dim={c.text_dim}, hops={c.hops}, "
-            f"token_attention={c.token_attention})"
+            f"token_attention={c.token_attention}, answer_head={self.answer_head is not None})"
         )
 
 

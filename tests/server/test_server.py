@@ -193,6 +193,21 @@ def test_ask_demo_graph(client: Client) -> None:
     assert response.text
 
 
+def test_ask_on_a_capped_subgraph(client: Client, running_server: RunningServer, monkeypatch) -> None:  # noqa: ANN001
+    question = "What can pharmacologic substance treat?"
+    whole = client.ask(question, max_hops=1)
+    config = running_server.app.service.config
+    monkeypatch.setattr(config, "reason_subgraph_min_edges", 0)  # the demo graph counts as very large
+    monkeypatch.setattr(config, "reason_subgraph_entities", 30)
+    capped = client.ask(question, max_hops=1)
+    assert 0 < capped.region.entities <= 30 < whole.region.entities  # it reasoned on the subgraph only
+    assert capped.answers[0].entity_id == whole.answers[0].entity_id
+    assert {a.entity_id for a in capped.answers} <= {
+        a.entity_id for a in client.ask(question, max_hops=1, top_k=200).answers
+    }
+    assert all(a.evidence for a in capped.answers)  # evidence mapped back to the whole graph's ids
+
+
 @pytest.mark.parametrize(
     ("kwargs", "code", "fragment"),
     [
