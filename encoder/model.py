@@ -199,12 +199,17 @@ class TextEncoder:
     ) -> list[torch.Tensor | None]:
         """Token states of ``texts`` from the token cache; a text without them joins ``misses``, in place."""
         states: list[torch.Tensor | None] = [None] * len(texts)
+        joined: set[str] = set()  # texts whose vector was cached but whose states are not
         for i, text in enumerate(texts):
-            if text in misses:
+            if text in joined:
+                misses[text].append(i)
+                continue
+            if text in misses:  # not cached at all: already waiting for the model, every position listed
                 continue
             hit = self.token_cache.get((text, truncate)) if self.token_cache is not None else None
             if hit is None:
-                misses.setdefault(text, []).append(i)
+                misses[text] = [i]
+                joined.add(text)
             else:
                 states[i] = hit.float()
         return states

@@ -1,16 +1,14 @@
 """Multi-hop questions generated from any graph's triples, with varied phrasings and complete answer sets.
 
 A question is a random relation path walked from a random topic entity; its answers are every entity the
-path reaches (computed by propagation, so they are complete), minus the topic itself. Phrasings nest one
-template per hop, so a user with only a graph can still train and evaluate a reasoner.
+path reaches (every edge of the path followed, so they are complete), minus the topic itself. Phrasings nest
+one template per hop, so a user with only a graph can still train and evaluate a reasoner.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-import torch
 
 from gnn.graph import KnowledgeGraph
 
@@ -104,6 +102,7 @@ def generate_questions(
     heads, rels, tails = graph.edges
     if graph.num_edges == 0:
         return []
+    walker = _Walker(graph)
     out: list[GeneratedQuestion] = []
     seen: set[tuple[int, tuple[int, ...]]] = set()
     for _ in range(count * max_tries):
@@ -115,7 +114,7 @@ def generate_questions(
         directions = [int(rels[edge]) + (graph.num_relations if reverse else 0)]
         node = int(heads[edge] if reverse else tails[edge])
         for _ in range(hops - 1):
-            step = _random_step(graph, node, directions[-1], rng)
+            step = walker.random_step(node, directions[-1], rng)
             if step is None:
                 break
             d, node = step
@@ -123,12 +122,7 @@ def generate_questions(
         if len(directions) != hops or (topic, tuple(directions)) in seen:
             continue
         seen.add((topic, tuple(directions)))
-        x = torch.zeros(graph.num_entities, 1)
-        x[topic] = 1.0
-        for d in directions:
-            x = graph.transition(d).apply(x).clamp_(max=1.0)
-        x[topic] = 0.0
-        answers = x.flatten().nonzero().flatten().tolist()
+        answers = sorted(walker.reach(topic, directions) - {topic})
         if not answers or len(answers) > max_answers:
             continue
         path = []
@@ -147,14 +141,42 @@ def generate_questions(
     return out
 
 
-def _random_step(
-    graph: KnowledgeGraph, node: int, previous: int, rng: random.Random
-) -> tuple[int, int] | None:
-    """A random edge leaving ``node``, not walking straight back along ``previous``."""
-    options = []
-    for d in range(2 * graph.num_relations):
-        if d == graph.inverse(previous):
-            continue
-        targets = graph.transition(graph.inverse(d)).predecessors(node)
-        options += [(d, int(t)) for t in targets.tolist()]
-    return rng.choice(options) if options else None
+class _Walker:
+    """The edges leaving each node, read once from the graph's transitions and kept for later walks."""
+
+    def __init__(self, graph: KnowledgeGraph) -> None:
+        self.graph = graph
+        self._steps: dict[int, list[tuple[int, int]]] = {}  # node -> (directed relation, neighbour)
+        self._successors: dict[int, dict[int, list[int]]] = {}  # node -> directed relation -> neighbours
+
+    def steps(self, node: int) -> list[tuple[int, int]]:
+        """Every ``(directed relation, neighbour)`` leaving ``node``, by directed relation."""
+        if node not in self._steps:
+            graph = self.graph
+            steps = self._steps[node] = [
+                (d, t)
+                for d in range(2 * graph.num_relations)
+                for t in graph.transition(graph.inverse(d)).predecessors(node).tolist()
+            ]
+            successors = self._successors[node] = {}
+            for d, t in steps:
+                successors.setdefault(d, []).append(t)
+        return self._steps[node]
+
+    def successors(self, node: int, d: int) -> list[int]:
+        """The neighbours ``node`` reaches along directed relation ``d``."""
+        self.steps(node)
+        return self._successors[node].get(d, [])
+
+    def reach(self, topic: int, directions: list[int] | tuple[int, ...]) -> set[int]:
+        """Every entity the path ``directions`` reaches from ``topic`` (the topic too, if it comes back)."""
+        frontier = {topic}
+        for d in directions:
+            frontier = {t for node in frontier for t in self.successors(node, d)}
+        return frontier
+
+    def random_step(self, node: int, previous: int, rng: random.Random) -> tuple[int, int] | None:
+        """A random edge leaving ``node``, not walking straight back along ``previous``."""
+        back = self.graph.inverse(previous)
+        options = [step for step in self.steps(node) if step[0] != back]
+        return rng.choice(options) if options else None

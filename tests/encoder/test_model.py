@@ -348,3 +348,7 @@ def test_token_states_are_cached_apart_and_fill_a_vector_only_hit(enc, monkeypat
     assert counter.rows == 1 and again.cache_hits == 2
     torch.testing.assert_close(again.token_states[1], first.token_states[0], atol=1e-2, rtol=1e-2)  # fp16
     assert enc.token_cache is not None and enc.token_cache.max_entries == 4096
+    enc.encode(["repeated probe"])  # vector cached, states not: both positions must get them
+    repeated = enc.encode(["repeated probe", "other", "repeated probe"], token_states=True)
+    assert all(states is not None for states in repeated.token_states)
+    torch.testing.assert_close(repeated.token_states[0], repeated.token_states[2])
