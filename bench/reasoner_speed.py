@@ -25,6 +25,7 @@ from gnn.graph import KnowledgeGraph
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.train import topic_block
+from server.allocator import keep_freed_memory
 from server.checkpoints import load_checkpoint
 
 
@@ -40,6 +41,7 @@ def timed(fn, repeats: int) -> float:  # noqa: ANN001
 
 
 def main() -> None:
+    keep_freed_memory()  # as every graphfuse command does (server/allocator.py)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

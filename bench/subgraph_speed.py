@@ -42,6 +42,7 @@ from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.reasoner import Question, Reasoning, TrainedReasoner
 from gnn.subgraph import CappedSubgraph, SubgraphConfig, select_entities
+from server.allocator import keep_freed_memory
 
 T = TypeVar("T")
 TEXT_DIM = 384
@@ -222,6 +223,7 @@ def selection_scaling(big: KnowledgeGraph, size: int, repeats: int) -> None:
 
 
 def main() -> None:
+    keep_freed_memory()  # as every graphfuse command does (server/allocator.py)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -117,9 +117,11 @@ def _path_text(path: Any) -> str:
 )
 def main(verbose: int, log_format: str) -> None:
     """graphfuse: questions in, ranked answers with evidence out, over gRPC."""
+    from server.allocator import keep_freed_memory
     from server.observability import configure_logging
 
     configure_logging(logging.WARNING - 10 * verbose, json_lines=log_format == "json")
+    keep_freed_memory()
 
 
 def _parse_limits(overrides: tuple[str, ...]) -> Limits:
