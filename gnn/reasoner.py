@@ -210,26 +210,46 @@ class TrainedReasoner:
                 head.config.candidates,
             )
             rescored = candidates, torch.sigmoid(head(features))  # (B, K) each
+        # every question's scores at once, for each hop limit: cumulative[t] answers within t + 1 hops
+        mixed = [h * output.hop_attention[:, t] for t, h in enumerate(output.hop_scores)]  # T x (N, B)
+        sums, reached = [mixed[0]], [topics > 0]
+        for t in range(hops):
+            if t:
+                sums.append(sums[-1] + mixed[t])
+            reached.append(reached[-1] | (output.hop_scores[t] > 0))
+        topic_rows = topics.T > 0  # (B, N)
+        cumulative = torch.stack([x.T.masked_fill(topic_rows, 0.0) for x in sums])  # (T, B, N)
+        touched = torch.stack([r.sum(0) for r in reached[1:]])  # (T, B): entities with mass, topics included
+        mixed = torch.stack(mixed)  # (T, N, B)
+        limits = [min(question.max_hops, hops) for question in questions]
+        ranked: dict[int, tuple[Tensor, Tensor]] = {}  # question -> (scores, entities), best first
+        for limit in set(limits):
+            members = [b for b, lim in enumerate(limits) if lim == limit]
+            k = min(max(questions[b].top_k for b in members), graph.num_entities)
+            top = torch.topk(cumulative[limit - 1, members], k, dim=1)  # (B', k)
+            for row, b in enumerate(members):
+                keep = top.values[row, : questions[b].top_k] > self.config.min_score
+                ranked[b] = (
+                    top.values[row, : questions[b].top_k][keep],
+                    top.indices[row, : questions[b].top_k][keep],
+                )
         results = []
         for b, question in enumerate(questions):
-            limit = min(question.max_hops, hops)
-            per_hop = torch.stack([output.hop_scores[t][:, b] for t in range(limit)])  # (T', N)
-            weighted = per_hop * output.hop_attention[b, :limit, None]  # (T', N)
-            scores = weighted.sum(0).masked_fill_(topics[:, b] > 0, 0.0)  # (N,)
+            limit = limits[b]
+            top_scores, entities = ranked[b]
             if rescored is not None and limit == hops:
                 entities, probabilities = rescored[0][b], rescored[1][b]
-                reached = scores[entities] > self.config.min_score
+                reached = cumulative[limit - 1, b, entities] > self.config.min_score
                 entities, probabilities = entities[reached], probabilities[reached]
                 top_scores, order = torch.sort(probabilities, descending=True)
                 top_scores, entities = top_scores[: question.top_k], entities[order[: question.top_k]]
-            else:
-                k = min(question.top_k, int((scores > self.config.min_score).sum()))
-                top_scores, entities = torch.topk(scores, k)
             answers = []
             if entities.numel():
                 frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
-                for score, entity in zip(top_scores.tolist(), entities.tolist(), strict=True):
-                    hop = int(torch.argmax(weighted[:, entity])) + 1
+                answer_hops = mixed[:limit, entities, b].argmax(0) + 1  # (k,): the hop carrying most mass
+                for score, entity, hop in zip(
+                    top_scores.tolist(), entities.tolist(), answer_hops.tolist(), strict=True
+                ):
                     walks = walk_back_weighted(
                         graph,
                         frontiers[: hop + 1],
@@ -239,6 +259,5 @@ class TrainedReasoner:
                     )
                     evidence = tuple(Evidence(edges, weight) for edges, weight in walks)
                     answers.append(Answer(entity, min(score, 1.0), hop, evidence))
-            touched = int(((per_hop > 0).any(0) | (topics[:, b] > 0)).sum())
-            results.append(Reasoning(answers, [], touched, 0))
+            results.append(Reasoning(answers, [], int(touched[limit - 1, b]), 0))
         return results
