@@ -1,9 +1,10 @@
 """Batched question reasoning on MetaQA's knowledge base: model vs bare sparse products, batch vs one.
 
 One run on one machine:
-1. the bare sparse work of 3 hops for a block of B questions (the stacked CSR product and the row sums into
-   entities per hop), against the full QuestionReasoner forward for the same B questions (instructions,
-   relation softmax over live relations, propagation, hop mixing): the ratio is the model's overhead;
+1. the bare sparse work of 3 hops for a block of B questions (the stacked CSR product, each direction's
+   rows scaled by its weight, and the row sums into entities, per hop), against the full QuestionReasoner
+   forward for the same B questions (instructions, attention over the question's words, relation softmax
+   over live relations, propagation, hop mixing): the ratio is the model's overhead;
 2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.
 
 Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint PATH]
@@ -22,6 +23,7 @@ import torch
 
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
+from gnn.layers.transition import scale_by_direction
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.train import topic_block
@@ -77,7 +79,8 @@ def main() -> None:
         x = topics
         for _ in range(hops):
             moved = stacked.matrix @ x
-            x = torch.zeros_like(x).index_add_(0, stacked.rows, moved * weights.T[stacked.directions])
+            scale_by_direction(moved, weights, stacked.direction_offsets)
+            x = torch.zeros_like(x).index_add_(0, stacked.rows, moved)
 
     @torch.inference_mode()
     def batched() -> None:

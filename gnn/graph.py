@@ -8,6 +8,7 @@ mass along ``d``: ``y = T_d @ x`` puts on every node the mass of its predecessor
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class StackedTransitions:
     membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
     transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
     row_of_value: Tensor  # (nnz,) the row of matrix each stored value is in
+    direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
 
     def with_values(self, values: Tensor) -> StackedTransitions:
         """The same structure with other edge values (``(nnz,)``, in ``matrix`` order): masks, weights."""
@@ -489,8 +491,16 @@ class KnowledgeGraph:
                 size=(2 * self.num_relations, rows.numel()),
                 check_invariants=False,
             ).to_sparse_csr()
+            offsets = [0] + [a.rows.numel() for a in adjacency]
             self._stacked = StackedTransitions(
-                matrix, transposed, rows, directions, membership, transpose_order, row_of_value
+                matrix,
+                transposed,
+                rows,
+                directions,
+                membership,
+                transpose_order,
+                row_of_value,
+                list(itertools.accumulate(offsets)),
             )
         return self._stacked
 

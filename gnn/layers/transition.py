@@ -82,7 +82,8 @@ def weighted_transition(
     step = max(1, CHUNK_ELEMENTS // max(x.shape[1], 1))
     if rows <= step:
         moved = stacked.matrix @ x  # (M, C)
-        return torch.zeros_like(x).index_add_(0, stacked.rows, moved * weights.T[stacked.directions])
+        scale_by_direction(moved, weights, stacked.direction_offsets)
+        return torch.zeros_like(x).index_add_(0, stacked.rows, moved)
     crow, col, vals = stacked.matrix.crow_indices(), stacked.matrix.col_indices(), stacked.matrix.values()
     out = torch.zeros_like(x)
     for start in range(0, rows, step):
@@ -96,5 +97,21 @@ def weighted_transition(
             check_invariants=False,
         )
         moved = chunk @ x  # (chunk rows, C)
-        out.index_add_(0, stacked.rows[start:end], moved * weights.T[stacked.directions[start:end]])
+        scale_by_direction(moved, weights, stacked.direction_offsets, start)
+        out.index_add_(0, stacked.rows[start:end], moved)
     return out
+
+
+def scale_by_direction(moved: Tensor, weights: Tensor, offsets: list[int], first_row: int = 0) -> None:
+    """Multiply, in place, each row of ``moved`` (rows ``first_row ..`` of the stacked matrix) by its
+    direction's weight per column: rows come in one block per direction, so a broadcast per block replaces
+    an ``(M, C)`` gather of the weights.
+
+    Shapes:
+        moved: ``(rows, C)``; weights: ``(C, 2R)``.
+    """
+    last_row = first_row + moved.shape[0]
+    for d in range(len(offsets) - 1):
+        lo, hi = max(offsets[d], first_row), min(offsets[d + 1], last_row)
+        if lo < hi:
+            moved[lo - first_row : hi - first_row].mul_(weights[:, d])

@@ -131,6 +131,7 @@ class QuestionReasoner(nn.Module):
         directed = self.directed_relations(relation_vectors)  # (2R, D)
         keys = F.normalize(directed, dim=-1)
         degree = graph.out_degree()  # (2R, N)
+        is_topic = topics > 0  # (N, B)
         x = topics
         previous = torch.zeros_like(questions)  # (B, D): the relation followed at the previous hop
         hop_scores, weights, stop_logits = [], [], []
@@ -150,9 +151,7 @@ class QuestionReasoner(nn.Module):
             # from where the mass is cannot be the next step.
             live = (degree @ (x.detach() > self.config.live_mass).float()).T > 0  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            x = self.propagate(graph, x, w).masked_fill(
-                topics > 0, 0.0
-            )  # (N, B); paths never revisit a topic
+            x = self.propagate(graph, x, w).masked_fill_(is_topic, 0.0)  # (N, B); never back to a topic
             previous = w @ directed  # (B, D)
             stop_logits.append(
                 self.stop(torch.cat([questions, previous, state[:, 2 * questions.shape[1] :]], -1))
