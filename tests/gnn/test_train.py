@@ -188,3 +188,13 @@ def test_expected_calibration_error() -> None:
     assert expected_calibration_error([0.95, 0.95], [True, False]) == pytest.approx(0.45)
     assert expected_calibration_error([0.2, 0.8], [False, True]) == pytest.approx(0.2)
     assert expected_calibration_error([], []) == 0.0
+
+
+def test_a_checkpoint_from_before_token_attention_and_the_answer_head_still_loads() -> None:
+    model = QuestionReasoner(QuestionReasonerConfig(text_dim=8, hops=2, token_attention=False))
+    checkpoint = model.checkpoint()
+    del checkpoint["answer_head"]
+    del checkpoint["config"]["token_attention"], checkpoint["config"]["max_temperature"]
+    restored = QuestionReasoner.from_checkpoint(checkpoint)
+    assert not restored.config.token_attention and restored.answer_head is None
+    assert not TrainedReasoner(restored).wants_token_states
