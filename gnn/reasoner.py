@@ -138,6 +138,25 @@ class ZeroShotReasoner:
         return answers
 
 
+def zero_shot_probability(
+    graph: KnowledgeGraph,
+    relation_vectors: Tensor,
+    vectors: Tensor,
+    topics: Tensor,
+    hops: int,
+    config: ReasonerConfig,
+) -> Tensor:
+    """``(N, B)``: each entity's answer probability under the zero-shot path search (questions ``(B, D)``)."""
+    return search_relation_paths(
+        graph,
+        vectors @ relation_vectors.T,
+        relation_vectors @ relation_vectors.T,
+        topics,
+        [hops] * vectors.shape[0],
+        config.search,
+    ).answer_probability
+
+
 def topic_mass(num_entities: int, questions: Sequence[Question]) -> Tensor:
     """``(N, B)`` initial mass: each question's topic entities with their linking confidence."""
     topics = torch.zeros(num_entities, len(questions))
@@ -200,7 +219,10 @@ class TrainedReasoner:
         hops = self.model.config.hops
         head = self.model.answer_head
         rescored = None
+        zero_shot = None
         if head is not None and entity_vectors is not None and entity_vectors.shape[0] == graph.num_entities:
+            if head.config.zero_shot:
+                zero_shot = zero_shot_probability(graph, relation_vectors, vectors, topics, hops, self.config)
             candidates, features = candidate_features(
                 output.scores,
                 output.hop_scores,
@@ -208,6 +230,7 @@ class TrainedReasoner:
                 vectors,
                 entity_vectors,
                 head.config.candidates,
+                zero_shot,
             )
             rescored = candidates, torch.sigmoid(head(features))  # (B, K) each
         # every question's scores at once, for each hop limit: cumulative[t] answers within t + 1 hops
@@ -240,6 +263,8 @@ class TrainedReasoner:
             if rescored is not None and limit == hops:
                 entities, probabilities = rescored[0][b], rescored[1][b]
                 reached = cumulative[limit - 1, b, entities] > self.config.min_score
+                if zero_shot is not None:
+                    reached |= zero_shot[entities, b] > self.config.min_score
                 entities, probabilities = entities[reached], probabilities[reached]
                 top_scores, order = torch.sort(probabilities, descending=True)
                 top_scores, entities = top_scores[: question.top_k], entities[order[: question.top_k]]

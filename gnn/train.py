@@ -12,6 +12,7 @@ from torch import Tensor
 from gnn.graph import KnowledgeGraph
 from gnn.models.answer_head import AnswerHead, AnswerHeadConfig, candidate_features
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig, token_inputs
+from gnn.reasoner import ReasonerConfig, zero_shot_probability
 
 
 @dataclass
@@ -145,6 +146,13 @@ def fit_answer_head(
             topics = topic_block(graph.num_entities, [data.topics[i] for i in batch])
             questions = data.questions[batch]
             output = model(graph, relation_vectors, questions, topics, **data.token_block(batch))
+            zero_shot = (
+                zero_shot_probability(
+                    graph, relation_vectors, questions, topics, model.config.hops, ReasonerConfig()
+                )
+                if config.zero_shot
+                else None
+            )
             candidates, batch_features = candidate_features(
                 output.scores,
                 output.hop_scores,
@@ -152,6 +160,7 @@ def fit_answer_head(
                 questions,
                 entity_vectors,
                 config.candidates,
+                zero_shot,
             )
             answers = topic_block(graph.num_entities, [data.answers[i] for i in batch])  # (N, B)
             labels.append(answers.T.gather(1, candidates))

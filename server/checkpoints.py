@@ -8,6 +8,7 @@ Written atomically (temporary file, fsync, rename), so a server polling for chan
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,5 +61,5 @@ def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
             meta = checkpoint.get("meta", {})
             return Recommendation.from_checkpoint(checkpoint, meta.get("description", path.name)), meta
         return QuestionReasoner.from_checkpoint(checkpoint), checkpoint.get("meta", {})
-    except (RuntimeError, KeyError, TypeError, EOFError, AttributeError) as error:
+    except (RuntimeError, KeyError, TypeError, EOFError, AttributeError, pickle.UnpicklingError) as error:
         raise ValueError(f"{path} is not a readable graphfuse checkpoint: {error}") from error

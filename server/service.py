@@ -323,7 +323,10 @@ class GraphService:
             for name, state in list(self.graphs.items()):
                 for task in TASKS:
                     path = checkpoint_path(self.config.data_dir, name, task)
-                    await self._on_compute(state.use_checkpoint, path, task)
+                    try:
+                        await self._on_compute(state.use_checkpoint, path, task)
+                    except Exception:  # one bad file must not stop the watching of every other
+                        log.exception("graph %s: reading %s failed", name, path)
 
     async def _refresh_recommenders(self) -> None:
         """Refit a recommender's global structures on the live graph once its interactions moved enough; the

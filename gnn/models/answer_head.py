@@ -21,6 +21,7 @@ class AnswerHeadConfig:
     hops: int = 3
     candidates: int = 32  # strongest entities per question that the head re-scores
     hidden: int = 32
+    zero_shot: bool = False  # also read the zero-shot path search's probability (candidates by the sum)
 
 
 def candidate_features(
@@ -30,21 +31,30 @@ def candidate_features(
     questions: Tensor,
     entity_vectors: Tensor,
     k: int,
+    zero_shot: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` strongest candidates of each question and their features.
 
+    With ``zero_shot`` (the zero-shot reasoner's answer probabilities), candidates are the strongest by the
+    sum of both scores, and the zero-shot probability is one more feature.
+
     Shapes:
         scores: ``(N, B)``; hop_scores: T x ``(N, B)``; hop_attention: ``(B, T)``; questions: ``(B, D)``;
-        entity_vectors: ``(N, D)`` normalised (zero rows for unnamed entities).
-        returns ``(candidates (B, K), features (B, K, 2T + 2))``.
+        entity_vectors: ``(N, D)`` normalised (zero rows for unnamed entities); zero_shot: ``(N, B)``.
+        returns ``(candidates (B, K), features (B, K, 2T + 2 (+ 1)))``.
     """
     k = min(k, scores.shape[0])
-    top, candidates = torch.topk(scores.T, k, dim=1)  # (B, K)
+    ranking = scores if zero_shot is None else scores + zero_shot
+    candidates = torch.topk(ranking.T, k, dim=1).indices  # (B, K)
+    top = scores.T.gather(1, candidates)  # (B, K)
     per_hop = torch.stack([h.T.gather(1, candidates) for h in hop_scores], dim=-1)  # (B, K, T)
     weighted = per_hop * hop_attention[:, None, :]  # (B, K, T)
     similarity = torch.einsum("bkd,bd->bk", entity_vectors[candidates], questions)  # (B, K)
     logit = torch.logit(top.clamp(1e-4, 1 - 1e-4))  # in [-9.2, 9.2]
-    return candidates, torch.cat([logit[..., None], similarity[..., None], per_hop, weighted], dim=-1)
+    features = [logit[..., None], similarity[..., None], per_hop, weighted]
+    if zero_shot is not None:
+        features.append(zero_shot.T.gather(1, candidates)[..., None])
+    return candidates, torch.cat(features, dim=-1)
 
 
 class AnswerHead(nn.Module):
@@ -53,7 +63,7 @@ class AnswerHead(nn.Module):
     def __init__(self, config: AnswerHeadConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or AnswerHeadConfig()
-        features = 2 * config.hops + 2
+        features = 2 * config.hops + 2 + int(config.zero_shot)
         self.mlp = nn.Sequential(nn.Linear(features, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)

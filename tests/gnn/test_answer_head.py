@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from gnn.graph import KnowledgeGraph
@@ -72,17 +73,19 @@ def test_candidate_features_and_an_unfitted_head_keep_the_reasoner_score() -> No
     )
 
 
-def test_the_head_learns_which_reached_entities_the_question_asks_for() -> None:
+@pytest.mark.parametrize("zero_shot", [False, True])
+def test_the_head_learns_which_reached_entities_the_question_asks_for(zero_shot: bool) -> None:
     graph, entity_vectors = tagged_films()
     relations = torch.nn.functional.normalize(torch.eye(D)[3:4], dim=1)
     model = QuestionReasoner(QuestionReasonerConfig(text_dim=D, hops=1, token_attention=False)).eval()
     held = questions(graph, 200, seed=2)
     before = hits_at_1(TrainedReasoner(model), graph, relations, entity_vectors, held)
-    fit_answer_head(model, graph, relations, entity_vectors, questions(graph, 300, seed=1))
+    config = AnswerHeadConfig(hops=1, zero_shot=zero_shot)  # zero-shot: the path search's answers as input
+    fit_answer_head(model, graph, relations, entity_vectors, questions(graph, 300, seed=1), config)
     after = hits_at_1(TrainedReasoner(model), graph, relations, entity_vectors, held)
     assert after >= 0.95 and after >= before + 0.3, (before, after)
     restored = QuestionReasoner.from_checkpoint(model.checkpoint())
-    assert restored.answer_head is not None
+    assert restored.answer_head is not None and restored.answer_head.config.zero_shot == zero_shot
     assert hits_at_1(TrainedReasoner(restored), graph, relations, entity_vectors, held) == after
     # without name vectors the reasoner answers from propagation alone
     plain = TrainedReasoner(restored).reason(

@@ -14,7 +14,7 @@ from gnn.datasets import load_qa_file
 from gnn.graph import KnowledgeGraph
 from gnn.questions import generate_questions
 from gnn.records import TripleRecord
-from server.checkpoints import checkpoint_path
+from server.checkpoints import checkpoint_path, load_checkpoint
 from server.cli import main
 from tests.server.conftest import RunningServer, server_config
 
@@ -146,3 +146,20 @@ def test_a_broken_checkpoint_keeps_the_current_reasoner(trained_server) -> None:
             assert client.ask("what does film 1 directed by?", graph="world").answers
     finally:
         path.unlink()
+
+
+def test_trained_on_generated_questions_alone_the_reasoner_also_reads_the_zero_shot_answers(
+    trained_server,  # noqa: ANN001
+) -> None:
+    server, data_dir = trained_server
+    arguments = ["train", "--graph", "world", "--data-dir", str(data_dir), "--generated", "40"]
+    result = CliRunner().invoke(main, [*arguments, "--epochs", "2", "--target", server.target])
+    assert result.exit_code == 0, result.output
+    model, _ = load_checkpoint(checkpoint_path(data_dir, "world"))
+    assert model.answer_head is not None and model.answer_head.config.zero_shot
+    try:
+        with server.client() as client:
+            response = client.ask("what does film 3 directed by?", graph="world", top_k=3)
+            assert response.answers and all(0.0 < a.score <= 1.0 for a in response.answers)
+    finally:
+        checkpoint_path(data_dir, "world").unlink()
