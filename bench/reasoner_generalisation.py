@@ -27,6 +27,7 @@ Usage: python -m bench.reasoner_generalisation [--train-questions 300] [--test-q
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import platform
@@ -41,10 +42,12 @@ from gnn.datasets import load_pykeen_triples, load_umls_demo
 from gnn.evaluate import QAMetrics, qa_metrics
 from gnn.graph import KnowledgeGraph
 from gnn.linking import EntityLinker, strip_topics
+from gnn.models.answer_head import AnswerHeadConfig
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
 from gnn.questions import EVAL_PHRASINGS, TRAIN_PHRASINGS, GeneratedQuestion, Phrasings, generate_questions
 from gnn.reasoner import Question, TrainedReasoner, ZeroShotReasoner
-from gnn.train import QADataset, TrainConfig, topic_block, train_question_reasoner
+from gnn.records import has_words
+from gnn.train import QADataset, TrainConfig, fit_answer_head, topic_block, train_question_reasoner
 
 HOPS = (1, 2, 3)
 TOP_K = 30  # answers asked for: a generated question has at most 30, so F1 is not capped by top_k
@@ -62,6 +65,7 @@ class BenchGraph:
     graph: KnowledgeGraph
     linker: EntityLinker
     relation_vectors: torch.Tensor  # (R, D)
+    entity_vectors: torch.Tensor  # (N, D), zero for names without words, as the server keeps them
 
 
 def load_graph(name: str, encoder: TextEncoder) -> BenchGraph:
@@ -74,7 +78,12 @@ def load_graph(name: str, encoder: TextEncoder) -> BenchGraph:
     else:
         graph = KnowledgeGraph([], load_pykeen_triples(name))
     texts = [graph.relation_text(r) for r in range(graph.num_relations)]
-    return BenchGraph(name, graph, EntityLinker(graph), encoder.encode(texts, truncate=True).vectors)
+    named = [i for i in range(graph.num_entities) if has_words(graph.names[i], graph.types[i])]
+    entity_vectors = torch.zeros(graph.num_entities, encoder.dimensions)
+    if named:
+        entity_vectors[named] = encoder.encode([graph.names[i] for i in named], truncate=True).vectors
+    relation_vectors = encoder.encode(texts, truncate=True).vectors
+    return BenchGraph(name, graph, EntityLinker(graph), relation_vectors, entity_vectors)
 
 
 def questions_for(
@@ -156,7 +165,11 @@ def evaluate(
         totals: list[dict[int, float]] = [{} for _ in questions]
         for one in reasoners:
             for total, result in zip(
-                totals, one.reason(bench_graph.graph, bench_graph.relation_vectors, questions), strict=True
+                totals,
+                one.reason(
+                    bench_graph.graph, bench_graph.relation_vectors, questions, bench_graph.entity_vectors
+                ),
+                strict=True,
             ):
                 for answer in result.answers:
                     total[answer.entity] = total.get(answer.entity, 0.0) + answer.score
@@ -186,12 +199,22 @@ def train(
     data: QADataset,
     config: TrainConfig | None = None,
     model_config: QuestionReasonerConfig | None = None,
+    answer_head: bool = False,
 ) -> tuple[QuestionReasoner, float]:
-    """A reasoner trained on ``data`` and the seconds it took."""
+    """A reasoner trained on ``data`` (and its answer head, fused with the zero-shot search's answers, when
+    asked for) and the seconds it took."""
     started = time.perf_counter()
     model = train_question_reasoner(
         bench_graph.graph, bench_graph.relation_vectors, data, model_config, config
     )
+    if answer_head:  # as `graphfuse train` does for a graph trained on generated questions alone
+        head = AnswerHeadConfig(hops=model.config.hops, zero_shot=True)
+        graph, relations, entities = (
+            bench_graph.graph,
+            bench_graph.relation_vectors,
+            bench_graph.entity_vectors,
+        )
+        fit_answer_head(model, graph, relations, entities, data, head, seed=(config or TrainConfig()).seed)
     return model, time.perf_counter() - started
 
 
@@ -450,8 +473,12 @@ def main() -> None:
         train_questions = questions_for(bench_graph, args.train_questions, args.train_seeds, TRAIN_PHRASINGS)
         seen = {(q.topic, q.path) for q in train_questions}
         counts[name] = len(train_questions)
-        model, seconds[name] = train(bench_graph, encode(encoder, bench_graph, train_questions, True), config)
+        data = encode(encoder, bench_graph, train_questions, True)
+        model, seconds[name] = train(bench_graph, data, config, answer_head=True)
         trained[name] = TrainedReasoner(model)
+        reasoner_only = copy.deepcopy(model)
+        reasoner_only.answer_head = None
+        trained[name, "reasoner only"] = TrainedReasoner(reasoner_only)
         for label, phrasings in (("TRAIN", TRAIN_PHRASINGS), ("EVAL", EVAL_PHRASINGS)):
             if label == "EVAL" or name == "umls":
                 questions = questions_for(bench_graph, args.test_questions, [args.test_seed], phrasings, seen)
@@ -463,7 +490,11 @@ def main() -> None:
         data = test["umls", label]
         phrasing_rows.append((label, "random pick", None, random_pick(umls, data)))
         phrasing_rows.append((label, "zero-shot", evaluate(zero_shot, umls, data), None))
-        phrasing_rows.append((label, "trained", evaluate(trained["umls"], umls, data), None))
+        reasoner_only = evaluate(trained["umls", "reasoner only"], umls, data)
+        phrasing_rows.append((label, "trained, reasoner only", reasoner_only, None))
+        phrasing_rows.append(
+            (label, "trained + answer head (graphfuse train)", evaluate(trained["umls"], umls, data), None)
+        )
     transfer_rows = []
     for name, bench_graph in graphs.items():
         data = test[name, "EVAL"]
