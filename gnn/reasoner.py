@@ -262,10 +262,10 @@ class TrainedReasoner:
             top_scores, entities = ranked[b]
             if rescored is not None and limit == hops:
                 entities, probabilities = rescored[0][b], rescored[1][b]
-                reached = cumulative[limit - 1, b, entities] > self.config.min_score
+                kept = cumulative[limit - 1, b, entities] > self.config.min_score
                 if zero_shot is not None:
-                    reached |= zero_shot[entities, b] > self.config.min_score
-                entities, probabilities = entities[reached], probabilities[reached]
+                    kept |= zero_shot[entities, b] > self.config.min_score
+                entities, probabilities = entities[kept], probabilities[kept]
                 top_scores, order = torch.sort(probabilities, descending=True)
                 top_scores, entities = top_scores[: question.top_k], entities[order[: question.top_k]]
             answers = []
