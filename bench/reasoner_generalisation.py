@@ -46,8 +46,8 @@ from gnn.models.answer_head import AnswerHeadConfig
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
 from gnn.questions import EVAL_PHRASINGS, TRAIN_PHRASINGS, GeneratedQuestion, Phrasings, generate_questions
 from gnn.reasoner import Question, TrainedReasoner, ZeroShotReasoner
-from gnn.records import has_words
 from gnn.train import QADataset, TrainConfig, fit_answer_head, topic_block, train_question_reasoner
+from server.state import GraphState
 
 HOPS = (1, 2, 3)
 TOP_K = 30  # answers asked for: a generated question has at most 30, so F1 is not capped by top_k
@@ -77,13 +77,10 @@ def load_graph(name: str, encoder: TextEncoder) -> BenchGraph:
         )
     else:
         graph = KnowledgeGraph([], load_pykeen_triples(name))
-    texts = [graph.relation_text(r) for r in range(graph.num_relations)]
-    named = [i for i in range(graph.num_entities) if has_words(graph.names[i], graph.types[i])]
-    entity_vectors = torch.zeros(graph.num_entities, encoder.dimensions)
-    if named:
-        entity_vectors[named] = encoder.encode([graph.names[i] for i in named], truncate=True).vectors
-    relation_vectors = encoder.encode(texts, truncate=True).vectors
-    return BenchGraph(name, graph, EntityLinker(graph), relation_vectors, entity_vectors)
+    state = GraphState(name, graph, encoder.dimensions)  # the server's name vectors, without its store
+    names = state.names_to_embed()
+    state.set_name_vectors(names, encoder.encode(names.texts, truncate=True).vectors)
+    return BenchGraph(name, graph, state.linker, state.relation_vectors, state.entity_vectors)
 
 
 def questions_for(

@@ -23,7 +23,7 @@ import torch
 
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import scale_by_direction
+from gnn.layers.transition import weighted_transition
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.train import topic_block
@@ -75,12 +75,11 @@ def main() -> None:
     stacked = graph.stacked_transitions()
     weights = torch.rand(args.batch, 2 * graph.num_relations, generator=generator)
 
+    @torch.inference_mode()
     def bare() -> None:
         x = topics
         for _ in range(hops):
-            moved = stacked.matrix @ x
-            scale_by_direction(moved, weights, stacked.direction_offsets)
-            x = torch.zeros_like(x).index_add_(0, stacked.rows, moved)
+            x = weighted_transition(x, weights, stacked)  # the model's own kernel, nothing around it
 
     @torch.inference_mode()
     def batched() -> None:

@@ -10,9 +10,9 @@ from torch import Tensor
 
 from gnn.evidence import Evidence, path_frontiers, walk_back, walk_back_weighted
 from gnn.graph import KnowledgeGraph
-from gnn.models.answer_head import candidate_features
-from gnn.models.question_reasoner import QuestionReasoner, token_inputs
-from gnn.propagate import PathSearchConfig, RelationPath, search_relation_paths
+from gnn.models.answer_head import AnswerHeadConfig, candidate_features
+from gnn.models.question_reasoner import QuestionReasoner, ReasonerOutput, token_inputs
+from gnn.propagate import PathSearchConfig, PathSearchResult, RelationPath, search_relation_paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +88,8 @@ class ZeroShotReasoner:
             return [Reasoning([]) for _ in questions]
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
         topics = topic_mass(graph.num_entities, questions)
-        result = search_relation_paths(
-            graph,
-            vectors @ relation_vectors.T,
-            relation_vectors @ relation_vectors.T,
-            topics,
-            [q.max_hops for q in questions],
-            self.config.search,
+        result = search_paths(
+            graph, relation_vectors, vectors, topics, [q.max_hops for q in questions], self.config.search
         )
         return [
             Reasoning(
@@ -138,23 +133,46 @@ class ZeroShotReasoner:
         return answers
 
 
-def zero_shot_probability(
+def search_paths(
     graph: KnowledgeGraph,
     relation_vectors: Tensor,
     vectors: Tensor,
     topics: Tensor,
-    hops: int,
-    config: ReasonerConfig,
-) -> Tensor:
-    """``(N, B)``: each entity's answer probability under the zero-shot path search (questions ``(B, D)``)."""
+    max_hops: list[int],
+    config: PathSearchConfig,
+) -> PathSearchResult:
+    """The zero-shot relation-path search for questions ``(B, D)`` from their ``(N, B)`` topic mass."""
     return search_relation_paths(
-        graph,
-        vectors @ relation_vectors.T,
-        relation_vectors @ relation_vectors.T,
-        topics,
-        [hops] * vectors.shape[0],
-        config.search,
-    ).answer_probability
+        graph, vectors @ relation_vectors.T, relation_vectors @ relation_vectors.T, topics, max_hops, config
+    )
+
+
+def head_candidates(
+    output: ReasonerOutput,
+    graph: KnowledgeGraph,
+    relation_vectors: Tensor,
+    vectors: Tensor,
+    topics: Tensor,
+    entity_vectors: Tensor,
+    head: AnswerHeadConfig,
+    search: PathSearchConfig,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """What an answer head reads for a batch the reasoner answered: ``(candidates (B, K), features (B, K, F),
+    zero-shot answer probabilities (N, B) when the head reads them)``."""
+    zero_shot = None
+    if head.zero_shot:
+        hops = [len(output.hop_scores)] * vectors.shape[0]
+        zero_shot = search_paths(graph, relation_vectors, vectors, topics, hops, search).answer_probability
+    candidates, features = candidate_features(
+        output.scores,
+        output.hop_scores,
+        output.hop_attention,
+        vectors,
+        entity_vectors,
+        head.candidates,
+        zero_shot,
+    )
+    return candidates, features, zero_shot
 
 
 def topic_mass(num_entities: int, questions: Sequence[Question]) -> Tensor:
@@ -221,16 +239,9 @@ class TrainedReasoner:
         rescored = None
         zero_shot = None
         if head is not None and entity_vectors is not None and entity_vectors.shape[0] == graph.num_entities:
-            if head.config.zero_shot:
-                zero_shot = zero_shot_probability(graph, relation_vectors, vectors, topics, hops, self.config)
-            candidates, features = candidate_features(
-                output.scores,
-                output.hop_scores,
-                output.hop_attention,
-                vectors,
-                entity_vectors,
-                head.config.candidates,
-                zero_shot,
+            search = self.config.search
+            candidates, features, zero_shot = head_candidates(
+                output, graph, relation_vectors, vectors, topics, entity_vectors, head.config, search
             )
             rescored = candidates, torch.sigmoid(head(features))  # (B, K) each
         # every question's scores at once, for each hop limit: cumulative[t] answers within t + 1 hops
@@ -243,11 +254,13 @@ class TrainedReasoner:
         topic_rows = topics.T > 0  # (B, N)
         cumulative = torch.stack([x.T.masked_fill(topic_rows, 0.0) for x in sums])  # (T, B, N)
         touched = torch.stack([r.sum(0) for r in reached[1:]])  # (T, B): entities with mass, topics included
-        mixed = torch.stack(mixed)  # (T, N, B)
         limits = [min(question.max_hops, hops) for question in questions]
+        by_head = [rescored is not None and limit == hops for limit in limits]  # the head ranks these
         ranked: dict[int, tuple[Tensor, Tensor]] = {}  # question -> (scores, entities), best first
         for limit in set(limits):
-            members = [b for b, lim in enumerate(limits) if lim == limit]
+            members = [b for b, lim in enumerate(limits) if lim == limit and not by_head[b]]
+            if not members:
+                continue
             k = min(max(questions[b].top_k for b in members), graph.num_entities)
             top = torch.topk(cumulative[limit - 1, members], k, dim=1)  # (B', k)
             for row, b in enumerate(members):
@@ -259,8 +272,8 @@ class TrainedReasoner:
         results = []
         for b, question in enumerate(questions):
             limit = limits[b]
-            top_scores, entities = ranked[b]
-            if rescored is not None and limit == hops:
+            if by_head[b]:
+                assert rescored is not None
                 entities, probabilities = rescored[0][b], rescored[1][b]
                 kept = cumulative[limit - 1, b, entities] > self.config.min_score
                 if zero_shot is not None:
@@ -268,10 +281,13 @@ class TrainedReasoner:
                 entities, probabilities = entities[kept], probabilities[kept]
                 top_scores, order = torch.sort(probabilities, descending=True)
                 top_scores, entities = top_scores[: question.top_k], entities[order[: question.top_k]]
+            else:
+                top_scores, entities = ranked[b]
             answers = []
             if entities.numel():
                 frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
-                answer_hops = mixed[:limit, entities, b].argmax(0) + 1  # (k,): the hop carrying most mass
+                carried = torch.stack([m[entities, b] for m in mixed[:limit]])  # (T', k)
+                answer_hops = carried.argmax(0) + 1  # the hop carrying most of each answer's mass
                 for score, entity, hop in zip(
                     top_scores.tolist(), entities.tolist(), answer_hops.tolist(), strict=True
                 ):

@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from gnn.graph import KnowledgeGraph
-from gnn.models.answer_head import AnswerHead, AnswerHeadConfig, candidate_features
+from gnn.models.answer_head import AnswerHead, AnswerHeadConfig
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig, token_inputs
-from gnn.reasoner import ReasonerConfig, zero_shot_probability
+from gnn.propagate import PathSearchConfig
+from gnn.reasoner import head_candidates
 
 
 @dataclass
@@ -146,21 +147,8 @@ def fit_answer_head(
             topics = topic_block(graph.num_entities, [data.topics[i] for i in batch])
             questions = data.questions[batch]
             output = model(graph, relation_vectors, questions, topics, **data.token_block(batch))
-            zero_shot = (
-                zero_shot_probability(
-                    graph, relation_vectors, questions, topics, model.config.hops, ReasonerConfig()
-                )
-                if config.zero_shot
-                else None
-            )
-            candidates, batch_features = candidate_features(
-                output.scores,
-                output.hop_scores,
-                output.hop_attention,
-                questions,
-                entity_vectors,
-                config.candidates,
-                zero_shot,
+            candidates, batch_features, _ = head_candidates(
+                output, graph, relation_vectors, questions, topics, entity_vectors, config, PathSearchConfig()
             )
             answers = topic_block(graph.num_entities, [data.answers[i] for i in batch])  # (N, B)
             labels.append(answers.T.gather(1, candidates))
