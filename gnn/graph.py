@@ -3,12 +3,19 @@
 Edges are indexed by *directed relation* ``d`` in ``[0, 2R)``: ``d < R`` walks relation ``d`` from head to
 tail, ``d >= R`` walks relation ``d - R`` backwards (the inverse edge). ``transition(d)`` moves probability
 mass along ``d``: ``y = T_d @ x`` puts on every node the mass of its predecessors along ``d``.
+
+Updates never rebuild the sparse matrices on the read path. The matrices are *merged* from a snapshot of the
+edges; edges added since the merge live in a small *delta* (its own sparse matrices, read beside the merged
+ones), and merged edges retracted since are *masked* (their values set to 0). A merge folds the delta in:
+:meth:`KnowledgeGraph.start_merge` snapshots the edges, :meth:`MergeJob.build` builds on any thread, and
+:meth:`KnowledgeGraph.finish_merge` swaps the result in, keeping the updates that arrived meanwhile as the
+new delta. Without anyone merging in the background, a read merges when the delta outgrows
+``delta_limit(edges)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,44 +27,57 @@ from gnn.records import EntityRecord, Record, Retraction, TripleRecord, default_
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
+MERGE_MIN_EDGES = 1024  # a delta this small is never worth a background merge
+MERGE_SHARE = 0.01  # background merge once the delta holds this share of the merged edges
+SYNC_MERGE_MIN_EDGES = 65536  # a read merges at once past max(this, SYNC_MERGE_SHARE * merged edges)
+SYNC_MERGE_SHARE = 0.25
+
+EdgeKey = tuple[int, int, int]  # (head, relation, tail)
+
+
+def merge_due_at(edges: int) -> int:
+    """Delta size (added + retracted edges) at which a background merge of ``edges`` merged edges is due."""
+    return max(MERGE_MIN_EDGES, int(MERGE_SHARE * edges))
+
+
+def delta_limit(edges: int) -> int:
+    """Delta size past which a read merges synchronously (a background merge has fallen behind)."""
+    return max(SYNC_MERGE_MIN_EDGES, int(SYNC_MERGE_SHARE * edges))
+
 
 @dataclass
 class RelationAdjacency:
     """The sparse transition of one directed relation, stored over the rows that receive mass only.
 
     Memory is O(edges): ``rows`` are the destination nodes that have at least one edge along this
-    direction and ``matrix`` is a ``(len(rows), N)`` CSR matrix of 1s from destinations to sources.
+    direction and ``matrix`` is a ``(len(rows), N)`` CSR matrix from destinations to sources, 1 per edge
+    (0 for an edge retracted since the last merge). Edges added since then are in ``delta``.
     """
 
     rows: Tensor  # (M,) sorted destination node ids
     matrix: Tensor  # (M, N) sparse CSR
+    delta: RelationAdjacency | None = None
 
     def apply(self, x: Tensor) -> Tensor:
         """``T_d @ x`` for a dense ``(N, B)`` block; returns ``(N, B)``."""
         out = x.new_zeros(x.shape)
         if self.rows.numel():
             out[self.rows] = (self.matrix @ x.to(self.matrix.dtype)).to(x.dtype)  # (M, B)
+        if self.delta is not None and self.delta.rows.numel():
+            out.index_add_(0, self.delta.rows, (self.delta.matrix @ x.to(self.matrix.dtype)).to(x.dtype))
         return out
 
     def predecessors(self, node: int) -> Tensor:
         """Source nodes whose mass reaches ``node`` along this direction."""
+        found = self.rows.new_empty(0)
         pos = int(torch.searchsorted(self.rows, node))
-        if pos >= self.rows.numel() or int(self.rows[pos]) != node:
-            return self.rows.new_empty(0)
-        crow = self.matrix.crow_indices()
-        return self.matrix.col_indices()[crow[pos] : crow[pos + 1]]
-
-
-def _build_adjacency(dst: Tensor, src: Tensor, num_nodes: int) -> RelationAdjacency:
-    order = torch.argsort(dst * num_nodes + src)
-    dst, src = dst[order], src[order]
-    rows, counts = torch.unique_consecutive(dst, return_counts=True)
-    crow = torch.zeros(rows.numel() + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(counts, 0)
-    matrix = torch.sparse_csr_tensor(
-        crow, src, torch.ones(src.numel()), size=(rows.numel(), num_nodes), check_invariants=False
-    )
-    return RelationAdjacency(rows, matrix)
+        if pos < self.rows.numel() and int(self.rows[pos]) == node:
+            crow = self.matrix.crow_indices()
+            lo, hi = int(crow[pos]), int(crow[pos + 1])
+            found = self.matrix.col_indices()[lo:hi][self.matrix.values()[lo:hi] != 0]
+        if self.delta is not None:
+            found = torch.cat([found, self.delta.predecessors(node)])
+        return found
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,11 @@ class StackedTransitions:
     ``matrix @ x`` computes every relation's moved mass in one sparse product (nnz = 2E); weighting each
     row by its direction's per-question weight and summing rows into their nodes gives
     ``sum_d T_d @ (x * w_d)``, since a per-question weight scales a whole column and commutes with ``T_d``.
+
+    A graph updated since its last merge reads its transitions as this merged part, with retracted edges
+    masked (``mask`` is 0 there, and so are their values), plus ``delta``: the edges added since, stacked
+    the same way. Values (:meth:`with_values`, :meth:`edge_keys`, :attr:`nnz`) cover the merged part's
+    values, then the delta's.
     """
 
     matrix: Tensor  # (M, N) sparse CSR, M = number of (node, direction) pairs with an incoming edge
@@ -77,28 +102,261 @@ class StackedTransitions:
     transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
     row_of_value: Tensor  # (nnz,) the row of matrix each stored value is in
     direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
+    mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
+    delta: StackedTransitions | None = None  # edges added since the merge
+
+    @property
+    def nnz(self) -> int:
+        """Stored values, the delta's included."""
+        own = int(self.matrix.col_indices().numel())
+        return own + (self.delta.nnz if self.delta is not None else 0)
+
+    @property
+    def merged(self) -> StackedTransitions:
+        """The merged part alone (retracted edges still masked): one plain CSR block."""
+        return dataclasses.replace(self, mask=None, delta=None)
 
     def with_values(self, values: Tensor) -> StackedTransitions:
-        """The same structure with other edge values (``(nnz,)``, in ``matrix`` order): masks, weights."""
+        """The same structure with other edge values (``(nnz,)``, in ``matrix`` order, then the delta's):
+        masks, weights. Masked (retracted) edges stay 0."""
+        own = int(self.matrix.col_indices().numel())
+        mine = values[:own] if self.mask is None else values[:own] * self.mask
         matrix = torch.sparse_csr_tensor(
             self.matrix.crow_indices(),
             self.matrix.col_indices(),
-            values,
+            mine,
             size=self.matrix.shape,
             check_invariants=False,
         )
         transposed = torch.sparse_csr_tensor(
             self.transposed.crow_indices(),
             self.transposed.col_indices(),
-            values[self.transpose_order],
+            mine[self.transpose_order],
             size=self.transposed.shape,
             check_invariants=False,
         )
-        return dataclasses.replace(self, matrix=matrix, transposed=transposed)
+        delta = self.delta.with_values(values[own:]) if self.delta is not None else None
+        return dataclasses.replace(self, matrix=matrix, transposed=transposed, delta=delta)
 
     def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order."""
-        return self.matrix.col_indices(), self.directions[self.row_of_value], self.rows[self.row_of_value]
+        """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order (then
+        the delta's)."""
+        keys = (self.matrix.col_indices(), self.directions[self.row_of_value], self.rows[self.row_of_value])
+        if self.delta is None:
+            return keys
+        return tuple(torch.cat(pair) for pair in zip(keys, self.delta.edge_keys(), strict=True))  # type: ignore[return-value]
+
+    def direction(self, d: int) -> RelationAdjacency:
+        """The transition of directed relation ``d`` alone: views into this block, no copy."""
+        lo, hi = self.direction_offsets[d], self.direction_offsets[d + 1]
+        crow = self.matrix.crow_indices()
+        first, last = int(crow[lo]), int(crow[hi])
+        matrix = torch.sparse_csr_tensor(
+            crow[lo : hi + 1] - first,
+            self.matrix.col_indices()[first:last],
+            self.matrix.values()[first:last],
+            size=(hi - lo, self.matrix.shape[1]),
+            check_invariants=False,
+        )
+        delta = self.delta.direction(d) if self.delta is not None else None
+        return RelationAdjacency(self.rows[lo:hi], matrix, delta)
+
+    def resized(self, num_entities: int, num_relations: int) -> StackedTransitions:
+        """The same edges in a graph that has grown to ``num_entities`` and ``num_relations``: new nodes and
+        relations have no rows, and inverse directions move up by the new relations. Views, no edge copy."""
+        m, (base_rows, base_cols) = self.rows.numel(), self.matrix.shape
+        base_relations = (len(self.direction_offsets) - 1) // 2
+        if (base_cols, base_relations) == (num_entities, num_relations):
+            return self
+        added = num_relations - base_relations
+        directions = self.directions + added * (self.directions >= base_relations)
+        offsets = self.direction_offsets
+        offsets = (  # new relations own no rows, forward (after the old ones) or inverse (at the end)
+            offsets[: base_relations + 1]
+            + [offsets[base_relations]] * added
+            + offsets[base_relations + 1 :]
+            + [offsets[-1]] * added
+        )
+        crow = self.transposed.crow_indices()
+        transposed_crow = torch.cat([crow, crow[-1:].expand(num_entities - base_cols)])
+        return dataclasses.replace(
+            self,
+            matrix=torch.sparse_csr_tensor(
+                self.matrix.crow_indices(),
+                self.matrix.col_indices(),
+                self.matrix.values(),
+                size=(base_rows, num_entities),
+                check_invariants=False,
+            ),
+            transposed=torch.sparse_csr_tensor(
+                transposed_crow,
+                self.transposed.col_indices(),
+                self.transposed.values(),
+                size=(num_entities, m),
+                check_invariants=False,
+            ),
+            directions=directions,
+            membership=_membership(offsets, m),
+            direction_offsets=offsets,
+        )
+
+
+def _membership(offsets: list[int], rows: int) -> Tensor:
+    """``(2R, M)`` CSR with a 1 at ``(d, i)`` for every row ``i`` of direction ``d`` (rows grouped by d)."""
+    return torch.sparse_csr_tensor(
+        torch.tensor(offsets, dtype=torch.long),
+        torch.arange(rows),
+        torch.ones(rows),
+        size=(len(offsets) - 1, rows),
+        check_invariants=False,
+    )
+
+
+def build_transitions(
+    heads: Tensor, relations: Tensor, tails: Tensor, num_entities: int, num_relations: int
+) -> StackedTransitions:
+    """Every directed relation's transition, stacked (see :class:`StackedTransitions`), from distinct edges.
+
+    Rows are ordered by (direction, destination) and values by source within a row. Pure: safe to run on
+    any thread over tensors nobody mutates.
+
+    Shapes:
+        heads, relations, tails: ``(E,)``.
+    """
+    n, r = num_entities, num_relations
+    directions = torch.cat([relations, relations + r])  # (2E,)
+    destinations = torch.cat([tails, heads])
+    sources = torch.cat([heads, tails])
+    row_key = directions * n + destinations
+    order = torch.argsort(sources, stable=True)
+    order = order[torch.argsort(row_key[order], stable=True)]
+    row_key, col = row_key[order], sources[order]
+    keys, counts = torch.unique_consecutive(row_key, return_counts=True)  # (M,)
+    m = keys.numel()
+    rows, row_directions = keys % max(n, 1), keys // max(n, 1)
+    crow = torch.zeros(m + 1, dtype=torch.long)
+    crow[1:] = torch.cumsum(counts, 0)
+    matrix = torch.sparse_csr_tensor(crow, col, torch.ones(col.numel()), size=(m, n), check_invariants=False)
+    row_of_value = torch.repeat_interleave(torch.arange(m), counts, output_size=col.numel())
+    transpose_order = torch.argsort(col * max(m, 1) + row_of_value)
+    transposed_crow = torch.zeros(n + 1, dtype=torch.long)
+    transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
+    transposed = torch.sparse_csr_tensor(
+        transposed_crow,
+        row_of_value[transpose_order],
+        torch.ones(col.numel()),
+        size=(n, m),
+        check_invariants=False,
+    )
+    offsets = torch.searchsorted(row_directions, torch.arange(2 * r + 1)).tolist()
+    return StackedTransitions(
+        matrix,
+        transposed,
+        rows,
+        row_directions,
+        _membership(offsets, m),
+        transpose_order,
+        row_of_value,
+        offsets,
+    )
+
+
+def out_degree(
+    heads: Tensor,
+    relations: Tensor,
+    tails: Tensor,
+    num_entities: int,
+    num_relations: int,
+    counts: Tensor | None = None,
+) -> Tensor:
+    """``(2R, N)`` sparse CSR: entry ``(d, u)`` counts the edges leaving ``u`` along ``d`` (each edge adds
+    ``counts`` instead of 1 when given: -1 removes one)."""
+    directed = torch.cat([relations, relations + num_relations])
+    sources = torch.cat([heads, tails])
+    values = torch.ones(directed.numel()) if counts is None else torch.cat([counts, counts]).float()
+    degree = torch.sparse_coo_tensor(
+        torch.stack([directed, sources]),
+        values,
+        size=(2 * num_relations, num_entities),
+        check_invariants=False,
+    )
+    return degree.coalesce().to_sparse_csr()
+
+
+def _resized_degree(degree: Tensor, num_entities: int, num_relations: int) -> Tensor:
+    """A ``(2R_b, N_b)`` out-degree matrix laid out for a graph grown to ``num_relations`` and
+    ``num_entities``."""
+    base_relations = degree.shape[0] // 2
+    if degree.shape == (2 * num_relations, num_entities):
+        return degree
+    crow = degree.crow_indices()
+    added = num_relations - base_relations
+    crow = torch.cat(
+        [
+            crow[: base_relations + 1],
+            crow[base_relations : base_relations + 1].expand(added),
+            crow[base_relations + 1 :],
+            crow[-1:].expand(added),
+        ]
+    )
+    return torch.sparse_csr_tensor(
+        crow,
+        degree.col_indices(),
+        degree.values(),
+        size=(2 * num_relations, num_entities),
+        check_invariants=False,
+    )
+
+
+@dataclass(frozen=True)
+class MergedEdges:
+    """The transitions and out-degrees built from one snapshot of a graph's edges."""
+
+    transitions: StackedTransitions
+    degree: Tensor  # (2R, N) CSR
+    row_keys: Tensor  # (M,) direction * N + destination of each row, ascending
+    value_keys: Tensor  # (nnz,) row * N + source of each value, ascending
+    num_entities: int
+    num_relations: int
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.value_keys.numel()) // 2
+
+    def positions(self, keys: Tensor) -> Tensor:
+        """Value positions of merged edges ``keys`` (``(K, 3)``: head, relation, tail), both directions:
+        ``(2K,)``."""
+        n, r = self.num_entities, self.num_relations
+        h, rel, t = keys.unbind(1)
+        directions = torch.cat([rel, rel + r])
+        destinations, sources = torch.cat([t, h]), torch.cat([h, t])
+        row = torch.searchsorted(self.row_keys, directions * n + destinations)
+        return torch.searchsorted(self.value_keys, row * n + sources)
+
+
+@dataclass(frozen=True)
+class MergeJob:
+    """A snapshot of a graph's edges to merge (:meth:`build` runs on any thread)."""
+
+    token: int
+    heads: Tensor
+    relations: Tensor
+    tails: Tensor
+    num_entities: int
+    num_relations: int
+
+    def build(self) -> MergedEdges:
+        edges = (self.heads, self.relations, self.tails, self.num_entities, self.num_relations)
+        transitions = build_transitions(*edges)
+        n = self.num_entities
+        return MergedEdges(
+            transitions,
+            out_degree(*edges),
+            transitions.directions * n + transitions.rows,
+            transitions.row_of_value * n + transitions.matrix.col_indices(),
+            self.num_entities,
+            self.num_relations,
+        )
 
 
 @dataclass(frozen=True)
@@ -178,10 +436,15 @@ class KnowledgeGraph:
         self._heads = torch.empty(0, dtype=torch.long)
         self._rels = torch.empty(0, dtype=torch.long)
         self._tails = torch.empty(0, dtype=torch.long)
-        self._edge_keys: set[tuple[int, int, int]] = set()
-        self._adjacency: list[RelationAdjacency] | None = None
-        self._out_degree: Tensor | None = None
-        self._stacked: StackedTransitions | None = None
+        self._edge_keys: set[EdgeKey] = set()
+        self._merged: MergedEdges | None = None  # transitions built from a snapshot of the edges
+        self._added: dict[EdgeKey, None] = {}  # edges added since that snapshot (the delta)
+        self._removed: set[EdgeKey] = set()  # merged edges retracted since (masked)
+        self._log: list[tuple[EdgeKey, int]] | None = None  # changes since the snapshot of a merge in flight
+        self._merge_token = 0
+        self._view: tuple[StackedTransitions, Tensor] | None = None  # merged + delta, as queries read them
+        self._directions: dict[int, RelationAdjacency] = {}
+        self.merges = 0  # merges installed so far
         self._of_type: dict[str, Tensor] = {}
         self.add(list(entities) + list(triples))
 
@@ -392,8 +655,14 @@ class KnowledgeGraph:
             self._heads = torch.cat([self._heads, heads])
             self._rels = torch.cat([self._rels, rels])
             self._tails = torch.cat([self._tails, tails])
+        if self._merged is not None or self._log is not None:
+            for key in retracted:
+                self._note(key, -1)
+            for key in added:
+                self._note(key, 1)
         if added or retracted or new_entities:
-            self._invalidate()
+            self._view = None
+            self._directions = {}
         changed.update(new_entities)
         return GraphUpdate(new_entities, sorted(changed), new_relations, len(added), len(retracted))
 
@@ -413,10 +682,51 @@ class KnowledgeGraph:
         self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
         self.retractions += len(keys)
 
-    def _invalidate(self) -> None:
-        self._adjacency = None
-        self._out_degree = None
-        self._stacked = None
+    def _note(self, key: EdgeKey, sign: int) -> None:
+        """Record an edge added (+1) or retracted (-1) since the merge, and for a merge in flight."""
+        if self._log is not None:
+            self._log.append((key, sign))
+        if self._merged is not None:
+            _change(self._added, self._removed, key, sign)
+
+    # ---------------------------------------------------------------------------------------- merges
+    @property
+    def delta_size(self) -> int:
+        """Edges added or retracted since the last merge."""
+        return len(self._added) + len(self._removed)
+
+    def merge_due(self) -> bool:
+        """Whether a background merge should start: none in flight, and the delta has grown."""
+        merged = self._merged
+        return merged is not None and self._log is None and self.delta_size >= merge_due_at(merged.num_edges)
+
+    def start_merge(self) -> MergeJob:
+        """Snapshot the edges to merge; changes from now on are kept for :meth:`finish_merge`."""
+        self._merge_token += 1
+        self._log = []
+        return MergeJob(
+            self._merge_token, self._heads, self._rels, self._tails, self.num_entities, self.num_relations
+        )
+
+    def finish_merge(self, job: MergeJob, merged: MergedEdges) -> bool:
+        """Install what ``job`` built; the changes made since its snapshot become the new delta. Returns
+        False (and installs nothing) when a later merge superseded the job."""
+        if job.token != self._merge_token or self._log is None:
+            return False
+        added: dict[EdgeKey, None] = {}
+        removed: set[EdgeKey] = set()
+        for key, sign in self._log:
+            _change(added, removed, key, sign)
+        self._merged, self._added, self._removed, self._log = merged, added, removed, None
+        self._view = None
+        self._directions = {}
+        self.merges += 1
+        return True
+
+    def merge(self) -> None:
+        """Fold the delta into the merged transitions now, on this thread."""
+        job = self.start_merge()
+        self.finish_merge(job, job.build())
 
     def _entity(self, entity_id: str, created: list[int]) -> int:
         index = self.entity_index.get(entity_id)
@@ -441,97 +751,48 @@ class KnowledgeGraph:
         return (d, False) if d < r else (d - r, True)
 
     def transition(self, d: int) -> RelationAdjacency:
-        """The sparse transition of directed relation ``d`` (built lazily after updates)."""
-        if self._adjacency is None:
-            self._build()
-        assert self._adjacency is not None
-        return self._adjacency[d]
+        """The sparse transition of directed relation ``d`` (merged edges, and the delta beside them)."""
+        stacked = self.stacked_transitions()
+        found = self._directions.get(d)
+        if found is None:
+            found = self._directions[d] = stacked.direction(d)
+        return found
 
     def stacked_transitions(self) -> StackedTransitions:
-        """Every directed relation's transition stacked into one CSR matrix (built lazily after updates)."""
-        if self._stacked is None:
-            adjacency = [self.transition(d) for d in range(2 * self.num_relations)]
-            rows = torch.cat([a.rows for a in adjacency]) if adjacency else torch.empty(0, dtype=torch.long)
-            directions = (
-                torch.cat(
-                    [torch.full((a.rows.numel(),), d, dtype=torch.long) for d, a in enumerate(adjacency)]
-                )
-                if adjacency
-                else torch.empty(0, dtype=torch.long)
-            )
-            crows, cols, offset = [torch.zeros(1, dtype=torch.long)], [], 0
-            for a in adjacency:
-                crows.append(a.matrix.crow_indices()[1:] + offset)
-                cols.append(a.matrix.col_indices())
-                offset += a.matrix.col_indices().numel()
-            col = torch.cat(cols) if cols else torch.empty(0, dtype=torch.long)
-            matrix = torch.sparse_csr_tensor(
-                torch.cat(crows),
-                col,
-                torch.ones(col.numel()),
-                size=(rows.numel(), self.num_entities),
-                check_invariants=False,
-            )
-            row_of_value = torch.repeat_interleave(
-                torch.arange(rows.numel()), torch.diff(matrix.crow_indices())
-            )
-            transpose_order = torch.argsort(col * max(rows.numel(), 1) + row_of_value)
-            transposed_crow = torch.zeros(self.num_entities + 1, dtype=torch.long)
-            transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.num_entities), 0)
-            transposed = torch.sparse_csr_tensor(
-                transposed_crow,
-                row_of_value[transpose_order],
-                torch.ones(col.numel()),
-                size=(self.num_entities, rows.numel()),
-                check_invariants=False,
-            )
-            membership = torch.sparse_coo_tensor(
-                torch.stack([directions, torch.arange(rows.numel())]),
-                torch.ones(rows.numel()),
-                size=(2 * self.num_relations, rows.numel()),
-                check_invariants=False,
-            ).to_sparse_csr()
-            offsets = [0] + [a.rows.numel() for a in adjacency]
-            self._stacked = StackedTransitions(
-                matrix,
-                transposed,
-                rows,
-                directions,
-                membership,
-                transpose_order,
-                row_of_value,
-                list(itertools.accumulate(offsets)),
-            )
-        return self._stacked
+        """Every directed relation's transition stacked into one CSR block, with the delta beside it."""
+        return self._current()[0]
 
     def out_degree(self) -> Tensor:
         """Sparse ``(2R, N)`` CSR matrix: entry ``(d, u)`` counts the edges leaving ``u`` along ``d``."""
-        if self._out_degree is None:
-            self._build()
-        assert self._out_degree is not None
-        return self._out_degree
+        return self._current()[1]
 
-    def _build(self) -> None:
+    def _current(self) -> tuple[StackedTransitions, Tensor]:
+        if self._view is None:
+            merged = self._merged
+            if merged is None or self.delta_size > delta_limit(merged.num_edges):
+                self.merge()
+            assert self._merged is not None
+            self._view = self._compose(self._merged)
+        return self._view
+
+    def _compose(self, merged: MergedEdges) -> tuple[StackedTransitions, Tensor]:
+        """The merged transitions with retracted edges masked and the added ones beside them."""
         n, r = self.num_entities, self.num_relations
-        heads, rels, tails = self._heads, self._rels, self._tails
-        order = torch.argsort(rels, stable=True)
-        bounds = [0, *torch.cumsum(torch.bincount(rels, minlength=r), 0).tolist()]
-        adjacency = []
-        for reverse in (False, True):
-            src, dst = (tails[order], heads[order]) if reverse else (heads[order], tails[order])
-            for rel in range(r):
-                lo, hi = bounds[rel], bounds[rel + 1]
-                adjacency.append(_build_adjacency(dst[lo:hi], src[lo:hi], n))
-        self._adjacency = adjacency
-        directed = torch.cat([rels, rels + r])
-        sources = torch.cat([heads, tails])
-        degree = torch.sparse_coo_tensor(
-            torch.stack([directed, sources]),
-            torch.ones(directed.numel()),
-            size=(2 * r, n),
-            check_invariants=False,
-        )
-        self._out_degree = degree.coalesce().to_sparse_csr()
+        stacked = merged.transitions.resized(n, r)
+        degree = _resized_degree(merged.degree, n, r)
+        if self._removed:
+            mask = torch.ones(stacked.nnz)
+            mask[merged.positions(torch.tensor(list(self._removed), dtype=torch.long))] = 0.0
+            stacked = dataclasses.replace(stacked.with_values(mask), mask=mask)
+        changes = list(self._added) + list(self._removed)
+        if self._added:
+            heads, rels, tails = torch.tensor(list(self._added), dtype=torch.long).T
+            stacked = dataclasses.replace(stacked, delta=build_transitions(heads, rels, tails, n, r))
+        if changes:
+            heads, rels, tails = torch.tensor(changes, dtype=torch.long).T
+            counts = torch.cat([torch.ones(len(self._added)), -torch.ones(len(self._removed))])
+            degree = degree + out_degree(heads, rels, tails, n, r, counts)
+        return stacked, degree
 
     # -------------------------------------------------------------------------------------- queries
     def match_edges(
@@ -560,3 +821,16 @@ class KnowledgeGraph:
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its id with underscores shown as spaces."""
         return default_name(self.relation_ids[r])
+
+
+def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> None:
+    """Fold one change into a delta: ``added`` holds edges not merged, ``removed`` merged edges retracted."""
+    if sign > 0:
+        if key in removed:
+            removed.discard(key)
+        else:
+            added[key] = None
+    elif key in added:
+        del added[key]
+    else:
+        removed.add(key)

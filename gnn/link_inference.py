@@ -114,7 +114,7 @@ class LinkInference:
             return []
         stacked = graph.stacked_transitions()
         heads, directions, tails = (torch.tensor(column) for column in zip(*triples, strict=True))
-        values = torch.ones(len(triples), stacked.matrix.values().numel(), requires_grad=True)
+        values = torch.ones(len(triples), stacked.nnz, requires_grad=True)
         with torch.enable_grad():
             logits = self.logits(graph, heads, directions, values)  # (B, N)
             logits[torch.arange(len(triples)), tails].sum().backward()

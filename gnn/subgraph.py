@@ -124,29 +124,34 @@ def explore(
         empty = torch.empty(0, dtype=torch.long)
         return Exploration(empty, empty, torch.empty(0), torch.empty(0, dtype=torch.bool), 0)
     stacked = graph.stacked_transitions()
-    transposed = stacked.transposed  # (N, M): row u lists the (node, direction) rows that u feeds
-    crow, col, destination = transposed.crow_indices(), transposed.col_indices(), stacked.rows
+    # (crow, col, destination) of each part (merged, delta): crow/col are the part's (N, M) transpose, so
+    # entity u's slice lists the (node, direction) rows it feeds; masked (retracted) edges are walked too
+    parts = [stacked.merged] + ([stacked.delta] if stacked.delta is not None else [])
+    walks = [(p.transposed.crow_indices(), p.transposed.col_indices(), p.rows) for p in parts]
 
     seed_keys = question * num_entities + entity  # sorted: a pair is keyed question * N + entity
     mass = 1.0 / torch.bincount(question, minlength=num_questions)[question].float()  # (P,) at step 0
     keys_of_step, scores_of_step = [seed_keys], [restart * mass]
     followed = 0
     for _ in range(hops):
-        start, count = crow[entity], crow[entity + 1] - crow[entity]  # (P,)
+        counts = [crow[entity + 1] - crow[entity] for crow, _, _ in walks]  # per part, (P,)
+        count = torch.stack(counts).sum(0)  # (P,)
         spread = mass / count.clamp_min(1)  # (P,) mass sent along each edge
         walked = count > 0
         if max_edges:
             walked &= _within_budget(question, spread, count, max_edges, num_questions)
         source = walked.nonzero().flatten()  # (S,)
-        per_source = count[source]
-        total = int(per_source.sum())
+        total = int(count[source].sum())
         if total == 0:
             break
         followed += total
-        owner = torch.repeat_interleave(source, per_source, output_size=total)  # (T,) pair of each edge
-        first = torch.cumsum(per_source, 0) - per_source  # (S,) position of each source's first edge
-        offset = torch.arange(total) - torch.repeat_interleave(first, per_source, output_size=total)
-        keys = question[owner] * num_entities + destination[col[start[owner] + offset]]  # (T,)
+        owners, reached = [], []
+        for (crow, col, destination), part_count in zip(walks, counts, strict=True):
+            owner, edge = _edges_of(source, crow[entity], part_count)
+            owners.append(owner)
+            reached.append(destination[col[edge]])
+        owner = torch.cat(owners)  # (T,) pair of each followed edge
+        keys = question[owner] * num_entities + torch.cat(reached)  # (T,)
         keys, inverse = torch.unique(keys, return_inverse=True)  # coalesce: one pair per (question, entity)
         mass = torch.zeros(keys.numel()).index_add_(0, inverse, spread[owner]) * (1.0 - restart)
         question, entity = keys // num_entities, keys % num_entities
@@ -158,6 +163,17 @@ def explore(
     position = torch.searchsorted(seed_keys, keys).clamp_(max=seed_keys.numel() - 1)
     seed = seed_keys[position] == keys
     return Exploration(keys // num_entities, keys % num_entities, score, seed, followed)
+
+
+def _edges_of(source: Tensor, start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """``(owner, edge)`` of every edge the pairs ``source`` walk: the pair it belongs to and its position in
+    the CSR columns, pair ``p``'s edges being ``start[p] .. start[p] + count[p]``."""
+    per_source = count[source]
+    total = int(per_source.sum())
+    owner = torch.repeat_interleave(source, per_source, output_size=total)  # (T,)
+    first = torch.cumsum(per_source, 0) - per_source  # (S,) position of each source's first edge
+    offset = torch.arange(total) - torch.repeat_interleave(first, per_source, output_size=total)
+    return owner, start[owner] + offset
 
 
 def _by_priority(question: Tensor, priority: Tensor) -> tuple[Tensor, Tensor]:

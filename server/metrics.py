@@ -148,4 +148,13 @@ class ServiceCollector(Collector):
             sizes.add_metric([name, "entities"], graph.num_entities)
             sizes.add_metric([name, "relations"], graph.num_relations)
             sizes.add_metric([name, "edges"], graph.num_edges)
+            sizes.add_metric([name, "delta_edges"], graph.delta_size)
         yield sizes
+        merges = CounterMetricFamily(
+            "graphfuse_graph_merges",
+            "Merges of a graph's update delta into its sparse matrices",
+            labels=["graph"],
+        )
+        for name, state in list(service.graphs.items()):
+            merges.add_metric([name], state.graph.merges)
+        yield merges

@@ -246,6 +246,8 @@ class GraphService:
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
         self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
+        self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
+        self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -377,7 +379,7 @@ class GraphService:
 
     async def close(self) -> None:
         self.ready = False
-        for task in (self._watcher, self._refresher):
+        for task in (self._watcher, self._refresher, *self._merges.values()):
             if task is not None:
                 task.cancel()
         if self.batcher is not None:
@@ -390,6 +392,7 @@ class GraphService:
         self._compute.shutdown(wait=True)
         self._io.shutdown(wait=True)
         self._refit.shutdown(wait=False, cancel_futures=True)
+        self._merger.shutdown(wait=False, cancel_futures=True)
 
     async def _on_compute(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
@@ -665,10 +668,41 @@ class GraphService:
         written: WriteResult = await self._on_io(store.write, graph, records, position)
         state = self.graphs[graph]
         _, names = await self._on_compute(state.apply, records)
+        self._merge_when_due(state)
         if names.texts:
             vectors = await self._embed_names(names.texts)
             await self._on_compute(state.set_name_vectors, names, vectors)
         return written
+
+    def _merge_when_due(self, state: GraphState) -> None:
+        """Fold the graph's delta into its merged transitions in the background once it has grown: the
+        snapshot and the swap take the compute thread briefly, the build runs on the merge thread."""
+        if state.name in self._merges or not state.graph.merge_due():
+            return
+        name = state.name
+        task = self._merges[name] = asyncio.create_task(self._merge(state))
+        task.add_done_callback(
+            lambda done: self._merges.pop(name) if self._merges.get(name) is done else None
+        )
+
+    async def _merge(self, state: GraphState) -> None:
+        graph = state.graph
+        started = time.perf_counter()
+        try:
+            job = await self._on_compute(graph.start_merge)
+            merged = await asyncio.get_running_loop().run_in_executor(self._merger, job.build)
+            installed = await self._on_compute(graph.finish_merge, job, merged)
+        except Exception:  # the delta stays readable; a later update tries again
+            log.exception("graph %s: background merge failed", state.name)
+            return
+        log.debug(
+            "graph %s: merged %d edges in %.2f s (installed: %s, delta now %d)",
+            state.name,
+            job.heads.numel(),
+            time.perf_counter() - started,
+            installed,
+            graph.delta_size,
+        )
 
     # ------------------------------------------------------------------------------------- reason
     def _check_top_k(self, top_k: int, field_name: str = "top_k") -> int:

@@ -73,6 +73,23 @@ def weighted_transition(
     Shapes:
         returns ``(N, C)``.
     """
+    if stacked.delta is not None or stacked.mask is not None:  # merged edges, and the delta beside them
+        merged, own = stacked.merged, int(stacked.matrix.col_indices().numel())
+        merged_values = None
+        if values is not None:
+            merged_values = values[..., :own] if stacked.mask is None else values[..., :own] * stacked.mask
+        out = _weighted_block(x, weights, merged, merged_values)
+        if stacked.delta is not None:
+            delta_values = values[..., own:] if values is not None else None
+            out = out + weighted_transition(x, weights, stacked.delta, delta_values)
+        return out
+    return _weighted_block(x, weights, stacked, values)
+
+
+def _weighted_block(
+    x: Tensor, weights: Tensor, stacked: StackedTransitions, values: Tensor | None = None
+) -> Tensor:
+    """:func:`weighted_transition` over one plain CSR block."""
     tracked = [t for t in (x, weights, values) if t is not None and t.requires_grad]
     if torch.is_grad_enabled() and tracked:
         return _WeightedTransition.apply(x, weights, stacked, values)

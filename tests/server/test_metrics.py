@@ -63,6 +63,8 @@ def test_calls_batches_cache_and_graphs_are_counted(observed: RunningServer) -> 
     assert samples[("graphfuse_encoder_batch_tokens_sum", ())] >= texts
     assert samples[("graphfuse_encoder_cache_total", (("result", "hit"),))] >= 1
     assert samples[("graphfuse_graph_size", (("graph", "drugs"), ("kind", "edges")))] == 1
+    assert samples[("graphfuse_graph_size", (("graph", "drugs"), ("kind", "delta_edges")))] == 0
+    assert ("graphfuse_graph_merges_total", (("graph", "drugs"),)) in samples
     assert ("graphfuse_encoder_queued_texts", ()) in samples
     for stage in ("queue", "tokenize", "forward", "pool"):
         assert samples[("graphfuse_encoder_stage_seconds_total", (("stage", stage),))] > 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from graphfuse.v1 import graphfuse_pb2 as pb
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from gnn.graph import merge_due_at
 from gnn.records import EntityRecord, Retraction, TripleRecord
 from server.client import Client
 from server.record_messages import record_to_proto
@@ -371,3 +374,33 @@ def test_ingest_retracts_facts_end_to_end(client: Client) -> None:
     assert [e.index for e in ack.errors] == [0, 1]
     assert "relation 'cures'" in ack.errors[0].reason and "head 'nobody'" in ack.errors[1].reason
     assert client.graph_info("retract").triples == 1  # the rejected chunk changed nothing
+
+
+def test_updates_are_answered_from_the_delta_then_merged_in_the_background(
+    client: Client, running_server: RunningServer
+) -> None:
+    chain = [TripleRecord(f"step {i}", "leads_to", f"step {i + 1}") for i in range(50)]
+    assert all(a.accepted for a in client.ingest("growing", chain))
+    question = "what does step 3 lead to"
+    assert "step 4" in [a.entity_id for a in client.ask(question, graph="growing", max_hops=1).answers]
+    graph = running_server.app.service.graphs["growing"].graph
+    merges = graph.merges
+
+    assert all(a.accepted for a in client.ingest("growing", [TripleRecord("step 3", "leads_to", "exit")]))
+    assert all(a.accepted for a in client.ingest("growing", [Retraction("step 3", "leads_to", "step 4")]))
+    answers = [a.entity_id for a in client.ask(question, graph="growing", max_hops=1).answers]
+    assert "exit" in answers and "step 4" not in answers
+    assert graph.merges == merges and graph.delta_size == 2  # read beside the merged matrices, no rebuild
+
+    due = merge_due_at(graph.num_edges)
+    assert all(
+        a.accepted
+        for a in client.ingest("growing", [TripleRecord("hub", "links", f"leaf {i}") for i in range(due)])
+    )
+    for _ in range(100):  # the merge runs on its own thread after the ingest is acknowledged
+        if graph.merges > merges:
+            break
+        time.sleep(0.05)
+    assert graph.merges > merges and graph.delta_size == 0
+    answers = [a.entity_id for a in client.ask(question, graph="growing", max_hops=1).answers]
+    assert "exit" in answers and "step 4" not in answers
