@@ -444,6 +444,8 @@ class KnowledgeGraph:
         self._merge_token = 0
         self._view: tuple[StackedTransitions, Tensor] | None = None  # merged + delta, as queries read them
         self._directions: dict[int, RelationAdjacency] = {}
+        self._changes = {"added": 0, "removed": 0}  # versions of each side of the delta
+        self._parts: dict[str, tuple[tuple, object]] = {}  # pieces of the view, by the versions they read
         self.merges = 0  # merges installed so far
         self._of_type: dict[str, Tensor] = {}
         self.add(list(entities) + list(triples))
@@ -687,7 +689,7 @@ class KnowledgeGraph:
         if self._log is not None:
             self._log.append((key, sign))
         if self._merged is not None:
-            _change(self._added, self._removed, key, sign)
+            self._changes[_change(self._added, self._removed, key, sign)] += 1
 
     # ---------------------------------------------------------------------------------------- merges
     @property
@@ -718,6 +720,7 @@ class KnowledgeGraph:
         for key, sign in self._log:
             _change(added, removed, key, sign)
         self._merged, self._added, self._removed, self._log = merged, added, removed, None
+        self._parts = {}
         self._view = None
         self._directions = {}
         self.merges += 1
@@ -776,23 +779,40 @@ class KnowledgeGraph:
         return self._view
 
     def _compose(self, merged: MergedEdges) -> tuple[StackedTransitions, Tensor]:
-        """The merged transitions with retracted edges masked and the added ones beside them."""
+        """The merged transitions with retracted edges masked and the added ones beside them. The mask and
+        the delta's matrices are kept until their side of the delta changes."""
         n, r = self.num_entities, self.num_relations
         stacked = merged.transitions.resized(n, r)
         degree = _resized_degree(merged.degree, n, r)
-        if self._removed:
-            mask = torch.ones(stacked.nnz)
-            mask[merged.positions(torch.tensor(list(self._removed), dtype=torch.long))] = 0.0
+        removed, added = self._delta_tensors()
+        if removed.numel():
+            version = ("mask", self._changes["removed"])
+            if self._parts.get("mask", (None,))[0] != version:
+                mask = torch.ones(stacked.nnz)
+                mask[merged.positions(removed)] = 0.0
+                self._parts["mask"] = (version, mask)
+            mask = self._parts["mask"][1]
             stacked = dataclasses.replace(stacked.with_values(mask), mask=mask)
-        changes = list(self._added) + list(self._removed)
-        if self._added:
-            heads, rels, tails = torch.tensor(list(self._added), dtype=torch.long).T
-            stacked = dataclasses.replace(stacked, delta=build_transitions(heads, rels, tails, n, r))
-        if changes:
-            heads, rels, tails = torch.tensor(changes, dtype=torch.long).T
-            counts = torch.cat([torch.ones(len(self._added)), -torch.ones(len(self._removed))])
-            degree = degree + out_degree(heads, rels, tails, n, r, counts)
+        if added.numel():
+            version = ("delta", self._changes["added"], n, r)
+            if self._parts.get("delta", (None,))[0] != version:
+                self._parts["delta"] = (version, build_transitions(*added.T, n, r))
+            stacked = dataclasses.replace(stacked, delta=self._parts["delta"][1])
+        if removed.numel() or added.numel():
+            counts = torch.cat([torch.ones(added.shape[0]), -torch.ones(removed.shape[0])])
+            degree = degree + out_degree(*torch.cat([added, removed]).T, n, r, counts)
         return stacked, degree
+
+    def _delta_tensors(self) -> tuple[Tensor, Tensor]:
+        """``(removed, added)`` edges of the delta as ``(K, 3)`` tensors (kept until their side changes)."""
+        found = []
+        for side, keys in (("removed", self._removed), ("added", self._added)):
+            version = (side, self._changes[side])
+            cached = self._parts.get(side)
+            if cached is None or cached[0] != version:
+                cached = self._parts[side] = (version, torch.tensor(list(keys), dtype=torch.long).view(-1, 3))
+            found.append(cached[1])
+        return found[0], found[1]
 
     # -------------------------------------------------------------------------------------- queries
     def match_edges(
@@ -823,14 +843,17 @@ class KnowledgeGraph:
         return default_name(self.relation_ids[r])
 
 
-def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> None:
-    """Fold one change into a delta: ``added`` holds edges not merged, ``removed`` merged edges retracted."""
+def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> str:
+    """Fold one change into a delta (``added``: edges not merged, ``removed``: merged edges retracted);
+    returns the side it changed."""
     if sign > 0:
         if key in removed:
             removed.discard(key)
-        else:
-            added[key] = None
-    elif key in added:
+            return "removed"
+        added[key] = None
+        return "added"
+    if key in added:
         del added[key]
-    else:
-        removed.add(key)
+        return "added"
+    removed.add(key)
+    return "removed"

@@ -81,15 +81,22 @@ def weighted_transition(
         out = _weighted_block(x, weights, merged, merged_values)
         if stacked.delta is not None:
             delta_values = values[..., own:] if values is not None else None
-            out = out + weighted_transition(x, weights, stacked.delta, delta_values)
+            if out.requires_grad or (delta_values is not None and delta_values.requires_grad):
+                return out + _weighted_block(x, weights, stacked.delta, delta_values)
+            _weighted_block(x, weights, stacked.delta, delta_values, out=out)
         return out
     return _weighted_block(x, weights, stacked, values)
 
 
 def _weighted_block(
-    x: Tensor, weights: Tensor, stacked: StackedTransitions, values: Tensor | None = None
+    x: Tensor,
+    weights: Tensor,
+    stacked: StackedTransitions,
+    values: Tensor | None = None,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """:func:`weighted_transition` over one plain CSR block."""
+    """:func:`weighted_transition` over one plain CSR block; without gradients it adds into ``out`` when
+    given."""
     tracked = [t for t in (x, weights, values) if t is not None and t.requires_grad]
     if torch.is_grad_enabled() and tracked:
         return _WeightedTransition.apply(x, weights, stacked, values)
@@ -100,9 +107,9 @@ def _weighted_block(
     if rows <= step:
         moved = stacked.matrix @ x  # (M, C)
         scale_by_direction(moved, weights, stacked.direction_offsets)
-        return torch.zeros_like(x).index_add_(0, stacked.rows, moved)
+        return (torch.zeros_like(x) if out is None else out).index_add_(0, stacked.rows, moved)
     crow, col, vals = stacked.matrix.crow_indices(), stacked.matrix.col_indices(), stacked.matrix.values()
-    out = torch.zeros_like(x)
+    out = torch.zeros_like(x) if out is None else out
     for start in range(0, rows, step):
         end = min(start + step, rows)
         lo, hi = int(crow[start]), int(crow[end])
