@@ -29,7 +29,8 @@ class RelationPropagation(nn.Module):
                 f"Expected 'weights' of shape {(x.shape[1], 2 * graph.num_relations)} "
                 f"(got {tuple(weights.shape)})"
             )
-        return weighted_transition(x, weights, graph.stacked_transitions()).clamp(max=1.0)
+        moved = weighted_transition(x, weights, graph.stacked_transitions())
+        return moved.clamp_(max=1.0) if not moved.requires_grad else moved.clamp(max=1.0)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from gnn.graph import StackedTransitions
+from gnn.layers import cpu_kernels
 
 
 class _WeightedTransition(torch.autograd.Function):
@@ -102,6 +103,18 @@ def _weighted_block(
         return _WeightedTransition.apply(x, weights, stacked, values)
     if values is not None:
         stacked = stacked.with_values(values if values.dim() == 1 else values[0])
+    matrix = stacked.matrix
+    if cpu_kernels.available(x, weights, matrix.values()):  # one fused pass, no (M, C) block
+        return cpu_kernels.weighted_rows(
+            matrix.crow_indices(),
+            matrix.col_indices(),
+            matrix.values(),
+            stacked.rows,
+            stacked.direction_offsets,
+            x,
+            weights,
+            torch.zeros_like(x) if out is None else out,
+        )
     rows = stacked.rows.numel()
     step = max(1, CHUNK_ELEMENTS // max(x.shape[1], 1))
     if rows <= step:
@@ -139,3 +152,11 @@ def scale_by_direction(moved: Tensor, weights: Tensor, offsets: list[int], first
         lo, hi = max(offsets[d], first_row), min(offsets[d + 1], last_row)
         if lo < hi:
             moved[lo - first_row : hi - first_row].mul_(weights[:, d])
+
+
+def live_directions(degree: Tensor, x: Tensor, threshold: float) -> Tensor:
+    """``(C, 2R)`` bool: whether an entity holding more than ``threshold`` in column ``c`` has an edge along
+    direction ``d`` (``degree``: the graph's ``(2R, N)`` out-degree CSR)."""
+    if cpu_kernels.available(x, degree.values()):
+        return cpu_kernels.live_directions(degree, x, threshold)
+    return (degree @ (x > threshold).to(degree.dtype)).T > 0

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gnn.graph import KnowledgeGraph
 from gnn.layers import RelationPropagation
+from gnn.layers.transition import live_directions
 from gnn.models.answer_head import AnswerHead, AnswerHeadConfig
 
 
@@ -131,7 +132,7 @@ class QuestionReasoner(nn.Module):
         directed = self.directed_relations(relation_vectors)  # (2R, D)
         keys = F.normalize(directed, dim=-1)
         degree = graph.out_degree()  # (2R, N)
-        is_topic = topics > 0  # (N, B)
+        topic_entities, topic_columns = (topics > 0).nonzero(as_tuple=True)
         x = topics
         previous = torch.zeros_like(questions)  # (B, D): the relation followed at the previous hop
         hop_scores, weights, stop_logits = [], [], []
@@ -149,9 +150,10 @@ class QuestionReasoner(nn.Module):
             logits = temperature * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
-            live = (degree @ (x.detach() > self.config.live_mass).float()).T > 0  # (B, 2R)
+            live = live_directions(degree, x.detach(), self.config.live_mass)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            x = self.propagate(graph, x, w).masked_fill_(is_topic, 0.0)  # (N, B); never back to a topic
+            x = self.propagate(graph, x, w)  # (N, B)
+            x[topic_entities, topic_columns] = 0.0  # never back to a topic
             previous = w @ directed  # (B, D)
             stop_logits.append(
                 self.stop(torch.cat([questions, previous, state[:, 2 * questions.shape[1] :]], -1))
@@ -159,7 +161,9 @@ class QuestionReasoner(nn.Module):
             hop_scores.append(x)
             weights.append(w)
         attention = torch.softmax(torch.cat(stop_logits, dim=-1), dim=-1)  # (B, T)
-        scores = sum(attention[:, t] * hop_scores[t] for t in range(self.config.hops))  # (N, B)
+        scores = hop_scores[0] * attention[:, 0]  # (N, B)
+        for t in range(1, self.config.hops):
+            scores.addcmul_(hop_scores[t], attention[:, t])
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
 
     def checkpoint(self) -> dict:

@@ -1,0 +1,76 @@
+"""The fused CPU kernels give what torch's sparse products give."""
+
+import pytest
+import torch
+
+from gnn.graph import KnowledgeGraph
+from gnn.layers import cpu_kernels
+from gnn.layers.transition import live_directions, weighted_transition
+from gnn.records import Retraction, TripleRecord
+
+pytestmark = pytest.mark.skipif(not cpu_kernels.available(torch.zeros(1)), reason="numba is not installed")
+
+
+def updated_graph(seed: int) -> KnowledgeGraph:
+    """A random graph read once, then updated: its transitions have a mask and a delta."""
+    generator = torch.Generator().manual_seed(seed)
+    heads, rels, tails = (torch.randint(0, size, (300,), generator=generator) for size in (60, 4, 60))
+    graph = KnowledgeGraph(
+        triples=[TripleRecord(f"e{h}", f"r{r}", f"e{t}") for h, r, t in zip(heads, rels, tails, strict=True)]
+    )
+    graph.stacked_transitions()
+    h, r, t = (column[:20].tolist() for column in graph.edges)
+    graph.add(
+        [
+            Retraction(graph.entity_ids[a], graph.relation_ids[b], graph.entity_ids[c])
+            for a, b, c in zip(h, r, t, strict=True)
+        ]
+    )
+    graph.add([TripleRecord(f"e{i}", "r5", f"new{i % 7}") for i in range(30)])
+    return graph
+
+
+def torch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_kernels, "available", lambda *tensors: False)
+
+
+@pytest.mark.parametrize("columns", [1, 7, 64, 70])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_transition_matches_torch(monkeypatch, seed, columns):
+    graph = updated_graph(seed)
+    stacked = graph.stacked_transitions()
+    assert stacked.mask is not None and stacked.delta is not None
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(graph.num_entities, columns, generator=generator)
+    x[torch.rand(graph.num_entities, generator=generator) < 0.7] = 0.0  # rows without mass are skipped
+    x[:, 0] -= 0.5  # signed inputs (link prediction's features) too
+    weights = torch.rand(columns, 2 * graph.num_relations, generator=generator)
+    values = torch.rand(stacked.nnz, generator=generator)
+    fused = weighted_transition(x, weights, stacked), weighted_transition(x, weights, stacked, values)
+    torch_only(monkeypatch)
+    reference = weighted_transition(x, weights, stacked), weighted_transition(x, weights, stacked, values)
+    for got, want in zip(fused, reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", [1, 63, 64, 65, 130])
+def test_live_directions_match_the_degree_product(monkeypatch, columns):
+    graph = updated_graph(columns)
+    degree = graph.out_degree()
+    assert bool((degree.values() == 0).any())  # retracted edges leave explicit zero counts
+    generator = torch.Generator().manual_seed(columns)
+    x = torch.rand(graph.num_entities, columns, generator=generator) * 0.4  # under the threshold
+    x[torch.randint(0, graph.num_entities, (columns,), generator=generator), torch.arange(columns)] = 1.0
+    fused = live_directions(degree, x, 0.5)
+    torch_only(monkeypatch)
+    reference = live_directions(degree, x, 0.5)
+    assert fused.shape == (columns, 2 * graph.num_relations)
+    assert torch.equal(fused, reference)
+    assert fused.any() and not fused.all()
+
+
+def test_kernels_are_not_used_where_gradients_are_needed():
+    x = torch.rand(3, 2, requires_grad=True)
+    assert not cpu_kernels.available(x)
+    assert not cpu_kernels.available(torch.rand(3, 2, dtype=torch.float64))
+    assert cpu_kernels.available(torch.rand(3, 2))
