@@ -1,10 +1,12 @@
 """Batched question reasoning on MetaQA's knowledge base: model vs bare sparse products, batch vs one.
 
 One run on one machine:
-1. the bare sparse work of 3 hops for a block of B questions (the stacked CSR product, each direction's
-   rows scaled by its weight, and the row sums into entities, per hop), against the full QuestionReasoner
+1. the bare sparse work of 3 hops for a block of B questions (every direction's transition applied and
+   weighted per question, summed into entities, per hop), computed twice: with torch's CSR product (the
+   stacked product, each direction's rows scaled, the rows summed into entities) and with graphfuse's fused
+   CPU kernel (``gnn/layers/cpu_kernels.py``, what the model runs); against the full QuestionReasoner
    forward for the same B questions (instructions, attention over the question's words, relation softmax
-   over live relations, propagation, hop mixing): the ratio is the model's overhead;
+   over live relations, propagation, hop mixing): the ratios are the model's overhead;
 2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.
 
 Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint PATH]
@@ -13,16 +15,19 @@ Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
+from gnn.layers import cpu_kernels
 from gnn.layers.transition import weighted_transition
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
@@ -82,6 +87,11 @@ def main() -> None:
             x = weighted_transition(x, weights, stacked)  # the model's own kernel, nothing around it
 
     @torch.inference_mode()
+    def bare_torch() -> None:
+        with torch_kernels_only():
+            bare()
+
+    @torch.inference_mode()
     def batched() -> None:
         model(graph, relation_vectors, questions, topics, **words)
 
@@ -91,6 +101,7 @@ def main() -> None:
             one = {name: value[b : b + 1] for name, value in words.items()}
             model(graph, relation_vectors, questions[b : b + 1], topics[:, b : b + 1], **one)
 
+    t_torch = timed(bare_torch, args.repeats)
     t_bare = timed(bare, args.repeats)
     t_batch = timed(batched, args.repeats)
     t_single = timed(one_by_one, max(1, args.repeats // 2))
@@ -107,17 +118,33 @@ def main() -> None:
     print("| measure | time | per question | ratio |")
     print("|---|---:|---:|---:|")
     print(
-        f"| bare sparse products, {hops} hops x {args.batch} questions | {t_bare * 1e3:.1f} ms | "
-        f"{t_bare / args.batch * 1e3:.2f} ms | 1.00 |"
+        f"| bare sparse products, torch CSR kernel, {hops} hops x {args.batch} questions "
+        f"| {t_torch * 1e3:.1f} ms | {t_torch / args.batch * 1e3:.2f} ms | 1.00 |"
+    )
+    print(
+        f"| bare sparse products, fused kernel (what the model runs) | {t_bare * 1e3:.1f} ms | "
+        f"{t_bare / args.batch * 1e3:.2f} ms | {t_torch / t_bare:.1f}x faster than torch's |"
     )
     print(
         f"| QuestionReasoner forward, batch of {args.batch} | {t_batch * 1e3:.1f} ms | "
-        f"{t_batch / args.batch * 1e3:.2f} ms | {t_batch / t_bare:.2f}x the bare products |"
+        f"{t_batch / args.batch * 1e3:.2f} ms | {t_batch / t_torch:.2f}x torch's bare products, "
+        f"{t_batch / t_bare:.2f}x the fused ones |"
     )
     print(
         f"| QuestionReasoner forward, {args.batch} questions one at a time | {t_single * 1e3:.1f} ms | "
         f"{t_single / args.batch * 1e3:.2f} ms | batching is {t_single / t_batch:.1f}x cheaper per question |"
     )
+
+
+@contextlib.contextmanager
+def torch_kernels_only() -> Iterator[None]:
+    """Run propagation on torch's sparse products, as without the fused CPU kernels."""
+    available = cpu_kernels.available
+    cpu_kernels.available = lambda *tensors: False
+    try:
+        yield
+    finally:
+        cpu_kernels.available = available
 
 
 if __name__ == "__main__":
