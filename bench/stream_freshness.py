@@ -6,8 +6,10 @@ between them at each rate in --rates (protobuf Record messages, --per-rate each)
 facts is watched: a poller asks `Lookup(head, relation, tail)` until the fact is stored, and the time from
 its publish is its freshness (updates apply in stream order, so the watched ones stand for the rest).
 Prints per rate: the publish rate reached, the apply rate (facts per second from the first publish to the
-last one visible), and freshness p50/p99; then the same number of facts through the `Ingest` RPC (chunks
-of 1,000) for comparison.
+last one visible), and freshness p50/p99. Then the same number of facts through the `Ingest` RPC (chunks
+of 1,000), which publishes to the stream, in both message forms side by side: batched (the default, a chunk
+in one RecordBatch message) and one Record message per fact (the server restarted with
+`--stream-batch-records 1`), each into a graph of its own over the same entities.
 
 Usage: python -m bench.stream_freshness [--rates 1000,2000,5000,10000] [--per-rate 25000]
 """
@@ -89,6 +91,19 @@ async def watch_visible(target: str, graph: str, batch, watch: set[int], sent_at
     return seen, last_visible
 
 
+def ingest_rates(target: str, graph: str, records: list[TripleRecord]) -> tuple[float, float]:
+    """``(acknowledged, applied)`` facts per second of ``records`` through `Ingest` in chunks of 1,000:
+    acknowledged once JetStream stored them, applied once this replica answers with the last of them."""
+    with Client(target, timeout=120) as client:
+        started = time.perf_counter()
+        acks = list(client.ingest(graph, records, chunk_size=1000))
+        acknowledged = len(records) / (time.perf_counter() - started)
+        assert all(a.accepted for a in acks)
+        client.lookup(graph, relation=RELATIONS[0], min_sequence=acks[-1].stream_sequence)
+        applied = len(records) / (time.perf_counter() - started)
+    return acknowledged, applied
+
+
 async def run_rate(url: str, target: str, graph: str, batch, rate: float, sample_every: int):
     """``(publish rate reached, apply rate, freshness of the watched facts)`` at one target rate."""
     watch = set(range(0, len(batch), sample_every)) | {len(batch) - 1}
@@ -115,7 +130,10 @@ def main() -> None:
     total = args.per_rate * len(args.rates)
     all_facts = facts(2 * total, args.entities, seed=1)
     streamed, ingested = all_facts[:total], all_facts[total:]
+    records = [TripleRecord(h, r, t) for h, r, t in ingested]
+    forms = {"batched": [], "single": ["--stream-batch-records", "1"]}  # graph -> its serve flags
     rows = []
+    ingest: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         nats = NatsCluster(Path(tmp) / "jetstream").start()
         url = nats.url
@@ -124,7 +142,7 @@ def main() -> None:
             with Client(target, timeout=120) as client:
                 pool = [EntityRecord(f"e{i}", f"entity {i}") for i in range(args.entities)]
                 seed = [TripleRecord("e0", relation, "e1") for relation in RELATIONS]
-                for graph in ("streamed", "ingested"):
+                for graph in ("streamed", *forms):
                     acks = list(client.ingest(graph, pool + seed))
                     assert all(a.accepted for a in acks)
                     # Ingest went through the stream: start once this server has applied it
@@ -136,14 +154,11 @@ def main() -> None:
                 )
                 rows.append((rate, reached, applied, seen))
             with Client(target, timeout=120) as client:
-                records = [TripleRecord(h, r, t) for h, r, t in ingested]
-                started = time.perf_counter()
-                acks = list(client.ingest("ingested", records, chunk_size=1000))
-                ingest_rate = len(records) / (time.perf_counter() - started)  # acknowledged: in JetStream
-                assert all(a.accepted for a in acks)
-                client.lookup("ingested", relation=RELATIONS[0], min_sequence=acks[-1].stream_sequence)
-                ingest_applied_rate = len(records) / (time.perf_counter() - started)
                 stored = client.graph_info("streamed").triples
+            for graph, flags in forms.items():  # the same server and store, started with each form
+                stop_server(server)
+                server, target, _ = start_server(Path(tmp) / "data", "--no-demo", "--nats", url, *flags)
+                ingest[graph] = ingest_rates(target, graph, records)
         finally:
             stop_server(server)
             nats.stop()
@@ -161,12 +176,20 @@ def main() -> None:
             f"| {rate:,.0f} | {reached:,.0f} | {applied:,.0f} | {percentile(seen, 0.5) * 1e3:.0f} "
             f"| {percentile(seen, 0.99) * 1e3:.0f} | {max(seen) * 1e3:.0f} |"
         )
+    print(f"\nStored in the streamed graph: {stored:,} triples ({total + len(RELATIONS):,} expected)")
     print()
-    print(
-        f"Ingest RPC, same number of facts in chunks of 1,000 (published to the stream): acknowledged at "
-        f"{ingest_rate:,.0f} facts/s, applied by this replica at {ingest_applied_rate:,.0f} facts/s"
-    )
-    print(f"Stored in the streamed graph: {stored:,} triples ({total + len(RELATIONS):,} expected)")
+    print(f"Ingest RPC through the stream, {len(records):,} facts in chunks of 1,000:")
+    print()
+    print("| messages | per chunk of 1,000 | acknowledged facts/s | applied facts/s |")
+    print("|---|---:|---:|---:|")
+    for graph, label, per_chunk in (
+        ("single", "one Record per fact (`--stream-batch-records 1`)", "1,000"),
+        ("batched", "RecordBatch (default)", "1"),
+    ):
+        acknowledged, applied = ingest[graph]
+        print(f"| {label} | {per_chunk} | {acknowledged:,.0f} | {applied:,.0f} |")
+    ratio = ingest["batched"][0] / ingest["single"][0], ingest["batched"][1] / ingest["single"][1]
+    print(f"| batched / single | | x{ratio[0]:.1f} | x{ratio[1]:.1f} |")
 
 
 if __name__ == "__main__":

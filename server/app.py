@@ -128,7 +128,9 @@ class App:
     async def _consume(self, url: str) -> None:
         """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
         (health stays NOT_SERVING until then)."""
-        source = JetStreamSource(url, replicas=self.config.stream_replicas)
+        source = JetStreamSource(
+            url, replicas=self.config.stream_replicas, publish_records=self.config.stream_batch_records
+        )
         await source.connect()
         self.consumer = UpdateConsumer(self.service, source)
         self.service.publisher, self.service.consumer = source, self.consumer

@@ -207,6 +207,15 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     help="With --nats: updates a replica may trail the stream by and still report SERVING at start.",
 )
 @click.option(
+    "--stream-batch-records",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="GRAPHFUSE_STREAM_BATCH_RECORDS",
+    help="With --nats: records per update message that Ingest publishes, up to 10,000 (1: one message per "
+    "record, for replicas from before batch messages).",
+)
+@click.option(
     "--http-port",
     default=None,
     type=int,
@@ -265,6 +274,7 @@ def serve(
     nats_url: str | None,
     stream_replicas: int,
     max_lag: int,
+    stream_batch_records: int,
     http_port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -300,6 +310,7 @@ def serve(
         nats_url=nats_url,
         stream_max_lag=max_lag,
         stream_replicas=stream_replicas,
+        stream_batch_records=stream_batch_records,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,

@@ -55,6 +55,7 @@ class ServerConfig:
     nats_url: str | None = None  # consume graph updates from this NATS JetStream server (server/stream.py)
     stream_replicas: int = 1  # copies of the update stream JetStream keeps, when this server creates it
     stream_max_lag: int = 1000  # updates a replica may trail the stream by at start and still be SERVING
+    stream_batch_records: int = 1000  # records per update message Ingest publishes (1: a message per record)
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)
     limits: Limits = field(default_factory=Limits)
 

@@ -4,19 +4,25 @@ consumer that applies updates exactly once.
 An update is one message on subject ``graphfuse.<graph>.updates`` holding one ``graphfuse.v1.Record``:
 its protobuf bytes, or its canonical JSON (``{"triple": {"head": ..., "relation": ..., "tail": ...}}``,
 ``{"removeTriple": {...}}``, ``{"entity": {"id": ..., "name": ..., "aliases": [...]}}``), told apart by a
-``Content-Type: application/json`` header or by a leading ``{``.
+``Content-Type: application/json`` header or by a leading ``{``. A message may instead hold several records
+in order, a ``graphfuse.v1.RecordBatch``: its protobuf bytes with the header ``Graphfuse-Batch: 1``, or the
+JSON ``{"records": [<record>, ...]}`` (the header is optional there). ``Ingest`` in replicated mode publishes
+batches of at most :data:`PUBLISH_BATCH_RECORDS` records and :data:`PUBLISH_BATCH_BYTES` bytes.
 
 The consumer applies messages in stream order, a run of consecutive messages for one graph per store
 transaction; the run's last stream sequence is stored in that same transaction and the messages are
 acknowledged only after it commits. On start it resumes after the stored sequence, and a redelivered
 message at or below it is acknowledged without being applied again. A message that cannot be applied
 (malformed, invalid, unknown graph, oversized) is published to ``graphfuse.<graph>.deadletter`` with the
-reason in a header, and the stream goes on.
+reason in a header, and the stream goes on. In a batch whose records are readable one by one, only the records
+that cannot be applied are set aside: the others apply in order, and one dead letter holds the bad ones as a
+batch of the same form, their positions in the message (``Graphfuse-Record-Indexes``) and a reason per record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -37,7 +43,16 @@ log = logging.getLogger(__name__)
 STREAM = "GRAPHFUSE_UPDATES"
 DEAD_LETTER_STREAM = "GRAPHFUSE_DEADLETTER"
 UPDATE_SUBJECTS = "graphfuse.*.updates"
-MAX_UPDATE_BYTES = 64 * 1024
+MAX_UPDATE_BYTES = 64 * 1024  # a one-record message
+# A batch message: with its dead-letter headers it stays under NATS's default max_payload (1 MiB)
+MAX_BATCH_BYTES = 960 * 1024
+MAX_BATCH_RECORDS = 10_000
+PUBLISH_BATCH_RECORDS = 1000  # records per message Ingest publishes, by default (1: one Record message each)
+PUBLISH_BATCH_BYTES = 256 * 1024  # and bytes, a margin under MAX_BATCH_BYTES
+MAX_RUN_RECORDS = 4096  # records the consumer applies per store transaction (then acknowledges them)
+FETCH_BYTES = 1024 * 1024  # about this many message bytes per fetch: big batches come a few at a time
+BATCH_HEADER = "Graphfuse-Batch"  # "1": the message is a graphfuse.v1.RecordBatch
+MAX_REASON_CHARS = 16_000  # of a dead letter's reason header (a batch's reason names each bad record)
 CREATE_GRAPH_HEADER = "Graphfuse-Create-Graph"  # "1": create the graph if missing (empty body: only that)
 DELETE_GRAPH_HEADER = "Graphfuse-Delete-Graph"  # "1" on an empty message: delete the graph everywhere
 DESCRIPTION_HEADER = "Graphfuse-Description"  # of a graph the message creates
@@ -66,8 +81,12 @@ class UpdateSource(Protocol):
 
     async def ack(self, message: StreamMessage) -> None: ...
 
-    async def dead_letter(self, message: StreamMessage, graph: str, reason: str) -> None:
-        """Keep ``message`` aside with ``reason`` (then it is acknowledged)."""
+    async def dead_letter(
+        self, message: StreamMessage, graph: str, reason: str, part: bytes | None = None, indexes: str = ""
+    ) -> None:
+        """Keep ``message`` aside with ``reason`` (the caller acknowledges it); of a batch, only ``part``,
+        its records at the comma-separated positions ``indexes``. Keeping the same message twice keeps it
+        once."""
         ...
 
     async def close(self) -> None: ...
@@ -85,28 +104,145 @@ def graph_of(message: StreamMessage) -> str:
     return match.group(1)
 
 
-def decode_update(message: StreamMessage) -> tuple[str, Record]:
-    """``(graph, record)`` of an update message; raises BadUpdate saying why it cannot be applied."""
+@dataclass
+class Update:
+    """One message, decoded: its graph, the records to apply with their position in the message, and the
+    records of a batch that cannot be applied, with why."""
+
+    graph: str
+    records: list[tuple[int, Record]]
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+    batch: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.records) + len(self.invalid)
+
+
+def decode_update(message: StreamMessage) -> Update:
+    """The update a message holds; raises BadUpdate saying why none of it can be applied (a one-record
+    message with an invalid record, or a batch that cannot be read)."""
     graph = graph_of(message)
+    if len(message.data) > MAX_BATCH_BYTES:
+        raise BadUpdate(f"message is {len(message.data)} bytes, more than {MAX_BATCH_BYTES}")
+    is_json = _is_json(message)
+    document = _json(message.data) if is_json else None
+    if message.headers.get(BATCH_HEADER) == "1" or (isinstance(document, dict) and "records" in document):
+        return _decode_batch(graph, _json_batch(document) if is_json else _proto_batch(message.data))
     if len(message.data) > MAX_UPDATE_BYTES:
         raise BadUpdate(f"message is {len(message.data)} bytes, more than {MAX_UPDATE_BYTES}")
-    record = pb.Record()
-    is_json = "json" in message.headers.get("Content-Type", "").lower() or message.data.lstrip()[:1] == b"{"
+    record = _json_record(document) if is_json else _proto_record(message.data)
+    parsed = _parsed(record)
+    if isinstance(parsed, str):
+        raise BadUpdate(parsed)
+    return Update(graph, [(0, parsed)])
+
+
+def batch_part(message: StreamMessage, indexes: Sequence[int]) -> bytes:
+    """The records at ``indexes`` of a batch message (one :func:`decode_update` read), as a batch of the same
+    form: RecordBatch bytes, or JSON ``{"records": [...]}`` holding the records as they were written."""
+    if _is_json(message):
+        records = _json(message.data)["records"]
+        part = {"records": [records[i] for i in indexes]}
+        return json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode()
+    batch = pb.RecordBatch.FromString(message.data)
+    return pb.RecordBatch(records=[batch.records[i] for i in indexes]).SerializeToString()
+
+
+def _is_json(message: StreamMessage) -> bool:
+    """JSON by its ``Content-Type`` header or its leading ``{``; else protobuf."""
+    return "json" in message.headers.get("Content-Type", "").lower() or message.data.lstrip()[:1] == b"{"
+
+
+def _json(data: bytes) -> Any:
     try:
-        if is_json:
-            json_format.Parse(message.data, record)
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise BadUpdate(f"not a JSON graphfuse.v1.Record: {str(error)[:300]}") from None
+
+
+def _json_record(document: Any) -> pb.Record:
+    record = pb.Record()
+    try:
+        json_format.ParseDict(document, record)
+    except (json_format.ParseError, TypeError, AttributeError, RecursionError) as error:
+        raise BadUpdate(f"not a JSON graphfuse.v1.Record: {str(error)[:300]}") from None
+    return record
+
+
+def _proto_record(data: bytes) -> pb.Record:
+    record = pb.Record()
+    try:
+        record.ParseFromString(data)
+    except (DecodeError, RecursionError) as error:
+        raise BadUpdate(f"not a protobuf graphfuse.v1.Record: {str(error)[:300]}") from None
+    return record
+
+
+def _json_batch(document: Any) -> list[pb.Record | str]:
+    """Each record of a JSON batch, or why it is not one."""
+    records = document.get("records") if isinstance(document, dict) else None
+    if not isinstance(records, list) or len(document) != 1:
+        raise BadUpdate('a JSON batch is {"records": [<graphfuse.v1.Record>, ...]} and nothing else')
+    items: list[pb.Record | str] = []
+    for item in records:
+        try:
+            items.append(_json_record(item))
+        except BadUpdate as error:
+            items.append(str(error))
+    return items
+
+
+def _proto_batch(data: bytes) -> list[pb.Record | str]:
+    batch = pb.RecordBatch()
+    try:
+        batch.ParseFromString(data)
+    except (DecodeError, RecursionError) as error:
+        raise BadUpdate(f"not a protobuf graphfuse.v1.RecordBatch: {str(error)[:300]}") from None
+    return list(batch.records)
+
+
+def _decode_batch(graph: str, items: list[pb.Record | str]) -> Update:
+    if not items:
+        raise BadUpdate("the batch holds no records")
+    if len(items) > MAX_BATCH_RECORDS:
+        raise BadUpdate(f"the batch holds {len(items)} records, more than {MAX_BATCH_RECORDS}")
+    update = Update(graph, [], batch=True)
+    for i, item in enumerate(items):
+        parsed = item if isinstance(item, str) else _parsed(item)
+        if isinstance(parsed, str):
+            update.invalid.append((i, parsed))
         else:
-            record.ParseFromString(message.data)
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError) as error:
-        kind = "JSON" if is_json else "protobuf"
-        raise BadUpdate(f"not a {kind} graphfuse.v1.Record: {str(error)[:300]}") from None
+            update.records.append((i, parsed))
+    return update
+
+
+def _parsed(record: pb.Record) -> Record | str:
+    """The record a message holds, or why it cannot be applied."""
     parsed = record_from_proto(record)
     if parsed is None:
-        raise BadUpdate("the record is empty: set triple, remove_triple or entity")
+        return "the record is empty: set triple, remove_triple or entity"
     reason = validate_record(parsed)
-    if reason:
-        raise BadUpdate(f"{record.WhichOneof('record')}: {reason}")
-    return graph, parsed
+    return f"{record.WhichOneof('record')}: {reason}" if reason else parsed
+
+
+def batch_bodies(records: Sequence[Record], max_records: int, max_bytes: int) -> list[bytes]:
+    """``records`` in order as serialized RecordBatch messages of at most ``max_records`` records and
+    ``max_bytes`` bytes each (a record bigger than that alone goes in a message of its own)."""
+    bodies: list[bytes] = []
+    batch: list[pb.Record] = []
+    size = 0
+    for record in records:
+        message = record_to_proto(record)
+        cost = message.ByteSize() + 6  # with its field tag and length prefix (at most 6 bytes here)
+        if batch and (len(batch) == max_records or size + cost > max_bytes):
+            bodies.append(pb.RecordBatch(records=batch).SerializeToString())
+            batch, size = [], 0
+        batch.append(message)
+        size += cost
+    if batch:
+        bodies.append(pb.RecordBatch(records=batch).SerializeToString())
+    return bodies
 
 
 class JetStreamSource:
@@ -115,15 +251,24 @@ class JetStreamSource:
 
     Args:
         url: NATS server URL(s), e.g. ``nats://127.0.0.1:4222`` (comma-separated for a cluster).
-        batch: messages fetched per request.
+        batch: messages fetched per request, at most (fewer when they are big: about FETCH_BYTES).
         replicas: stream replicas when this source creates the stream (3 on a 3-node cluster).
+        publish_records: records per message `publish` sends, at most (1: one Record message each, the
+            form that replicas from before batches read).
     """
 
-    def __init__(self, url: str, batch: int = 512, replicas: int = 1) -> None:
+    def __init__(
+        self, url: str, batch: int = 512, replicas: int = 1, publish_records: int = PUBLISH_BATCH_RECORDS
+    ) -> None:
+        if not 1 <= publish_records <= MAX_BATCH_RECORDS:
+            raise ValueError(
+                f"Expected 'publish_records' between 1 and {MAX_BATCH_RECORDS} (got {publish_records})"
+            )
         self.url = url
         self.name = f"nats:{STREAM}"
         self.batch = batch
         self.replicas = replicas
+        self.publish_records = publish_records
         self._nc: Any = None
         self._js: Any = None
         self._closed = asyncio.Event()
@@ -153,11 +298,16 @@ class JetStreamSource:
     async def publish(
         self, graph: str, records: Sequence[Record], create: bool, key: str, description: str = ""
     ) -> int:
-        """Publish records as updates, one message each; returns the stream sequence of the last, once
-        JetStream has stored them all. Message ids are ``key:index``, so JetStream's duplicate window
-        drops a publish that is retried with the same key. No records and ``create``: only the graph."""
+        """Publish records as updates, in order, as batch messages (one Record message each when
+        ``publish_records`` is 1); returns the stream sequence of the last message, once JetStream has stored
+        them all. Message ids are ``key:index``, so JetStream's duplicate window drops a publish that is
+        retried with the same key. No records and ``create``: only the graph."""
         headers = {CREATE_GRAPH_HEADER: "1", DESCRIPTION_HEADER: description[:1000]} if create else {}
-        bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
+        if self.publish_records > 1 and records:
+            headers[BATCH_HEADER] = "1"
+            bodies = batch_bodies(records, self.publish_records, PUBLISH_BATCH_BYTES)
+        else:
+            bodies = [record_to_proto(r).SerializeToString() for r in records] or ([b""] if create else [])
         return await self._publish(graph, bodies, headers, key)
 
     async def delete_graph(self, graph: str, key: str) -> int:
@@ -201,16 +351,19 @@ class JetStreamSource:
         )
         subscription = await self._js.pull_subscribe(UPDATE_SUBJECTS, stream=STREAM, config=config)
         quiet_since = time.monotonic()
+        wanted = self.batch
         try:
             while not self._closed.is_set():
                 try:
-                    fetched = await subscription.fetch(self.batch, timeout=1.0)
+                    fetched = await subscription.fetch(wanted, timeout=1.0)
                 except NatsTimeout:
                     if time.monotonic() - quiet_since > 5.0:  # still there? (its node may have died)
                         await subscription.consumer_info()  # raises when gone: the caller starts again
                         quiet_since = time.monotonic()
                     continue
                 quiet_since = time.monotonic()
+                average = sum(len(m.data) for m in fetched) // len(fetched) + 1
+                wanted = max(1, min(self.batch, FETCH_BYTES // average))
                 yield [
                     StreamMessage(
                         m.subject, m.metadata.sequence.stream, m.data, dict(m.headers or {}), handle=m
@@ -224,16 +377,23 @@ class JetStreamSource:
     async def ack(self, message: StreamMessage) -> None:
         await message.handle.ack()
 
-    async def dead_letter(self, message: StreamMessage, graph: str, reason: str) -> None:
+    async def dead_letter(
+        self, message: StreamMessage, graph: str, reason: str, part: bytes | None = None, indexes: str = ""
+    ) -> None:
         subject = f"graphfuse.{graph if re.fullmatch(r'[A-Za-z0-9_-]+', graph) else '_'}.deadletter"
         headers = {
-            "Graphfuse-Reason": reason[:1000],
+            "Graphfuse-Reason": reason[:MAX_REASON_CHARS],
             "Graphfuse-Subject": message.subject,
             "Graphfuse-Sequence": str(message.sequence),
             "Nats-Msg-Id": f"dead-{message.sequence}",  # a redelivered bad message is kept once
         }
-        await self._js.publish(subject, message.data[:MAX_UPDATE_BYTES], headers=headers)
-        await self.ack(message)
+        if indexes:
+            headers["Graphfuse-Record-Indexes"] = indexes
+        for name in ("Content-Type", BATCH_HEADER):  # a kept batch reads as the message did
+            if name in message.headers:
+                headers[name] = message.headers[name]
+        data = message.data if part is None else part
+        await self._js.publish(subject, data[:MAX_BATCH_BYTES], headers=headers)
 
     async def close(self) -> None:
         self._closed.set()
@@ -269,7 +429,7 @@ class UpdateConsumer:
                 await asyncio.sleep(1.0)
 
     async def run(self) -> None:
-        self.applied = await self.service.stream_position(self.source.name)
+        await self._advance(await self.service.stream_position(self.source.name))  # wakes `wait_for` callers
         log.info("consuming %s after sequence %d", self.source.name, self.applied)
         async for batch in self.source.batches(self.applied):
             await self._apply(batch)
@@ -284,8 +444,9 @@ class UpdateConsumer:
         return True
 
     async def _apply(self, batch: Sequence[StreamMessage]) -> None:
-        run: list[tuple[StreamMessage, Record]] = []
+        run: list[tuple[StreamMessage, Update]] = []
         run_graph = ""
+        run_records = 0
         for message in batch:
             if message.sequence <= self.applied:
                 await self.source.ack(message)  # redelivered after it was applied: never twice
@@ -293,42 +454,56 @@ class UpdateConsumer:
             try:
                 if message.headers.get(DELETE_GRAPH_HEADER) == "1":
                     await self._flush(run_graph, run)
-                    run = []
+                    run, run_records = [], 0
                     await self._delete_graph(message)
                     continue
                 if message.headers.get(CREATE_GRAPH_HEADER) == "1":
                     await self._flush(run_graph, run)
-                    run = []
+                    run, run_records = [], 0
                     if await self._create_graph(message):
                         continue
-                graph, record = decode_update(message)
-                if graph not in self.service.graphs:
-                    raise BadUpdate(f"graph {graph!r} not found")
+                update = decode_update(message)
+                if update.graph not in self.service.graphs:
+                    raise BadUpdate(f"graph {update.graph!r} not found")
             except BadUpdate as error:
                 await self._flush(run_graph, run)
-                run = []
+                run, run_records = [], 0
                 await self._dead_letter(message, str(error))
                 continue
-            if run and graph != run_graph:
+            if run and (update.graph != run_graph or run_records >= MAX_RUN_RECORDS):
                 await self._flush(run_graph, run)
-                run = []
-            run_graph = graph
-            run.append((message, record))
+                run, run_records = [], 0
+            run_graph = update.graph
+            run.append((message, update))
+            run_records += update.size
         await self._flush(run_graph, run)
 
-    async def _flush(self, graph: str, run: list[tuple[StreamMessage, Record]]) -> None:
+    async def _flush(self, graph: str, run: list[tuple[StreamMessage, Update]]) -> None:
+        """Apply a run of one graph's messages in one store transaction that stores the run's last sequence,
+        then acknowledge them. Records that cannot be applied are dead-lettered first (a whole one-record
+        message, or a batch's bad records), so a failure before the commit keeps nothing half done: the
+        messages come again and their dead letters are kept once."""
         if not run:
             return
-        bad = dict(await self.service.retraction_errors(graph, [record for _, record in run]))
-        await self._commit(graph, [item for i, item in enumerate(run) if i not in bad])
-        for i, reason in bad.items():  # positions only grow: a lower one stored after a higher is kept lower
-            await self._dead_letter(run[i][0], reason, graph)
-
-    async def _commit(self, graph: str, run: list[tuple[StreamMessage, Record]]) -> None:
-        if not run:
-            return
+        records = [record for _, update in run for _, record in update.records]
+        bad = dict(await self.service.retraction_errors(graph, records))
+        kept: list[Record] = []
+        position = 0  # in `records`
+        for message, update in run:
+            invalid = list(update.invalid)
+            for index, record in update.records:
+                if position in bad:
+                    invalid.append((index, bad[position]))
+                else:
+                    kept.append(record)
+                position += 1
+            if invalid:
+                await self._dead_letter_records(message, update, sorted(invalid))
         last = run[-1][0].sequence
-        await self.service.write_and_apply(graph, [r for _, r in run], (self.source.name, last))
+        if kept:
+            await self.service.write_and_apply(graph, kept, (self.source.name, last))
+        else:
+            await self.service.set_stream_position(self.source.name, last)
         for message, _ in run:
             await self.source.ack(message)
         await self._advance(last)
@@ -353,13 +528,33 @@ class UpdateConsumer:
         await self.source.ack(message)
         await self._consumed(message)
 
-    async def _dead_letter(self, message: StreamMessage, reason: str, graph: str = "") -> None:
+    async def _dead_letter(self, message: StreamMessage, reason: str) -> None:
+        """Set a whole message aside, acknowledge it and store that it is done with."""
         match = _SUBJECT.match(message.subject)
-        graph = graph or (match.group(1) if match else "_")
-        log.warning("dead-lettered stream message %d (%s): %s", message.sequence, message.subject, reason)
-        await self.source.dead_letter(message, graph, reason)  # acknowledges it
-        self.dead_letters += 1
+        await self._keep_aside(message, match.group(1) if match else "_", reason)
+        await self.source.ack(message)
         await self._consumed(message)
+
+    async def _dead_letter_records(
+        self, message: StreamMessage, update: Update, invalid: list[tuple[int, str]]
+    ) -> None:
+        """Set aside what cannot be applied of a message in a run (the run acknowledges the message): a
+        one-record message whole, or the bad records of a batch with each one's position and reason."""
+        if not update.batch:
+            await self._keep_aside(message, update.graph, invalid[0][1])
+            return
+        indexes = [index for index, _ in invalid]
+        reason = f"{len(invalid)} of the batch's {update.size} records cannot be applied (the others apply): "
+        reason += "; ".join(f"#{index}: {why}" for index, why in invalid)
+        part = batch_part(message, indexes)
+        await self._keep_aside(message, update.graph, reason, part, ",".join(map(str, indexes)))
+
+    async def _keep_aside(
+        self, message: StreamMessage, graph: str, reason: str, part: bytes | None = None, indexes: str = ""
+    ) -> None:
+        log.warning("dead-lettered stream message %d (%s): %s", message.sequence, message.subject, reason)
+        await self.source.dead_letter(message, graph, reason, part, indexes)
+        self.dead_letters += 1
 
     async def _consumed(self, message: StreamMessage) -> None:
         """Store that an acknowledged message that carried no records is done with (positions only grow)."""

@@ -14,9 +14,19 @@ import pytest
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 from bench.nats_servers import NatsCluster
-from gnn.records import Retraction, TripleRecord
+from gnn.records import EntityRecord, Record, Retraction, TripleRecord
 from server.client import Client
-from server.stream import DEAD_LETTER_STREAM, MAX_UPDATE_BYTES, StreamMessage, decode_update
+from server.stream import (
+    BATCH_HEADER,
+    DEAD_LETTER_STREAM,
+    MAX_BATCH_RECORDS,
+    MAX_UPDATE_BYTES,
+    STREAM,
+    JetStreamSource,
+    StreamMessage,
+    batch_bodies,
+    decode_update,
+)
 from tests.server.conftest import RunningServer, server_config
 
 
@@ -50,17 +60,53 @@ def publish(url: str, messages: list[tuple[str, bytes, dict[str, str] | None]]) 
     return asyncio.run(run())
 
 
-def dead_letters(url: str, expected: int) -> list[tuple[str, str]]:
-    """``(subject it came from, reason)`` of the dead letters, in order."""
+def dead_letter_messages(url: str, expected: int) -> list:
+    """The dead letters (nats messages), in order."""
     import nats
 
-    async def run() -> list[tuple[str, str]]:
+    async def run() -> list:
         nc = await nats.connect(url)
         js = nc.jetstream()
         subscription = await js.pull_subscribe("graphfuse.*.deadletter", stream=DEAD_LETTER_STREAM)
         messages = await subscription.fetch(expected, timeout=5)
         await nc.close()
-        return [(m.headers["Graphfuse-Subject"], m.headers["Graphfuse-Reason"]) for m in messages]
+        return messages
+
+    return asyncio.run(run())
+
+
+def dead_letters(url: str, expected: int) -> list[tuple[str, str]]:
+    """``(subject it came from, reason)`` of the dead letters, in order."""
+    return [
+        (m.headers["Graphfuse-Subject"], m.headers["Graphfuse-Reason"])
+        for m in dead_letter_messages(url, expected)
+    ]
+
+
+def publish_chunks(
+    url: str, graph: str, chunks: list[tuple[list[Record], str]], publish_records: int = 1000
+) -> list[int]:
+    """Publish each ``(records, key)`` as `Ingest` does in replicated mode; the last sequence of each."""
+
+    async def run() -> list[int]:
+        source = JetStreamSource(url, publish_records=publish_records)
+        await source.connect()
+        try:
+            return [await source.publish(graph, records, False, key) for records, key in chunks]
+        finally:
+            await source.close()
+
+    return asyncio.run(run())
+
+
+def stream_messages(url: str) -> int:
+    import nats
+
+    async def run() -> int:
+        nc = await nats.connect(url)
+        info = await nc.jetstream().stream_info(STREAM)
+        await nc.close()
+        return info.state.messages
 
     return asyncio.run(run())
 
@@ -76,20 +122,22 @@ def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def streaming_server(data_dir: Path, nats_url: str) -> RunningServer:
+def streaming_server(data_dir: Path, nats_url: str, max_lag: int = 1000) -> RunningServer:
     config = server_config(data_dir, demo=False)
-    config.nats_url = nats_url
+    config.nats_url, config.stream_max_lag = nats_url, max_lag
     return RunningServer(config)
 
 
 def test_decoding_both_forms_and_refusals() -> None:
     proto = pb.Record(entity=pb.Entity(id="x", name="X", aliases=["ex"])).SerializeToString()
-    graph, record = decode_update(StreamMessage("graphfuse.g.updates", 1, proto))
-    assert graph == "g" and record.id == "x" and record.aliases == ("ex",)
-    _, removal = decode_update(
+    update = decode_update(StreamMessage("graphfuse.g.updates", 1, proto))
+    ((index, record),) = update.records
+    assert update.graph == "g" and not update.batch and index == 0
+    assert record.id == "x" and record.aliases == ("ex",)
+    update = decode_update(
         StreamMessage("graphfuse.g.updates", 2, triple_json("a", "r", "b", "removeTriple"))
     )
-    assert type(removal).__name__ == "Retraction"
+    assert update.records == [(0, Retraction("a", "r", "b"))]
     for data, reason in [
         (b"{not json", "not a JSON graphfuse.v1.Record"),
         (b'{"triple": {"head": 5}}', "not a JSON graphfuse.v1.Record"),
@@ -100,6 +148,43 @@ def test_decoding_both_forms_and_refusals() -> None:
     ]:
         with pytest.raises(ValueError, match=reason):
             decode_update(StreamMessage("graphfuse.g.updates", 3, data))
+
+
+def test_decoding_batches_keeps_each_records_position() -> None:
+    records = [TripleRecord("a", "r", "b"), EntityRecord("a", "A"), Retraction("a", "r", "b")]
+    (body,) = batch_bodies(records, 10, 1 << 20)
+    update = decode_update(StreamMessage("graphfuse.g.updates", 1, body, {BATCH_HEADER: "1"}))
+    assert update.batch and update.records == list(enumerate(records)) and not update.invalid
+    with pytest.raises(ValueError, match="whitespace"):  # without the header: read as one (garbled) Record
+        decode_update(StreamMessage("graphfuse.g.updates", 1, body))
+    document = {"records": [json.loads(triple_json("a", "r", "b")), {"triple": {"head": 5}}, {}]}
+    update = decode_update(StreamMessage("graphfuse.g.updates", 2, json.dumps(document).encode()))
+    assert update.batch and update.records == [(0, TripleRecord("a", "r", "b"))]
+    assert [i for i, _ in update.invalid] == [1, 2]
+    assert "not a JSON graphfuse.v1.Record" in update.invalid[0][1]
+    assert "the record is empty" in update.invalid[1][1]
+    header = {BATCH_HEADER: "1"}
+    too_many = batch_bodies(
+        [TripleRecord("a", "r", f"b{i}") for i in range(MAX_BATCH_RECORDS + 1)], 10**6, 10**9
+    )
+    for data, headers, reason in [
+        (b'{"records": []}', {}, "holds no records"),
+        (b'{"records": [], "graph": "g"}', {}, "and nothing else"),
+        (b"[1, 2]", {**header, "Content-Type": "application/json"}, "and nothing else"),
+        (b"\xff\xfe garbage", header, "not a protobuf graphfuse.v1.RecordBatch"),
+        (too_many[0], header, f"more than {MAX_BATCH_RECORDS}"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            decode_update(StreamMessage("graphfuse.g.updates", 3, data, headers))
+
+
+def test_batch_bodies_split_by_records_and_bytes() -> None:
+    records = [TripleRecord(f"head_{i}", "relation", f"tail_{i}") for i in range(10)]
+    assert [len(pb.RecordBatch.FromString(b).records) for b in batch_bodies(records, 4, 1 << 20)] == [4, 4, 2]
+    bodies = batch_bodies(records, 100, 90)
+    assert len(bodies) > 2 and all(len(b) <= 90 for b in bodies)
+    again = [r for b in bodies for r in pb.RecordBatch.FromString(b).records]
+    assert [r.triple.head for r in again] == [r.head for r in records]
 
 
 def test_updates_apply_in_order_and_retractions_remove(tmp_path: Path, nats_url: str) -> None:
@@ -169,6 +254,100 @@ def test_bad_messages_are_dead_lettered_and_the_stream_goes_on(tmp_path: Path, n
         server.stop()
 
 
+def test_batches_apply_in_order_and_only_their_bad_records_are_set_aside(
+    tmp_path: Path, nats_url: str
+) -> None:
+    server = streaming_server(tmp_path / "data", nats_url)
+    try:
+        with server.client() as client:
+            client.create_graph("med")
+            (proto_batch,) = batch_bodies(
+                [
+                    TripleRecord("drug_a", "treats", "cough"),
+                    TripleRecord("drug_b", "treats", "fever"),
+                    EntityRecord("drug_a", "Drug A", ("DA-1",)),
+                ],
+                10,
+                1 << 20,
+            )
+            json_batch = {
+                "records": [
+                    json.loads(triple_json("drug_c", "treats", "flu")),
+                    {"triple": {"head": 5}},
+                    json.loads(triple_json("drug_b", "treats", "fever", "removeTriple")),
+                    json.loads(triple_json("drug_a", "cures", "cough", "removeTriple")),
+                    {},
+                ]
+            }
+            *_, last = publish(
+                nats_url,
+                [
+                    ("graphfuse.med.updates", proto_batch, {BATCH_HEADER: "1"}),
+                    ("graphfuse.med.updates", json.dumps(json_batch).encode(), None),
+                    ("graphfuse.med.updates", b"\xff garbage", {BATCH_HEADER: "1"}),
+                    ("graphfuse.med.updates", triple_json("drug_d", "treats", "cough"), None),
+                ],
+            )
+            facts = client.lookup("med", relation="treats", min_sequence=last).triples
+            assert {(t.head_id, t.tail_id) for t in facts} == {
+                ("drug_a", "cough"),
+                ("drug_c", "flu"),
+                ("drug_d", "cough"),
+            }
+            assert client.lookup("med", head="DA-1", relation="treats").total_facts == 1
+            part, whole = dead_letter_messages(nats_url, 2)
+            assert part.headers["Graphfuse-Record-Indexes"] == "1,3,4"
+            reason = part.headers["Graphfuse-Reason"]
+            assert reason.startswith("3 of the batch's 5 records cannot be applied (the others apply): #1: ")
+            assert "#3: remove_triple: relation 'cures'" in reason and "#4: the record is empty" in reason
+            assert json.loads(part.data) == {"records": [json_batch["records"][i] for i in (1, 3, 4)]}
+            assert "not a protobuf graphfuse.v1.RecordBatch" in whole.headers["Graphfuse-Reason"]
+            assert whole.headers[BATCH_HEADER] == "1"
+            assert server.app.consumer.dead_letters == 2 and server.app.consumer.applied == last
+    finally:
+        server.stop()
+
+
+def test_ingest_publishes_batches_in_order_and_a_retried_publish_applies_once(
+    tmp_path: Path, nats_url: str
+) -> None:
+    config = server_config(tmp_path / "data", demo=False)
+    config.nats_url, config.stream_batch_records = nats_url, 2
+    server = RunningServer(config)
+    try:
+        with server.client() as client:
+            client.create_graph("med")
+            before = stream_messages(nats_url)
+            a, b, c = (TripleRecord(f"drug_{x}", "treats", "cough") for x in "abc")
+            records = [
+                a,
+                b,
+                Retraction(a.head, a.relation, a.tail),
+                c,
+                Retraction(b.head, b.relation, b.tail),
+                a,
+            ]
+            (ack,) = client.ingest("med", records)
+            assert ack.accepted and stream_messages(nats_url) - before == 3  # 2 records per message
+            facts = client.lookup("med", relation="treats", min_sequence=ack.stream_sequence).triples
+            assert {t.head_id for t in facts} == {"drug_a", "drug_c"}
+
+            # a publish retried with its key (its acknowledgement lost) is stored once: the retraction holds
+            d = TripleRecord("drug_d", "treats", "cough")
+            chunks = [
+                ([d], "chunk-1"),
+                ([Retraction(d.head, d.relation, d.tail)], "chunk-2"),
+                ([d], "chunk-1"),
+            ]
+            first, removed, retried = publish_chunks(nats_url, "med", chunks)
+            assert retried == first and removed > first
+            facts = client.lookup("med", relation="treats", min_sequence=removed).triples
+            assert {t.head_id for t in facts} == {"drug_a", "drug_c"}
+            assert server.app.consumer.dead_letters == 0
+    finally:
+        server.stop()
+
+
 def test_restart_resumes_after_the_stored_position_and_applies_nothing_twice(
     tmp_path: Path, nats_url: str
 ) -> None:
@@ -197,6 +376,11 @@ def test_restart_resumes_after_the_stored_position_and_applies_nothing_twice(
             assert server.app.consumer.applied == last
     finally:
         server.stop()
+    server = streaming_server(data, nats_url, max_lag=0)  # nothing new: up to date (and SERVING) at once
+    try:
+        assert server.app.serving and server.app.consumer.applied == last
+    finally:
+        server.stop()
 
 
 def test_replicas_ingest_through_the_stream_and_read_their_writes(tmp_path: Path, nats_url: str) -> None:
@@ -207,7 +391,7 @@ def test_replicas_ingest_through_the_stream_and_read_their_writes(tmp_path: Path
             a.create_graph("shared", "replicated graph")
             facts = [TripleRecord("drug_a", "treats", "cough"), TripleRecord("drug_b", "treats", "fever")]
             (ack,) = a.ingest("shared", facts)
-            assert ack.accepted and ack.stream_sequence >= 3  # the graph, then the two facts
+            assert ack.accepted and ack.stream_sequence == 2  # the graph, then one message with both facts
             for replica in (b, a):  # each answers once it has applied the write
                 seen = replica.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
                 assert seen.total_facts == 2

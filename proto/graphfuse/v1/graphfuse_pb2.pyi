@@ -251,6 +251,12 @@ class Record(_message.Message):
     remove_triple: Triple
     def __init__(self, triple: _Optional[_Union[Triple, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., remove_triple: _Optional[_Union[Triple, _Mapping]] = ...) -> None: ...
 
+class RecordBatch(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[Record]
+    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
+
 class IngestChunk(_message.Message):
     __slots__ = ("graph", "chunk_id", "records", "create_graph")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
