@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from gnn import cpu_kernels
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
-from gnn.layers import cpu_kernels
 from gnn.layers.transition import weighted_transition
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gnn import cpu_kernels
 from gnn.graph import StackedTransitions
-from gnn.layers import cpu_kernels
 
 
 class _WeightedTransition(torch.autograd.Function):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from gnn import cpu_kernels
 from gnn.graph import KnowledgeGraph
-from gnn.layers import cpu_kernels
 from gnn.layers.transition import live_directions, weighted_transition
 from gnn.records import Retraction, TripleRecord
 
@@ -74,3 +74,13 @@ def test_kernels_are_not_used_where_gradients_are_needed():
     assert not cpu_kernels.available(x)
     assert not cpu_kernels.available(torch.rand(3, 2, dtype=torch.float64))
     assert cpu_kernels.available(torch.rand(3, 2))
+
+
+def test_single_direction_transition_matches_torch(monkeypatch):
+    graph = updated_graph(5)
+    x = torch.rand(graph.num_entities, 9, generator=torch.Generator().manual_seed(5))
+    x[::3] = 0.0
+    fused = [graph.transition(d).apply(x) for d in range(2 * graph.num_relations)]
+    torch_only(monkeypatch)
+    for d, got in enumerate(fused):
+        torch.testing.assert_close(got, graph.transition(d).apply(x), rtol=1e-5, atol=1e-5)
