@@ -20,6 +20,8 @@ from server.metrics import Metrics
 from server.observability import CallInterceptor
 from server.service import GraphService
 from server.servicer import EmbedderServicer, GraphsServicer, InfoServicer, ReasonerServicer
+from server.snapshots import JetStreamSnapshots, SnapshotInfo, Snapshotter, restore_newest
+from server.store import DB_FILENAME
 from server.stream import JetStreamSource, UpdateConsumer
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class App:
         self.serving = False  # health SERVING: loaded, and caught up with the update stream
         self.consumer: UpdateConsumer | None = None
         self._consuming: asyncio.Task[None] | None = None
+        self.snapshots: JetStreamSnapshots | None = None
+        self.snapshotter: Snapshotter | None = None  # with --nats: `await snapshotter.snapshot()` takes one
+        self.restored: SnapshotInfo | None = None  # the snapshot this replica started from
+        self._snapshotting: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -118,29 +124,54 @@ class App:
         """Listen at once, load the model and graphs and warm up, then report SERVING."""
         started = time.perf_counter()
         await self.listen()
+        source = await self._connect_stream(self.config.nats_url) if self.config.nats_url else None
         await self.service.start()
-        if self.config.nats_url:
-            await self._consume(self.config.nats_url)
+        if source is not None:
+            await self._consume(source)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
 
-    async def _consume(self, url: str) -> None:
-        """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
-        (health stays NOT_SERVING until then)."""
+    async def _connect_stream(self, url: str) -> JetStreamSource:
+        """Connect to the update stream and its snapshots; a fresh replica (no store yet) installs the newest
+        snapshot of the stream first, so that it applies only the updates after it."""
         source = JetStreamSource(
             url, replicas=self.config.stream_replicas, publish_records=self.config.stream_batch_records
         )
-        await source.connect()
         self.consumer = UpdateConsumer(self.service, source)
-        self.service.publisher, self.service.consumer = source, self.consumer
-        self._consuming = asyncio.create_task(self.consumer.run_forever())
-        wanted = await source.last_sequence() - self.config.stream_max_lag
-        if wanted > self.consumer.applied:
-            log.info(
-                "catching up on the update stream: to sequence %d (at %d)", wanted, self.consumer.applied
+        await source.connect()
+        self.snapshots = JetStreamSnapshots(url, replicas=self.config.stream_replicas)
+        await self.snapshots.connect()
+        if self.config.snapshot_restore and not (self.config.data_dir / DB_FILENAME).exists():
+            self.restored = await restore_newest(self.snapshots, self.config.data_dir, source.epoch)
+        return source
+
+    async def _consume(self, source: JetStreamSource) -> None:
+        """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
+        (health stays NOT_SERVING until then); then take snapshots every --snapshot-every seconds."""
+        consumer = self.consumer
+        assert consumer is not None and self.service.store is not None and self.snapshots is not None
+        stored, first = await self.service.stream_position(source.name), await source.first_sequence()
+        if stored + 1 < first:
+            log.error(
+                "this replica applied the update stream up to sequence %d, but the stream now begins at %d: "
+                "updates it never applied were removed; start it on an empty data directory to install a "
+                "snapshot",
+                stored,
+                first,
             )
-            await self.consumer.wait_for(wanted, None)
+        self.service.publisher, self.service.consumer = source, consumer
+        self._consuming = asyncio.create_task(consumer.run_forever())
+        wanted = await source.last_sequence() - self.config.stream_max_lag
+        if wanted > consumer.applied:
+            log.info("catching up on the update stream: to sequence %d (at %d)", wanted, consumer.applied)
+            await consumer.wait_for(wanted, None)
+        every = self.config.snapshot_every
+        self.snapshotter = Snapshotter(
+            self.service.store, self.snapshots, source.name, source.epoch, lambda: consumer.applied, every
+        )
+        if every > 0:
+            self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
 
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""
@@ -148,10 +179,16 @@ class App:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.gateway is not None:
             await self.gateway.stop()
-        if self.consumer is not None and self._consuming is not None:
+        if self._snapshotting is not None:
+            self._snapshotting.cancel()
+            await asyncio.gather(self._snapshotting, return_exceptions=True)
+        if self._consuming is not None:
             self._consuming.cancel()  # unacknowledged messages are delivered again after the restart
             await asyncio.gather(self._consuming, return_exceptions=True)
+        if self.consumer is not None:
             await self.consumer.source.close()
+        if self.snapshots is not None:
+            await self.snapshots.close()
         await self.server.stop(self.config.grace_seconds)
         await self.service.close()
         self.metrics.close()

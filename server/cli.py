@@ -201,10 +201,11 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
 )
 @click.option(
     "--max-lag",
-    default=1000,
+    default=0,
     show_default=True,
     envvar="GRAPHFUSE_MAX_LAG",
-    help="With --nats: updates a replica may trail the stream by and still report SERVING at start.",
+    help="With --nats: stream messages (a batch of records counts once) a replica may trail the stream by at "
+    "start and still report SERVING (0: once it applied every update the stream held when it started).",
 )
 @click.option(
     "--stream-batch-records",
@@ -214,6 +215,22 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     envvar="GRAPHFUSE_STREAM_BATCH_RECORDS",
     help="With --nats: records per update message that Ingest publishes, up to 10,000 (1: one message per "
     "record, for replicas from before batch messages).",
+)
+@click.option(
+    "--snapshot-every",
+    default=0.0,
+    show_default=True,
+    envvar="GRAPHFUSE_SNAPSHOT_EVERY",
+    help="With --nats: this often (seconds), store a snapshot of this replica (store and checkpoints) in the "
+    "JetStream object store, when it has applied updates past the newest one stored (0: never).",
+)
+@click.option(
+    "--snapshot-restore/--no-snapshot-restore",
+    default=True,
+    show_default=True,
+    envvar="GRAPHFUSE_SNAPSHOT_RESTORE",
+    help="With --nats and no store in the data directory: start from the newest snapshot, then apply only "
+    "the updates after it.",
 )
 @click.option(
     "--http-port",
@@ -275,6 +292,8 @@ def serve(
     stream_replicas: int,
     max_lag: int,
     stream_batch_records: int,
+    snapshot_every: float,
+    snapshot_restore: bool,
     http_port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -311,6 +330,8 @@ def serve(
         stream_max_lag=max_lag,
         stream_replicas=stream_replicas,
         stream_batch_records=stream_batch_records,
+        snapshot_every=snapshot_every,
+        snapshot_restore=snapshot_restore,
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
@@ -996,6 +1017,34 @@ def info(client: Any, as_json: bool) -> None:
         f"({response.dimensions}d, {response.precision}) on {response.device}"
     )
     click.echo(f"graphs: {', '.join(response.graphs) or 'none'} (default {response.default_graph})")
+
+
+@main.command()
+@DATA_DIR_OPTION
+@click.option(
+    "--nats",
+    "nats_url",
+    required=True,
+    envvar="GRAPHFUSE_NATS",
+    help="The NATS JetStream server of the update stream (nats://HOST:PORT; comma-separated for a cluster).",
+)
+@click.option(
+    "--stream-replicas",
+    default=1,
+    show_default=True,
+    envvar="GRAPHFUSE_STREAM_REPLICAS",
+    help="Copies JetStream keeps of the snapshot bucket, when this creates it.",
+)
+def snapshot(data_dir: Path, nats_url: str, stream_replicas: int) -> None:
+    """Store a snapshot of a replica's data directory (store and checkpoints) in the JetStream object store;
+    a replica started with --nats and an empty data directory starts from it. The replica may be running."""
+    from server.snapshots import SnapshotError, snapshot_data_dir
+
+    try:
+        info = asyncio.run(snapshot_data_dir(data_dir, nats_url, stream_replicas))
+    except (SnapshotError, OSError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"stored {info.name}: the store as of stream sequence {info.sequence}, {info.size:,} bytes")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ class ServerConfig:
     metrics_port: int | None = None  # Prometheus metrics over HTTP on this port (0 = any free port)
     nats_url: str | None = None  # consume graph updates from this NATS JetStream server (server/stream.py)
     stream_replicas: int = 1  # copies of the update stream JetStream keeps, when this server creates it
-    stream_max_lag: int = 1000  # updates a replica may trail the stream by at start and still be SERVING
+    stream_max_lag: int = 0  # stream messages a replica may trail the stream by at start and still be SERVING
     stream_batch_records: int = 1000  # records per update message Ingest publishes (1: a message per record)
+    snapshot_every: float = 0.0  # store a snapshot for fresh replicas this often, in seconds (0 = never)
+    snapshot_restore: bool = True  # with nats_url: a replica without a store starts from the newest snapshot
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)
     limits: Limits = field(default_factory=Limits)
 

@@ -384,6 +384,29 @@ class GraphStore:
                 self._conn.close()
                 self._conn = None
 
+    def backup(self, path: str | Path) -> None:
+        """Copy the database to ``path`` as it stands after one committed transaction (SQLite's online backup
+        API in one step, so one read transaction) on a connection of its own: writers go on meanwhile, and
+        a stream position in the copy always matches the records in it.
+
+        Raises:
+            StoreError: the copy failed (a partial ``path`` may be left behind).
+        """
+        try:
+            source = sqlite3.connect(self.path)
+        except sqlite3.Error as error:
+            raise self._translate(error, "backup") from error
+        try:
+            target = sqlite3.connect(path)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        except sqlite3.Error as error:
+            raise self._translate(error, "backup") from error
+        finally:
+            source.close()
+
     def __enter__(self) -> GraphStore:
         return self
 

@@ -74,6 +74,7 @@ class UpdateSource(Protocol):
     """Where updates come from (NATS JetStream now; a Kafka topic would implement the same)."""
 
     name: str  # identifies the stream position in the store
+    epoch: str  # changes when the log is created again (its sequences start over); set once connected
 
     def batches(self, after: int) -> AsyncIterator[list[StreamMessage]]:
         """Messages in stream order from sequence ``after + 1`` on, in batches, until closed."""
@@ -269,6 +270,7 @@ class JetStreamSource:
         self.batch = batch
         self.replicas = replicas
         self.publish_records = publish_records
+        self.epoch = ""
         self._nc: Any = None
         self._js: Any = None
         self._closed = asyncio.Event()
@@ -294,6 +296,8 @@ class JetStreamSource:
                         raise
                     log.info("JetStream is not ready for stream %s yet; trying again", name)
                     await asyncio.sleep(0.5)
+        created = (await self._js.stream_info(STREAM)).created
+        self.epoch = created.isoformat() if created else ""
 
     async def publish(
         self, graph: str, records: Sequence[Record], create: bool, key: str, description: str = ""
@@ -336,6 +340,10 @@ class JetStreamSource:
     async def last_sequence(self) -> int:
         """The stream's last sequence now (what a replica must reach to be up to date)."""
         return (await self._js.stream_info(STREAM)).state.last_seq
+
+    async def first_sequence(self) -> int:
+        """The sequence of the oldest message the stream keeps (past 1 once older ones were removed)."""
+        return (await self._js.stream_info(STREAM)).state.first_seq
 
     async def batches(self, after: int) -> AsyncIterator[list[StreamMessage]]:
         from nats.errors import TimeoutError as NatsTimeout

@@ -122,9 +122,9 @@ def eventually(check: Callable[[], bool], seconds: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def streaming_server(data_dir: Path, nats_url: str, max_lag: int = 1000) -> RunningServer:
+def streaming_server(data_dir: Path, nats_url: str) -> RunningServer:
     config = server_config(data_dir, demo=False)
-    config.nats_url, config.stream_max_lag = nats_url, max_lag
+    config.nats_url = nats_url
     return RunningServer(config)
 
 
@@ -376,7 +376,7 @@ def test_restart_resumes_after_the_stored_position_and_applies_nothing_twice(
             assert server.app.consumer.applied == last
     finally:
         server.stop()
-    server = streaming_server(data, nats_url, max_lag=0)  # nothing new: up to date (and SERVING) at once
+    server = streaming_server(data, nats_url)  # nothing new: up to date (and SERVING) at once
     try:
         assert server.app.serving and server.app.consumer.applied == last
     finally:
@@ -415,6 +415,76 @@ def test_replicas_ingest_through_the_stream_and_read_their_writes(tmp_path: Path
     finally:
         first.stop()
         second.stop()
+
+
+def purge_before(url: str, sequence: int) -> int:
+    """Delete the update stream's messages before ``sequence``; its first sequence then."""
+    import nats
+
+    async def run() -> int:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.purge_stream(STREAM, seq=sequence)
+        first = (await js.stream_info(STREAM)).state.first_seq
+        await nc.close()
+        return first
+
+    return asyncio.run(run())
+
+
+def test_a_fresh_replica_starts_from_a_snapshot_and_applies_only_later_updates(
+    tmp_path: Path, nats_url: str
+) -> None:
+    first = streaming_server(tmp_path / "a", nats_url)
+    second = None
+    try:
+        with first.client() as a:
+            a.create_graph("shared", "replicated graph")
+            names = [EntityRecord(f"drug_{i}", f"Drug number {i}") for i in range(40)]
+            facts = [TripleRecord(f"drug_{i}", "treats", f"illness_{i % 7}") for i in range(40)]
+            (ack,) = a.ingest("shared", names + facts)
+            a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+        (tmp_path / "a" / "checkpoints").mkdir()
+        (tmp_path / "a" / "checkpoints" / "other.pt").write_bytes(b"trained weights")
+        taken = first._run(first.app.snapshotter.snapshot())
+        assert taken is not None and taken.sequence == ack.stream_sequence
+        assert first._run(first.app.snapshotter.snapshot()) is None  # nothing applied since
+        # Every message the snapshot covers leaves the stream: a replica replaying it would miss them
+        assert purge_before(nats_url, taken.sequence + 1) == taken.sequence + 1
+        with first.client() as a:
+            later = [
+                TripleRecord("drug_new", "treats", "illness_1"),
+                Retraction("drug_0", "treats", "illness_0"),
+            ]
+            (ack,) = a.ingest("shared", later)
+            a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+
+        second = streaming_server(tmp_path / "b", nats_url)
+        assert second.app.restored == taken
+        with second.client() as b:
+            b.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+            assert b.graph_info("shared").description == "replicated graph"
+        stores = [server.app.service.store for server in (first, second)]
+        entities, triples = stores[1].read_graph("shared")
+        assert (entities, triples) == stores[0].read_graph("shared")
+        assert TripleRecord("drug_new", "treats", "illness_1") in triples and len(triples) == 40
+        assert stores[1].stream_position(second.app.consumer.source.name) == ack.stream_sequence
+        model = second.app.service.encoder.name
+        assert len(stores[1].get_embeddings(model, [f"Drug number {i}" for i in range(40)])) == 40
+        assert (tmp_path / "b" / "checkpoints" / "other.pt").read_bytes() == b"trained weights"
+        assert second.app.consumer.dead_letters == 0
+
+        sequences = []  # the bucket keeps the newest two
+        with first.client() as a:
+            for i in range(2):
+                (ack,) = a.ingest("shared", [TripleRecord(f"drug_{i}", "treats", "cough")])
+                a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+                sequences.append(first._run(first.app.snapshotter.snapshot()).sequence)
+        assert [info.sequence for info in first._run(first.app.snapshots.list())] == sequences[::-1]
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_min_sequence_needs_an_update_stream(client) -> None:  # noqa: ANN001
