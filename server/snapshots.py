@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from server.checkpoints import CHECKPOINT_DIR
 from server.store import DB_FILENAME, GraphStore, StoreError
+from server.stream import JetStreamSource
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +229,6 @@ class Snapshotter:
 async def snapshot_data_dir(data_dir: Path, url: str, replicas: int = 1) -> SnapshotInfo:
     """Store a snapshot of a replica's data directory in the JetStream object store at ``url`` (the replica
     may be running: the copy is consistent all the same); `graphfuse snapshot`."""
-    from server.stream import JetStreamSource
-
     if not (data_dir / DB_FILENAME).exists():
         raise SnapshotError(f"{data_dir} has no store ({DB_FILENAME})")
     source = JetStreamSource(url, replicas=replicas)
