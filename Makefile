@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/graphfuse serve $(ARGS)
+	$(BIN)/graphfuse serve --train-demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q $(ARGS)

@@ -118,3 +118,16 @@ def live_directions(degree: Tensor, x: Tensor, threshold: float) -> Tensor:
     )
     unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : x.shape[1]]  # (2R, C)
     return torch.from_numpy(unpacked.T.astype(np.bool_))
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel for float32 inputs, so no query pays for it."""
+    if njit is None:
+        return
+    crow, col = torch.tensor([0, 1, 1]), torch.tensor([0])
+    x = torch.ones(2, 1)
+    weighted_rows(
+        crow, col, torch.ones(1), torch.tensor([1, 0]), [0, 1, 2], x, torch.ones(1, 2), torch.zeros(2, 1)
+    )
+    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
+    live_directions(degree, x, 0.5)

@@ -167,6 +167,14 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     show_default=True,
     help="Load the UMLS demo graph when the store lacks it.",
 )
+@click.option(
+    "--train-demo/--no-train-demo",
+    default=False,
+    envvar="GRAPHFUSE_TRAIN_DEMO",
+    show_default=True,
+    help="Without a reasoner checkpoint, train one for the demo graph in the background on generated "
+    "questions, and keep it only if it is not worse than zero-shot on unseen phrasings (make serve does).",
+)
 @click.option("--default-graph", default="umls", envvar="GRAPHFUSE_DEFAULT_GRAPH", show_default=True)
 @click.option("--grace", default=5.0, show_default=True, help="Seconds in-flight calls get on shutdown.")
 @click.option(
@@ -282,6 +290,7 @@ def serve(
     device: str,
     precision: str,
     demo: bool,
+    train_demo: bool,
     default_graph: str,
     grace: float,
     max_message_mb: int,
@@ -319,6 +328,7 @@ def serve(
         device=device,
         precision=precision,
         demo=demo,
+        train_demo=train_demo,
         default_graph=default_graph,
         grace_seconds=grace,
         max_message_bytes=max_message_mb * 1024 * 1024,
@@ -636,6 +646,18 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
     show_default=True,
     help="Questions generated from the graph per hop count (1-3), added to training.",
 )
+@click.option(
+    "--unseen",
+    default=0,
+    show_default=True,
+    help="qa: also compare with zero-shot on this many fresh generated questions per hop count, worded with "
+    "templates training never uses.",
+)
+@click.option(
+    "--keep-if-better",
+    is_flag=True,
+    help="qa, with --unseen: write the checkpoint only if its mean Hits@1 there is at least zero-shot's.",
+)
 @RELATION_OPTION
 @K_OPTION
 @click.option(
@@ -663,6 +685,8 @@ def train(
     data_dir: Path,
     holdout: float | None,
     generated: int,
+    unseen: int,
+    keep_if_better: bool,
     relation: str | None,
     k: int,
     ensemble: int,
@@ -697,6 +721,8 @@ def train(
 
     if not question_files and not generated:
         raise click.UsageError("give --questions FILE or --generated N (or both)")
+    if keep_if_better and not unseen:
+        raise click.UsageError("--keep-if-better compares on unseen phrasings: give --unseen N too")
     examples = [e for path in question_files for e in load_qa_file(path)]
     defaults = TrainConfig()
     try:
@@ -710,6 +736,8 @@ def train(
                 epochs=epochs or defaults.epochs, batch_size=batch_size or defaults.batch_size, seed=seed
             ),
             on_step=on_step,
+            unseen_per_hop=unseen,
+            keep_if_better=keep_if_better,
         )
     finally:
         bar.close()
@@ -720,6 +748,17 @@ def train(
     if report.metrics:
         click.echo(f"held-out ({report.holdout_questions} questions):")
         click.echo(_metrics_table(report.metrics))
+    if report.unseen is not None and report.unseen_zero_shot is not None:
+        click.echo("unseen phrasings, Hits@1 (trained / zero-shot):")
+        for hops in sorted(report.unseen):
+            trained, zero_shot = report.unseen[hops], report.unseen_zero_shot[hops]
+            click.echo(
+                f"  {hops}: {trained.hits_at_1:.3f} / {zero_shot.hits_at_1:.3f} "
+                f"({trained.questions} questions)"
+            )
+    if not report.written:
+        click.echo("checkpoint not written: the trained reasoner trails zero-shot on unseen phrasings")
+        return
     click.echo(f"checkpoint: {report.checkpoint}")
     if server:
         _wait_for_checkpoint(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 import time
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from encoder import BatcherConfig, DeadlineExpired, EncodeBatcher, EncoderConfig, TextEncoder
+from gnn import cpu_kernels
 from gnn.datasets import load_umls_demo
 from gnn.evidence import Evidence, EvidenceHop
 from gnn.fusion import fuse_answer_text
@@ -39,6 +41,7 @@ from server.reason_batcher import ReasonBatcher
 from server.recommend_training import infer_schema, train_recommender_graph
 from server.state import GraphState
 from server.store import GraphExistsError, GraphMeta, GraphNotFoundError, GraphStore, WriteResult
+from server.training import mean_hits_at_1, train_graph
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -242,6 +245,7 @@ class GraphService:
         self.ready = False
         self._watcher: asyncio.Task | None = None
         self._refresher: asyncio.Task | None = None
+        self._demo_training: asyncio.Task | None = None
         self._not_interactions: dict[str, int] = {}  # graph -> edges when it was found not to be one
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
         self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
@@ -266,6 +270,7 @@ class GraphService:
         for meta in await self._on_io(self.store.list_graphs):
             await self._load_graph(meta.name)
         await self._on_compute(self.encoder.encode, ["warm-up question about a graph"])
+        await self._on_compute(cpu_kernels.warm_up)
         self.batcher = EncodeBatcher(  # model and graph work share one thread: no oversubscription on 2 cores
             self.encoder,
             BatcherConfig(
@@ -288,6 +293,8 @@ class GraphService:
         self._watcher = asyncio.create_task(self._watch_checkpoints())
         if self.config.recommend_refresh_seconds > 0:
             self._refresher = asyncio.create_task(self._refresh_recommenders())
+        if self.config.demo and self.config.train_demo:
+            self._demo_training = asyncio.create_task(self._train_demo())
         self.ready = True
         log.info(
             "ready in %.1f s: model %s on %s, graphs %s",
@@ -377,9 +384,49 @@ class GraphService:
             return
         log.info("graph %s: %s", name, report.description)
 
+    async def _train_demo(self) -> None:
+        """Train the demo graph's reasoner when it has no checkpoint and none was turned down before: on
+        questions generated from the graph, on the refit thread; the checkpoint watcher loads it. It is
+        written only if it answers unseen phrasings at least as well as zero-shot, else the decision is kept
+        beside the checkpoints (``<graph>.zero-shot.json``) so that a restart does not train again."""
+        name, config = self.config.default_graph, self.config
+        path = checkpoint_path(config.data_dir, name)
+        declined = path.with_suffix(".zero-shot.json")
+        if path.exists() or declined.exists():
+            return
+        log.info("graph %s: training a reasoner on generated questions (no checkpoint yet)", name)
+        train = functools.partial(
+            train_graph,
+            config.data_dir,
+            name,
+            [],
+            holdout=0.0,
+            generated_per_hop=config.demo_questions,
+            unseen_per_hop=config.demo_check_questions,
+            keep_if_better=True,
+        )
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(self._refit, train)
+        except (ValueError, RuntimeError) as error:
+            log.error("graph %s: training its reasoner failed: %s", name, error)
+            return
+        assert report.unseen is not None and report.unseen_zero_shot is not None
+        trained, zero_shot = mean_hits_at_1(report.unseen), mean_hits_at_1(report.unseen_zero_shot)
+        if not report.written:
+            declined.parent.mkdir(parents=True, exist_ok=True)
+            declined.write_text(json.dumps({"trained": trained, "zero_shot": zero_shot}) + "\n")
+        log.info(
+            "graph %s: trained in %.0f s; unseen phrasings, mean Hits@1 %.3f trained vs %.3f zero-shot: %s",
+            name,
+            report.seconds,
+            trained,
+            zero_shot,
+            "using the trained reasoner" if report.written else "staying zero-shot",
+        )
+
     async def close(self) -> None:
         self.ready = False
-        for task in (self._watcher, self._refresher, *self._merges.values()):
+        for task in (self._watcher, self._refresher, self._demo_training, *self._merges.values()):
             if task is not None:
                 task.cancel()
         if self.batcher is not None:

@@ -14,6 +14,8 @@ from gnn.datasets import load_qa_file
 from gnn.graph import KnowledgeGraph
 from gnn.questions import generate_questions
 from gnn.records import TripleRecord
+from gnn.train import TrainConfig
+from server import training
 from server.checkpoints import checkpoint_path, load_checkpoint
 from server.cli import main
 from tests.server.conftest import RunningServer, server_config
@@ -163,3 +165,50 @@ def test_trained_on_generated_questions_alone_the_reasoner_also_reads_the_zero_s
             assert response.answers and all(0.0 < a.score <= 1.0 for a in response.answers)
     finally:
         checkpoint_path(data_dir, "world").unlink()
+
+
+def test_the_demo_graph_gets_a_reasoner_when_it_has_none(tmp_path: Path) -> None:
+    config = server_config(tmp_path, demo=True)
+    config.train_demo, config.demo_questions, config.demo_check_questions = True, 40, 30
+    config.checkpoint_poll_seconds = 0.2
+    server = RunningServer(config)
+    try:
+        training = server.app.service._demo_training
+        deadline = time.monotonic() + 240
+        while not training.done() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert training.done() and training.exception() is None
+        path = checkpoint_path(tmp_path, "umls")
+        declined = path.with_suffix(".zero-shot.json")
+        assert path.exists() != declined.exists()  # one decision, written down
+        with server.client() as client:
+            for _ in range(50):
+                reasoner = client.graph_info("umls").reasoner
+                if reasoner.startswith("trained") == path.exists():
+                    break
+                time.sleep(0.2)
+        assert reasoner.startswith("trained: QuestionReasoner") if path.exists() else reasoner == "zero-shot"
+        decision = path.stat().st_mtime if path.exists() else declined.stat().st_mtime
+        server._run(server.app.service._train_demo())  # a restart finds the decision and does not train
+        assert (path.stat().st_mtime if path.exists() else declined.stat().st_mtime) == decision
+    finally:
+        server.stop()
+
+
+def test_keep_if_better_writes_no_checkpoint_that_trails_zero_shot(trained_server, monkeypatch) -> None:  # noqa: ANN001
+    _, data_dir = trained_server
+    means = iter([0.5, 0.9])  # the trained reasoner's mean Hits@1 on unseen phrasings, then zero-shot's
+    monkeypatch.setattr(training, "mean_hits_at_1", lambda metrics: next(means))
+    report = training.train_graph(
+        data_dir,
+        "world",
+        [],
+        holdout=0.0,
+        generated_per_hop=20,
+        unseen_per_hop=10,
+        keep_if_better=True,
+        train_config=TrainConfig(epochs=1),
+    )
+    assert not report.written and not checkpoint_path(data_dir, "world").exists()
+    assert report.unseen is not None and report.unseen_zero_shot is not None
+    assert {"1", "2", "3"} <= set(report.unseen) and report.unseen["1"].questions > 0
