@@ -9,6 +9,8 @@ needs gradients; CUDA and training keep torch's kernels.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -19,10 +21,15 @@ except ImportError:  # pragma: no cover - numba is a dependency; without it torc
     njit = None
 
 
+ENABLED = os.environ.get("GRAPHFUSE_FUSED_KERNELS", "1") != "0"  # 0: torch's kernels everywhere
+
+
 def available(*tensors: Tensor) -> bool:
     """Whether the fused kernels can run on these tensors (CPU, float32, no gradients needed)."""
-    return njit is not None and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad for t in tensors
+    return (
+        ENABLED
+        and njit is not None
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad for t in tensors)
     )
 
 

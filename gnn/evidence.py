@@ -44,43 +44,46 @@ def walk_back(
     limit: int,
 ) -> list[tuple[EvidenceHop, ...]]:
     """Up to ``limit`` edge paths from the topic entities to ``answer`` along fixed ``directions``."""
-    hops = [_HopChoice([d], [], {d: 1.0}) for d in directions]
+    hops = [HopChoice([d], [], {d: 1.0}) for d in directions]
     return [edges for edges, _ in _walk(graph, frontiers, hops, answer, limit)]
 
 
 def walk_back_weighted(
     graph: KnowledgeGraph,
     frontiers: list[Tensor],
-    hop_weights: list[Tensor],
+    hops: Sequence[HopChoice],
     answer: int,
     limit: int,
-    min_weight: float = 0.01,
 ) -> list[tuple[tuple[EvidenceHop, ...], float]]:
     """Up to ``limit`` edge paths from the topic entities to ``answer`` under soft per-hop relation weights.
 
     Args:
         frontiers: entity scores ``x_0 .. x_L``, each ``(N,)``; ``x_0`` is the topic mass.
-        hop_weights: ``L`` tensors ``(2R,)``: the weight of each directed relation at each hop.
-        min_weight: relations below this weight are only tried when no stronger one leads back; relations
-            of weight zero never are.
+        hops: ``L`` choices of relations (:func:`hop_choices`), one per hop.
 
     Returns:
         ``(hops, weight)`` pairs, strongest first; a path's weight is the product of its hops' relation
         weights.
     """
-    hops = [
-        _HopChoice(
+    return _walk(graph, frontiers, list(hops), answer, limit)
+
+
+def hop_choices(hop_weights: Tensor, min_weight: float = 0.01) -> list[HopChoice]:
+    """The relations each hop of a walk may follow, from a question's ``(L, 2R)`` relation weights (one
+    question's, shared by all its answers): relations below ``min_weight`` are only tried when no stronger
+    one leads back; relations of weight zero never are."""
+    return [
+        HopChoice(
             (w >= min_weight).nonzero().flatten().tolist(),
             ((w > 0) & (w < min_weight)).nonzero().flatten().tolist(),  # no weight, no mass carried
             w.tolist(),
         )
         for w in hop_weights
     ]
-    return _walk(graph, frontiers, hops, answer, limit)
 
 
 @dataclass(frozen=True, slots=True)
-class _HopChoice:
+class HopChoice:
     """The relations one hop of a walk may follow: ``strong`` first, ``weak`` only when those lead nowhere."""
 
     strong: list[int]
@@ -89,7 +92,7 @@ class _HopChoice:
 
 
 def _walk(
-    graph: KnowledgeGraph, frontiers: list[Tensor], hops: list[_HopChoice], answer: int, limit: int
+    graph: KnowledgeGraph, frontiers: list[Tensor], hops: list[HopChoice], answer: int, limit: int
 ) -> list[tuple[tuple[EvidenceHop, ...], float]]:
     """Depth-first from ``answer`` back to the topic entities, predecessors in order of contribution
     (relation weight x predecessor score). Predecessors lie on the previous frontier, so they lead back to
@@ -100,12 +103,14 @@ def _walk(
     found: list[tuple[tuple[EvidenceHop, ...], float]] = []
     budget = [MAX_EXPANSIONS]
 
+    arrays = [f.numpy() for f in frontiers]  # scores looked up one node at a time: NumPy, not torch
+
     def steps(node: int, hop: int, directions: list[int]) -> list[tuple[float, int, int]]:
-        previous, weight_of = frontiers[hop - 1], hops[hop - 1].weight
+        previous, weight_of = arrays[hop - 1], hops[hop - 1].weight
         out = []
         for d in directions:
-            sources = graph.transition(d).predecessors(node)
-            if sources.numel() == 0:
+            sources = graph.transition(d).sources_of(node)
+            if sources.shape[0] == 0:
                 continue
             scores = previous[sources]
             keep = scores > 0

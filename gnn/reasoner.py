@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gnn.evidence import Evidence, path_frontiers, walk_back, walk_back_weighted
+from gnn.evidence import Evidence, hop_choices, path_frontiers, walk_back, walk_back_weighted
 from gnn.graph import KnowledgeGraph
 from gnn.models.answer_head import AnswerHeadConfig, candidate_features
 from gnn.models.question_reasoner import QuestionReasoner, ReasonerOutput, token_inputs
@@ -244,38 +244,43 @@ class TrainedReasoner:
                 output, graph, relation_vectors, vectors, topics, entity_vectors, head.config, search
             )
             rescored = candidates, torch.sigmoid(head(features))  # (B, K) each
-        # every question's scores at once, for each hop limit: cumulative[t] answers within t + 1 hops
-        mixed = [h * output.hop_attention[:, t] for t, h in enumerate(output.hop_scores)]  # T x (N, B)
-        sums, reached = [mixed[0]], [topics > 0]
-        for t in range(hops):
-            if t:
-                sums.append(sums[-1] + mixed[t])
-            reached.append(reached[-1] | (output.hop_scores[t] > 0))
-        topic_rows = topics.T > 0  # (B, N)
-        cumulative = torch.stack([x.T.masked_fill(topic_rows, 0.0) for x in sums])  # (T, B, N)
-        touched = torch.stack([r.sum(0) for r in reached[1:]])  # (T, B): entities with mass, topics included
-        limits = [min(question.max_hops, hops) for question in questions]
+        limits = [max(1, min(question.max_hops, hops)) for question in questions]
         by_head = [rescored is not None and limit == hops for limit in limits]  # the head ranks these
+        attention = output.hop_attention  # (B, T)
+        within: dict[int, Tensor] = {}  # hop limit -> (N, B) scores of answers within that many hops
+        touched: dict[int, Tensor] = {}  # hop limit -> (B,) entities with mass, topics included
+        reached = topics > 0
+        for t in range(max(limits)):
+            reached |= output.hop_scores[t] > 0
+            if t + 1 in limits:
+                # hop scores are 0 on each question's topics (the model never moves mass back to them)
+                within[t + 1] = (
+                    output.scores
+                    if t + 1 == hops
+                    else sum(output.hop_scores[i] * attention[:, i] for i in range(t + 1))
+                )
+                touched[t + 1] = reached.view(torch.uint8).sum(0, dtype=torch.int32)  # (B,)
         ranked: dict[int, tuple[Tensor, Tensor]] = {}  # question -> (scores, entities), best first
         for limit in set(limits):
             members = [b for b, lim in enumerate(limits) if lim == limit and not by_head[b]]
             if not members:
                 continue
             k = min(max(questions[b].top_k for b in members), graph.num_entities)
-            top = torch.topk(cumulative[limit - 1, members], k, dim=1)  # (B', k)
-            for row, b in enumerate(members):
-                keep = top.values[row, : questions[b].top_k] > self.config.min_score
-                ranked[b] = (
-                    top.values[row, : questions[b].top_k][keep],
-                    top.indices[row, : questions[b].top_k][keep],
+            top = torch.topk(within[limit][:, members], k, dim=0)  # (k, B')
+            for column, b in enumerate(members):
+                values, indices = (
+                    top.values[: questions[b].top_k, column],
+                    top.indices[: questions[b].top_k, column],
                 )
+                keep = values > self.config.min_score
+                ranked[b] = values[keep], indices[keep]
         results = []
         for b, question in enumerate(questions):
             limit = limits[b]
             if by_head[b]:
                 assert rescored is not None
                 entities, probabilities = rescored[0][b], rescored[1][b]
-                kept = cumulative[limit - 1, b, entities] > self.config.min_score
+                kept = within[limit][entities, b] > self.config.min_score
                 if zero_shot is not None:
                     kept |= zero_shot[entities, b] > self.config.min_score
                 entities, probabilities = entities[kept], probabilities[kept]
@@ -286,19 +291,18 @@ class TrainedReasoner:
             answers = []
             if entities.numel():
                 frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
-                carried = torch.stack([m[entities, b] for m in mixed[:limit]])  # (T', k)
+                carried = torch.stack(  # (T', k): each hop's share of each answer's score
+                    [output.hop_scores[t][entities, b] * attention[b, t] for t in range(limit)]
+                )
                 answer_hops = carried.argmax(0) + 1  # the hop carrying most of each answer's mass
+                choices = hop_choices(output.relation_weights[:limit, b])
                 for score, entity, hop in zip(
                     top_scores.tolist(), entities.tolist(), answer_hops.tolist(), strict=True
                 ):
                     walks = walk_back_weighted(
-                        graph,
-                        frontiers[: hop + 1],
-                        [output.relation_weights[t, b] for t in range(hop)],
-                        entity,
-                        self.config.evidence_per_answer,
+                        graph, frontiers[: hop + 1], choices[:hop], entity, self.config.evidence_per_answer
                     )
                     evidence = tuple(Evidence(edges, weight) for edges, weight in walks)
                     answers.append(Answer(entity, min(score, 1.0), hop, evidence))
-            results.append(Reasoning(answers, [], int(touched[limit - 1, b]), 0))
+            results.append(Reasoning(answers, [], int(touched[limit][b]), 0))
         return results
