@@ -234,31 +234,18 @@ def train_graph(
             f"QuestionReasoner on {len(train_rows)} questions ({len(generated)} generated), "
             f"trained {time.strftime('%Y-%m-%d %H:%M:%S')}" + (f"; held-out {summary}" if summary else "")
         )
-        if not written:
-            return TrainReport(
+        if written:
+            save_checkpoint(
                 path,
-                len(train),
-                len(generated),
-                len(held),
-                skipped,
-                time.perf_counter() - started,
-                metrics,
-                description,
-                unseen,
-                unseen_zero_shot,
-                written=False,
+                model,
+                {
+                    "description": description,
+                    "graph": graph_name,
+                    "train_questions": len(train_rows),
+                    "holdout": {k: vars(m) for k, m in metrics.items()},
+                    "created_at": time.time(),
+                },
             )
-        save_checkpoint(
-            path,
-            model,
-            {
-                "description": description,
-                "graph": graph_name,
-                "train_questions": len(train_rows),
-                "holdout": {k: vars(m) for k, m in metrics.items()},
-                "created_at": time.time(),
-            },
-        )
         return TrainReport(
             path,
             len(train),
@@ -270,6 +257,7 @@ def train_graph(
             description,
             unseen,
             unseen_zero_shot,
+            written,
         )
     finally:
         store.close()
