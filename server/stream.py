@@ -296,7 +296,15 @@ class JetStreamSource:
                         raise
                     log.info("JetStream is not ready for stream %s yet; trying again", name)
                     await asyncio.sleep(0.5)
-        created = (await self._js.stream_info(STREAM)).created
+        while True:  # on a cluster, a stream just created may not be known to every node for a moment
+            try:
+                created = (await self._js.stream_info(STREAM)).created
+                break
+            except (NatsError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                log.info("JetStream does not report stream %s yet; trying again", STREAM)
+                await asyncio.sleep(0.5)
         self.epoch = created.isoformat() if created else ""
 
     async def publish(
