@@ -25,7 +25,7 @@ from gnn.graph import KnowledgeGraph
 from gnn.linking import EntityLinker, strip_topics
 from gnn.models.answer_head import AnswerHeadConfig
 from gnn.models.question_reasoner import QuestionReasonerConfig
-from gnn.questions import EVAL_PHRASINGS, generate_questions
+from gnn.questions import EVAL_PHRASINGS, TRAIN_PHRASINGS, Phrasings, generate_questions
 from gnn.reasoner import Question, TrainedReasoner, ZeroShotReasoner
 from gnn.train import QADataset, TrainConfig, fit_answer_head, train_question_reasoner
 from server.checkpoints import checkpoint_path, save_checkpoint
@@ -171,24 +171,8 @@ def train_graph(
         random.Random(train_config.seed).shuffle(rows)
         cut = int(round(len(rows) * holdout))
         held, train = rows[:cut], rows[cut:]
-        generated = (
-            [
-                (
-                    q.question,
-                    [graph.entity_index[q.topic]],
-                    [graph.entity_index[a] for a in q.answers],
-                    q.hops,
-                )
-                for hops in (1, 2, 3)
-                for q in generate_questions(graph, generated_per_hop, hops, seed=train_config.seed + hops)
-            ]
-            if generated_per_hop
-            else []
-        )
-        train_rows = [
-            (strip_topics(linker, text, topics), topics, answers, hops)
-            for text, topics, answers, hops in generated
-        ] + train
+        generated = generated_rows(graph, linker, generated_per_hop, train_config.seed)
+        train_rows = generated + train
         if not train_rows:
             raise ValueError(
                 "no usable training question: check that topics and answers are entities of the graph"
@@ -221,7 +205,8 @@ def train_graph(
         written = True
         if unseen_per_hop:
             unseen_data = encode_dataset(
-                encoder, unseen_questions(graph, linker, unseen_per_hop, train_config.seed)
+                encoder,
+                generated_rows(graph, linker, unseen_per_hop, 1000 + train_config.seed, EVAL_PHRASINGS),
             )
             unseen, unseen_zero_shot = (
                 evaluate(reasoner, graph, relation_vectors, unseen_data, entity_vectors=state.entity_vectors)
@@ -263,21 +248,19 @@ def train_graph(
         store.close()
 
 
-def unseen_questions(
-    graph: KnowledgeGraph, linker: EntityLinker, per_hop: int, seed: int
+def generated_rows(
+    graph: KnowledgeGraph,
+    linker: EntityLinker,
+    per_hop: int,
+    seed: int,
+    phrasings: Phrasings = TRAIN_PHRASINGS,
 ) -> list[tuple[str, list[int], list[int], int]]:
-    """Fresh generated questions, ``per_hop`` per hop count, worded with the evaluation-only templates, as
+    """Questions generated from the graph, ``per_hop`` per hop count (generator seed ``seed + hops``), as
     rows of (question without its topic mention, topics, answers, hops)."""
     rows = []
     for hops in (1, 2, 3):
-        for q in generate_questions(graph, per_hop, hops, seed=1000 + seed + hops, phrasings=EVAL_PHRASINGS):
+        for q in generate_questions(graph, per_hop, hops, seed=seed + hops, phrasings=phrasings):
             topics = [graph.entity_index[q.topic]]
-            rows.append(
-                (
-                    strip_topics(linker, q.question, topics),
-                    topics,
-                    [graph.entity_index[a] for a in q.answers],
-                    hops,
-                )
-            )
+            answers = [graph.entity_index[a] for a in q.answers]
+            rows.append((strip_topics(linker, q.question, topics), topics, answers, hops))
     return rows
