@@ -69,10 +69,11 @@ class RelationAdjacency:
         """``T_d @ x`` for a dense ``(N, B)`` block; returns ``(N, B)``."""
         out = x.new_zeros(x.shape)
         values = self.matrix.values()
-        if values.numel() >= FUSED_MIN_VALUES and cpu_kernels.available(x, values):  # one fused pass
-            ones = x.new_ones(x.shape[1], 1)  # (B, 1): one direction, weight 1 in every column
-            for part in (self, self.delta) if self.delta is not None else (self,):
-                matrix = part.matrix
+        fused = values.numel() >= FUSED_MIN_VALUES and cpu_kernels.available(x, values)
+        ones = x.new_ones(x.shape[1], 1)  # (B, 1): the fused kernel's weights, 1 in every column
+        for part in (self, self.delta) if self.delta is not None else (self,):
+            matrix = part.matrix
+            if fused:  # one pass, sources without mass skipped
                 cpu_kernels.weighted_rows(
                     matrix.crow_indices(),
                     matrix.col_indices(),
@@ -83,11 +84,8 @@ class RelationAdjacency:
                     ones,
                     out,
                 )
-            return out
-        if self.rows.numel():
-            out[self.rows] = (self.matrix @ x.to(self.matrix.dtype)).to(x.dtype)  # (M, B)
-        if self.delta is not None and self.delta.rows.numel():
-            out.index_add_(0, self.delta.rows, (self.delta.matrix @ x.to(self.matrix.dtype)).to(x.dtype))
+            elif part.rows.numel():
+                out.index_add_(0, part.rows, (matrix @ x.to(matrix.dtype)).to(x.dtype))  # (M, B) into N
         return out
 
     def predecessors(self, node: int) -> Tensor:
