@@ -4,7 +4,7 @@ One run on one machine:
 1. the bare sparse work of 3 hops for a block of B questions (every direction's transition applied and
    weighted per question, summed into entities, per hop), computed twice: with torch's CSR product (the
    stacked product, each direction's rows scaled, the rows summed into entities) and with graphfuse's fused
-   CPU kernel (``gnn/layers/cpu_kernels.py``, what the model runs); against the full QuestionReasoner
+   CPU kernel (``gnn/cpu_kernels.py``, what the model runs); against the full QuestionReasoner
    forward for the same B questions (instructions, attention over the question's words, relation softmax
    over live relations, propagation, hop mixing): the ratios are the model's overhead;
 2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.

@@ -1,15 +1,19 @@
 """Fused CPU kernels (numba) for propagation without gradients.
 
 torch's CSR product writes an ``(M, C)`` block of moved mass that is then scaled per direction and summed
-into entities: three passes over a block larger than the entity block. The kernel here does it in one pass:
-each row's weighted mass goes straight into its entity, and a direction's rows (distinct entities) are
-split over the cores. Used by :func:`gnn.layers.transition.weighted_transition` for CPU tensors when nothing
-needs gradients; CUDA and training keep torch's kernels.
+into entities: three passes over a block larger than the entity block, and the reasoner then makes more
+passes over the ``(N, C)`` result (capping it, clearing the topics, finding the nodes with mass and the
+relations that leave them). On this hardware each pass over a block of tens of MB costs about a
+millisecond. :func:`propagate` does all of it in one pass: each node pulls the weighted mass of the rows
+feeding it and writes its row once, capped, with its summary (:class:`Summary`). Used for CPU float32
+tensors when nothing needs gradients; CUDA and training keep torch's kernels.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,15 +38,127 @@ def available(*tensors: Tensor) -> bool:
 
 
 if njit is not None:
+    NODES_PER_TASK = 64  # nodes a thread takes at once: one pair of scratch rows per task
+
+    @njit(inline="always", fastmath=True)
+    def _summarise_row(row, u, cap, threshold, out, active, alive):  # noqa: ANN001, ANN202
+        """Writes ``row``, capped at ``cap``, as row ``u`` of ``out``, and records whether it holds any mass
+        and which of its columns exceed ``threshold`` (packed into 64-bit words)."""
+        columns = row.shape[0]
+        found = False
+        for k in range(columns):
+            value = min(row[k], cap)
+            out[u, k] = value
+            found |= value != 0.0
+        active[u] = found
+        for w in range(alive.shape[1]):
+            word = np.uint64(0)
+            if found:
+                for k in range(w * 64, min(columns, w * 64 + 64)):
+                    word |= np.uint64(out[u, k] > threshold) << np.uint64(k - w * 64)
+            alive[u, w] = word
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _active_entities(x, active):  # noqa: ANN001, ANN202
-        columns = x.shape[1]
+    def _summarise(x, threshold, active, alive):  # noqa: ANN001, ANN202
         for u in prange(x.shape[0]):
+            _summarise_row(x[u], u, np.inf, threshold, x, active, alive)
+
+    @njit(inline="always", fastmath=True)
+    def _gather_row(u, offsets, crow, col, values, directions, active, x, weights, moved, total):  # noqa: ANN001, ANN202
+        """Adds into ``total`` the weighted mass of every row feeding node ``u`` (``moved``: scratch)."""
+        columns = x.shape[1]
+        for i in range(offsets[u], offsets[u + 1]):
+            d = directions[i]
+            first, last = crow[i], crow[i + 1]
+            if last - first == 1:  # one edge (common on sparse graphs): no row sum to share the weights
+                source = col[first]
+                value = values[first]
+                if active[source] and value != 0.0:
+                    for k in range(columns):
+                        total[k] += value * weights[d, k] * x[source, k]
+                continue
             found = False
-            for k in range(columns):
-                found |= x[u, k] != 0.0
-            active[u] = found
+            moved[:] = 0.0
+            for e in range(first, last):
+                source = col[e]
+                value = values[e]
+                if active[source] and value != 0.0:  # mass sits on few entities in early hops
+                    found = True
+                    for k in range(columns):
+                        moved[k] += value * x[source, k]
+            if found:  # one direction per row: its weights scale the row's sum
+                for k in range(columns):
+                    total[k] += weights[d, k] * moved[k]
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _propagate(  # noqa: ANN202, PLR0913
+        offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
+        delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
+        active, x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+    ):  # fmt: skip
+        n, columns = out.shape
+        tasks = (n + NODES_PER_TASK - 1) // NODES_PER_TASK
+        for task in prange(tasks):  # each node's row is written once, by one thread
+            moved = np.empty(columns, dtype=out.dtype)
+            total = np.empty(columns, dtype=out.dtype)
+            for u in range(task * NODES_PER_TASK, min(n, (task + 1) * NODES_PER_TASK)):
+                total[:] = 0.0
+                _gather_row(u, offsets, crow, col, values, directions, active, x, weights, moved, total)
+                _gather_row(
+                    u, delta_offsets, delta_crow, delta_col, delta_values, delta_directions, active, x,
+                    weights, moved, total,
+                )  # fmt: skip
+                for i in range(exclude_offsets[u], exclude_offsets[u + 1]):
+                    total[exclude_columns[i]] = 0.0
+                _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
+
+    @njit(inline="always", fastmath=True)
+    def _push_from(
+        sources, offsets, targets, values, rows, directions, x, weights, out, seen, touched, count
+    ):  # noqa: ANN001, ANN202
+        """Adds the weighted mass of ``sources`` into the rows they feed; appends each newly reached node
+        to ``touched`` and returns how many there are."""
+        columns = x.shape[1]
+        for s in sources:
+            for j in range(offsets[s], offsets[s + 1]):
+                value = values[j]
+                if value != 0.0:
+                    row = targets[j]
+                    u = rows[row]
+                    d = directions[row]
+                    if not seen[u]:
+                        seen[u] = True
+                        touched[count] = u
+                        count += 1
+                    for k in range(columns):
+                        out[u, k] += value * weights[d, k] * x[s, k]
+        return count
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _push(  # noqa: ANN202, PLR0913
+        sources, offsets, targets, values, rows, directions,  # noqa: ANN001 - the merged edges
+        delta_offsets, delta_targets, delta_values, delta_rows, delta_directions,  # noqa: ANN001
+        x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+    ):  # fmt: skip
+        """:func:`_propagate` from a few sources: only the edges leaving them are read."""
+        for u in prange(out.shape[0]):
+            out[u, :] = 0.0
+            out_active[u] = False
+            out_alive[u, :] = 0
+        seen = np.zeros(out.shape[0], dtype=np.bool_)
+        touched = np.empty(out.shape[0], dtype=np.int64)
+        count = _push_from(
+            sources, offsets, targets, values, rows, directions, x, weights, out, seen, touched, 0
+        )
+        count = _push_from(
+            sources, delta_offsets, delta_targets, delta_values, delta_rows, delta_directions, x, weights,
+            out, seen, touched, count,
+        )  # fmt: skip
+        for i in range(count):
+            u = touched[i]
+            for j in range(exclude_offsets[u], exclude_offsets[u + 1]):
+                out[u, exclude_columns[j]] = 0.0
+            _summarise_row(out[u], u, cap, threshold, out, out_active, out_alive)
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def _weighted_rows(crow, col, values, rows, offsets, active, x, weights, out):  # noqa: ANN001, ANN202
@@ -53,29 +169,169 @@ if njit is not None:
                 for e in range(crow[i], crow[i + 1]):
                     source = col[e]
                     value = values[e]
-                    if active[source] and value != 0.0:  # mass sits on few entities in early hops
+                    if active[source] and value != 0.0:
                         for k in range(columns):
                             out[u, k] += value * weights[d, k] * x[source, k]
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _alive_bits(x, threshold, bits):  # noqa: ANN001, ANN202
-        columns = x.shape[1]
-        for u in prange(x.shape[0]):
-            for w in range(bits.shape[1]):
-                word = np.uint64(0)
-                for k in range(w * 64, min(columns, w * 64 + 64)):
-                    word |= np.uint64(x[u, k] > threshold) << np.uint64(k - w * 64)
-                bits[u, w] = word
-
-    @njit(parallel=True, cache=True, nogil=True)
-    def _live_bits(crow, col, counts, bits, live):  # noqa: ANN001, ANN202
-        words = bits.shape[1]
+    def _live_bits(crow, col, counts, alive, live):  # noqa: ANN001, ANN202
+        words = alive.shape[1]
         for d in prange(crow.shape[0] - 1):
             for e in range(crow[d], crow[d + 1]):
                 if counts[e] > 0:
                     u = col[e]
                     for w in range(words):
-                        live[d, w] |= bits[u, w]
+                        live[d, w] |= alive[u, w]
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _mix(hops, attention, out):  # noqa: ANN001, ANN202
+        for u in prange(out.shape[0]):
+            for k in range(out.shape[1]):
+                out[u, k] = hops[0, u, k] * attention[0, k]
+            for t in range(1, hops.shape[0]):
+                for k in range(out.shape[1]):
+                    out[u, k] += hops[t, u, k] * attention[t, k]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a fused pass learns about an ``(N, C)`` block of mass while writing it."""
+
+    active: np.ndarray  # (N,) bool: the node holds mass in some column
+    alive: np.ndarray  # (N, ceil(C / 64)) uint64: bit k of a node's words is set where column k > threshold
+    columns: int
+
+
+@dataclass(frozen=True)
+class EdgeBlock:
+    """One stacked CSR block as the propagation kernels walk it, from either end.
+
+    Pulling (:func:`_propagate`) reads a copy of the rows ordered by the node they feed, so that each
+    node's edges are contiguous: node ``u``'s rows are ``offsets[u]..offsets[u + 1]``, row ``i`` holds
+    ``col[crow[i]:crow[i + 1]]`` with ``values`` along ``directions[i]``. Pushing (:func:`_push`) reads
+    the transposed block: source ``s`` feeds rows ``targets[source_offsets[s]:source_offsets[s + 1]]``
+    with ``source_values``, and row ``j`` feeds node ``rows[j]`` along ``row_directions[j]``.
+    """
+
+    offsets: np.ndarray  # (N + 1,)
+    crow: np.ndarray  # (M + 1,)
+    col: np.ndarray  # (nnz,)
+    values: np.ndarray  # (nnz,)
+    directions: np.ndarray  # (M,)
+    source_offsets: np.ndarray  # (N + 1,)
+    targets: np.ndarray  # (nnz,)
+    source_values: np.ndarray  # (nnz,)
+    rows: np.ndarray  # (M,)
+    row_directions: np.ndarray  # (M,)
+
+    @property
+    def nnz(self) -> int:
+        return self.col.shape[0]
+
+    def pull_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.offsets, self.crow, self.col, self.values, self.directions
+
+    def push_arrays(self) -> tuple[np.ndarray, ...]:
+        return self.source_offsets, self.targets, self.source_values, self.rows, self.row_directions
+
+    def edges_from(self, sources: np.ndarray) -> int:
+        """How many edges leave ``sources``."""
+        return int((self.source_offsets[sources + 1] - self.source_offsets[sources]).sum())
+
+
+@functools.lru_cache(maxsize=8)
+def _no_edges(num_nodes: int) -> EdgeBlock:
+    """A block without edges, with the dtypes of :meth:`gnn.graph.StackedTransitions.edge_block`'s (one
+    compiled kernel serves both)."""
+    nodes, nothing = np.zeros(num_nodes + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    small, weights = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+    return EdgeBlock(
+        nodes, np.zeros(1, np.int64), small, weights, small, nodes, nothing, weights, nothing, nothing
+    )
+
+
+# Pushing reads only the edges leaving the nodes with mass, at about (C + 16) multiply-adds' cost each (C
+# columns, plus random access), on one core; pulling checks every edge's source and shares the work between
+# the cores. On MetaQA's graph with 1-64 columns, pushing was faster below about 5 edge checks' worth.
+PUSH_EDGE_OVERHEAD = 16
+PULL_EDGE_COST = 5
+
+
+def block(*shape: int) -> Tensor:
+    """A new float32 block for a kernel to write. NumPy's allocation, not torch's: glibc gives freed
+    NumPy blocks back to the next allocation, while torch's large CPU blocks come back as fresh pages that
+    fault in on first touch (about 1 ms per 10 MB here: as much as the hop that writes them)."""
+    return torch.from_numpy(np.empty(shape, dtype=np.float32))
+
+
+def _alive_words(columns: int, threshold: float | None) -> int:
+    return 0 if threshold is None else (columns + 63) // 64
+
+
+def summarise(x: Tensor, threshold: float | None = None) -> Summary:
+    """One pass over ``x`` ``(N, C)``: which nodes hold mass, and (with ``threshold``) which columns of each
+    exceed it."""
+    x = x.contiguous()
+    active = np.empty(x.shape[0], dtype=np.bool_)
+    alive = np.empty((x.shape[0], _alive_words(x.shape[1], threshold)), dtype=np.uint64)
+    _summarise(x.numpy(), np.inf if threshold is None else threshold, active, alive)
+    return Summary(active, alive, x.shape[1])
+
+
+def propagate(
+    merged: EdgeBlock,
+    delta: EdgeBlock | None,
+    x: Tensor,
+    weights: Tensor,
+    summary: Summary | None = None,
+    *,
+    cap: float = np.inf,
+    exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    threshold: float | None = None,
+    out: Tensor | None = None,
+    push: bool | None = None,
+) -> tuple[Tensor, Summary]:
+    """``min(cap, sum_d T_d @ (x * w_d))`` in one pass that writes each node's row once, with the cells in
+    ``exclude`` (``(offsets (N + 1,), columns)``: node ``u``'s columns are ``columns[offsets[u]:offsets[u +
+    1]]``) set to 0; returns it with its :class:`Summary` (``threshold`` as in :func:`summarise`).
+    ``summary`` is ``x``'s, when known: nodes without mass are skipped. When the edges leaving the nodes
+    with mass are few, the kernel pushes from those nodes instead of pulling into every node (as a
+    direction-optimising BFS does); ``push`` forces one way.
+
+    Shapes:
+        x, out: ``(N, C)``; weights: ``(C, 2R)``.
+    """
+    x = x.contiguous()
+    n, columns = x.shape
+    summary = summary if summary is not None else summarise(x)
+    delta = delta if delta is not None else _no_edges(n)
+    exclude_offsets, exclude_columns = (
+        exclude if exclude is not None else (_no_edges(n).offsets, _no_edges(n).col)
+    )
+    words = _alive_words(columns, threshold)
+    sources = np.flatnonzero(summary.active)
+    if push is None:
+        pushed = merged.edges_from(sources) + delta.edges_from(sources)
+        push = pushed * (columns + PUSH_EDGE_OVERHEAD) < PULL_EDGE_COST * (merged.nnz + delta.nnz)
+    if push:  # read only the edges leaving the nodes with mass
+        kernel, edges = _push, (sources, *merged.push_arrays(), *delta.push_arrays())
+    else:
+        kernel, edges = _propagate, (*merged.pull_arrays(), *delta.pull_arrays(), summary.active)
+    out = block(n, columns) if out is None else out
+    active, alive = np.empty(n, dtype=np.bool_), np.empty((n, words), dtype=np.uint64)
+    kernel(
+        *edges,
+        x.numpy(),
+        weights.T.contiguous().numpy(),
+        cap,
+        exclude_offsets,
+        exclude_columns,
+        np.inf if threshold is None else threshold,
+        out.numpy(),
+        active,
+        alive,
+    )
+    return out, Summary(active, alive, columns)
 
 
 def weighted_rows(
@@ -88,21 +344,20 @@ def weighted_rows(
     weights: Tensor,
     out: Tensor,
 ) -> Tensor:
-    """Adds ``sum_d T_d @ (x * w_d)`` into ``out`` for one stacked CSR block (rows grouped by direction).
+    """Adds ``sum_d T_d @ (x * w_d)`` into ``out`` for one stacked CSR block (rows grouped by direction,
+    distinct within a direction): the single-direction transitions' kernel.
 
     Shapes:
         crow: ``(M + 1,)``; col, values: ``(nnz,)``; rows: ``(M,)``; x, out: ``(N, C)``; weights: ``(C, 2R)``.
     """
     x = x.contiguous()
-    active = np.empty(x.shape[0], dtype=np.bool_)
-    _active_entities(x.numpy(), active)
     _weighted_rows(
         crow.numpy(),
         col.numpy(),
         values.numpy(),
         rows.numpy(),
         np.asarray(offsets, dtype=np.int64),
-        active,
+        summarise(x).active,
         x.numpy(),
         weights.T.contiguous().numpy(),
         out.numpy(),
@@ -110,21 +365,28 @@ def weighted_rows(
     return out
 
 
-def live_directions(degree: Tensor, x: Tensor, threshold: float) -> Tensor:
-    """``(C, 2R)`` bool: whether an entity with more than ``threshold`` in column ``c`` has an edge along
-    ``d``; ``degree`` is the ``(2R, N)`` out-degree CSR (what ``(degree @ (x > threshold)).T > 0`` gives).
-    Each entity's columns over the threshold are packed into 64-bit words first, so an edge costs a word,
-    not a row of ``x``."""
-    x = x.contiguous()
-    words = (x.shape[1] + 63) // 64
-    bits = np.empty((x.shape[0], words), dtype=np.uint64)
-    _alive_bits(x.numpy(), threshold, bits)
-    live = np.zeros((degree.shape[0], words), dtype=np.uint64)
+def live_directions(degree: Tensor, summary: Summary) -> Tensor:
+    """``(C, 2R)`` bool: whether a node with more than the summary's threshold in column ``c`` has an edge
+    along ``d``; ``degree`` is the ``(2R, N)`` out-degree CSR (what ``(degree @ (x > threshold)).T > 0``
+    gives). A node's columns over the threshold are packed words, so an edge costs a word, not a row."""
+    live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
     _live_bits(
-        degree.crow_indices().numpy(), degree.col_indices().numpy(), degree.values().numpy(), bits, live
+        degree.crow_indices().numpy(),
+        degree.col_indices().numpy(),
+        degree.values().numpy(),
+        summary.alive,
+        live,
     )
-    unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : x.shape[1]]  # (2R, C)
+    unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : summary.columns]  # (2R, C)
     return torch.from_numpy(unpacked.T.astype(np.bool_))
+
+
+def mix(hops: Tensor, attention: Tensor) -> Tensor:
+    """``sum_t hops[t] * attention[:, t]`` in one pass: ``hops`` ``(T, N, C)``, ``attention`` ``(C, T)``;
+    returns ``(N, C)``."""
+    out = block(*hops.shape[1:])
+    _mix(hops.contiguous().numpy(), attention.T.contiguous().numpy(), out.numpy())
+    return out
 
 
 def warm_up() -> None:
@@ -136,5 +398,15 @@ def warm_up() -> None:
     weighted_rows(
         crow, col, torch.ones(1), torch.tensor([1, 0]), [0, 1, 2], x, torch.ones(1, 2), torch.zeros(2, 1)
     )
+    from gnn.graph import build_transitions  # noqa: PLC0415 - gnn.graph imports this module
+
+    edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
+    cells = (np.array([0, 0, 1]), np.array([0]))
+    for delta in (None, edges):
+        for push in (False, True):
+            moved, _ = propagate(
+                edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=cells, threshold=0.5, push=push
+            )
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
-    live_directions(degree, x, 0.5)
+    live_directions(degree, summarise(moved, 0.5))
+    mix(torch.stack([moved, moved]), torch.ones(1, 2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import weighted_transition
+from gnn.layers.transition import Cells, Frontier
 
 
 class RelationPropagation(nn.Module):
@@ -20,17 +20,25 @@ class RelationPropagation(nn.Module):
     :class:`~gnn.graph.StackedTransitions`), never one propagation per question.
 
     Shapes:
-        x: ``(N, B)``; weights: ``(B, 2R)``; returns ``(N, B)``.
+        frontier.mass: ``(N, B)``; weights: ``(B, 2R)``; ``exclude``: cells set to 0 (the questions'
+        topics); out: ``(N, B)``, where the fused kernel writes the new mass; returns the frontier of
+        the ``(N, B)`` result.
     """
 
-    def forward(self, graph: KnowledgeGraph, x: Tensor, weights: Tensor) -> Tensor:
-        if weights.shape != (x.shape[1], 2 * graph.num_relations):
+    def forward(
+        self,
+        graph: KnowledgeGraph,
+        frontier: Frontier,
+        weights: Tensor,
+        exclude: Cells | None = None,
+        out: Tensor | None = None,
+    ) -> Frontier:
+        if weights.shape != (frontier.mass.shape[1], 2 * graph.num_relations):
             raise ValueError(
-                f"Expected 'weights' of shape {(x.shape[1], 2 * graph.num_relations)} "
+                f"Expected 'weights' of shape {(frontier.mass.shape[1], 2 * graph.num_relations)} "
                 f"(got {tuple(weights.shape)})"
             )
-        moved = weighted_transition(x, weights, graph.stacked_transitions())
-        return moved.clamp_(max=1.0) if not moved.requires_grad else moved.clamp(max=1.0)
+        return frontier.move(weights, graph.stacked_transitions(), cap=1.0, exclude=exclude, out=out)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"

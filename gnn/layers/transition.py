@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,8 +63,9 @@ def weighted_transition(
     r"""``sum_d T_d @ (x * w_d)``: one CSR product over every directed relation for a whole block.
 
     A weight scales a whole column, so it commutes with :math:`T_d`: the product moves ``x`` along every
-    directed relation at once and the weights are applied per row afterwards. Without gradients the rows go
-    in chunks, so memory stays bounded on large graphs and wide blocks.
+    directed relation at once and the weights are applied per row afterwards. On CPU without gradients the
+    fused kernel runs (:func:`fused_transition`); elsewhere, without gradients, the rows go in chunks, so
+    memory stays bounded on large graphs and wide blocks.
 
     Args:
         x: ``(N, C)`` entity states, one column per (question, feature).
@@ -74,6 +79,10 @@ def weighted_transition(
     Shapes:
         returns ``(N, C)``.
     """
+    if cpu_kernels.available(x, weights, *([values] if values is not None else [])):
+        return fused_transition(
+            x, weights, stacked, values if values is None or values.dim() == 1 else values[0]
+        )[0]
     if stacked.delta is not None or stacked.mask is not None:  # merged edges, and the delta beside them
         merged, own = stacked.merged, int(stacked.matrix.col_indices().numel())
         merged_values = None
@@ -103,18 +112,6 @@ def _weighted_block(
         return _WeightedTransition.apply(x, weights, stacked, values)
     if values is not None:
         stacked = stacked.with_values(values if values.dim() == 1 else values[0])
-    matrix = stacked.matrix
-    if cpu_kernels.available(x, weights, matrix.values()):  # one fused pass, no (M, C) block
-        return cpu_kernels.weighted_rows(
-            matrix.crow_indices(),
-            matrix.col_indices(),
-            matrix.values(),
-            stacked.rows,
-            stacked.direction_offsets,
-            x,
-            weights,
-            torch.zeros_like(x) if out is None else out,
-        )
     rows = stacked.rows.numel()
     step = max(1, CHUNK_ELEMENTS // max(x.shape[1], 1))
     if rows <= step:
@@ -139,6 +136,22 @@ def _weighted_block(
     return out
 
 
+def fused_transition(
+    x: Tensor,
+    weights: Tensor,
+    stacked: StackedTransitions,
+    values: Tensor | None = None,
+    **options,  # noqa: ANN003 - cpu_kernels.propagate's: summary, cap, exclude, threshold, out, push
+) -> tuple[Tensor, cpu_kernels.Summary]:
+    """:func:`weighted_transition` by the fused CPU kernel (:func:`gnn.cpu_kernels.propagate`), merged edges
+    and delta in one pass; returns the moved mass and its summary."""
+    own = int(stacked.matrix.col_indices().numel())
+    delta = None
+    if stacked.delta is not None:
+        delta = stacked.delta.edge_block(values[own:] if values is not None else None)
+    return cpu_kernels.propagate(stacked.edge_block(values), delta, x, weights, **options)
+
+
 def scale_by_direction(moved: Tensor, weights: Tensor, offsets: list[int], first_row: int = 0) -> None:
     """Multiply, in place, each row of ``moved`` (rows ``first_row ..`` of the stacked matrix) by its
     direction's weight per column: rows come in one block per direction, so a broadcast per block replaces
@@ -157,6 +170,94 @@ def scale_by_direction(moved: Tensor, weights: Tensor, offsets: list[int], first
 def live_directions(degree: Tensor, x: Tensor, threshold: float) -> Tensor:
     """``(C, 2R)`` bool: whether an entity holding more than ``threshold`` in column ``c`` has an edge along
     direction ``d`` (``degree``: the graph's ``(2R, N)`` out-degree CSR)."""
-    if cpu_kernels.available(x, degree.values()):
-        return cpu_kernels.live_directions(degree, x, threshold)
-    return (degree @ (x > threshold).to(degree.dtype)).T > 0
+    return Frontier(x, threshold).live_directions(degree)
+
+
+@dataclass
+class Cells:
+    """Cells ``(nodes[i], columns[i])`` of an ``(N, C)`` block: where the topics of the questions are."""
+
+    nodes: Tensor
+    columns: Tensor
+    num_nodes: int
+
+    @functools.cached_property
+    def by_node(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets (N + 1,), columns)``: node ``u``'s are ``columns[offsets[u]:offsets[u + 1]]``."""
+        offsets = np.zeros(self.num_nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.nodes.numpy(), minlength=self.num_nodes), out=offsets[1:])
+        return offsets, self.columns[torch.argsort(self.nodes, stable=True)].numpy()
+
+
+@dataclass
+class Frontier:
+    """Mass on the graph's nodes ``(N, C)``, one column per question, as propagation hands it from hop to hop.
+
+    A node holding more than ``threshold`` in a column makes the directions leaving it live there
+    (:meth:`live_directions`). On CPU without gradients, :meth:`move` runs the fused kernel, which also
+    records, while it writes the mass, which nodes hold any (the next hop skips the others) and which
+    columns of each exceed the threshold: the frontier's ``summary``, so no further pass reads the block.
+    """
+
+    mass: Tensor
+    threshold: float
+    summary: cpu_kernels.Summary | None = None
+
+    @property
+    def fused(self) -> bool:
+        """Whether :meth:`move` runs the fused CPU kernel."""
+        return cpu_kernels.available(self.mass) and not torch.is_grad_enabled()
+
+    @classmethod
+    def start(cls, mass: Tensor, threshold: float) -> tuple[Frontier, Cells]:
+        """The frontier of an initial block, and the cells that hold its mass."""
+        frontier = cls(mass, threshold)
+        if not frontier.fused:
+            return frontier, Cells(*(mass > 0).nonzero(as_tuple=True), mass.shape[0])
+        frontier.summary = cpu_kernels.summarise(mass, threshold)
+        nodes = torch.from_numpy(frontier.summary.active.nonzero()[0])
+        held, columns = (mass[nodes] > 0).nonzero(as_tuple=True)
+        return frontier, Cells(nodes[held], columns, mass.shape[0])
+
+    def live_directions(self, degree: Tensor) -> Tensor:
+        """``(C, 2R)`` bool: whether a node over the threshold in column ``c`` has an edge along ``d``
+        (``degree``: the graph's ``(2R, N)`` out-degree CSR)."""
+        if self.summary is None and cpu_kernels.available(self.mass.detach(), degree.values()):
+            self.summary = cpu_kernels.summarise(self.mass.detach(), self.threshold)
+        if self.summary is not None and self.summary.alive.shape[1]:
+            return cpu_kernels.live_directions(degree, self.summary)
+        return (degree @ (self.mass.detach() > self.threshold).to(degree.dtype)).T > 0
+
+    def move(
+        self,
+        weights: Tensor,
+        stacked: StackedTransitions,
+        *,
+        cap: float = 1.0,
+        exclude: Cells | None = None,
+        out: Tensor | None = None,
+    ) -> Frontier:
+        """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
+        written into ``out`` when given (fused kernel only).
+
+        Shapes:
+            weights: ``(C, 2R)``; out: ``(N, C)``.
+        """
+        if self.fused and cpu_kernels.available(weights):
+            cells = exclude.by_node if exclude is not None else None
+            mass, summary = fused_transition(
+                self.mass,
+                weights,
+                stacked,
+                summary=self.summary,
+                cap=cap,
+                exclude=cells,
+                threshold=self.threshold,
+                out=out,
+            )
+            return Frontier(mass, self.threshold, summary)
+        moved = weighted_transition(self.mass, weights, stacked)
+        mass = moved.clamp_(max=cap) if not moved.requires_grad else moved.clamp(max=cap)
+        if exclude is not None:
+            mass[exclude.nodes, exclude.columns] = 0.0
+        return Frontier(mass, self.threshold)

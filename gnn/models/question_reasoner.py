@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gnn import cpu_kernels
 from gnn.graph import KnowledgeGraph
 from gnn.layers import RelationPropagation
-from gnn.layers.transition import live_directions
+from gnn.layers.transition import Frontier
 from gnn.models.answer_head import AnswerHead, AnswerHeadConfig
 
 
@@ -43,6 +44,43 @@ class ReasonerOutput:
     hop_scores: list[Tensor]  # T x (N, B): entity scores after each hop
     relation_weights: Tensor  # (T, B, 2R)
     hop_attention: Tensor  # (B, T)
+
+
+@dataclass
+class _FirstLayers:
+    """The heads' first-layer weights split by what they read, each block contiguous: rows are the heads'
+    outputs side by side ((word query,) instruction, stop)."""
+
+    widths: list[int]  # each head's output width
+    question: Tensor  # (W, D)
+    relation: Tensor  # (W, D): on the relation followed at the previous hop
+    hop: Tensor  # (W, D)
+    bias: Tensor  # (W,)
+    words: Tensor | None  # (W_instruction + W_stop, D): on the attended words (token attention only)
+
+
+@dataclass
+class _HopInputs:
+    """What the heads' first layers add up at every hop, precomputed once per batch.
+
+    A first layer reads ``[question, relation followed, hop, (attended words)]``. Its product with the
+    question is the same at every hop, the relation followed is a mix of the ``2R`` directed relations (so
+    its product is the relation weights times a ``(2R, W)`` table) and the hop's is a constant: only the
+    attended words are multiplied per hop. ``lead`` covers the word query and the instruction, ``stop`` the
+    stop head, which reads the relation followed *at* the hop rather than before it.
+    """
+
+    lead: tuple[Tensor, Tensor, Tensor]  # (B, W), (2R, W), (T, W): question, relations, hop (biases in)
+    stop: tuple[Tensor, Tensor, Tensor]
+    lead_widths: list[int]
+
+    @staticmethod
+    def at_hop(part: tuple[Tensor, Tensor, Tensor], t: int, followed: Tensor | None) -> Tensor:
+        """``part``'s first-layer output at hop ``t`` after following ``followed`` ``(B, 2R)`` (None before
+        the first hop), the attended words left out."""
+        question, relation, hop = part
+        total = question + hop[t]
+        return total if followed is None else torch.addmm(total, followed, relation)
 
 
 class QuestionReasoner(nn.Module):
@@ -79,6 +117,7 @@ class QuestionReasoner(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(()))
         self.propagate = RelationPropagation()
         self.answer_head: AnswerHead | None = None  # fitted after the reasoner (gnn.train.fit_answer_head)
+        self._layers: tuple[tuple, _FirstLayers] | None = None  # see _first_layers
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -131,40 +170,83 @@ class QuestionReasoner(nn.Module):
             words = self.token_norm(tokens)  # (B, L, D)
         directed = self.directed_relations(relation_vectors)  # (2R, D)
         keys = F.normalize(directed, dim=-1)
+        layers = self._first_layers()
+        inputs = self._hop_inputs(layers, questions, directed)
         degree = graph.out_degree()  # (2R, N)
-        topic_entities, topic_columns = (topics > 0).nonzero(as_tuple=True)
-        x = topics
-        previous = torch.zeros_like(questions)  # (B, D): the relation followed at the previous hop
+        frontier, topic_cells = Frontier.start(topics, self.config.live_mass)
+        # the fused kernels write every hop into one block, which the hop mixing then reads in one pass
+        block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
+        w = None  # (B, 2R): the relation weights of the previous hop
         hop_scores, weights, stop_logits = [], [], []
         for t in range(self.config.hops):
-            state = torch.cat(
-                [questions, previous, self.hop_embedding.weight[t].expand_as(questions)], dim=-1
-            )
+            lead = inputs.at_hop(inputs.lead, t, w).split(inputs.lead_widths, dim=1)
+            instruction = lead[-1]
             if self.config.token_attention:
-                query = self.token_query(state)  # (B, D)
+                query = lead[0]  # (B, D)
                 attention_logits = torch.einsum("bd,bld->bl", query, words) / math.sqrt(query.shape[-1])
                 word_weights = torch.softmax(attention_logits.masked_fill(~token_mask, float("-inf")), -1)
-                state = torch.cat([state, torch.einsum("bl,bld->bd", word_weights, words)], dim=-1)
-            instruction = questions + self.instruction(state)  # (B, D)
+                read = torch.einsum("bl,bld->bd", word_weights, words)  # (B, D): the words this hop reads
+                from_words = read @ layers.words.T  # (B, W_instruction + W_stop)
+                instruction = instruction + from_words[:, : inputs.lead_widths[-1]]
+            instruction = questions + self.instruction[1:](instruction)  # (B, D)
             temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
             logits = temperature * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
-            live = live_directions(degree, x.detach(), self.config.live_mass)  # (B, 2R)
+            live = frontier.live_directions(degree)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            x = self.propagate(graph, x, w)  # (N, B)
-            x[topic_entities, topic_columns] = 0.0  # never back to a topic
-            previous = w @ directed  # (B, D)
-            stop_logits.append(
-                self.stop(torch.cat([questions, previous, state[:, 2 * questions.shape[1] :]], -1))
-            )
-            hop_scores.append(x)
+            out = block[t] if block is not None else None
+            frontier = self.propagate(
+                graph, frontier, w, exclude=topic_cells, out=out
+            )  # never back to topics
+            stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
+            if self.config.token_attention:
+                stop = stop + from_words[:, inputs.lead_widths[-1] :]
+            stop_logits.append(self.stop[1:](stop))
+            hop_scores.append(frontier.mass)  # (N, B)
             weights.append(w)
         attention = torch.softmax(torch.cat(stop_logits, dim=-1), dim=-1)  # (B, T)
-        scores = hop_scores[0] * attention[:, 0]  # (N, B)
-        for t in range(1, self.config.hops):
-            scores.addcmul_(hop_scores[t], attention[:, t])
+        if block is not None:
+            scores = cpu_kernels.mix(block, attention)  # (N, B)
+        else:
+            scores = hop_scores[0] * attention[:, 0]
+            for t in range(1, self.config.hops):
+                scores.addcmul_(hop_scores[t], attention[:, t])
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
+
+    def _first_layers(self) -> _FirstLayers:
+        """The heads' first-layer weights by input; kept while they stay the same and no gradients are
+        recorded (inference), rebuilt from the parameters otherwise."""
+        heads = [self.instruction[0], self.stop[0]]
+        if self.config.token_attention:
+            heads.insert(0, self.token_query)
+        key = tuple((head.weight.data_ptr(), head.weight._version) for head in heads)
+        if not torch.is_grad_enabled() and self._layers is not None and self._layers[0] == key:
+            return self._layers[1]
+        blocks = [head.weight.split(self.config.text_dim, dim=1) for head in heads]
+        layers = _FirstLayers(
+            [head.out_features for head in heads],
+            *(torch.cat([split[i] for split in blocks]) for i in range(3)),
+            torch.cat([head.bias for head in heads]),
+            torch.cat([split[3] for split in blocks[-2:]]) if self.config.token_attention else None,
+        )
+        if not torch.is_grad_enabled():
+            self._layers = (key, layers)
+        return layers
+
+    def _hop_inputs(self, layers: _FirstLayers, questions: Tensor, directed: Tensor) -> _HopInputs:
+        """See :class:`_HopInputs`."""
+        parts = (
+            questions @ layers.question.T,
+            directed @ layers.relation.T,
+            self.hop_embedding.weight @ layers.hop.T + layers.bias,
+        )
+        lead = sum(layers.widths[:-1])
+        return _HopInputs(
+            tuple(part[:, :lead].contiguous() for part in parts),  # type: ignore[arg-type]
+            tuple(part[:, lead:].contiguous() for part in parts),  # type: ignore[arg-type]
+            layers.widths[:-1],
+        )
 
     def checkpoint(self) -> dict:
         """What :meth:`from_checkpoint` needs: config and weights (the answer head's included)."""

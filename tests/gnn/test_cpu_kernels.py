@@ -1,12 +1,13 @@
 """The fused CPU kernels give what torch's sparse products give."""
 
+import numpy as np
 import pytest
 import torch
 
 import gnn.graph
 from gnn import cpu_kernels
 from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import live_directions, weighted_transition
+from gnn.layers.transition import Frontier, fused_transition, live_directions, weighted_transition
 from gnn.records import Retraction, TripleRecord
 
 pytestmark = pytest.mark.skipif(not cpu_kernels.available(torch.zeros(1)), reason="numba is not installed")
@@ -86,3 +87,38 @@ def test_single_direction_transition_matches_torch(monkeypatch):
     torch_only(monkeypatch)
     for d, got in enumerate(fused):
         torch.testing.assert_close(got, graph.transition(d).apply(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("columns", [1, 64, 70])
+def test_push_and_pull_give_the_same_hop(monkeypatch, columns):
+    """Pushing from the nodes with mass and pulling into every node give torch's capped hop, with the
+    excluded cells cleared and the same summary, on a graph with a mask and a delta."""
+    graph = updated_graph(columns)
+    stacked = graph.stacked_transitions()
+    generator = torch.Generator().manual_seed(columns)
+    x = torch.zeros(graph.num_entities, columns)
+    x[torch.randint(0, graph.num_entities, (columns,), generator=generator), torch.arange(columns)] = 0.9
+    weights = torch.rand(columns, 2 * graph.num_relations, generator=generator) * 3
+    cells = Frontier.start(x, 0.5)[1]
+    hops = {
+        push: fused_transition(x, weights, stacked, cap=1.0, exclude=cells.by_node, threshold=0.5, push=push)
+        for push in (True, False)
+    }
+    torch_only(monkeypatch)
+    reference = Frontier(x, 0.5).move(weights, stacked, cap=1.0, exclude=cells).mass
+    assert reference.max() == 1.0  # the cap is reached
+    for mass, summary in hops.values():
+        torch.testing.assert_close(mass, reference, rtol=1e-5, atol=1e-6)
+        assert np.array_equal(summary.active, (reference != 0).any(1).numpy())
+        assert torch.equal(
+            cpu_kernels.live_directions(graph.out_degree(), summary),
+            live_directions(graph.out_degree(), reference, 0.5),
+        )
+    assert not hops[True][0][cells.nodes, cells.columns].any()
+
+
+def test_mix_matches_torch():
+    generator = torch.Generator().manual_seed(0)
+    hops, attention = torch.rand(3, 50, 9, generator=generator), torch.rand(9, 3, generator=generator)
+    expected = sum(hops[t] * attention[:, t] for t in range(3))
+    torch.testing.assert_close(cpu_kernels.mix(hops, attention), expected)

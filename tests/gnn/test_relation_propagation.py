@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gnn import cpu_kernels
 from gnn.graph import KnowledgeGraph
 from gnn.layers import RelationPropagation
+from gnn.layers.transition import Cells, Frontier
 from gnn.records import TripleRecord
 
 
@@ -35,7 +37,7 @@ def test_matches_per_relation_products_and_their_gradients(seed: int, batch: int
         torch.rand(graph.num_entities, batch, generator=torch.Generator().manual_seed(seed)) * 0.2
     ).requires_grad_()
     weights = torch.rand(batch, 2 * graph.num_relations).requires_grad_()
-    fused = RelationPropagation()(graph, x, weights)
+    fused = RelationPropagation()(graph, Frontier(x, 0.5), weights).mass
     expected = reference(graph, x, weights)
     torch.testing.assert_close(fused, expected)
     grads = torch.autograd.grad((fused * torch.arange(fused.numel()).view_as(fused)).sum(), [x, weights])
@@ -51,11 +53,11 @@ def test_updates_are_seen_by_the_next_hop() -> None:
     x = torch.zeros(graph.num_entities, 1)
     x[graph.entity_index["a"]] = 1.0
     weights = torch.ones(1, 2)
-    assert RelationPropagation()(graph, x, weights)[graph.entity_index["b"], 0] == 1.0
+    assert RelationPropagation()(graph, Frontier(x, 0.5), weights).mass[graph.entity_index["b"], 0] == 1.0
     graph.add([TripleRecord("a", "r", "c")])
     x = torch.zeros(graph.num_entities, 1)
     x[graph.entity_index["a"]] = 1.0
-    moved = RelationPropagation()(graph, x, weights)
+    moved = RelationPropagation()(graph, Frontier(x, 0.5), weights).mass
     assert moved[graph.entity_index["c"], 0] == 1.0
 
 
@@ -63,5 +65,41 @@ def test_weight_shape_is_checked() -> None:
     graph = random_graph(0)
     with pytest.raises(ValueError, match="Expected 'weights' of shape"):
         RelationPropagation()(
-            graph, torch.zeros(graph.num_entities, 2), torch.zeros(3, 2 * graph.num_relations)
+            graph, Frontier(torch.zeros(graph.num_entities, 2), 0.5), torch.zeros(3, 2 * graph.num_relations)
         )
+
+
+@pytest.mark.skipif(not cpu_kernels.available(torch.zeros(1)), reason="numba is not installed")
+@pytest.mark.parametrize("columns", [1, 64, 70])
+def test_fused_hops_match_torch_with_topics_excluded(monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
+    """Three hops from topic cells, topics cleared at every hop: the fused kernel's mass, and the live
+    directions read from its summary, equal torch's."""
+    graph = random_graph(columns, nodes=60, relations=5, edges=400)
+    generator = torch.Generator().manual_seed(columns)
+    topics = torch.zeros(graph.num_entities, columns)
+    topics[torch.randint(0, graph.num_entities, (columns,), generator=generator), torch.arange(columns)] = 1.0
+    topics[torch.randint(0, graph.num_entities, (columns,), generator=generator), torch.arange(columns)] = 0.7
+    weights = [torch.rand(columns, 2 * graph.num_relations, generator=generator) for _ in range(3)]
+
+    def hops() -> tuple[list[torch.Tensor], list[torch.Tensor], Cells]:
+        frontier, cells = Frontier.start(topics, 0.3)
+        masses, lives = [], []
+        with torch.inference_mode():
+            for w in weights:
+                lives.append(frontier.live_directions(graph.out_degree()))
+                frontier = RelationPropagation()(graph, frontier, w * lives[-1], exclude=cells)
+                masses.append(frontier.mass)
+        return masses, lives, cells
+
+    fused = hops()
+    assert fused[0][-1].max() == 1.0 and fused[0][-1].min() == 0.0  # capped, and some mass is > 1 before
+    monkeypatch.setattr(cpu_kernels, "available", lambda *tensors: False)
+    expected = hops()
+    for got, want in zip(fused[0], expected[0], strict=True):
+        torch.testing.assert_close(got, want)
+        assert not got[expected[2].nodes, expected[2].columns].any()
+    for got, want in zip(fused[1], expected[1], strict=True):
+        assert torch.equal(got, want)
+    assert torch.equal(fused[2].nodes, expected[2].nodes) and torch.equal(
+        fused[2].columns, expected[2].columns
+    )
