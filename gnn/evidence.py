@@ -104,13 +104,14 @@ def _walk(
     budget = [MAX_EXPANSIONS]
 
     arrays = [f.numpy() for f in frontiers]  # scores looked up one node at a time: NumPy, not torch
+    incoming = graph.stacked_transitions().incoming
 
     def steps(node: int, hop: int, directions: list[int]) -> list[tuple[float, int, int]]:
         previous, weight_of = arrays[hop - 1], hops[hop - 1].weight
+        allowed = set(directions)
         out = []
-        for d in directions:
-            sources = graph.transition(d).sources_of(node)
-            if sources.shape[0] == 0:
+        for d, sources in incoming.of(node):
+            if d not in allowed or sources.shape[0] == 0:
                 continue
             scores = previous[sources]
             keep = scores > 0

@@ -116,6 +116,31 @@ class RelationAdjacency:
         )
 
 
+class IncomingEdges:
+    """Every edge into a node, by direction, read from the node-ordered layout of the fused kernels
+    (:meth:`StackedTransitions.edge_block`): one slice per node instead of a search per direction. Edges
+    retracted since the last merge (value 0) are left out."""
+
+    def __init__(self, parts: list[cpu_kernels.EdgeBlock]) -> None:
+        self._parts = parts
+        self._found: dict[int, list[tuple[int, np.ndarray]]] = {}
+
+    def of(self, node: int) -> list[tuple[int, np.ndarray]]:
+        """``(direction, sources)`` pairs of the edges into ``node``; a direction may come twice (merged
+        edges, then those added since)."""
+        found = self._found.get(node)
+        if found is None:
+            found = self._found[node] = []
+            for part in self._parts:
+                for i in range(part.offsets[node], part.offsets[node + 1]):
+                    lo, hi = part.crow[i], part.crow[i + 1]
+                    sources, values = part.col[lo:hi], part.values[lo:hi]
+                    if not values.all():
+                        sources = sources[values != 0]
+                    found.append((int(part.directions[i]), sources))
+        return found
+
+
 @dataclass(frozen=True)
 class StackedTransitions:
     """All directed relations at once: row ``i`` of ``matrix`` feeds node ``rows[i]`` along ``directions[i]``.
@@ -223,6 +248,12 @@ class StackedTransitions:
             self.rows.numpy(),
             self.directions.numpy(),
         )
+
+    @functools.cached_property
+    def incoming(self) -> IncomingEdges:
+        """Each node's incoming edges by direction (what evidence walks look up, node by node)."""
+        parts = [self.edge_block()] + ([self.delta.edge_block()] if self.delta is not None else [])
+        return IncomingEdges(parts)
 
     def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order (then

@@ -54,8 +54,7 @@ class _FirstLayers:
     widths: list[int]  # each head's output width
     question: Tensor  # (W, D)
     relation: Tensor  # (W, D): on the relation followed at the previous hop
-    hop: Tensor  # (W, D)
-    bias: Tensor  # (W,)
+    from_hop: Tensor  # (T, W): the hop embeddings' products, biases included
     words: Tensor | None  # (W_instruction + W_stop, D): on the attended words (token attention only)
 
 
@@ -118,6 +117,7 @@ class QuestionReasoner(nn.Module):
         self.propagate = RelationPropagation()
         self.answer_head: AnswerHead | None = None  # fitted after the reasoner (gnn.train.fit_answer_head)
         self._layers: tuple[tuple, _FirstLayers] | None = None  # see _first_layers
+        self._relations: tuple | None = None  # see _relation_tables
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,10 +168,9 @@ class QuestionReasoner(nn.Module):
                     f"(got {tuple(tokens.shape)} and {tuple(token_mask.shape)})"
                 )
             words = self.token_norm(tokens)  # (B, L, D)
-        directed = self.directed_relations(relation_vectors)  # (2R, D)
-        keys = F.normalize(directed, dim=-1)
         layers = self._first_layers()
-        inputs = self._hop_inputs(layers, questions, directed)
+        directed, keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, .) each
+        inputs = self._hop_inputs(layers, questions @ layers.question.T, from_relation)
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass)
         # the fused kernels write every hop into one block, which the hop mixing then reads in one pass
@@ -215,33 +214,53 @@ class QuestionReasoner(nn.Module):
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
 
     def _first_layers(self) -> _FirstLayers:
-        """The heads' first-layer weights by input; kept while they stay the same and no gradients are
-        recorded (inference), rebuilt from the parameters otherwise."""
+        """The heads' first-layer weights by input; kept while the weights stay the same and no gradients
+        are recorded (inference), rebuilt from the parameters otherwise."""
         heads = [self.instruction[0], self.stop[0]]
         if self.config.token_attention:
             heads.insert(0, self.token_query)
-        key = tuple((head.weight.data_ptr(), head.weight._version) for head in heads)
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())  # any weight changed: rebuild
         if not torch.is_grad_enabled() and self._layers is not None and self._layers[0] == key:
             return self._layers[1]
         blocks = [head.weight.split(self.config.text_dim, dim=1) for head in heads]
+        on_hop = torch.cat([split[2] for split in blocks])
         layers = _FirstLayers(
             [head.out_features for head in heads],
-            *(torch.cat([split[i] for split in blocks]) for i in range(3)),
-            torch.cat([head.bias for head in heads]),
+            torch.cat([split[0] for split in blocks]),
+            torch.cat([split[1] for split in blocks]),
+            self.hop_embedding.weight @ on_hop.T + torch.cat([head.bias for head in heads]),
             torch.cat([split[3] for split in blocks[-2:]]) if self.config.token_attention else None,
         )
         if not torch.is_grad_enabled():
             self._layers = (key, layers)
         return layers
 
-    def _hop_inputs(self, layers: _FirstLayers, questions: Tensor, directed: Tensor) -> _HopInputs:
+    def _relation_tables(
+        self, relation_vectors: Tensor, layers: _FirstLayers
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(directed relations (2R, D), their unit keys (2R, D), their first-layer products (2R, W))``;
+        kept for the same relation vectors and weights while no gradients are recorded (a served graph
+        asks with the same vectors until its relations change)."""
+        cached = self._relations
+        if (
+            not torch.is_grad_enabled()
+            and cached is not None
+            and cached[0] is relation_vectors
+            and cached[1] == relation_vectors._version
+            and cached[2] is layers
+        ):
+            return cached[3]
+        directed = self.directed_relations(relation_vectors)
+        tables = directed, F.normalize(directed, dim=-1), directed @ layers.relation.T
+        if not torch.is_grad_enabled():
+            self._relations = (relation_vectors, relation_vectors._version, layers, tables)
+        return tables
+
+    @staticmethod
+    def _hop_inputs(layers: _FirstLayers, from_question: Tensor, from_relation: Tensor) -> _HopInputs:
         """See :class:`_HopInputs`."""
-        parts = (
-            questions @ layers.question.T,
-            directed @ layers.relation.T,
-            self.hop_embedding.weight @ layers.hop.T + layers.bias,
-        )
         lead = sum(layers.widths[:-1])
+        parts = (from_question, from_relation, layers.from_hop)
         return _HopInputs(
             tuple(part[:, :lead].contiguous() for part in parts),  # type: ignore[arg-type]
             tuple(part[:, lead:].contiguous() for part in parts),  # type: ignore[arg-type]
