@@ -7,7 +7,8 @@ for the server to load the checkpoint. Then, over gRPC:
 
 - ``Lookup(head = a user, relation = interacted_with, top_k = 20)`` one call at a time, with and without the
   evidence paths: p50/p99;
-- the same from 32 concurrent callers: lookups per second (they are batched on the server);
+- the same from 32 and 128 concurrent callers: lookups per second (they are batched on the server, up to
+  ``--recommend-batch`` per pass);
 - freshness: ingest one new interaction for a user, then Lookup until the recommendation changed (the new
   item must leave the list, as it is now known): time from the acknowledgement, p50/p99;
 - Recall@20 and NDCG@20 of ``valid.txt`` for a sample of users, ranked through Lookup, beside
@@ -15,6 +16,7 @@ for the server to load the checkpoint. Then, over gRPC:
 - the server's resident memory before and after the graph and the model were loaded.
 
 Usage: python -m bench.recommend_serving [--data ../shared/data/gowalla] [--users 2000]
+       [--recommend-batch 256] [--callers 32,128]
 """
 
 from __future__ import annotations
@@ -131,6 +133,10 @@ def main() -> None:
     parser.add_argument("--latency-calls", type=int, default=500)
     parser.add_argument("--fresh", type=int, default=50, help="new interactions timed for freshness")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--recommend-batch", type=int, default=256, help="the server's lookups per pass (before 256: 16)"
+    )
+    parser.add_argument("--callers", default="32,128", help="concurrent callers of the throughput runs")
     args = parser.parse_args()
     valid = read_adjacency(args.data / "valid.txt")
     rng = random.Random(args.seed)
@@ -138,7 +144,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        process, target, _ = start_server(data_dir, "--no-demo")
+        process, target, _ = start_server(
+            data_dir, "--no-demo", "--recommend-batch", str(args.recommend_batch)
+        )
         try:
             empty_mib = resident_mib(process.pid)
             _, ingest_seconds = cli(
@@ -186,7 +194,10 @@ def main() -> None:
                 with_paths = timed_lookups(client, sample[: args.latency_calls], True)
                 without = timed_lookups(client, sample[: args.latency_calls], False)
                 served_recall, served_ndcg = ranked_through_lookup(client, valid, sample, 20)
-                per_second = asyncio.run(concurrent_lookups(target, sample, 32))
+                per_second = {
+                    callers: asyncio.run(concurrent_lookups(target, sample, callers))
+                    for callers in map(int, args.callers.split(","))
+                }
                 fresh = freshness(client, sample[-args.fresh :])
             final_mib = resident_mib(process.pid)
         finally:
@@ -208,7 +219,13 @@ def main() -> None:
         ),
         ("Lookup top 20 with evidence, one caller: p50 / p99", ms(with_paths)),
         ("Lookup top 20 without evidence, one caller: p50 / p99", ms(without)),
-        ("Lookups per second, 32 callers, no evidence", f"{per_second:,.0f}"),
+        *(
+            (
+                f"Lookups per second, {callers} callers, no evidence (up to {args.recommend_batch} per pass)",
+                f"{rate:,.0f}",
+            )
+            for callers, rate in per_second.items()
+        ),
         ("freshness: acknowledged interaction -> changed recommendation, p50 / p99", ms(fresh)),
         (
             "server resident memory: empty / graph and model loaded / at the end",

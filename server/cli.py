@@ -178,6 +178,13 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
 @click.option("--default-graph", default="umls", envvar="GRAPHFUSE_DEFAULT_GRAPH", show_default=True)
 @click.option("--grace", default=5.0, show_default=True, help="Seconds in-flight calls get on shutdown.")
 @click.option(
+    "--recommend-batch",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Recommendation lookups scored together in one pass (link predictions: 16).",
+)
+@click.option(
     "--max-message-mb", default=32, show_default=True, help="Largest gRPC message sent or received."
 )
 @click.option("--keepalive", default=60.0, show_default=True, help="Seconds between keepalive pings.")
@@ -293,6 +300,7 @@ def serve(
     train_demo: bool,
     default_graph: str,
     grace: float,
+    recommend_batch: int,
     max_message_mb: int,
     keepalive: float,
     keepalive_timeout: float,
@@ -331,6 +339,7 @@ def serve(
         train_demo=train_demo,
         default_graph=default_graph,
         grace_seconds=grace,
+        recommend_batch=recommend_batch,
         max_message_bytes=max_message_mb * 1024 * 1024,
         keepalive_seconds=keepalive,
         keepalive_timeout_seconds=keepalive_timeout,

@@ -48,6 +48,10 @@ class ServerConfig:
     # A graph of one relation between two node types (users, items) without a recommender gets one fitted
     # in the background (as `graphfuse train --task recommend` would) once no update came for a refresh period
     recommend_auto: bool = True
+    # Lookups scored together in one pass: recommendations cost a row of sparse products each; link
+    # predictions are explained by a backward pass each, whose memory grows with the batch
+    recommend_batch: int = 256
+    link_batch: int = 16
     batch_wait_ms: float = 2.0  # how long a text may wait for others to share its forward pass
     keepalive_seconds: float = 60.0  # server pings idle connections this often
     keepalive_timeout_seconds: float = 20.0  # and drops them when a ping is not answered within this

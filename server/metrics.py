@@ -123,7 +123,12 @@ class ServiceCollector(Collector):
             for stage, seconds in service.encoder.timings.as_dict().items():
                 stages.add_metric([stage], seconds)
             yield stages
-        for kind, batcher in (("ask", service.reason_batcher), ("lookup", service.link_batcher)):
+        batchers = (
+            ("ask", service.reason_batcher),
+            ("lookup", service.link_batcher),
+            ("recommend", service.recommend_batcher),
+        )
+        for kind, batcher in batchers:
             if batcher is None:
                 continue
             yield SummaryMetricFamily(

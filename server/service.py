@@ -236,7 +236,8 @@ class GraphService:
         self.encoder: TextEncoder | None = None
         self.batcher: EncodeBatcher | None = None
         self.reason_batcher: ReasonBatcher | None = None  # Ask
-        self.link_batcher: ReasonBatcher | None = None  # Lookup inference
+        self.link_batcher: ReasonBatcher | None = None  # Lookup inference: link prediction
+        self.recommend_batcher: ReasonBatcher | None = None  # Lookup inference: recommendations
         # With an update stream (server/stream.py): Ingest publishes there, and this replica applies it
         self.publisher: Any = None  # has `async publish(graph, records, create, key) -> sequence`
         self.consumer: Any = None  # has `applied` and `async wait_for(sequence, timeout) -> bool`
@@ -286,9 +287,20 @@ class GraphService:
             max_queued=self.limits.max_queued_texts,
         )
         self.link_batcher = ReasonBatcher(
-            self._compute, _infer_lookups, "lookups", max_batch=16, max_queued=self.limits.max_queued_texts
+            self._compute,
+            _infer_lookups,
+            "lookups",
+            max_batch=self.config.link_batch,
+            max_queued=self.limits.max_queued_texts,
         )
-        for batcher in (self.reason_batcher, self.link_batcher):
+        self.recommend_batcher = ReasonBatcher(
+            self._compute,
+            _infer_lookups,
+            "recommendations",
+            max_batch=self.config.recommend_batch,
+            max_queued=self.limits.max_queued_texts,
+        )
+        for batcher in self._batchers:
             await batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
         if self.config.recommend_refresh_seconds > 0:
@@ -431,9 +443,8 @@ class GraphService:
                 task.cancel()
         if self.batcher is not None:
             await self.batcher.close()
-        for batcher in (self.reason_batcher, self.link_batcher):
-            if batcher is not None:
-                await batcher.close()
+        for batcher in self._batchers:
+            await batcher.close()
         if self.store is not None:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
@@ -482,11 +493,17 @@ class GraphService:
         assert self.reason_batcher is not None
         return self.reason_batcher
 
-    @property
-    def _link_batcher(self) -> ReasonBatcher:
+    def _lookup_batcher(self, recommending: bool) -> ReasonBatcher:
         self._check_ready()
-        assert self.link_batcher is not None
-        return self.link_batcher
+        batcher = self.recommend_batcher if recommending else self.link_batcher
+        assert batcher is not None
+        return batcher
+
+    @property
+    def _batchers(self) -> list[ReasonBatcher]:
+        """The reasoning batchers that are running."""
+        found = (self.reason_batcher, self.link_batcher, self.recommend_batcher)
+        return [batcher for batcher in found if batcher is not None]
 
     def _graph(self, name: str) -> GraphState:
         self._check_ready()
@@ -934,7 +951,8 @@ class GraphService:
         predictor = None if facts_only else state.recommender if recommending else state.link_predictor
         inferred: list[FactResult] = []
         if predictor is not None:
-            found = await self._link_batcher.submit(state, pattern, deadline)  # batched with other lookups
+            batcher = self._lookup_batcher(recommending)
+            found = await batcher.submit(state, pattern, deadline)  # batched with other lookups of its kind
             inferred = [
                 _triple_result(state.graph, t.head, t.relation, t.tail, t.score, t.evidence, True)
                 for t in found

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from gnn.records import EntityRecord, TripleRecord
 from server.cli import main
+from server.client import AsyncClient
 from tests.server.conftest import RunningServer, server_config
 from tests.server.test_server import rpc_error
 
@@ -265,3 +267,30 @@ def test_an_interaction_graph_without_a_recommender_gets_one_fitted_in_the_backg
             assert not client.graph_info("kg").recommender  # not an interaction graph: left alone
     finally:
         server.stop()
+
+
+def test_concurrent_recommendations_share_wide_passes_and_keep_their_answers(shop) -> None:  # noqa: ANN001
+    """Recommendation lookups have a batcher of their own, wider than link prediction's 16: 40 concurrent
+    callers get the lists they get alone, and share passes."""
+    server, _ = shop
+    users = [f"user:{u}" for u in range(40)]
+    with server.client() as client:
+        alone = {
+            u: client.lookup("shop", head=u, relation=RELATION, top_k=5, no_evidence=True) for u in users
+        }
+    service = server.app.service
+    batcher, links = service.recommend_batcher, service.link_batcher
+    before = (batcher.batches, batcher.items, links.items)
+    assert batcher.max_batch == 256 > links.max_batch
+
+    async def together() -> list:
+        async with AsyncClient(server.target, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.lookup("shop", head=u, relation=RELATION, top_k=5, no_evidence=True) for u in users)
+            )
+
+    for user, response in zip(users, asyncio.run(together()), strict=True):
+        assert [t.tail_id for t in response.triples] == [t.tail_id for t in alone[user].triples]
+    batches, items = batcher.batches - before[0], batcher.items - before[1]
+    assert items == len(users) and links.items == before[2]  # every one went to the recommender's batcher
+    assert batches < items  # some shared a pass
