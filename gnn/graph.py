@@ -121,6 +121,8 @@ class IncomingEdges:
     (:meth:`StackedTransitions.edge_block`): one slice per node instead of a search per direction. Edges
     retracted since the last merge (value 0) are left out."""
 
+    MAX_CACHED = 65536  # nodes whose lists are kept (walks revisit the nodes near their answers)
+
     def __init__(self, parts: list[cpu_kernels.EdgeBlock]) -> None:
         self._parts = parts
         self._found: dict[int, list[tuple[int, np.ndarray]]] = {}
@@ -130,6 +132,8 @@ class IncomingEdges:
         edges, then those added since)."""
         found = self._found.get(node)
         if found is None:
+            if len(self._found) >= self.MAX_CACHED:
+                self._found.clear()
             found = self._found[node] = []
             for part in self._parts:
                 for i in range(part.offsets[node], part.offsets[node + 1]):

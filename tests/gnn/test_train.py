@@ -198,3 +198,63 @@ def test_a_checkpoint_from_before_token_attention_and_the_answer_head_still_load
     restored = QuestionReasoner.from_checkpoint(checkpoint)
     assert not restored.config.token_attention and restored.answer_head is None
     assert not TrainedReasoner(restored).wants_token_states
+
+
+def _random_inputs(graph: KnowledgeGraph, batch: int, attention: bool, seed: int = 0) -> tuple:
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(graph.num_relations, 8, generator=generator)
+    questions = torch.randn(batch, 8, generator=generator)
+    topics = topic_block(
+        graph.num_entities, [[b % graph.num_entities, (3 * b + 1) % 40] for b in range(batch)]
+    )
+    lengths = [2 + b % 4 for b in range(batch)]
+    states = [torch.randn(n, 8, generator=generator) for n in lengths]
+    words = QADataset(questions, [[0]] * batch, [[1]] * batch, [], states).token_block(range(batch))
+    return vectors, questions, topics, words if attention else {}
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_inference_matches_the_training_path(monkeypatch: pytest.MonkeyPatch, attention: bool) -> None:
+    """Without gradients on CPU the forward runs the fused kernels and cached first layers; it scores as
+    the path training runs (torch's products, layers rebuilt) does."""
+    from gnn import cpu_kernels
+
+    graph = movie_world()
+    model = QuestionReasoner(QuestionReasonerConfig(text_dim=8, hops=3, token_attention=attention)).eval()
+    torch.nn.init.normal_(model.relation.weight, std=0.3)  # corrections away from zero-shot
+    torch.nn.init.normal_(model.instruction[-1].weight, std=0.3)
+    vectors, questions, topics, words = _random_inputs(graph, 6, attention)
+    with torch.no_grad():
+        fused = model(graph, vectors, questions, topics, **words)
+        monkeypatch.setattr(cpu_kernels, "available", lambda *tensors: False)
+        reference = model(graph, vectors, questions, topics, **words)
+    torch.testing.assert_close(fused.scores, reference.scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused.relation_weights, reference.relation_weights)
+    torch.testing.assert_close(fused.hop_attention, reference.hop_attention)
+    assert fused.scores.max() > 0
+
+
+def test_inference_caches_follow_the_weights_and_the_relations() -> None:
+    graph = movie_world()
+    model = QuestionReasoner(QuestionReasonerConfig(text_dim=8, hops=2, token_attention=True)).eval()
+    vectors, questions, topics, words = _random_inputs(graph, 4, True)
+
+    def scores(relation_vectors: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(graph, relation_vectors, questions, topics, **words).scores
+
+    def fresh(relation_vectors: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            copy = QuestionReasoner.from_checkpoint(model.checkpoint())
+            return copy(graph, relation_vectors, questions, topics, **words).scores
+
+    first = scores(vectors)
+    with torch.no_grad():
+        model.relation.weight.add_(0.5)  # in place, as an optimiser step or load_state_dict would
+        model.stop[0].bias.add_(1.0)
+    torch.testing.assert_close(scores(vectors), fresh(vectors))
+    assert not torch.allclose(scores(vectors), first)
+    other = torch.randn(graph.num_relations, 8)
+    torch.testing.assert_close(scores(other), fresh(other))
+    vectors.mul_(-1.0)  # the same tensor, changed in place
+    torch.testing.assert_close(scores(vectors), fresh(vectors))
