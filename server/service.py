@@ -286,19 +286,14 @@ class GraphService:
             "questions",
             max_queued=self.limits.max_queued_texts,
         )
-        self.link_batcher = ReasonBatcher(
-            self._compute,
-            _infer_lookups,
-            "lookups",
-            max_batch=self.config.link_batch,
-            max_queued=self.limits.max_queued_texts,
-        )
-        self.recommend_batcher = ReasonBatcher(
-            self._compute,
-            _infer_lookups,
-            "recommendations",
-            max_batch=self.config.recommend_batch,
-            max_queued=self.limits.max_queued_texts,
+        self.link_batcher, self.recommend_batcher = (  # one pass serves either, each kind queues apart
+            ReasonBatcher(
+                self._compute, _infer_lookups, what, max_batch=size, max_queued=self.limits.max_queued_texts
+            )
+            for what, size in (
+                ("lookups", self.config.link_batch),
+                ("recommendations", self.config.recommend_batch),
+            )
         )
         for batcher in self._batchers:
             await batcher.start()
