@@ -28,7 +28,7 @@ import torch
 from gnn import cpu_kernels
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import weighted_transition
+from gnn.layers.transition import fused_transition, weighted_transition
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.train import topic_block
@@ -73,33 +73,44 @@ def main() -> None:
             "tokens": torch.randn(args.batch, 16, 384, generator=generator),
             "token_mask": torch.ones(args.batch, 16, dtype=torch.bool),
         }
-    topics = topic_block(
-        graph.num_entities,
-        [[int(i)] for i in torch.randint(0, graph.num_entities, (args.batch,), generator=generator)],
-    )
+    topic_entities = torch.randint(0, graph.num_entities, (args.batch,), generator=generator)
+    topics = topic_block(graph.num_entities, [[int(i)] for i in topic_entities])
+    cells = topic_entities, torch.arange(args.batch)  # where the topics are, as the server passes them
     stacked = graph.stacked_transitions()
     weights = torch.rand(args.batch, 2 * graph.num_relations, generator=generator)
 
     @torch.inference_mode()
     def bare() -> None:
-        x = topics
+        """The model's own kernel and nothing around it: each hop hands the next the summary it wrote (which
+        nodes hold mass), so only the topics are read once more."""
+        x, summary = topics, None
         for _ in range(hops):
-            x = weighted_transition(x, weights, stacked)  # the model's own kernel, nothing around it
+            x, summary = fused_transition(x, weights, stacked, summary=summary)
 
     @torch.inference_mode()
     def bare_torch() -> None:
         with torch_kernels_only():
-            bare()
+            x = topics
+            for _ in range(hops):
+                x = weighted_transition(x, weights, stacked)
 
     @torch.inference_mode()
     def batched() -> None:
-        model(graph, relation_vectors, questions, topics, **words)
+        model(graph, relation_vectors, questions, topics, **words, topic_cells=cells)
 
     @torch.inference_mode()
     def one_by_one() -> None:
         for b in range(args.batch):
             one = {name: value[b : b + 1] for name, value in words.items()}
-            model(graph, relation_vectors, questions[b : b + 1], topics[:, b : b + 1], **one)
+            one_cell = topic_entities[b : b + 1], torch.zeros(1, dtype=torch.long)
+            model(
+                graph,
+                relation_vectors,
+                questions[b : b + 1],
+                topics[:, b : b + 1],
+                **one,
+                topic_cells=one_cell,
+            )
 
     t_torch = timed(bare_torch, args.repeats)
     t_bare = timed(bare, args.repeats)

@@ -278,6 +278,21 @@ def summarise(x: Tensor, threshold: float | None = None) -> Summary:
     return Summary(active, alive, x.shape[1])
 
 
+def summarise_cells(
+    nodes: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int], threshold: float
+) -> Summary:
+    """The :class:`Summary` of an ``(N, C)`` block that is zero outside the cells ``(nodes[i],
+    columns[i])`` holding ``values[i] > 0``, without reading the block."""
+    n, width = shape
+    active = np.zeros(n, dtype=np.bool_)
+    active[nodes] = True
+    alive = np.zeros((n, _alive_words(width, threshold)), dtype=np.uint64)
+    over = values > threshold
+    bits = np.left_shift(np.uint64(1), (columns[over] % 64).astype(np.uint64))
+    np.bitwise_or.at(alive, (nodes[over], columns[over] // 64), bits)
+    return Summary(active, alive, width)
+
+
 def propagate(
     merged: EdgeBlock,
     delta: EdgeBlock | None,

@@ -175,6 +175,15 @@ def head_candidates(
     return candidates, features, zero_shot
 
 
+def topic_cells(questions: Sequence[Question]) -> tuple[Tensor, Tensor]:
+    """``(entities, columns)`` where :func:`topic_mass` is positive."""
+    cells = sorted(
+        {(entity, column) for column, q in enumerate(questions) for entity, w in q.topics if w > 0}
+    )
+    entities, columns = zip(*cells, strict=True) if cells else ((), ())
+    return torch.tensor(entities, dtype=torch.long), torch.tensor(columns, dtype=torch.long)
+
+
 def topic_mass(num_entities: int, questions: Sequence[Question]) -> Tensor:
     """``(N, B)`` initial mass: each question's topic entities with their linking confidence."""
     topics = torch.zeros(num_entities, len(questions))
@@ -233,7 +242,9 @@ class TrainedReasoner:
             if missing:
                 raise ValueError(f"questions[{missing[0]}] has no token states (the reasoner reads words)")
             words = token_inputs([q.tokens for q in questions])
-        output = self.model(graph, relation_vectors, vectors, topics, **words)
+        output = self.model(
+            graph, relation_vectors, vectors, topics, **words, topic_cells=topic_cells(questions)
+        )
         hops = self.model.config.hops
         head = self.model.answer_head
         rescored = None

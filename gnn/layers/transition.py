@@ -209,9 +209,19 @@ class Frontier:
         return cpu_kernels.available(self.mass) and not torch.is_grad_enabled()
 
     @classmethod
-    def start(cls, mass: Tensor, threshold: float) -> tuple[Frontier, Cells]:
-        """The frontier of an initial block, and the cells that hold its mass."""
+    def start(
+        cls, mass: Tensor, threshold: float, cells: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Frontier, Cells]:
+        """The frontier of an initial block of non-negative mass, and the cells that hold it: ``cells``
+        ``(nodes, columns)`` when the caller knows them (no pass over the block is needed then)."""
         frontier = cls(mass, threshold)
+        if cells is not None:
+            nodes, columns = cells
+            if frontier.fused:
+                frontier.summary = cpu_kernels.summarise_cells(
+                    nodes.numpy(), columns.numpy(), mass[nodes, columns].numpy(), mass.shape, threshold
+                )
+            return frontier, Cells(nodes, columns, mass.shape[0])
         if not frontier.fused:
             return frontier, Cells(*(mass > 0).nonzero(as_tuple=True), mass.shape[0])
         frontier.summary = cpu_kernels.summarise(mass, threshold)

@@ -146,13 +146,15 @@ class QuestionReasoner(nn.Module):
         topics: Tensor,
         tokens: Tensor | None = None,
         token_mask: Tensor | None = None,
+        topic_cells: tuple[Tensor, Tensor] | None = None,
     ) -> ReasonerOutput:
         """Score every entity for every question.
 
         Shapes:
             relation_vectors: ``(R, D)``; questions: ``(B, D)``; topics: ``(N, B)`` initial mass;
             tokens: ``(B, L, D)`` the questions' token states and token_mask ``(B, L)`` (True on real tokens),
-            both required with ``token_attention`` (see :func:`token_inputs`).
+            both required with ``token_attention`` (see :func:`token_inputs`); topic_cells: ``(entities,
+            columns)`` where ``topics`` is positive, when the caller knows them (spares a pass over it).
         """
         if topics.shape != (graph.num_entities, questions.shape[0]):
             raise ValueError(
@@ -172,7 +174,7 @@ class QuestionReasoner(nn.Module):
         directed, keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, .) each
         inputs = self._hop_inputs(layers, questions @ layers.question.T, from_relation)
         degree = graph.out_degree()  # (2R, N)
-        frontier, topic_cells = Frontier.start(topics, self.config.live_mass)
+        frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
         # the fused kernels write every hop into one block, which the hop mixing then reads in one pass
         block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
         w = None  # (B, 2R): the relation weights of the previous hop
@@ -187,7 +189,7 @@ class QuestionReasoner(nn.Module):
                 read = torch.einsum("bl,bld->bd", word_weights, words)  # (B, D): the words this hop reads
                 from_words = read @ layers.words.T  # (B, W_instruction + W_stop)
                 instruction = instruction + from_words[:, : inputs.lead_widths[-1]]
-            instruction = questions + self.instruction[1:](instruction)  # (B, D)
+            instruction = questions + _after_first(self.instruction, instruction)  # (B, D)
             temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
             logits = temperature * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
@@ -201,7 +203,7 @@ class QuestionReasoner(nn.Module):
             stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
             if self.config.token_attention:
                 stop = stop + from_words[:, inputs.lead_widths[-1] :]
-            stop_logits.append(self.stop[1:](stop))
+            stop_logits.append(_after_first(self.stop, stop))
             hop_scores.append(frontier.mass)  # (N, B)
             weights.append(w)
         attention = torch.softmax(torch.cat(stop_logits, dim=-1), dim=-1)  # (B, T)
@@ -287,6 +289,13 @@ class QuestionReasoner(nn.Module):
             f"{self.__class__.__name__}(text_dim={c.text_dim}, hops={c.hops}, "
             f"token_attention={c.token_attention}, answer_head={self.answer_head is not None})"
         )
+
+
+def _after_first(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """``layers`` after the first one, applied to ``x`` (slicing a Sequential builds a new one per call)."""
+    for layer in list(layers)[1:]:
+        x = layer(x)
+    return x
 
 
 def token_inputs(states: Sequence[Tensor]) -> dict[str, Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,27 @@ def test_fused_hops_match_torch_with_topics_excluded(monkeypatch: pytest.MonkeyP
     assert torch.equal(fused[2].nodes, expected[2].nodes) and torch.equal(
         fused[2].columns, expected[2].columns
     )
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_frontier_started_from_known_cells_is_the_one_read_from_the_block(
+    monkeypatch: pytest.MonkeyPatch, fused: bool
+) -> None:
+    if not fused:
+        monkeypatch.setattr(cpu_kernels, "available", lambda *tensors: False)
+    graph = random_graph(3, nodes=50, relations=3, edges=300)
+    mass = torch.zeros(graph.num_entities, 70)
+    nodes, columns = torch.tensor([3, 3, 9, 20, 41]), torch.tensor([0, 65, 65, 7, 69])
+    mass[nodes, columns] = torch.tensor([1.0, 0.4, 0.9, 0.2, 0.05])
+    with torch.inference_mode():
+        read, read_cells = Frontier.start(mass, 0.3)
+        given, given_cells = Frontier.start(mass, 0.3, (nodes, columns))
+        degree = graph.out_degree()
+        assert torch.equal(read.live_directions(degree), given.live_directions(degree))
+    assert sorted(zip(read_cells.nodes.tolist(), read_cells.columns.tolist(), strict=True)) == sorted(
+        zip(nodes.tolist(), columns.tolist(), strict=True)
+    )
+    assert given_cells.by_node[0].tolist() == read_cells.by_node[0].tolist()
+    if fused:
+        assert np.array_equal(read.summary.active, given.summary.active)
+        assert np.array_equal(read.summary.alive, given.summary.alive)
