@@ -33,6 +33,7 @@ from gnn.linking import nearest_entities, normalize, strip_mentions, strip_topic
 from gnn.reasoner import Question, Reasoning, TrainedReasoner
 from gnn.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
 from gnn.subgraph import SubgraphConfig, reason_capped
+from gnn.train import TrainConfig
 from server.auth import authorize, visible
 from server.checkpoints import TASKS, checkpoint_path
 from server.config import ServerConfig
@@ -409,6 +410,7 @@ class GraphService:
             [],
             holdout=0.0,
             generated_per_hop=config.demo_questions,
+            train_config=TrainConfig(epochs=config.demo_epochs),
             unseen_per_hop=config.demo_check_questions,
             keep_if_better=True,
         )
