@@ -250,6 +250,8 @@ def _no_edges(num_nodes: int) -> EdgeBlock:
     )
 
 
+_NO_COLUMNS = np.zeros(0, dtype=np.int64)  # of no excluded cells (the dtype of torch's indices)
+
 # Pushing reads only the edges leaving the nodes with mass, at about (C + 16) multiply-adds' cost each (C
 # columns, plus random access), on one core; pulling checks every edge's source and shares the work between
 # the cores. On MetaQA's graph with 1-64 columns, pushing was faster below about 5 edge checks' worth.
@@ -320,9 +322,7 @@ def propagate(
     n, columns = x.shape
     summary = summary if summary is not None else summarise(x)
     delta = delta if delta is not None else _no_edges(n)
-    exclude_offsets, exclude_columns = (
-        exclude if exclude is not None else (_no_edges(n).offsets, _no_edges(n).col)
-    )
+    exclude_offsets, exclude_columns = exclude if exclude is not None else (_no_edges(n).offsets, _NO_COLUMNS)
     words = _alive_words(columns, threshold)
     sources = np.flatnonzero(summary.active)
     if push is None:
@@ -417,11 +417,12 @@ def warm_up() -> None:
 
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
     cells = (np.array([0, 0, 1]), np.array([0]))
-    for delta in (None, edges):
+    for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
         for push in (False, True):
-            moved, _ = propagate(
-                edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=cells, threshold=0.5, push=push
-            )
+            for exclude in (None, cells):
+                moved, _ = propagate(
+                    edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=exclude, threshold=0.5, push=push
+                )
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     live_directions(degree, summarise(moved, 0.5))
     mix(torch.stack([moved, moved]), torch.ones(1, 2))
