@@ -171,7 +171,7 @@ class QuestionReasoner(nn.Module):
                 )
             words = self.token_norm(tokens)  # (B, L, D)
         layers = self._first_layers()
-        directed, keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, .) each
+        keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, D), (2R, W)
         inputs = self._hop_inputs(layers, questions @ layers.question.T, from_relation)
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
@@ -196,10 +196,8 @@ class QuestionReasoner(nn.Module):
             # from where the mass is cannot be the next step.
             live = frontier.live_directions(degree)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            out = block[t] if block is not None else None
-            frontier = self.propagate(
-                graph, frontier, w, exclude=topic_cells, out=out
-            )  # never back to topics
+            out = block[t] if block is not None else None  # mass never moves back to the topics:
+            frontier = self.propagate(graph, frontier, w, exclude=topic_cells, out=out)
             stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
             if self.config.token_attention:
                 stop = stop + from_words[:, inputs.lead_widths[-1] :]
@@ -237,12 +235,10 @@ class QuestionReasoner(nn.Module):
             self._layers = (key, layers)
         return layers
 
-    def _relation_tables(
-        self, relation_vectors: Tensor, layers: _FirstLayers
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(directed relations (2R, D), their unit keys (2R, D), their first-layer products (2R, W))``;
-        kept for the same relation vectors and weights while no gradients are recorded (a served graph
-        asks with the same vectors until its relations change)."""
+    def _relation_tables(self, relation_vectors: Tensor, layers: _FirstLayers) -> tuple[Tensor, Tensor]:
+        """``(unit keys of the directed relations (2R, D), their first-layer products (2R, W))``; kept for
+        the same relation vectors and weights while no gradients are recorded (a served graph asks with the
+        same vectors until its relations change)."""
         cached = self._relations
         if (
             not torch.is_grad_enabled()
@@ -252,8 +248,8 @@ class QuestionReasoner(nn.Module):
             and cached[2] is layers
         ):
             return cached[3]
-        directed = self.directed_relations(relation_vectors)
-        tables = directed, F.normalize(directed, dim=-1), directed @ layers.relation.T
+        directed = self.directed_relations(relation_vectors)  # (2R, D)
+        tables = F.normalize(directed, dim=-1), directed @ layers.relation.T
         if not torch.is_grad_enabled():
             self._relations = (relation_vectors, relation_vectors._version, layers, tables)
         return tables
