@@ -161,17 +161,16 @@ if njit is not None:
             _summarise_row(out[u], u, cap, threshold, out, out_active, out_alive)
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _weighted_rows(crow, col, values, rows, offsets, active, x, weights, out):  # noqa: ANN001, ANN202
+    def _add_rows(crow, col, values, rows, active, x, out):  # noqa: ANN001, ANN202
         columns = x.shape[1]
-        for d in range(offsets.shape[0] - 1):
-            for i in prange(offsets[d], offsets[d + 1]):  # one direction's rows feed distinct entities
-                u = rows[i]
-                for e in range(crow[i], crow[i + 1]):
-                    source = col[e]
-                    value = values[e]
-                    if active[source] and value != 0.0:
-                        for k in range(columns):
-                            out[u, k] += value * weights[d, k] * x[source, k]
+        for i in prange(rows.shape[0]):  # distinct destinations: no two threads write one row
+            u = rows[i]
+            for e in range(crow[i], crow[i + 1]):
+                source = col[e]
+                value = values[e]
+                if active[source] and value != 0.0:
+                    for k in range(columns):
+                        out[u, k] += value * x[source, k]
 
     @njit(parallel=True, cache=True, nogil=True)
     def _live_bits(crow, col, counts, alive, live):  # noqa: ANN001, ANN202
@@ -349,33 +348,16 @@ def propagate(
     return out, Summary(active, alive, columns)
 
 
-def weighted_rows(
-    crow: Tensor,
-    col: Tensor,
-    values: Tensor,
-    rows: Tensor,
-    offsets: list[int],
-    x: Tensor,
-    weights: Tensor,
-    out: Tensor,
-) -> Tensor:
-    """Adds ``sum_d T_d @ (x * w_d)`` into ``out`` for one stacked CSR block (rows grouped by direction,
-    distinct within a direction): the single-direction transitions' kernel.
+def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor, out: Tensor) -> Tensor:
+    """Adds ``T @ x`` into ``out`` for one direction's CSR transition, whose rows feed the distinct nodes
+    ``rows`` (sources without mass are skipped).
 
     Shapes:
-        crow: ``(M + 1,)``; col, values: ``(nnz,)``; rows: ``(M,)``; x, out: ``(N, C)``; weights: ``(C, 2R)``.
+        crow: ``(M + 1,)``; col, values: ``(nnz,)``; rows: ``(M,)``; x, out: ``(N, C)``.
     """
     x = x.contiguous()
-    _weighted_rows(
-        crow.numpy(),
-        col.numpy(),
-        values.numpy(),
-        rows.numpy(),
-        np.asarray(offsets, dtype=np.int64),
-        summarise(x).active,
-        x.numpy(),
-        weights.T.contiguous().numpy(),
-        out.numpy(),
+    _add_rows(
+        crow.numpy(), col.numpy(), values.numpy(), rows.numpy(), summarise(x).active, x.numpy(), out.numpy()
     )
     return out
 
@@ -410,9 +392,7 @@ def warm_up() -> None:
         return
     crow, col = torch.tensor([0, 1, 1]), torch.tensor([0])
     x = torch.ones(2, 1)
-    weighted_rows(
-        crow, col, torch.ones(1), torch.tensor([1, 0]), [0, 1, 2], x, torch.ones(1, 2), torch.zeros(2, 1)
-    )
+    add_rows(crow, col, torch.ones(1), torch.tensor([1, 0]), x, torch.zeros(2, 1))
     from gnn.graph import build_transitions  # noqa: PLC0415 - gnn.graph imports this module
 
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()

@@ -70,19 +70,11 @@ class RelationAdjacency:
         out = x.new_zeros(x.shape)
         values = self.matrix.values()
         fused = values.numel() >= FUSED_MIN_VALUES and cpu_kernels.available(x, values)
-        ones = x.new_ones(x.shape[1], 1)  # (B, 1): the fused kernel's weights, 1 in every column
         for part in (self, self.delta) if self.delta is not None else (self,):
             matrix = part.matrix
             if fused:  # one pass, sources without mass skipped
-                cpu_kernels.weighted_rows(
-                    matrix.crow_indices(),
-                    matrix.col_indices(),
-                    matrix.values(),
-                    part.rows,
-                    [0, part.rows.numel()],
-                    x,
-                    ones,
-                    out,
+                cpu_kernels.add_rows(
+                    matrix.crow_indices(), matrix.col_indices(), matrix.values(), part.rows, x, out
                 )
             elif part.rows.numel():
                 out.index_add_(0, part.rows, (matrix @ x.to(matrix.dtype)).to(x.dtype))  # (M, B) into N
@@ -93,8 +85,8 @@ class RelationAdjacency:
         return torch.from_numpy(self.sources_of(node))
 
     def sources_of(self, node: int) -> np.ndarray:
-        """:meth:`predecessors` as a NumPy array: evidence walks look up thousands of single nodes, where
-        NumPy's per-call cost is a fraction of torch's."""
+        """:meth:`predecessors` as a NumPy array: the question generator looks up thousands of single nodes,
+        where NumPy's per-call cost is a fraction of torch's."""
         rows, crow, col, values = self._arrays
         pos = int(np.searchsorted(rows, node))
         found = col[:0]
