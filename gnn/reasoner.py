@@ -175,21 +175,30 @@ def head_candidates(
     return candidates, features, zero_shot
 
 
-def topic_cells(questions: Sequence[Question]) -> tuple[Tensor, Tensor]:
-    """``(entities, columns)`` where :func:`topic_mass` is positive."""
-    cells = sorted(
-        {(entity, column) for column, q in enumerate(questions) for entity, w in q.topics if w > 0}
-    )
-    entities, columns = zip(*cells, strict=True) if cells else ((), ())
-    return torch.tensor(entities, dtype=torch.long), torch.tensor(columns, dtype=torch.long)
-
-
-def topic_mass(num_entities: int, questions: Sequence[Question]) -> Tensor:
-    """``(N, B)`` initial mass: each question's topic entities with their linking confidence."""
-    topics = torch.zeros(num_entities, len(questions))
+def topic_cells(questions: Sequence[Question]) -> tuple[Tensor, Tensor, Tensor]:
+    """``(entities, columns, weights)``: each question's topic entities with their linking confidence (the
+    highest where one is linked twice), those of positive weight only, ordered by entity then column."""
+    best: dict[tuple[int, int], float] = {}
     for column, question in enumerate(questions):
         for entity, weight in question.topics:
-            topics[entity, column] = max(float(topics[entity, column]), weight)
+            if weight > 0:
+                best[entity, column] = max(best.get((entity, column), 0.0), weight)
+    cells = sorted(best)
+    return (
+        torch.tensor([entity for entity, _ in cells], dtype=torch.long),
+        torch.tensor([column for _, column in cells], dtype=torch.long),
+        torch.tensor([best[cell] for cell in cells], dtype=torch.float32),
+    )
+
+
+def topic_mass(
+    num_entities: int, questions: Sequence[Question], cells: tuple[Tensor, Tensor, Tensor] | None = None
+) -> Tensor:
+    """``(N, B)`` initial mass: each question's topic entities with their linking confidence (from their
+    :func:`topic_cells` when already computed)."""
+    entities, columns, weights = cells if cells is not None else topic_cells(questions)
+    topics = torch.zeros(num_entities, len(questions))
+    topics[entities, columns] = weights
     return topics
 
 
@@ -234,7 +243,8 @@ class TrainedReasoner:
             return []
         if graph.num_relations == 0:
             return [Reasoning([]) for _ in questions]
-        topics = topic_mass(graph.num_entities, questions)
+        cells = topic_cells(questions)
+        topics = topic_mass(graph.num_entities, questions, cells)
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
         words = {}
         if self.wants_token_states:
@@ -242,9 +252,7 @@ class TrainedReasoner:
             if missing:
                 raise ValueError(f"questions[{missing[0]}] has no token states (the reasoner reads words)")
             words = token_inputs([q.tokens for q in questions])
-        output = self.model(
-            graph, relation_vectors, vectors, topics, **words, topic_cells=topic_cells(questions)
-        )
+        output = self.model(graph, relation_vectors, vectors, topics, **words, topic_cells=cells[:2])
         hops = self.model.config.hops
         head = self.model.answer_head
         rescored = None
