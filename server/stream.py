@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 STREAM = "GRAPHFUSE_UPDATES"
 DEAD_LETTER_STREAM = "GRAPHFUSE_DEADLETTER"
 UPDATE_SUBJECTS = "graphfuse.*.updates"
+STREAM_NAME_IN_USE = 10058  # JetStream's err_code for a stream that exists with another configuration
+NO_SUITABLE_PEERS = 10005  # too few nodes to place its copies on, as while a cluster forms
+CLUSTER_NOT_AVAILABLE = 10008
 MAX_UPDATE_BYTES = 64 * 1024  # a one-record message
 # A batch message: with its dead-letter headers it stays under NATS's default max_payload (1 MiB)
 MAX_BATCH_BYTES = 960 * 1024
@@ -246,6 +249,11 @@ def batch_bodies(records: Sequence[Record], max_records: int, max_bytes: int) ->
     return bodies
 
 
+def _passing(error: Any) -> bool:
+    """Whether a JetStream API error clears by itself: the cluster is still forming or electing."""
+    return error.code == 503 or error.err_code in (NO_SUITABLE_PEERS, CLUSTER_NOT_AVAILABLE)
+
+
 class JetStreamSource:
     """Updates from NATS JetStream: the stream ``GRAPHFUSE_UPDATES`` (``graphfuse.*.updates``, created when
     missing), read by a pull consumer that starts after the given sequence and needs explicit acks.
@@ -278,7 +286,7 @@ class JetStreamSource:
     async def connect(self) -> None:
         import nats
         from nats.errors import Error as NatsError
-        from nats.js.errors import BadRequestError
+        from nats.js.errors import APIError
 
         self._nc = await nats.connect(servers=self.url.split(","), max_reconnect_attempts=-1)
         self._js = self._nc.jetstream()
@@ -288,22 +296,27 @@ class JetStreamSource:
                 try:
                     await self._js.add_stream(name=name, subjects=[subjects], num_replicas=self.replicas)
                     break
-                except BadRequestError:  # exists with another configuration: use it as it is
-                    log.info("JetStream stream %s exists; using it", name)
-                    break
-                except (NatsError, TimeoutError):
+                except APIError as error:
+                    if error.err_code == STREAM_NAME_IN_USE:  # exists, configured otherwise: use it as it is
+                        log.info("JetStream stream %s exists (%s); using it", name, error)
+                        break
+                    if not _passing(error) or time.monotonic() > deadline:
+                        raise
+                    log.info("JetStream cannot place stream %s yet (%s); trying again", name, error)
+                    await asyncio.sleep(0.5)
+                except (NatsError, TimeoutError) as error:
                     if time.monotonic() > deadline:
                         raise
-                    log.info("JetStream is not ready for stream %s yet; trying again", name)
+                    log.info("JetStream is not ready for stream %s yet (%s); trying again", name, error)
                     await asyncio.sleep(0.5)
         while True:  # on a cluster, a stream just created may not be known to every node for a moment
             try:
                 created = (await self._js.stream_info(STREAM)).created
                 break
-            except (NatsError, TimeoutError):
+            except (NatsError, TimeoutError) as error:
                 if time.monotonic() > deadline:
                     raise
-                log.info("JetStream does not report stream %s yet; trying again", STREAM)
+                log.info("JetStream does not report stream %s yet (%s); trying again", STREAM, error)
                 await asyncio.sleep(0.5)
         self.epoch = created.isoformat() if created else ""
 

@@ -494,6 +494,30 @@ def test_min_sequence_needs_an_update_stream(client) -> None:  # noqa: ANN001
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--nats" in refused.value.details()
 
 
+def test_more_stream_copies_than_nodes_fail_at_once_and_an_existing_stream_is_used(nats_url: str) -> None:
+    import nats
+    from nats.js.errors import APIError
+
+    async def connect(replicas: int) -> float:
+        source = JetStreamSource(nats_url, replicas=replicas)
+        started = time.monotonic()
+        try:
+            await source.connect()
+        finally:
+            await source.close()
+        return time.monotonic() - started
+
+    async def create_stream_with_limits() -> None:
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().add_stream(name=STREAM, subjects=["graphfuse.*.updates"], max_msgs=1_000_000)
+        await nc.close()
+
+    with pytest.raises(APIError, match="replicas > 1"):  # no cluster will form: not worth waiting for one
+        asyncio.run(connect(3))
+    asyncio.run(create_stream_with_limits())  # as an operator would, with another configuration
+    assert asyncio.run(connect(1)) < 5.0  # used as it is
+
+
 def ingest_retrying(client: Client, graph: str, records: list, seconds: float = 30.0) -> list:
     """A writer's loop: UNAVAILABLE (the stream is electing a leader) means try the chunk again."""
     deadline = time.monotonic() + seconds
