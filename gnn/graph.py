@@ -226,6 +226,12 @@ class StackedTransitions:
         values = values[:own] if self.mask is None else values[:own] * self.mask
         return self._edge_block(values.contiguous())
 
+    def prepare(self) -> StackedTransitions:
+        """Build the node-ordered layout the fused kernels read now (on the thread that merges), not at the
+        first query that needs it."""
+        self._stored_edge_block  # noqa: B018 - a cached property
+        return self
+
     @functools.cached_property
     def _stored_edge_block(self) -> cpu_kernels.EdgeBlock:
         return self._edge_block(self.matrix.values())
@@ -460,7 +466,7 @@ class MergeJob:
 
     def build(self) -> MergedEdges:
         edges = (self.heads, self.relations, self.tails, self.num_entities, self.num_relations)
-        transitions = build_transitions(*edges)
+        transitions = build_transitions(*edges).prepare()
         n = self.num_entities
         return MergedEdges(
             transitions,
@@ -873,6 +879,11 @@ class KnowledgeGraph:
         if found is None:
             found = self._directions[d] = stacked.direction(d)
         return found
+
+    def prepare(self) -> None:
+        """Merge and build every layout queries read (transitions, degrees, incoming edges), so that the
+        first query after loading does not pay for it."""
+        self.stacked_transitions().incoming  # noqa: B018 - a cached property
 
     def stacked_transitions(self) -> StackedTransitions:
         """Every directed relation's transition stacked into one CSR block, with the delta beside it."""

@@ -955,6 +955,13 @@ def _evaluate_recommend(
     show_default=True,
     help="Let the server's linker find the topic entities instead of passing them.",
 )
+@click.option(
+    "--misses",
+    "misses_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="qa: write each question whose top answer is not a gold one (JSONL: question, topics, gold "
+    "answers, the top 5 with scores, or the error).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_client_command
 def evaluate(
@@ -968,6 +975,7 @@ def evaluate(
     limit: int,
     k: int,
     link: bool,
+    misses_file: Path | None,
     as_json: bool,
 ) -> None:
     """qa: ask every question of a file over the API, print Hits@1, Hits@5 and answer-set F1 by hop.
@@ -999,19 +1007,29 @@ def evaluate(
     ranked: list[list[str]] = [[] for _ in examples]
     committed: list[set[str]] = [set() for _ in examples]
     top_scores = [0.0] * len(examples)
+    misses: list[dict[str, Any]] = []
     failed = 0
     for response in tqdm(
         client.reasoner.AskStream(requests), total=len(examples), desc="eval", disable=as_json or None
     ):
         i = int(response.request_id)
+        example = examples[i]
+        miss = {"question": example.question, "topics": list(example.topic_entities), "gold": example.answers}
         if response.HasField("error"):
             failed += 1
+            misses.append({**miss, "error": response.error.message})
             continue
-        gold = set(examples[i].answers)  # ids or names: compare each answer in the form the file uses
+        gold = set(example.answers)  # ids or names: compare each answer in the form the file uses
         labels = [(a.entity_id if a.entity_id in gold else a.name, a.score) for a in response.answers]
         ranked[i] = [label for label, _ in labels]
         committed[i] = {label for label, score in labels if score >= 0.5}
         top_scores[i] = labels[0][1] if labels else 0.0
+        if not labels or labels[0][0] not in gold:
+            misses.append({**miss, "top": [[label, round(score, 4)] for label, score in labels]})
+    if misses_file is not None:
+        import json
+
+        misses_file.write_text("".join(json.dumps(m) + "\n" for m in misses))
     metrics = qa_metrics(
         ranked, committed, [e.answers for e in examples], [e.hops or 0 for e in examples], top_scores
     )

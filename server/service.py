@@ -324,6 +324,7 @@ class GraphService:
         def build() -> GraphState:
             assert self.encoder is not None and self.store is not None
             state = GraphState(name, KnowledgeGraph(entities, triples), self.encoder.dimensions)
+            state.graph.prepare()
             state.embed_names(self.encoder, self.store)
             for task in TASKS:
                 state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)

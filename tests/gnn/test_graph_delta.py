@@ -125,6 +125,20 @@ def test_updates_are_read_from_the_delta_without_a_rebuild():
     assert not graph.merge_due()
 
 
+def test_loading_and_background_merges_build_the_layouts_queries_read():
+    graph = KnowledgeGraph(triples=[TripleRecord(f"e{i}", "r", f"e{i + 1}") for i in range(10)])
+    graph.prepare()
+    merges = graph.merges
+    stacked = graph.stacked_transitions()
+    assert {"_stored_edge_block", "incoming"} <= vars(stacked).keys() and graph.merges == merges == 1
+    graph.add([TripleRecord("x", "r", "y")])
+    job = graph.start_merge()
+    merged = job.build()  # on the merge thread
+    assert "_stored_edge_block" in vars(merged.transitions)
+    graph.finish_merge(job, merged)
+    assert graph.stacked_transitions() is merged.transitions  # what the next query reads, already built
+
+
 def test_merge_is_due_past_its_share_and_a_read_merges_past_the_limit(monkeypatch):
     graph = KnowledgeGraph(triples=[TripleRecord(f"e{i}", "r", f"e{i + 1}") for i in range(10)])
     graph.stacked_transitions()
