@@ -112,6 +112,8 @@ def test_train_then_the_running_server_answers_with_the_checkpoint(trained_serve
             "--questions",
             str(questions),
             "--json",
+            "--misses",
+            str(data_dir / "misses.jsonl"),
             "--target",
             server.target,
         ],
@@ -120,6 +122,12 @@ def test_train_then_the_running_server_answers_with_the_checkpoint(trained_serve
     report = json.loads(evaluated.output)
     assert report["metrics"]["all"]["questions"] == 80
     assert 0.0 <= report["metrics"]["1"]["hits_at_1"] <= 1.0
+    misses = [json.loads(line) for line in (data_dir / "misses.jsonl").read_text().splitlines()]
+    hits = report["metrics"]["all"]["hits_at_1"]
+    assert len(misses) == round(80 * (1 - hits))  # exactly the questions Hits@1 counts as wrong
+    for miss in misses:
+        top = miss.get("top") or [[None]]  # no answers, or an "error"
+        assert miss["gold"] and top[0][0] not in miss["gold"]
 
     checkpoint_path(data_dir, "world").unlink()
     with server.client() as client:
