@@ -191,6 +191,119 @@ if njit is not None:
                 for k in range(out.shape[1]):
                     out[u, k] += hops[t, u, k] * attention[t, k]
 
+    @njit(inline="always")
+    def _frontier(start, levels, level, node, column):  # noqa: ANN001, ANN202
+        return start[node, column] if level == 0 else levels[level - 1, node, column]
+
+    @njit(cache=True, nogil=True)
+    def _walk_back(  # noqa: ANN202, C901, PLR0912, PLR0913, PLR0915
+        offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
+        delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
+        start, levels, column, weights, min_weight, answer, hops, limit, max_expansions,  # noqa: ANN001
+        out_nodes, out_directions, out_weights,  # noqa: ANN001
+    ):  # fmt: skip
+        """Depth-first from ``answer`` (level ``hops``) back to level 0, as :func:`walk_back` describes;
+        returns how many paths it wrote."""
+        if _frontier(start, levels, hops, answer, column) <= 0.0:
+            return 0
+        path = np.empty(hops + 1, dtype=np.int64)  # path[h]: the node at level h
+        taken = np.empty(hops + 1, dtype=np.int64)  # taken[h]: the direction from path[h - 1] to path[h]
+        weight = np.empty(hops + 1, dtype=np.float64)  # weight[h]: product of the weights above level h
+        first = np.zeros(hops + 1, dtype=np.int64)  # level h's candidates: first[h] .. last[h], next at
+        # following[h]
+        last = np.zeros(hops + 1, dtype=np.int64)
+        following = np.zeros(hops + 1, dtype=np.int64)
+        capacity = 64
+        scores = np.empty(capacity, dtype=np.float64)
+        steps = np.empty(capacity, dtype=np.int64)
+        sources = np.empty(capacity, dtype=np.int64)
+        top, found, budget = 0, 0, max_expansions
+        h, path[hops], weight[hops] = hops, answer, 1.0
+        action = 0  # 0: visit path[h]; 1: try its next candidate; 2: leave it
+        while True:
+            if action == 0:
+                action = 2
+                first[h] = top  # leaving this visit drops what it added
+                if found < limit and budget > 0:
+                    budget -= 1
+                    if h == 0:
+                        out_nodes[found, :] = path
+                        out_directions[found, :] = taken[1:]
+                        out_weights[found] = weight[0]
+                        found += 1
+                    else:
+                        node = path[h]
+                        degree = crow[offsets[node + 1]] - crow[offsets[node]]
+                        degree += delta_crow[delta_offsets[node + 1]] - delta_crow[delta_offsets[node]]
+                        if top + degree > capacity:
+                            capacity = max(2 * capacity, top + degree)
+                            scores, steps, sources = (
+                                np.concatenate((scores[:top], np.empty(capacity - top))),
+                                np.concatenate((steps[:top], np.empty(capacity - top, dtype=np.int64))),
+                                np.concatenate((sources[:top], np.empty(capacity - top, dtype=np.int64))),
+                            )
+                        for strong in (True, False):  # weak directions only where no strong one leads back
+                            for part in range(2):
+                                o, c, s, v, ds = (
+                                    (offsets, crow, col, values, directions)
+                                    if part == 0
+                                    else (
+                                        delta_offsets,
+                                        delta_crow,
+                                        delta_col,
+                                        delta_values,
+                                        delta_directions,
+                                    )
+                                )
+                                for i in range(o[node], o[node + 1]):
+                                    d = ds[i]
+                                    w = weights[h - 1, d]
+                                    if w <= 0.0 or (w >= min_weight) != strong:
+                                        continue
+                                    for e in range(c[i], c[i + 1]):
+                                        source = s[e]
+                                        mass = _frontier(start, levels, h - 1, source, column)
+                                        if v[e] != 0.0 and mass > 0.0:
+                                            scores[top] = -(np.float64(w) * np.float64(mass))
+                                            steps[top] = d
+                                            sources[top] = source
+                                            top += 1
+                            if top > first[h]:
+                                break
+                        # strongest first, ties by direction then source: three stable sorts, last key first
+                        order = np.argsort(sources[first[h] : top], kind="mergesort")
+                        order = order[np.argsort(steps[first[h] : top][order], kind="mergesort")]
+                        order = order[np.argsort(scores[first[h] : top][order], kind="mergesort")]
+                        scores[first[h] : top] = scores[first[h] : top][order]
+                        steps[first[h] : top] = steps[first[h] : top][order]
+                        sources[first[h] : top] = sources[first[h] : top][order]
+                        last[h], following[h] = top, first[h]
+                        action = 1
+            elif action == 1:
+                action = 2
+                if found < limit:
+                    while following[h] < last[h]:
+                        i = following[h]
+                        following[h] += 1
+                        source = sources[i]
+                        on_path = False
+                        for k in range(h, hops + 1):
+                            on_path |= path[k] == source
+                        if on_path:  # a path through one entity twice is no evidence
+                            continue
+                        taken[h] = steps[i]
+                        path[h - 1] = source
+                        weight[h - 1] = weight[h] * weights[h - 1, steps[i]]
+                        h -= 1
+                        action = 0
+                        break
+            else:
+                top = first[h]
+                if h == hops:
+                    return found
+                h += 1
+                action = 1
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -386,6 +499,55 @@ def mix(hops: Tensor, attention: Tensor) -> Tensor:
     return out
 
 
+def walk_back(
+    merged: EdgeBlock,
+    delta: EdgeBlock | None,
+    start: np.ndarray,
+    levels: np.ndarray,
+    column: int,
+    weights: np.ndarray,
+    min_weight: float,
+    answer: int,
+    hops: int,
+    limit: int,
+    max_expansions: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Up to ``limit`` edge paths from level 0 to ``answer`` at level ``hops``, depth-first from the answer.
+
+    Level 0 is ``start[:, column]``, level ``h`` is ``levels[h - 1, :, column]``; a step from level ``h``
+    back to ``h - 1`` follows an edge along direction ``d`` from a source with mass at level ``h - 1``,
+    strongest first (``weights[h - 1, d]`` x the source's mass; ties by direction, then source). Directions
+    below ``min_weight`` are only tried at a node where no stronger one leads back, and directions of weight
+    0 never. A path through one node twice is skipped, which can lead into dead ends, so at most
+    ``max_expansions`` nodes are visited.
+
+    Returns:
+        ``(nodes (P, hops + 1), directions (P, hops), weights (P,))`` in the order found: each path's nodes
+        from level 0 to the answer, the direction of each step, and the product of its steps' weights.
+    """
+    delta = delta if delta is not None else _no_edges(merged.offsets.shape[0] - 1)
+    nodes = np.empty((limit, hops + 1), dtype=np.int64)
+    directions = np.empty((limit, hops), dtype=np.int64)
+    path_weights = np.empty(limit, dtype=np.float64)
+    found = _walk_back(
+        *merged.pull_arrays(),
+        *delta.pull_arrays(),
+        start,
+        levels,
+        column,
+        weights,
+        min_weight,
+        answer,
+        hops,
+        limit,
+        max_expansions,
+        nodes,
+        directions,
+        path_weights,
+    )
+    return nodes[:found], directions[:found], path_weights[:found]
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel for float32 inputs, so no query pays for it."""
     if njit is None:
@@ -406,3 +568,5 @@ def warm_up() -> None:
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     live_directions(degree, summarise(moved, 0.5))
     mix(torch.stack([moved, moved]), torch.ones(1, 2))
+    for delta in (None, edges):
+        walk_back(edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8)

@@ -108,35 +108,6 @@ class RelationAdjacency:
         )
 
 
-class IncomingEdges:
-    """Every edge into a node, by direction, read from the node-ordered layout of the fused kernels
-    (:meth:`StackedTransitions.edge_block`): one slice per node instead of a search per direction. Edges
-    retracted since the last merge (value 0) are left out."""
-
-    MAX_CACHED = 65536  # nodes whose lists are kept (walks revisit the nodes near their answers)
-
-    def __init__(self, parts: list[cpu_kernels.EdgeBlock]) -> None:
-        self._parts = parts
-        self._found: dict[int, list[tuple[int, np.ndarray]]] = {}
-
-    def of(self, node: int) -> list[tuple[int, np.ndarray]]:
-        """``(direction, sources)`` pairs of the edges into ``node``; a direction may come twice (merged
-        edges, then those added since)."""
-        found = self._found.get(node)
-        if found is None:
-            if len(self._found) >= self.MAX_CACHED:
-                self._found.clear()
-            found = self._found[node] = []
-            for part in self._parts:
-                for i in range(part.offsets[node], part.offsets[node + 1]):
-                    lo, hi = part.crow[i], part.crow[i + 1]
-                    sources, values = part.col[lo:hi], part.values[lo:hi]
-                    if not values.all():
-                        sources = sources[values != 0]
-                    found.append((int(part.directions[i]), sources))
-        return found
-
-
 @dataclass(frozen=True)
 class StackedTransitions:
     """All directed relations at once: row ``i`` of ``matrix`` feeds node ``rows[i]`` along ``directions[i]``.
@@ -227,9 +198,11 @@ class StackedTransitions:
         return self._edge_block(values.contiguous())
 
     def prepare(self) -> StackedTransitions:
-        """Build the node-ordered layout the fused kernels read now (on the thread that merges), not at the
-        first query that needs it."""
+        """Build the node-ordered layout the fused kernels and evidence walks read now (on the thread that
+        merges), not at the first query that needs it."""
         self._stored_edge_block  # noqa: B018 - a cached property
+        if self.delta is not None:
+            self.delta.prepare()
         return self
 
     @functools.cached_property
@@ -250,12 +223,6 @@ class StackedTransitions:
             self.rows.numpy(),
             self.directions.numpy(),
         )
-
-    @functools.cached_property
-    def incoming(self) -> IncomingEdges:
-        """Each node's incoming edges by direction (what evidence walks look up, node by node)."""
-        parts = [self.edge_block()] + ([self.delta.edge_block()] if self.delta is not None else [])
-        return IncomingEdges(parts)
 
     def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order (then
@@ -881,9 +848,9 @@ class KnowledgeGraph:
         return found
 
     def prepare(self) -> None:
-        """Merge and build every layout queries read (transitions, degrees, incoming edges), so that the
-        first query after loading does not pay for it."""
-        self.stacked_transitions().incoming  # noqa: B018 - a cached property
+        """Merge and build every layout queries read (transitions, degrees, the node-ordered edges), so
+        that the first query after loading does not pay for it."""
+        self.stacked_transitions().prepare()
 
     def stacked_transitions(self) -> StackedTransitions:
         """Every directed relation's transition stacked into one CSR block, with the delta beside it."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gnn.evidence import Evidence, hop_choices, path_frontiers, walk_back, walk_back_weighted
+from gnn.evidence import Evidence, EvidenceWalker, path_walker
 from gnn.graph import KnowledgeGraph
 from gnn.models.answer_head import AnswerHeadConfig, candidate_features
 from gnn.models.question_reasoner import QuestionReasoner, ReasonerOutput, token_inputs
@@ -116,7 +116,7 @@ class ZeroShotReasoner:
         if k == 0:
             return []
         scores, entities = torch.topk(probability, k)
-        frontiers: dict[int, list[Tensor]] = {}
+        walkers: dict[int, EvidenceWalker] = {}  # by path
         answers = []
         for score, entity in zip(scores.tolist(), entities.tolist(), strict=True):
             evidence: list[Evidence] = []
@@ -124,10 +124,10 @@ class ZeroShotReasoner:
             for index, path in enumerate(paths):
                 if len(evidence) >= limit:
                     break
-                if index not in frontiers:
-                    frontiers[index] = path_frontiers(graph, topics, path.directions)
-                walks = walk_back(graph, frontiers[index], path.directions, entity, limit - len(evidence))
-                evidence.extend(Evidence(edges, path.probability) for edges in walks)
+                if index not in walkers:
+                    walkers[index] = path_walker(graph, topics, path.directions)
+                walks = walkers[index].walk(entity, len(path.directions), limit - len(evidence))
+                evidence.extend(Evidence(walk.hops, path.probability) for walk in walks)
             hops = len(evidence[0].hops) if evidence else 0
             answers.append(Answer(entity, score, hops, tuple(evidence)))
         return answers
@@ -293,6 +293,7 @@ class TrainedReasoner:
                 )
                 keep = values > self.config.min_score
                 ranked[b] = values[keep], indices[keep]
+        levels = output.hop_block if output.hop_block is not None else torch.stack(output.hop_scores)
         results = []
         for b, question in enumerate(questions):
             limit = limits[b]
@@ -309,19 +310,15 @@ class TrainedReasoner:
                 top_scores, entities = ranked[b]
             answers = []
             if entities.numel():
-                frontiers = [topics[:, b]] + [output.hop_scores[t][:, b] for t in range(limit)]
                 carried = torch.stack(  # (T', k): each hop's share of each answer's score
                     [output.hop_scores[t][entities, b] * attention[b, t] for t in range(limit)]
                 )
                 answer_hops = carried.argmax(0) + 1  # the hop carrying most of each answer's mass
-                choices = hop_choices(output.relation_weights[:limit, b])
+                walker = EvidenceWalker(graph, topics, levels, b, output.relation_weights[:, b])
                 for score, entity, hop in zip(
                     top_scores.tolist(), entities.tolist(), answer_hops.tolist(), strict=True
                 ):
-                    walks = walk_back_weighted(
-                        graph, frontiers[: hop + 1], choices[:hop], entity, self.config.evidence_per_answer
-                    )
-                    evidence = tuple(Evidence(edges, weight) for edges, weight in walks)
-                    answers.append(Answer(entity, min(score, 1.0), hop, evidence))
+                    evidence = walker.walk(entity, hop, self.config.evidence_per_answer)
+                    answers.append(Answer(entity, min(score, 1.0), hop, tuple(evidence)))
             results.append(Reasoning(answers, [], int(touched[limit][b]), 0))
         return results

@@ -44,6 +44,7 @@ class ReasonerOutput:
     hop_scores: list[Tensor]  # T x (N, B): entity scores after each hop
     relation_weights: Tensor  # (T, B, 2R)
     hop_attention: Tensor  # (B, T)
+    hop_block: Tensor | None = None  # (T, N, B): hop_scores in one block, where the fused kernels wrote it
 
 
 @dataclass
@@ -211,7 +212,7 @@ class QuestionReasoner(nn.Module):
             scores = hop_scores[0] * attention[:, 0]
             for t in range(1, self.config.hops):
                 scores.addcmul_(hop_scores[t], attention[:, t])
-        return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention)
+        return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, block)
 
     def _first_layers(self) -> _FirstLayers:
         """The heads' first-layer weights by input; kept while the weights stay the same and no gradients
