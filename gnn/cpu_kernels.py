@@ -191,6 +191,19 @@ if njit is not None:
                 for k in range(out.shape[1]):
                     out[u, k] += hops[t, u, k] * attention[t, k]
 
+    @njit(parallel=True, cache=True, nogil=True)
+    def _count_reached(levels, hops, counts):  # noqa: ANN001, ANN202
+        n, columns = levels.shape[1], levels.shape[2]
+        chunks = counts.shape[0]
+        size = (n + chunks - 1) // chunks
+        for chunk in prange(chunks):
+            for u in range(chunk * size, min(n, (chunk + 1) * size)):
+                for k in range(columns):
+                    for t in range(hops):
+                        if levels[t, u, k] > 0.0:
+                            counts[chunk, k] += 1
+                            break
+
     @njit(inline="always")
     def _frontier(start, levels, level, node, column):  # noqa: ANN001, ANN202
         return start[node, column] if level == 0 else levels[level - 1, node, column]
@@ -368,6 +381,7 @@ _NO_COLUMNS = np.zeros(0, dtype=np.int64)  # of no excluded cells (the dtype of 
 # columns, plus random access), on one core; pulling checks every edge's source and shares the work between
 # the cores. On MetaQA's graph with 1-64 columns, pushing was faster below about 5 edge checks' worth.
 PUSH_EDGE_OVERHEAD = 16
+COUNT_CHUNKS = 16  # row ranges count_reached shares between the threads
 PULL_EDGE_COST = 5
 
 
@@ -499,6 +513,14 @@ def mix(hops: Tensor, attention: Tensor) -> Tensor:
     return out
 
 
+def count_reached(levels: Tensor, hops: int) -> Tensor:
+    """``(C,)`` int32: in each column of ``levels`` ``(T, N, C)``, the nodes with mass at any of the first
+    ``hops`` levels, in one pass."""
+    counts = np.zeros((COUNT_CHUNKS, levels.shape[2]), dtype=np.int64)
+    _count_reached(levels.contiguous().numpy(), hops, counts)
+    return torch.from_numpy(counts.sum(0).astype(np.int32))
+
+
 def walk_back(
     merged: EdgeBlock,
     delta: EdgeBlock | None,
@@ -568,5 +590,6 @@ def warm_up() -> None:
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     live_directions(degree, summarise(moved, 0.5))
     mix(torch.stack([moved, moved]), torch.ones(1, 2))
+    count_reached(torch.stack([moved, moved]), 2)
     for delta in (None, edges):
         walk_back(edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from gnn import cpu_kernels
 from gnn.evidence import Evidence, EvidenceWalker, path_walker
 from gnn.graph import KnowledgeGraph
 from gnn.models.answer_head import AnswerHeadConfig, candidate_features
@@ -268,17 +269,21 @@ class TrainedReasoner:
         attention = output.hop_attention  # (B, T)
         within: dict[int, Tensor] = {}  # hop limit -> (N, B) scores of answers within that many hops
         touched: dict[int, Tensor] = {}  # hop limit -> (B,) entities with mass, topics included
-        reached = topics > 0
-        for t in range(max(limits)):
-            reached |= output.hop_scores[t] > 0
-            if t + 1 in limits:
-                # hop scores are 0 on each question's topics (the model never moves mass back to them)
-                within[t + 1] = (
-                    output.scores
-                    if t + 1 == hops
-                    else sum(output.hop_scores[i] * attention[:, i] for i in range(t + 1))
-                )
-                touched[t + 1] = reached.view(torch.uint8).sum(0, dtype=torch.int32)  # (B,)
+        levels = output.hop_block if output.hop_block is not None else torch.stack(output.hop_scores)
+        # hop scores are 0 on each question's topics (the model never moves mass back to them)
+        topic_counts = torch.bincount(cells[1], minlength=len(questions)).to(torch.int32)
+        for limit in set(limits):
+            within[limit] = (
+                output.scores
+                if limit == hops
+                else sum(output.hop_scores[i] * attention[:, i] for i in range(limit))
+            )
+            reached = (
+                cpu_kernels.count_reached(levels, limit)
+                if cpu_kernels.available(levels)
+                else (levels[:limit] > 0).any(0).sum(0, dtype=torch.int32)
+            )
+            touched[limit] = topic_counts + reached
         ranked: dict[int, tuple[Tensor, Tensor]] = {}  # question -> (scores, entities), best first
         for limit in set(limits):
             members = [b for b, lim in enumerate(limits) if lim == limit and not by_head[b]]
@@ -293,7 +298,6 @@ class TrainedReasoner:
                 )
                 keep = values > self.config.min_score
                 ranked[b] = values[keep], indices[keep]
-        levels = output.hop_block if output.hop_block is not None else torch.stack(output.hop_scores)
         results = []
         for b, question in enumerate(questions):
             limit = limits[b]

@@ -122,3 +122,11 @@ def test_mix_matches_torch():
     hops, attention = torch.rand(3, 50, 9, generator=generator), torch.rand(9, 3, generator=generator)
     expected = sum(hops[t] * attention[:, t] for t in range(3))
     torch.testing.assert_close(cpu_kernels.mix(hops, attention), expected)
+
+
+def test_count_reached_matches_torch():
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.rand(3, 70, 5, generator=generator) * (torch.rand(3, 70, 5, generator=generator) < 0.2)
+    for hops in (1, 2, 3):
+        expected = (levels[:hops] > 0).any(0).sum(0, dtype=torch.int32)
+        assert torch.equal(cpu_kernels.count_reached(levels, hops), expected)
