@@ -22,11 +22,12 @@ batch of the same form, their positions in the message (``Graphfuse-Record-Index
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -250,8 +251,33 @@ def batch_bodies(records: Sequence[Record], max_records: int, max_bytes: int) ->
 
 
 def _passing(error: Any) -> bool:
-    """Whether a JetStream API error clears by itself: the cluster is still forming or electing."""
+    """Whether a JetStream error clears by itself: no answer yet, or an API error of a cluster that is still
+    forming or electing."""
+    from nats.js.errors import APIError
+
+    if not isinstance(error, APIError):
+        return True  # no answer yet: a timeout, a lost connection
     return error.code == 503 or error.err_code in (NO_SUITABLE_PEERS, CLUSTER_NOT_AVAILABLE)
+
+
+async def _retrying(
+    attempt: Callable[[], Awaitable[Any]],
+    deadline: float,
+    what: str,
+    passing: Callable[[Any], bool] = lambda error: True,
+) -> Any:
+    """``await attempt()`` until it succeeds; NATS errors and timeouts for which ``passing`` holds are retried
+    every 0.5 s until ``deadline`` (``time.monotonic()``), then raised, as the others are at once."""
+    from nats.errors import Error as NatsError
+
+    while True:
+        try:
+            return await attempt()
+        except (NatsError, TimeoutError) as error:
+            if not passing(error) or time.monotonic() > deadline:
+                raise
+            log.info("JetStream cannot %s yet (%s); trying again", what, error)
+            await asyncio.sleep(0.5)
 
 
 class JetStreamSource:
@@ -285,40 +311,28 @@ class JetStreamSource:
 
     async def connect(self) -> None:
         import nats
-        from nats.errors import Error as NatsError
-        from nats.js.errors import APIError
 
         self._nc = await nats.connect(servers=self.url.split(","), max_reconnect_attempts=-1)
         self._js = self._nc.jetstream()
         deadline = time.monotonic() + 30.0  # a cluster that just started may still be electing its leader
         for name, subjects in ((STREAM, UPDATE_SUBJECTS), (DEAD_LETTER_STREAM, "graphfuse.*.deadletter")):
-            while True:
-                try:
-                    await self._js.add_stream(name=name, subjects=[subjects], num_replicas=self.replicas)
-                    break
-                except APIError as error:
-                    if error.err_code == STREAM_NAME_IN_USE:  # exists, configured otherwise: use it as it is
-                        log.info("JetStream stream %s exists (%s); using it", name, error)
-                        break
-                    if not _passing(error) or time.monotonic() > deadline:
-                        raise
-                    log.info("JetStream cannot place stream %s yet (%s); trying again", name, error)
-                    await asyncio.sleep(0.5)
-                except (NatsError, TimeoutError) as error:
-                    if time.monotonic() > deadline:
-                        raise
-                    log.info("JetStream is not ready for stream %s yet (%s); trying again", name, error)
-                    await asyncio.sleep(0.5)
-        while True:  # on a cluster, a stream just created may not be known to every node for a moment
-            try:
-                created = (await self._js.stream_info(STREAM)).created
-                break
-            except (NatsError, TimeoutError) as error:
-                if time.monotonic() > deadline:
-                    raise
-                log.info("JetStream does not report stream %s yet (%s); trying again", STREAM, error)
-                await asyncio.sleep(0.5)
+            create = functools.partial(self._add_stream, name, subjects)
+            await _retrying(create, deadline, f"create stream {name}", _passing)
+        # on a cluster, a stream just created may not be known to every node for a moment
+        info = await _retrying(lambda: self._js.stream_info(STREAM), deadline, f"report stream {STREAM}")
+        created = info.created
         self.epoch = created.isoformat() if created else ""
+
+    async def _add_stream(self, name: str, subjects: str) -> None:
+        """Create stream ``name``; one that exists with another configuration is used as it is."""
+        from nats.js.errors import APIError
+
+        try:
+            await self._js.add_stream(name=name, subjects=[subjects], num_replicas=self.replicas)
+        except APIError as error:
+            if error.err_code != STREAM_NAME_IN_USE:
+                raise
+            log.info("JetStream stream %s exists (%s); using it", name, error)
 
     async def publish(
         self, graph: str, records: Sequence[Record], create: bool, key: str, description: str = ""
