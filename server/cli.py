@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import logging
 import os
 import sys
@@ -411,8 +412,6 @@ def ingest(
                 totals["rejected_chunks"] += 1
                 rejected += [(ack.chunk_id, e.index, e.reason) for e in ack.errors]
     if as_json:
-        import json
-
         click.echo(
             json.dumps(
                 {
@@ -913,8 +912,6 @@ def _evaluate_recommend(
         except (FileNotFoundError, ValueError, KeyError, LoadError) as error:
             raise click.ClickException(str(error)) from None
     if as_json:
-        import json
-
         click.echo(json.dumps({"metrics": vars(metrics), "skipped": skipped}, indent=2))
         return
     click.echo(_ranking_table({"test": metrics}))
@@ -1027,15 +1024,11 @@ def evaluate(
         if not labels or labels[0][0] not in gold:
             misses.append({**miss, "top": [[label, round(score, 4)] for label, score in labels]})
     if misses_file is not None:
-        import json
-
         misses_file.write_text("".join(json.dumps(m) + "\n" for m in misses))
     metrics = qa_metrics(
         ranked, committed, [e.answers for e in examples], [e.hops or 0 for e in examples], top_scores
     )
     if as_json:
-        import json
-
         click.echo(
             json.dumps({"failed": failed, "metrics": {k: vars(m) for k, m in metrics.items()}}, indent=2)
         )
@@ -1057,8 +1050,6 @@ def _evaluate_link(
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
-        import json
-
         click.echo(json.dumps({"metrics": vars(report.metrics), "skipped": report.skipped_triples}, indent=2))
         return
     click.echo(_link_table({"test": report.metrics}))
