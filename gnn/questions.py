@@ -156,7 +156,7 @@ class _Walker:
             steps = self._steps[node] = [
                 (d, t)
                 for d in range(2 * graph.num_relations)
-                for t in graph.transition(graph.inverse(d)).predecessors(node).tolist()
+                for t in graph.transition(graph.inverse(d)).sources_of(node).tolist()
             ]
             successors = self._successors[node] = {}
             for d, t in steps:
