@@ -182,11 +182,11 @@ class App:
         if self._snapshotting is not None:
             self._snapshotting.cancel()
             await asyncio.gather(self._snapshotting, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
         if self._consuming is not None:
             self._consuming.cancel()  # unacknowledged messages are delivered again after the restart
             await asyncio.gather(self._consuming, return_exceptions=True)
-        if self.consumer is not None:
-            await self.consumer.source.close()
         if self.snapshots is not None:
             await self.snapshots.close()
         await self.server.stop(self.config.grace_seconds)

@@ -381,7 +381,6 @@ class JetStreamSource:
         return (await self._js.stream_info(STREAM)).state.first_seq
 
     async def batches(self, after: int) -> AsyncIterator[list[StreamMessage]]:
-        from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         config = ConsumerConfig(
@@ -399,7 +398,7 @@ class JetStreamSource:
             while not self._closed.is_set():
                 try:
                     fetched = await subscription.fetch(wanted, timeout=1.0)
-                except NatsTimeout:
+                except TimeoutError:  # nats' own, or asyncio's, which fetch also raises when nothing came
                     if time.monotonic() - quiet_since > 5.0:  # still there? (its node may have died)
                         await subscription.consumer_info()  # raises when gone: the caller starts again
                         quiet_since = time.monotonic()
@@ -458,18 +457,27 @@ class UpdateConsumer:
         self.applied = 0  # last stream sequence applied or dead-lettered
         self.dead_letters = 0
         self.progress = asyncio.Condition()
+        self._stopping = False
 
     async def run_forever(self) -> None:
-        """`run`, started again a second after a failure (store or connection); cancel to stop."""
-        while True:
+        """`run`, started again a second after a failure (store or connection), until :meth:`stop`."""
+        while not self._stopping:
             try:
                 await self.run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - logged; the stored position makes a restart safe
+                if self._stopping:
+                    return
                 log.exception("consuming %s failed; starting again in 1 s", self.source.name)
                 await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """End `run_forever`: the source is closed first, so that it ends even where a cancellation is lost
+        (Python 3.11's ``asyncio.wait_for``, under the NATS client's fetch, can drop one)."""
+        self._stopping = True
+        await self.source.close()
 
     async def run(self) -> None:
         await self._advance(await self.service.stream_position(self.source.name))  # wakes `wait_for` callers

@@ -24,6 +24,7 @@ from server.stream import (
     STREAM,
     JetStreamSource,
     StreamMessage,
+    UpdateConsumer,
     batch_bodies,
     decode_update,
 )
@@ -148,6 +149,89 @@ def test_decoding_both_forms_and_refusals() -> None:
     ]:
         with pytest.raises(ValueError, match=reason):
             decode_update(StreamMessage("graphfuse.g.updates", 3, data))
+
+
+class QuietSubscription:
+    """A pull subscription that times out as nats-py does (its own TimeoutError, or asyncio's), then
+    delivers one message."""
+
+    def __init__(self, timeouts: list[Exception], message: object) -> None:
+        self.timeouts, self.message = timeouts, message
+
+    async def fetch(self, batch: int, timeout: float) -> list:  # noqa: ARG002
+        if self.timeouts:
+            raise self.timeouts.pop(0)
+        return [self.message]
+
+    async def unsubscribe(self) -> None:
+        pass
+
+
+def test_a_fetch_that_times_out_either_way_is_a_quiet_stream_not_a_failure() -> None:
+    from types import SimpleNamespace
+
+    from nats.errors import TimeoutError as NatsTimeout
+
+    message = SimpleNamespace(
+        subject="graphfuse.med.updates",
+        data=b"{}",
+        headers=None,
+        metadata=SimpleNamespace(sequence=SimpleNamespace(stream=7)),
+    )
+    subscription = QuietSubscription([NatsTimeout(), TimeoutError()], message)
+
+    async def pull_subscribe(*args, **kwargs) -> QuietSubscription:  # noqa: ANN002, ANN003, ARG001
+        return subscription
+
+    async def first_batch() -> list[StreamMessage]:
+        source = JetStreamSource("nats://unused")
+        source._js = SimpleNamespace(pull_subscribe=pull_subscribe)  # noqa: SLF001
+        source._nc = SimpleNamespace(is_closed=False)  # noqa: SLF001
+        async for batch in source.batches(0):
+            return batch
+        raise AssertionError("no batch")
+
+    (received,) = asyncio.run(first_batch())
+    assert received.sequence == 7 and subscription.timeouts == []
+
+
+class DeafSource:
+    """An update source whose reads ignore cancellation (as a cancellation lost inside a fetch leaves them)
+    until it is closed, then fail, as reads on a closed NATS connection do."""
+
+    name = "deaf"
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def batches(self, after: int):  # noqa: ANN201, ARG002
+        while not self.closed.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue
+        raise ConnectionError("connection closed")
+        yield
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+def test_stopping_the_consumer_ends_it_even_when_its_source_ignores_the_cancellation() -> None:
+    from types import SimpleNamespace
+
+    async def scenario() -> None:
+        async def stream_position(name: str) -> int:  # noqa: ARG001
+            return 0
+
+        consumer = UpdateConsumer(SimpleNamespace(stream_position=stream_position), DeafSource())
+        task = asyncio.create_task(consumer.run_forever())
+        await asyncio.sleep(0.05)
+        await consumer.stop()
+        task.cancel()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=5)
+
+    asyncio.run(scenario())
 
 
 def test_decoding_batches_keeps_each_records_position() -> None:
