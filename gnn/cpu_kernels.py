@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,13 +173,22 @@ if njit is not None:
                     for k in range(columns):
                         out[u, k] += value * x[source, k]
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def _live_bits(crow, col, counts, alive, live):  # noqa: ANN001, ANN202
+    @njit(cache=True, nogil=True)
+    def _live_bits(offsets, directions, counts, active, alive, live):  # noqa: ANN001, ANN202
+        # one thread: the nodes without mass cost a byte each, and a parallel region here would hand the
+        # cores over from torch's thread pool and back once more per hop
         words = alive.shape[1]
-        for d in prange(crow.shape[0] - 1):
-            for e in range(crow[d], crow[d + 1]):
+        for u in range(active.shape[0]):
+            if not active[u]:
+                continue
+            over = np.uint64(0)
+            for w in range(words):
+                over |= alive[u, w]
+            if over == 0:
+                continue
+            for e in range(offsets[u], offsets[u + 1]):
                 if counts[e] > 0:
-                    u = col[e]
+                    d = directions[e]
                     for w in range(words):
                         live[d, w] |= alive[u, w]
 
@@ -492,17 +502,32 @@ def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor,
 def live_directions(degree: Tensor, summary: Summary) -> Tensor:
     """``(C, 2R)`` bool: whether a node with more than the summary's threshold in column ``c`` has an edge
     along ``d``; ``degree`` is the ``(2R, N)`` out-degree CSR (what ``(degree @ (x > threshold)).T > 0``
-    gives). A node's columns over the threshold are packed words, so an edge costs a word, not a row."""
+    gives). Only the nodes holding mass are read, through the degrees ordered by node, and a node's columns
+    over the threshold are packed words, so an edge costs a word, not a row."""
     live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
-    _live_bits(
-        degree.crow_indices().numpy(),
-        degree.col_indices().numpy(),
-        degree.values().numpy(),
-        summary.alive,
-        live,
-    )
+    _live_bits(*degree_by_node(degree), summary.active, summary.alive, live)
     unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : summary.columns]  # (2R, C)
     return torch.from_numpy(unpacked.T.astype(np.bool_))
+
+
+_DEGREES_BY_NODE: dict[int, tuple[weakref.ref, tuple[np.ndarray, ...]]] = {}
+
+
+def degree_by_node(degree: Tensor) -> tuple[np.ndarray, ...]:
+    """``(offsets (N + 1,), directions, counts)``: ``degree`` ordered by node, as :func:`live_directions`
+    reads it; built once per degree tensor (a graph hands out the same one until its edges change)."""
+    key = id(degree)
+    found = _DEGREES_BY_NODE.get(key)
+    if found is not None and found[0]() is degree:
+        return found[1]
+    by_node = degree.to_sparse_csc()
+    arrays = (
+        by_node.ccol_indices().numpy(),
+        by_node.row_indices().numpy(),
+        by_node.values().numpy(),
+    )
+    _DEGREES_BY_NODE[key] = (weakref.ref(degree, lambda _, key=key: _DEGREES_BY_NODE.pop(key, None)), arrays)
+    return arrays
 
 
 def mix(hops: Tensor, attention: Tensor) -> Tensor:

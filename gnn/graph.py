@@ -851,6 +851,8 @@ class KnowledgeGraph:
         """Merge and build every layout queries read (transitions, degrees, the node-ordered edges), so
         that the first query after loading does not pay for it."""
         self.stacked_transitions().prepare()
+        if cpu_kernels.available(self.out_degree().values()):
+            cpu_kernels.degree_by_node(self.out_degree())
 
     def stacked_transitions(self) -> StackedTransitions:
         """Every directed relation's transition stacked into one CSR block, with the delta beside it."""

@@ -71,6 +71,19 @@ def test_live_directions_match_the_degree_product(monkeypatch, columns):
     assert fused.any() and not fused.all()
 
 
+def test_live_directions_follow_the_graph_as_it_changes(monkeypatch):
+    graph = updated_graph(3)
+    x = torch.zeros(graph.num_entities, 2)
+    x[graph.entity_index["e1"], 0] = x[graph.entity_index["new1"], 1] = 1.0
+    before = live_directions(graph.out_degree(), x, 0.5)
+    graph.add([TripleRecord("new1", "r0", "e1")])  # new1 gains a way out; its degrees are read again
+    after = live_directions(graph.out_degree(), x, 0.5)
+    torch_only(monkeypatch)
+    assert torch.equal(after, live_directions(graph.out_degree(), x, 0.5))
+    r0 = graph.relation_index["r0"]
+    assert not before[1, r0] and after[1, r0]
+
+
 def test_kernels_are_not_used_where_gradients_are_needed():
     x = torch.rand(3, 2, requires_grad=True)
     assert not cpu_kernels.available(x)
