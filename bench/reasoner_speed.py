@@ -2,7 +2,8 @@
 
 One run on one machine:
 1. the bare sparse work of 3 hops for a block of B questions (every direction's transition applied and
-   weighted per question, summed into entities, per hop), computed twice: with torch's CSR product (the
+   weighted per question by the relation weights the model gives it at that hop, summed into entities, per
+   hop), computed twice: with torch's CSR product (the
    stacked product, each direction's rows scaled, the rows summed into entities) and with graphfuse's fused
    CPU kernel (``gnn/cpu_kernels.py``, what the model runs); against the full QuestionReasoner
    forward for the same B questions (instructions, attention over the question's words, relation softmax
@@ -77,22 +78,23 @@ def main() -> None:
     topics = topic_block(graph.num_entities, [[int(i)] for i in topic_entities])
     cells = topic_entities, torch.arange(args.batch)  # where the topics are, as the server passes them
     stacked = graph.stacked_transitions()
-    weights = torch.rand(args.batch, 2 * graph.num_relations, generator=generator)
+    with torch.inference_mode():  # the products the model needs are those with the relations it weighs
+        weights = model(graph, relation_vectors, questions, topics, **words, topic_cells=cells).relation_weights
 
     @torch.inference_mode()
     def bare() -> None:
         """The model's own kernel and nothing around it: each hop hands the next the summary it wrote (which
         nodes hold mass), so only the topics are read once more."""
         x, summary = topics, None
-        for _ in range(hops):
-            x, summary = fused_transition(x, weights, stacked, summary=summary)
+        for t in range(hops):
+            x, summary = fused_transition(x, weights[t], stacked, summary=summary)
 
     @torch.inference_mode()
     def bare_torch() -> None:
         with torch_kernels_only():
             x = topics
-            for _ in range(hops):
-                x = weighted_transition(x, weights, stacked)
+            for t in range(hops):
+                x = weighted_transition(x, weights[t], stacked)
 
     @torch.inference_mode()
     def batched() -> None:
