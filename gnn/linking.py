@@ -33,6 +33,11 @@ def normalize(text: str) -> str:
     return " ".join(token for token, _, _ in tokenize(text))
 
 
+def _as_written(text: str) -> str:
+    """``text`` normalised as :func:`normalize` does, letter case kept."""
+    return " ".join(text[start:end].replace("’", "'") for _, start, end in tokenize(text))
+
+
 @dataclass(frozen=True, slots=True)
 class Mention:
     """A span of text linked to entities."""
@@ -86,12 +91,30 @@ class EntityLinker:
         exact_id = self.graph.entity_index.get(text)
         if exact_id is not None:
             return [(exact_id, "exact")]
-        return sorted(self._index.get(normalize(text), {}).items())
+        return self._same_case(text, self._index.get(normalize(text), {}))
+
+    def _same_case(self, surface: str, found: dict[int, str]) -> list[tuple[int, str]]:
+        """``found``'s ``(entity, method)`` pairs, narrowed to those written with ``surface``'s letter case
+        when some are and some are not: "rocky" names the tag, "Rocky" the film."""
+        candidates = sorted(found.items())
+        if len(candidates) < 2:
+            return candidates
+        graph, written = self.graph, _as_written(surface)
+        same = [
+            (entity, method)
+            for entity, method in candidates
+            if any(
+                _as_written(name) == written
+                for name in (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
+            )
+        ]
+        return same or candidates
 
     def find_mentions(self, text: str) -> list[Mention]:
         """Non-overlapping entity mentions in ``text``, longest first.
 
-        Spans in square brackets (MetaQA's topic marks) are linked on their own when they match.
+        Spans in square brackets (MetaQA's topic marks) are linked on their own when they match. A span
+        that several entities' names match once normalised links those written in its letter case, if any.
         """
         mentions = []
         for match in _BRACKETED.finditer(text):
@@ -122,7 +145,7 @@ class EntityLinker:
                 for i in span:
                     taken[i] = True
                 begin, end = tokens[start][1], tokens[start + length - 1][2]
-                mentions.append(self._mention(text, begin, end, sorted(found.items())))
+                mentions.append(self._mention(text, begin, end, self._same_case(text[begin:end], found)))
         # A text that names something with capitals or digits ("what film genre is Little Fockers") uses its
         # single lowercase words that happen to be entity names ("film") as ordinary words.
         if any(_is_named(m.text) for m in mentions):

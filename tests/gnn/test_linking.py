@@ -127,6 +127,18 @@ def test_lookup_returns_every_entity_sharing_a_key():
     assert mentioned(linker.find_mentions("born in paris?")) == [("paris", (0, 1, 2), "exact")]
 
 
+def test_a_name_several_entities_share_links_those_written_in_its_letter_case():
+    graph = KnowledgeGraph(
+        [EntityRecord("Rocky"), EntityRecord("rocky"), EntityRecord("m.rh", "Rocky Horror", ("rocky",))]
+    )
+    linker = EntityLinker(graph)
+    assert linker.lookup("rocky!") == [(1, "exact"), (2, "alias")]
+    assert linker.lookup("Rocky!") == [(0, "exact")]
+    assert linker.lookup("ROCKY") == [(0, "exact"), (1, "exact"), (2, "alias")]  # none written so: all
+    assert mentioned(linker.find_mentions("films tagged rocky")) == [("rocky", (1, 2), "exact")]
+    assert mentioned(linker.find_mentions("who starred in Rocky")) == [("Rocky", (0,), "exact")]
+
+
 def test_exact_beats_alias_for_the_same_entity():
     graph = KnowledgeGraph([EntityRecord("x", "Foo", ("foo", "FOO!", "Bar"))])
     linker = EntityLinker(graph)
