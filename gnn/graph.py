@@ -456,6 +456,42 @@ class GraphUpdate:
     removed_edges: int = 0
 
 
+UNINDEXED_EDGES = 65_536  # edges appended since a column index was sorted, at most, before it is sorted again
+
+
+class _PositionIndex:
+    """The positions of one edge column's values: the first ``size`` positions sorted by value once (stable,
+    so a value's positions stay in insertion order), the edges appended since then scanned.
+
+    Args:
+        column: ``(E,)`` the column (heads or tails) as it is now.
+    """
+
+    def __init__(self, column: Tensor) -> None:
+        self.size = column.numel()
+        self.order = torch.argsort(column, stable=True)
+        self.values = column[self.order].numpy()  # sorted
+
+    def positions(self, column: Tensor, value: int) -> Tensor:
+        """Ascending positions where ``column`` (this index's column, appended to since) holds ``value``."""
+        lo, hi = np.searchsorted(self.values, value, "left"), np.searchsorted(self.values, value, "right")
+        appended = (column[self.size :] == value).nonzero().flatten() + self.size
+        return torch.cat([self.order[lo:hi], appended]) if appended.numel() else self.order[lo:hi]
+
+    def stale(self, column: Tensor) -> bool:
+        return column.numel() - self.size > max(UNINDEXED_EDGES, self.size // 8)
+
+    def kept(self, keep: Tensor) -> _PositionIndex:
+        """This index after the column lost the positions where ``keep`` ``(E,)`` is False."""
+        moved = torch.cumsum(keep, 0) - 1  # old position -> new position
+        retained = keep[self.order]
+        index = object.__new__(_PositionIndex)
+        index.size = int(keep[: self.size].sum())
+        index.order = moved[self.order[retained]]
+        index.values = self.values[retained.numpy()]
+        return index
+
+
 class _EdgeKeySet(set):
     """The ``(head, relation, tail)`` keys of a graph built from tensors, filled from them on first use.
 
@@ -534,6 +570,7 @@ class KnowledgeGraph:
         self._parts: dict[str, tuple[tuple, object]] = {}  # pieces of the view, by the versions they read
         self.merges = 0  # merges installed so far
         self._of_type: dict[str, Tensor] = {}
+        self._position_indexes: dict[str, _PositionIndex] = {}  # by edge column ("heads", "tails")
         self.add(list(entities) + list(triples))
 
     @classmethod
@@ -768,6 +805,7 @@ class KnowledgeGraph:
         packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
         keep = ~torch.isin((self._heads * r + self._rels) * n + self._tails, packed)
         self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
+        self._position_indexes = {name: index.kept(keep) for name, index in self._position_indexes.items()}
         self.retractions += len(keys)
 
     def _note(self, key: EdgeKey, sign: int) -> None:
@@ -911,12 +949,25 @@ class KnowledgeGraph:
     def match_edges(
         self, head: int | None = None, relation: int | None = None, tail: int | None = None
     ) -> Tensor:
-        """Indices of the stored edges matching every given part, in insertion order."""
-        mask = torch.ones(self.num_edges, dtype=torch.bool)
-        for value, column in ((head, self._heads), (relation, self._rels), (tail, self._tails)):
+        """Indices of the stored edges matching every given part, in insertion order. With a head or a
+        tail, only that entity's edges are read (through a sorted index of the column); a relation alone is
+        a scan."""
+        parts = ((head, "heads", self._heads), (tail, "tails", self._tails), (relation, "", self._rels))
+        indexed = next((part for part in parts[:2] if part[0] is not None), None)
+        if indexed is None:
+            mask = torch.ones(self.num_edges, dtype=torch.bool)
+            if relation is not None:
+                mask &= self._rels == relation
+            return mask.nonzero().flatten()
+        value, name, column = indexed
+        index = self._position_indexes.get(name)
+        if index is None or index.stale(column):
+            index = self._position_indexes[name] = _PositionIndex(column)
+        found = index.positions(column, value)
+        for value, _, column in parts:
             if value is not None:
-                mask &= column == value
-        return mask.nonzero().flatten()
+                found = found[column[found] == value]
+        return found
 
     def entities_of_type(self, type: str) -> Tensor:
         """Indices of the entities of node type ``type``, ascending."""

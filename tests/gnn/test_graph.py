@@ -3,6 +3,7 @@ import itertools
 import pytest
 import torch
 
+from gnn import graph as graph_module
 from gnn.graph import GraphUpdate, KnowledgeGraph
 from gnn.records import EntityRecord, Retraction, TripleRecord
 
@@ -387,6 +388,37 @@ def test_match_edges_matches_a_scan_for_every_combination(random_kg):
                 if all(q is None or q == v for q, v in zip(query, e, strict=True))
             ]
             assert graph.match_edges(*query).tolist() == expected, query
+
+
+@pytest.mark.parametrize("unindexed", [4, 1_000])  # sorted again often / appended edges scanned
+def test_match_edges_follows_additions_and_retractions(monkeypatch, unindexed):
+    monkeypatch.setattr(graph_module, "UNINDEXED_EDGES", unindexed)
+    generator = torch.Generator().manual_seed(unindexed)
+    graph = KnowledgeGraph()
+
+    def random_triples(count: int) -> list[TripleRecord]:
+        parts = (torch.randint(0, size, (count,), generator=generator).tolist() for size in (12, 3, 12))
+        return [TripleRecord(f"e{h}", f"r{r}", f"e{t}") for h, r, t in zip(*parts, strict=True)]
+
+    for step in range(12):
+        graph.add(random_triples(15))
+        if step % 3 == 2:
+            heads, relations, tails = (part.tolist() for part in graph.edges)
+            picked = torch.randperm(graph.num_edges, generator=generator)[:6].tolist()
+            names, relation_names = graph.entity_ids, graph.relation_ids
+            graph.add(
+                [Retraction(names[heads[i]], relation_names[relations[i]], names[tails[i]]) for i in picked]
+            )
+        stored = list(zip(*(part.tolist() for part in graph.edges), strict=True))
+        for entity in range(graph.num_entities):
+            for relation in (None, 0):
+                for query in ((entity, relation, None), (None, relation, entity), (entity, relation, entity)):
+                    expected = [
+                        i
+                        for i, e in enumerate(stored)
+                        if all(q is None or q == v for q, v in zip(query, e, strict=True))
+                    ]
+                    assert graph.match_edges(*query).tolist() == expected, (step, query)
 
 
 # ------------------------------------------------------------------------------------- updates
