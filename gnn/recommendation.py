@@ -145,6 +145,12 @@ class Recommendation:
         self._bound: tuple[tuple[int, int, int], Tensor, Tensor] | None = None  # see _bind
         self._rows: _UserRows | None = None
 
+    def to(self, device: torch.device | str) -> Recommendation:
+        """Score on ``device`` (its model moved there); the evidence walks and the bookkeeping stay on the
+        CPU. Returns this recommender."""
+        self.model = self.model.to(device)
+        return self
+
     def interactions(self, graph: KnowledgeGraph) -> int:
         """How many interactions of this recommender's relation the graph stores now."""
         relation = graph.relation_index.get(self.schema.relation)
@@ -172,15 +178,16 @@ class Recommendation:
     def refitted(
         self, users: Tensor, items: Tensor, user_ids: list[str], item_ids: list[str]
     ) -> Recommendation:
-        """The same recommender fitted again on ``refit``'s pairs (same config and calibration)."""
+        """The same recommender fitted again on ``refit``'s pairs (same config, calibration and device)."""
         model = GraphFilterRecommender.fit(users, items, len(user_ids), len(item_ids), self.model.config)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         description = (
             f"{self.description.split('; refreshed')[0]}; refreshed {stamp} on {users.numel()} interactions"
         )
-        return Recommendation(
+        fitted = Recommendation(
             model, self.schema, user_ids, item_ids, self.calibration, description, self.text
         )
+        return fitted.to(self.model.vectors.device)
 
     def checkpoint(self) -> dict[str, Any]:
         return {
@@ -279,15 +286,17 @@ class Recommendation:
         users = [p.head for p in patterns]
         assert all(u is not None for u in users)
         known = self.known_items(graph, users)  # type: ignore[arg-type]
-        scores = self.model.score(self.rows(graph, known)).float()  # (B, I)
-        scores[:, item_entity < 0] = float("-inf")  # items gone or retyped since the fit
-        for b, items in enumerate(known):
-            positions = item_position[items]
-            scores[b, positions[positions >= 0]] = float("-inf")
+        scores = self.model.score(self.rows(graph, known)).float()  # (B, I), on the model's device
+        device = scores.device
+        scores[:, (item_entity < 0).to(device)] = float("-inf")  # items gone or retyped since the fit
+        positions = [p[p >= 0] for p in (item_position[items] for items in known)]
+        counts = torch.tensor([p.numel() for p in positions])
+        known_cells = torch.repeat_interleave(torch.arange(len(known)), counts), torch.cat(positions)
+        scores[tuple(part.to(device) for part in known_cells)] = float("-inf")  # known items
         deepest = min(max(p.top_k for p in patterns), scores.shape[1])
-        top = torch.topk(scores, deepest, dim=1)
-        probabilities = self.calibration.ranked(top.values)
-        candidates = item_entity[top.indices]  # (B, deepest) entities
+        top_values, top_indices = (part.cpu() for part in torch.topk(scores, deepest, dim=1))
+        probabilities = self.calibration.ranked(top_values)
+        candidates = item_entity[top_indices]  # (B, deepest) entities
         from_graph = torch.ones_like(candidates, dtype=torch.bool)
         if self.text is not None and entity_vectors is not None:
             cold = self.cold_items(graph, entity_vectors)

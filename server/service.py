@@ -323,7 +323,9 @@ class GraphService:
 
         def build() -> GraphState:
             assert self.encoder is not None and self.store is not None
-            state = GraphState(name, KnowledgeGraph(entities, triples), self.encoder.dimensions)
+            state = GraphState(
+                name, KnowledgeGraph(entities, triples), self.encoder.dimensions, self.encoder.device
+            )
             state.graph.prepare()
             state.embed_names(self.encoder, self.store)
             for task in TASKS:
@@ -608,7 +610,7 @@ class GraphService:
         meta = await self._on_io(store.create_graph, name, description)
         encoder = self.encoder
         assert encoder is not None
-        self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions)
+        self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions, encoder.device)
         return meta
 
     async def delete_graph(self, name: str, replicate: bool = True) -> bool:

@@ -30,9 +30,12 @@ ENCODE_CHUNK = 4096  # names embedded per encoder call (and per progress line) w
 class GraphState:
     """Everything needed to answer questions on one graph; mutated only on the compute thread."""
 
-    def __init__(self, name: str, graph: KnowledgeGraph, dimensions: int) -> None:
+    def __init__(
+        self, name: str, graph: KnowledgeGraph, dimensions: int, device: torch.device | str = "cpu"
+    ) -> None:
         self.name = name
         self.graph = graph
+        self.device = torch.device(device)  # where the recommender scores (the other graph models: CPU)
         self.linker = EntityLinker(graph)
         self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
@@ -85,8 +88,8 @@ class GraphState:
             if not isinstance(model, Recommendation):
                 log.error("graph %s: %s is not a recommender checkpoint", self.name, path)
                 return False
-            self.recommender = model
-            log.info("graph %s: recommending with %s", self.name, description)
+            self.recommender = model.to(self.device)
+            log.info("graph %s: recommending with %s on %s", self.name, description, self.device)
             return True
         if task == "link":
             if not isinstance(model, LinkPredictor | LinkEnsemble) or "relation_ids" not in meta:

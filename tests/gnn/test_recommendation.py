@@ -3,6 +3,7 @@ items excluded, calibration and cold items."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gnn.graph import KnowledgeGraph
@@ -95,6 +96,23 @@ def test_live_interactions_and_retractions_change_recommendations_at_once() -> N
     assert [t.tail for t in recommend(graph, rec, "u0")] == before
     graph.add([EntityRecord("u9", type="user"), TripleRecord("u9", "bought", "i3")])  # unseen by the fit
     assert graph.entity_ids[recommend(graph, rec, "u9")[0].tail] in {"i4", "i5"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recommending_on_cuda_equals_the_cpu() -> None:
+    graph = shop_graph()
+    on_cpu, on_cuda = fitted(graph), fitted(graph).to("cuda")
+    assert on_cuda.model.vectors.device.type == "cuda"
+    patterns = [
+        LinkPattern(graph.entity_index[f"u{u}"], graph.relation_index["bought"], None, 4) for u in range(6)
+    ]
+    expected, found = on_cpu.recommend_many(graph, patterns), on_cuda.recommend_many(graph, patterns)
+    for a, b in zip(expected, found, strict=True):
+        assert {t.tail for t in a} == {t.tail for t in b}
+        assert [round(t.score, 4) for t in a] == [round(t.score, 4) for t in b]
+        assert [t.evidence for t in a] == [t.evidence for t in b]
+    refreshed = on_cuda.refitted(*on_cuda.refit(graph))
+    assert refreshed.model.vectors.device.type == "cuda"
 
 
 def test_cold_items_compete_by_name_similarity() -> None:
