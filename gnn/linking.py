@@ -91,30 +91,38 @@ class EntityLinker:
         exact_id = self.graph.entity_index.get(text)
         if exact_id is not None:
             return [(exact_id, "exact")]
-        return self._same_case(text, self._index.get(normalize(text), {}))
+        return self._as_written_in(text, 0, len(text), self._index.get(normalize(text), {}))
 
-    def _same_case(self, surface: str, found: dict[int, str]) -> list[tuple[int, str]]:
-        """``found``'s ``(entity, method)`` pairs, narrowed to those written with ``surface``'s letter case
-        when some are and some are not: "rocky" names the tag, "Rocky" the film."""
+    def _as_written_in(self, text: str, start: int, end: int, found: dict[int, str]) -> list[tuple[int, str]]:
+        """``found``'s ``(entity, method)`` pairs for the mention ``text[start:end]``, narrowed to those
+        written as the text writes them when some are and some are not: those whose name the text spells out
+        from ``start``, punctuation and letter case included, the longest ones ("Moulin Rouge!" over "Moulin
+        Rouge"); else those whose name has the mention's letter case ("rocky" the tag, "Rocky" the film)."""
         candidates = sorted(found.items())
         if len(candidates) < 2:
             return candidates
-        graph, written = self.graph, _as_written(surface)
-        same = [
-            (entity, method)
-            for entity, method in candidates
-            if any(
-                _as_written(name) == written
-                for name in (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
-            )
-        ]
+        graph = self.graph
+        names = {
+            entity: (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
+            for entity, _ in candidates
+        }
+        spelled = {
+            entity: max((len(name) for name in names[entity] if text.startswith(name, start)), default=0)
+            for entity in names
+        }
+        longest = max(spelled.values())
+        if longest >= end - start:
+            return [(entity, method) for entity, method in candidates if spelled[entity] == longest]
+        written = _as_written(text[start:end])
+        same = [(e, m) for e, m in candidates if any(_as_written(name) == written for name in names[e])]
         return same or candidates
 
     def find_mentions(self, text: str) -> list[Mention]:
         """Non-overlapping entity mentions in ``text``, longest first.
 
         Spans in square brackets (MetaQA's topic marks) are linked on their own when they match. A span
-        that several entities' names match once normalised links those written in its letter case, if any.
+        that several entities' names match once normalised links those the text writes out exactly, if any
+        (see :meth:`_as_written_in`).
         """
         mentions = []
         for match in _BRACKETED.finditer(text):
@@ -145,7 +153,7 @@ class EntityLinker:
                 for i in span:
                     taken[i] = True
                 begin, end = tokens[start][1], tokens[start + length - 1][2]
-                mentions.append(self._mention(text, begin, end, self._same_case(text[begin:end], found)))
+                mentions.append(self._mention(text, begin, end, self._as_written_in(text, begin, end, found)))
         # A text that names something with capitals or digits ("what film genre is Little Fockers") uses its
         # single lowercase words that happen to be entity names ("film") as ordinary words.
         if any(_is_named(m.text) for m in mentions):

@@ -139,6 +139,21 @@ def test_a_name_several_entities_share_links_those_written_in_its_letter_case():
     assert mentioned(linker.find_mentions("who starred in Rocky")) == [("Rocky", (0,), "exact")]
 
 
+def test_a_name_the_text_spells_out_with_its_punctuation_wins():
+    graph = KnowledgeGraph(
+        [EntityRecord("Moulin Rouge!"), EntityRecord("Moulin Rouge"), EntityRecord("moulin rouge")]
+    )
+    linker = EntityLinker(graph)
+    assert mentioned(linker.find_mentions("who directed Moulin Rouge! first")) == [
+        ("Moulin Rouge", (0,), "exact")
+    ]
+    assert mentioned(linker.find_mentions("who directed Moulin Rouge")) == [("Moulin Rouge", (1,), "exact")]
+    assert mentioned(linker.find_mentions("films tagged moulin rouge")) == [("moulin rouge", (2,), "exact")]
+    assert mentioned(linker.find_mentions("who directed MOULIN ROUGE")) == [
+        ("MOULIN ROUGE", (0, 1, 2), "exact")
+    ]
+
+
 def test_exact_beats_alias_for_the_same_entity():
     graph = KnowledgeGraph([EntityRecord("x", "Foo", ("foo", "FOO!", "Bar"))])
     linker = EntityLinker(graph)
