@@ -190,16 +190,29 @@ class GraphFilterRecommender:
         """
         if rows.dim() != 2 or rows.shape[1] != self.num_items:
             raise ValueError(f"Expected rows of shape (B, {self.num_items}) (got {tuple(rows.shape)})")
-        x_t = rows.to(self.vectors.device).to_dense().to(torch.float32).T  # (I, B)
+        rows = rows.to(self.vectors.device)
+        x_t = rows.to_dense().to(torch.float32).T  # (I, B)
         hidden = self._normalized @ x_t  # (U, B)
         scores = self._normalized_t @ hidden  # (I, B): x G
         if self.second_order:
             second = self._normalized_t @ (self._normalized @ scores)  # (I, B): x G^2
             scores = scores.add_(second, alpha=self.second_order)
         if self.vectors.shape[1]:
-            coefficients = self.vectors.T @ (x_t * self.input_scale[:, None])  # (k, B)
+            coefficients = self._coefficients(rows, x_t)  # (k, B)
             scores = scores.addmm_(self.vectors, coefficients, alpha=self.config.ideal_weight)
         return (scores * self.output_scale[:, None]).T  # (B, I)
+
+    def _coefficients(self, rows: Tensor, x_t: Tensor) -> Tensor:
+        """``(k, B)``: ``V^T (x D_i^-b)``. From sparse rows only the rows of ``V`` of each user's items are
+        read (a few dozen of ``I``: ~100x less work than the dense product, a fifth of a single user's
+        scoring)."""
+        if rows.layout != torch.sparse_csr:
+            return self.vectors.T @ (x_t * self.input_scale[:, None])
+        col = rows.col_indices()
+        weighted = torch.sparse_csr_tensor(
+            rows.crow_indices(), col, rows.values().float() * self.input_scale[col], size=rows.shape
+        )
+        return (weighted @ self.vectors).T
 
     def normalized_interactions(self) -> Tensor:
         """The fitted ``R~ = D_u^-a R D_i^-b``, ``(num_users, num_items)`` sparse CSR."""

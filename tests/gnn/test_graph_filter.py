@@ -108,6 +108,12 @@ def test_batched_scores_equal_one_at_a_time(model):
         assert torch.allclose(together[u], alone[0], atol=1e-5)
 
 
+def test_sparse_and_dense_rows_score_alike(model):
+    users, items = random_pairs()
+    rows = rows_of(users, items, list(range(NUM_USERS)))  # CSR: only the users' items' vectors are read
+    assert torch.allclose(model.score(rows), model.score(rows.to_dense()), atol=1e-6)
+
+
 def test_scores_follow_the_given_rows(model):
     users, items = random_pairs()
     before = model.score(rows_of(users, items, [3]))
