@@ -56,8 +56,25 @@ def test_ideal_filter_adds_projection_on_top_singular_vectors():
     x = rows_of(users, items, [0, 1, 2])
     norm = full.normalized_interactions().to_dense()
     projector = torch.linalg.pinv(norm) @ norm  # (I, I)
-    ideal = (x.to_dense() * full.input_scale) @ projector * full.output_scale
+    r = torch.zeros(NUM_USERS, NUM_ITEMS)
+    r[users, items] = 1.0
+    back = r.sum(0).pow(config.item_exponent)  # D_i^b: out of the normalised item space, as GF-CF
+    ideal = (x.to_dense() * full.input_scale) @ projector * back
     assert torch.allclose(full.score(x) - base.score(x), 0.5 * ideal, atol=1e-4)
+
+
+def test_state_dict_of_an_older_version_scales_the_ideal_filter_as_it_did():
+    users, items = random_pairs()
+    model = GraphFilterRecommender.fit(users, items, NUM_USERS, NUM_ITEMS, GraphFilterConfig(ideal_rank=8))
+    state = model.state_dict()
+    del state["config"]["ideal_maps_back"]
+    loaded = GraphFilterRecommender.from_state_dict(state)
+    assert not loaded.config.ideal_maps_back
+    rows = rows_of(users, items, [0, 9, 17])
+    x_t = rows.to_dense().T
+    ideal = (model.vectors @ (model.vectors.T @ (x_t * model.input_scale[:, None]))).T  # (B, I)
+    before = model.score(rows) + 0.3 * ideal * (model.output_scale - model.ideal_scale)  # scaled by d_i^p
+    assert torch.allclose(loaded.score(rows), before, atol=1e-5)
 
 
 def test_second_order_term_adds_scaled_square_of_the_item_graph():
