@@ -2,8 +2,9 @@
 
 Both take one target or several: with several, calls are spread round-robin over them (gRPC's
 ``round_robin`` policy). Idempotent calls (Ask, Lookup, Link, Embed, Info, ListGraphs, GetGraphInfo) are
-retried by gRPC itself on UNAVAILABLE and RESOURCE_EXHAUSTED, with exponential backoff, through the
-channel's service config; a stopped server is skipped. Results are the generated message types.
+retried by gRPC itself on UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED (a server shutting down cancels
+the calls still running when its grace period ends), with exponential backoff, through the channel's
+service config; a stopped server is skipped. Results are the generated message types.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def service_config(attempts: int = 4) -> str:
                     "initialBackoff": "0.1s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+                    # the server never answers CANCELLED itself: it comes from a shutdown's end of grace
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"],
                 },
             }
         ]
@@ -189,8 +191,8 @@ CLIENT_ARGS = """
             system roots) to connect over TLS.
         tls_cert, tls_key: PEM bytes of a client certificate, for servers that require one.
         tls_server_name: the name to check the server certificate against, when it differs from the host.
-        retries: attempts of an idempotent call on UNAVAILABLE or RESOURCE_EXHAUSTED (1 = no retry, at
-            most 5).
+        retries: attempts of an idempotent call on UNAVAILABLE, RESOURCE_EXHAUSTED or CANCELLED (1 = no
+            retry, at most 5).
 """
 
 

@@ -72,25 +72,29 @@ def test_round_robin_and_a_server_stopped_mid_run(tmp_path: Path) -> None:
 
 
 class FlakyInfo(pb_grpc.InfoServicer):
-    """Refuses the first ``failures`` calls with RESOURCE_EXHAUSTED, then answers."""
+    """Refuses the first ``failures`` calls with ``status``, then answers."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, status: grpc.StatusCode) -> None:
         self.failures = failures
+        self.status = status
         self.calls = 0
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
         self.calls += 1
         if self.calls <= self.failures:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy; retry later")
+            await context.abort(self.status, "busy; retry later")
         return pb.InfoResponse(model="flaky")
 
 
-@pytest.fixture()
-def flaky() -> tuple[str, FlakyInfo]:
+@pytest.fixture(
+    params=[grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED],  # CANCELLED: a stopping server's
+    ids=["resource_exhausted", "cancelled"],  # calls still running at the end of its grace period
+)
+def flaky(request: pytest.FixtureRequest) -> tuple[str, FlakyInfo]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    servicer = FlakyInfo(failures=2)
+    servicer = FlakyInfo(failures=2, status=request.param)
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
@@ -106,7 +110,7 @@ def flaky() -> tuple[str, FlakyInfo]:
     thread.join(timeout=10)
 
 
-def test_resource_exhausted_is_retried_by_the_channel(flaky: tuple[str, FlakyInfo]) -> None:
+def test_idempotent_calls_refused_for_now_are_retried_by_the_channel(flaky: tuple[str, FlakyInfo]) -> None:
     target, servicer = flaky
     with Client(target, timeout=30) as client:
         assert client.server_info().model == "flaky"
@@ -115,7 +119,7 @@ def test_resource_exhausted_is_retried_by_the_channel(flaky: tuple[str, FlakyInf
     with Client(target, timeout=30, retries=1) as client:
         with pytest.raises(grpc.RpcError) as refused:
             client.server_info()
-    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and servicer.calls == 1
+    assert refused.value.code() == servicer.status and servicer.calls == 1
 
 
 def test_async_client_with_a_token(served) -> None:  # noqa: ANN001, F811
