@@ -472,11 +472,22 @@ class _PositionIndex:
         self.order = torch.argsort(column, stable=True)
         self.values = column[self.order].numpy()  # sorted
 
-    def positions(self, column: Tensor, value: int) -> Tensor:
-        """Ascending positions where ``column`` (this index's column, appended to since) holds ``value``."""
-        lo, hi = np.searchsorted(self.values, value, "left"), np.searchsorted(self.values, value, "right")
-        appended = (column[self.size :] == value).nonzero().flatten() + self.size
-        return torch.cat([self.order[lo:hi], appended]) if appended.numel() else self.order[lo:hi]
+    def positions(self, column: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
+        holds one of the distinct ``values``, and the index in ``values`` of the value there; each value's
+        positions ascending (the sorted ones, then the appended ones)."""
+        lo = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "left"))
+        counts = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "right")) - lo
+        which = torch.repeat_interleave(torch.arange(values.numel()), counts)
+        starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
+        positions = self.order[starts + torch.arange(which.numel())]
+        appended = column[self.size :]
+        if appended.numel() and values.numel():
+            ordered, by = torch.sort(values)
+            at = torch.searchsorted(ordered, appended).clamp_(max=values.numel() - 1)
+            hit = (ordered[at] == appended).nonzero().flatten()
+            positions, which = torch.cat([positions, hit + self.size]), torch.cat([which, by[at[hit]]])
+        return positions, which
 
     def stale(self, column: Tensor) -> bool:
         return column.numel() - self.size > max(UNINDEXED_EDGES, self.size // 8)
@@ -960,14 +971,22 @@ class KnowledgeGraph:
                 mask &= self._rels == relation
             return mask.nonzero().flatten()
         value, name, column = indexed
-        index = self._position_indexes.get(name)
-        if index is None or index.stale(column):
-            index = self._position_indexes[name] = _PositionIndex(column)
-        found = index.positions(column, value)
+        found, _ = self._position_index(name, column).positions(column, torch.tensor([value]))
         for value, _, column in parts:
             if value is not None:
                 found = found[column[found] == value]
         return found
+
+    def edges_of_heads(self, heads: Tensor) -> tuple[Tensor, Tensor]:
+        """``(positions, which)``: every stored edge whose head is one of the distinct ``heads``, and the
+        index in ``heads`` of its head; many heads at once, through the same index as :meth:`match_edges`."""
+        return self._position_index("heads", self._heads).positions(self._heads, heads)
+
+    def _position_index(self, name: str, column: Tensor) -> _PositionIndex:
+        index = self._position_indexes.get(name)
+        if index is None or index.stale(column):
+            index = self._position_indexes[name] = _PositionIndex(column)
+        return index
 
     def entities_of_type(self, type: str) -> Tensor:
         """Indices of the entities of node type ``type``, ascending."""

@@ -22,8 +22,6 @@ from gnn.graph import KnowledgeGraph
 from gnn.link_inference import InferredTriple, LinkPattern
 from gnn.models.graph_filter import GraphFilterRecommender
 
-REBUILD_DELTA = 65536  # interactions past the indexed ones before a user's rows are indexed again
-
 
 @dataclass(frozen=True)
 class InteractionSchema:
@@ -143,7 +141,6 @@ class Recommendation:
             self._by_item.crow_indices()
         )  # (I,) interactions per item at the fit
         self._bound: tuple[tuple[int, int, int], Tensor, Tensor] | None = None  # see _bind
-        self._rows: _UserRows | None = None
 
     def to(self, device: torch.device | str) -> Recommendation:
         """Score on ``device`` (its model moved there); the evidence walks and the bookkeeping stay on the
@@ -243,11 +240,19 @@ class Recommendation:
 
     def known_items(self, graph: KnowledgeGraph, users: Sequence[int]) -> list[Tensor]:
         """The item entities each user has interacted with, ascending."""
-        relation = graph.relation_index[self.schema.relation]
-        items_of_type = graph.entities_of_type(self.schema.item_type)
-        if self._rows is None or not self._rows.fresh(graph):
-            self._rows = _UserRows(graph, relation, items_of_type)
-        return self._rows.items_of(graph, relation, users, items_of_type)
+        items = graph.entities_of_type(self.schema.item_type)  # ascending
+        if not items.numel():
+            return [items for _ in users]
+        distinct, inverse = torch.unique(torch.tensor(list(users), dtype=torch.long), return_inverse=True)
+        positions, which = graph.edges_of_heads(distinct)
+        _, relations, tails = graph.edges
+        interacted = tails[positions]
+        is_item = items[torch.searchsorted(items, interacted).clamp_(max=items.numel() - 1)] == interacted
+        keep = is_item & (relations[positions] == graph.relation_index[self.schema.relation])
+        n = graph.num_entities
+        pairs = torch.unique(which[keep] * n + interacted[keep])  # by user, then item; an edge is stored once
+        per_user = (pairs % n).split(torch.bincount(pairs // n, minlength=distinct.numel()).tolist())
+        return [per_user[i] for i in inverse.tolist()]
 
     def rows(self, graph: KnowledgeGraph, known: Sequence[Tensor]) -> Tensor:
         """``(B, I)`` sparse CSR with a 1 at each user's known items that the model has."""
@@ -400,46 +405,6 @@ class Recommendation:
                 evidence.append(Evidence(hops, weight / total))
             out.append(tuple(evidence))
         return out
-
-
-class _UserRows:
-    """Each user's item entities, indexed from the graph's edges at one moment, plus the edges appended since
-    (scanned per query) until there are too many or a retraction moved edges."""
-
-    def __init__(self, graph: KnowledgeGraph, relation: int, items_of_type: Tensor) -> None:
-        self.graph_id = id(graph)
-        self.retractions = graph.retractions
-        self.indexed = graph.num_edges
-        heads, rels, tails = graph.edges
-        chosen = (rels == relation) & torch.isin(tails, items_of_type)
-        users, items = heads[chosen], tails[chosen]
-        order = torch.argsort(users * max(graph.num_entities, 1) + items)
-        self.users, self.items = users[order], items[order]  # sorted by user, then item
-
-    def fresh(self, graph: KnowledgeGraph) -> bool:
-        return (
-            id(graph) == self.graph_id
-            and graph.retractions == self.retractions
-            and graph.num_edges - self.indexed <= REBUILD_DELTA
-        )
-
-    def items_of(
-        self, graph: KnowledgeGraph, relation: int, users: Sequence[int], items_of_type: Tensor
-    ) -> list[Tensor]:
-        wanted = torch.tensor(list(users), dtype=torch.long)
-        start = torch.searchsorted(self.users, wanted)
-        end = torch.searchsorted(self.users, wanted, right=True)
-        heads, rels, tails = graph.edges
-        new_heads, new_rels, new_tails = heads[self.indexed :], rels[self.indexed :], tails[self.indexed :]
-        found = []
-        for b, user in enumerate(users):
-            items = self.items[start[b] : end[b]]
-            if new_heads.numel():
-                fresh = new_tails[(new_heads == user) & (new_rels == relation)]
-                fresh = fresh[torch.isin(fresh, items_of_type)]
-                items = torch.unique(torch.cat([items, fresh]))
-            found.append(items)
-        return found
 
 
 def profiles(entity_vectors: Tensor, known: Sequence[Tensor]) -> Tensor:

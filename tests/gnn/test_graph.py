@@ -419,6 +419,10 @@ def test_match_edges_follows_additions_and_retractions(monkeypatch, unindexed):
                         if all(q is None or q == v for q, v in zip(query, e, strict=True))
                     ]
                     assert graph.match_edges(*query).tolist() == expected, (step, query)
+        heads = torch.randperm(graph.num_entities, generator=generator)  # many at once, in any order
+        positions, which = graph.edges_of_heads(heads)
+        for k, head in enumerate(heads.tolist()):
+            assert positions[which == k].tolist() == graph.match_edges(head).tolist(), (step, head)
 
 
 # ------------------------------------------------------------------------------------- updates
