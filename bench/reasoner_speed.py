@@ -79,7 +79,9 @@ def main() -> None:
     cells = topic_entities, torch.arange(args.batch)  # where the topics are, as the server passes them
     stacked = graph.stacked_transitions()
     with torch.inference_mode():  # the products the model needs are those with the relations it weighs
-        weights = model(graph, relation_vectors, questions, topics, **words, topic_cells=cells).relation_weights
+        weights = model(
+            graph, relation_vectors, questions, topics, **words, topic_cells=cells
+        ).relation_weights
 
     @torch.inference_mode()
     def bare() -> None:

@@ -96,8 +96,10 @@ if njit is not None:
         offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
         active, x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+        earlier, mix_weights, mixed,  # noqa: ANN001 - see _mix_row; mixed of no rows: no mixing
     ):  # fmt: skip
         n, columns = out.shape
+        mixing = mixed.shape[0] > 0
         tasks = (n + NODES_PER_TASK - 1) // NODES_PER_TASK
         for task in prange(tasks):  # each node's row is written once, by one thread
             moved = np.empty(columns, dtype=out.dtype)
@@ -112,6 +114,8 @@ if njit is not None:
                 for i in range(exclude_offsets[u], exclude_offsets[u + 1]):
                     total[exclude_columns[i]] = 0.0
                 _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
+                if mixing:
+                    _mix_row(u, earlier, out, mix_weights, mixed)
 
     @njit(inline="always", fastmath=True)
     def _push_from(
@@ -192,14 +196,24 @@ if njit is not None:
                     for w in range(words):
                         live[d, w] |= alive[u, w]
 
+    @njit(inline="always", fastmath=True)
+    def _mix_row(u, earlier, last, weights, out):  # noqa: ANN001, ANN202
+        """Row ``u`` of ``out``: ``sum_t earlier[t, u] * weights[t] + last[u] * weights[-1]``."""
+        hops, columns = earlier.shape[0], out.shape[1]
+        first = earlier[0, u] if hops > 0 else last[u]
+        for k in range(columns):  # level by level, so that each loop runs over contiguous columns
+            out[u, k] = first[k] * weights[0, k]
+        for t in range(1, hops):
+            for k in range(columns):
+                out[u, k] += earlier[t, u, k] * weights[t, k]
+        if hops > 0:
+            for k in range(columns):
+                out[u, k] += last[u, k] * weights[hops, k]
+
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _mix(hops, attention, out):  # noqa: ANN001, ANN202
+    def _mix(earlier, last, weights, out):  # noqa: ANN001, ANN202
         for u in prange(out.shape[0]):
-            for k in range(out.shape[1]):
-                out[u, k] = hops[0, u, k] * attention[0, k]
-            for t in range(1, hops.shape[0]):
-                for k in range(out.shape[1]):
-                    out[u, k] += hops[t, u, k] * attention[t, k]
+            _mix_row(u, earlier, last, weights, out)
 
     @njit(parallel=True, cache=True, nogil=True)
     def _count_reached(levels, hops, counts):  # noqa: ANN001, ANN202
@@ -443,13 +457,17 @@ def propagate(
     threshold: float | None = None,
     out: Tensor | None = None,
     push: bool | None = None,
+    mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Summary]:
     """``min(cap, sum_d T_d @ (x * w_d))`` in one pass that writes each node's row once, with the cells in
     ``exclude`` (``(offsets (N + 1,), columns)``: node ``u``'s columns are ``columns[offsets[u]:offsets[u +
     1]]``) set to 0; returns it with its :class:`Summary` (``threshold`` as in :func:`summarise`).
     ``summary`` is ``x``'s, when known: nodes without mass are skipped. When the edges leaving the nodes
     with mass are few, the kernel pushes from those nodes instead of pulling into every node (as a
-    direction-optimising BFS does); ``push`` forces one way.
+    direction-optimising BFS does); ``push`` forces one way. With ``mix_into`` ``(earlier (T, N, C),
+    attention (C, T + 1), mixed (N, C))``, it also writes ``sum_t levels[t] * attention[:, t]`` into
+    ``mixed``, ``levels`` being ``earlier`` then the result: a reasoner's answer mixing its hops, in the
+    same pass when pulling.
 
     Shapes:
         x, out: ``(N, C)``; weights: ``(C, 2R)``.
@@ -464,11 +482,13 @@ def propagate(
     if push is None:
         pushed = merged.edges_from(sources) + delta.edges_from(sources)
         push = pushed * (columns + PUSH_EDGE_OVERHEAD) < PULL_EDGE_COST * (merged.nnz + delta.nnz)
+    out = block(n, columns) if out is None else out
+    mixing = _mix_arrays(out, mix_into) if mix_into is not None else _NO_MIX
     if push:  # read only the edges leaving the nodes with mass
-        kernel, edges = _push, (sources, *merged.push_arrays(), *delta.push_arrays())
+        kernel, edges, extra = _push, (sources, *merged.push_arrays(), *delta.push_arrays()), ()
     else:
         kernel, edges = _propagate, (*merged.pull_arrays(), *delta.pull_arrays(), summary.active)
-    out = block(n, columns) if out is None else out
+        extra = mixing
     active, alive = np.empty(n, dtype=np.bool_), np.empty((n, words), dtype=np.uint64)
     kernel(
         *edges,
@@ -481,8 +501,28 @@ def propagate(
         out.numpy(),
         active,
         alive,
+        *extra,
     )
+    if push and mix_into is not None:
+        earlier, mix_weights, mixed = mixing
+        _mix(earlier, out.numpy(), mix_weights, mixed)
     return out, Summary(active, alive, columns)
+
+
+_NO_MIX = (np.zeros((0, 0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
+
+
+def _mix_arrays(last: Tensor, mix_into: tuple[Tensor, Tensor, Tensor]) -> tuple[np.ndarray, ...]:
+    """The mixing kernels' ``(earlier (T - 1, N, C), weights (T, C), mixed)``, beside ``last`` (see
+    :func:`propagate`)."""
+    earlier, attention, mixed = mix_into
+    if not (mixed.shape == last.shape and mixed.is_contiguous() and earlier.shape[1:] == last.shape):
+        raise ValueError(
+            f"Expected earlier levels (T, N, C) and a contiguous 'mixed' block, with (N, C) = "
+            f"{tuple(last.shape)} (got {tuple(earlier.shape)} and {tuple(mixed.shape)})"
+        )
+    weights = attention.T.contiguous().numpy()
+    return earlier.contiguous().numpy(), weights, mixed.numpy()
 
 
 def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor, out: Tensor) -> Tensor:
@@ -528,14 +568,6 @@ def degree_by_node(degree: Tensor) -> tuple[np.ndarray, ...]:
     )
     _DEGREES_BY_NODE[key] = (weakref.ref(degree, lambda _, key=key: _DEGREES_BY_NODE.pop(key, None)), arrays)
     return arrays
-
-
-def mix(hops: Tensor, attention: Tensor) -> Tensor:
-    """``sum_t hops[t] * attention[:, t]`` in one pass: ``hops`` ``(T, N, C)``, ``attention`` ``(C, T)``;
-    returns ``(N, C)``."""
-    out = block(*hops.shape[1:])
-    _mix(hops.contiguous().numpy(), attention.T.contiguous().numpy(), out.numpy())
-    return out
 
 
 def count_reached(levels: Tensor, hops: int) -> Tensor:
@@ -614,7 +646,10 @@ def warm_up() -> None:
                 )
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     live_directions(degree, summarise(moved, 0.5))
-    mix(torch.stack([moved, moved]), torch.ones(1, 2))
+    for push in (False, True):
+        propagate(
+            edges, None, x, torch.ones(1, 2), push=push, mix_into=(x[None], torch.ones(1, 2), x.clone())
+        )
     count_reached(torch.stack([moved, moved]), 2)
     for delta in (None, edges):
         walk_back(edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8)

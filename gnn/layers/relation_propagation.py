@@ -21,8 +21,10 @@ class RelationPropagation(nn.Module):
 
     Shapes:
         frontier.mass: ``(N, B)``; weights: ``(B, 2R)``; ``exclude``: cells set to 0 (the questions'
-        topics); out: ``(N, B)``, where the fused kernel writes the new mass; returns the frontier of
-        the ``(N, B)`` result.
+        topics); out: ``(N, B)``, where the fused kernel writes the new mass; mix_into: ``(earlier (T, N,
+        B), attention (B, T + 1), mixed (N, B))``, where the fused kernel also writes the mix of the
+        earlier levels and the new one (:func:`gnn.cpu_kernels.propagate`); returns the frontier of the
+        ``(N, B)`` result.
     """
 
     def forward(
@@ -32,13 +34,16 @@ class RelationPropagation(nn.Module):
         weights: Tensor,
         exclude: Cells | None = None,
         out: Tensor | None = None,
+        mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Frontier:
         if weights.shape != (frontier.mass.shape[1], 2 * graph.num_relations):
             raise ValueError(
                 f"Expected 'weights' of shape {(frontier.mass.shape[1], 2 * graph.num_relations)} "
                 f"(got {tuple(weights.shape)})"
             )
-        return frontier.move(weights, graph.stacked_transitions(), cap=1.0, exclude=exclude, out=out)
+        return frontier.move(
+            weights, graph.stacked_transitions(), cap=1.0, exclude=exclude, out=out, mix_into=mix_into
+        )
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"

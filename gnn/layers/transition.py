@@ -246,9 +246,11 @@ class Frontier:
         cap: float = 1.0,
         exclude: Cells | None = None,
         out: Tensor | None = None,
+        mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Frontier:
         """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
-        written into ``out`` when given (fused kernel only).
+        written into ``out`` when given; with ``mix_into``, its mix with earlier levels is written too
+        (both fused kernel only, see :func:`gnn.cpu_kernels.propagate`).
 
         Shapes:
             weights: ``(C, 2R)``; out: ``(N, C)``.
@@ -264,8 +266,11 @@ class Frontier:
                 exclude=cells,
                 threshold=self.threshold,
                 out=out,
+                mix_into=mix_into,
             )
             return Frontier(mass, self.threshold, summary)
+        if mix_into is not None:
+            raise ValueError("only the fused CPU kernel mixes levels as it writes: give no 'mix_into'")
         moved = weighted_transition(self.mass, weights, stacked)
         mass = moved.clamp_(max=cap) if not moved.requires_grad else moved.clamp(max=cap)
         if exclude is not None:

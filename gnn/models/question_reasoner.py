@@ -176,10 +176,10 @@ class QuestionReasoner(nn.Module):
         inputs = self._hop_inputs(layers, questions @ layers.question.T, from_relation)
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
-        # the fused kernels write every hop into one block, which the hop mixing then reads in one pass
+        # the fused kernels write every hop into one block; the last hop also writes the hops' mix
         block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
         w = None  # (B, 2R): the relation weights of the previous hop
-        hop_scores, weights, stop_logits = [], [], []
+        hop_scores, weights, stop_inputs = [], [], []
         for t in range(self.config.hops):
             lead = inputs.at_hop(inputs.lead, t, w).split(inputs.lead_widths, dim=1)
             instruction = lead[-1]
@@ -197,22 +197,33 @@ class QuestionReasoner(nn.Module):
             # from where the mass is cannot be the next step.
             live = frontier.live_directions(degree)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            out = block[t] if block is not None else None  # mass never moves back to the topics:
-            frontier = self.propagate(graph, frontier, w, exclude=topic_cells, out=out)
             stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
             if self.config.token_attention:
                 stop = stop + from_words[:, inputs.lead_widths[-1] :]
-            stop_logits.append(_after_first(self.stop, stop))
+            stop_inputs.append(stop)
+            out = mix_into = None
+            if block is not None:
+                out = block[t]
+                if t == self.config.hops - 1:  # the hops' mix is known: the last hop writes it too
+                    attention = self._hop_attention(stop_inputs)  # (B, T)
+                    scores = cpu_kernels.block(*topics.shape)
+                    mix_into = block[:t], attention, scores
+            # mass never moves back to the topics
+            frontier = self.propagate(graph, frontier, w, exclude=topic_cells, out=out, mix_into=mix_into)
             hop_scores.append(frontier.mass)  # (N, B)
             weights.append(w)
-        attention = torch.softmax(torch.cat(stop_logits, dim=-1), dim=-1)  # (B, T)
-        if block is not None:
-            scores = cpu_kernels.mix(block, attention)  # (N, B)
-        else:
+        if block is None:
+            attention = self._hop_attention(stop_inputs)
             scores = hop_scores[0] * attention[:, 0]
             for t in range(1, self.config.hops):
                 scores.addcmul_(hop_scores[t], attention[:, t])
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, block)
+
+    def _hop_attention(self, stop_inputs: list[Tensor]) -> Tensor:
+        """``(B, T)``: the answer's weight on each hop, from the stop head's first-layer outputs ``T x (B,
+        W_stop)``, all hops through the rest of the head at once."""
+        logits = _after_first(self.stop, torch.stack(stop_inputs))  # (T, B, 1)
+        return torch.softmax(logits[..., 0].T, dim=-1)
 
     def _first_layers(self) -> _FirstLayers:
         """The heads' first-layer weights by input; kept while the weights stay the same and no gradients

@@ -130,11 +130,25 @@ def test_push_and_pull_give_the_same_hop(monkeypatch, columns):
     assert not hops[True][0][cells.nodes, cells.columns].any()
 
 
-def test_mix_matches_torch():
-    generator = torch.Generator().manual_seed(0)
-    hops, attention = torch.rand(3, 50, 9, generator=generator), torch.rand(9, 3, generator=generator)
-    expected = sum(hops[t] * attention[:, t] for t in range(3))
-    torch.testing.assert_close(cpu_kernels.mix(hops, attention), expected)
+@pytest.mark.parametrize("push", [True, False])
+@pytest.mark.parametrize("earlier", [0, 2])
+def test_a_hop_mixes_the_levels_as_it_writes(push, earlier):
+    """With ``mix_into``, a hop also writes the mix of the earlier levels and itself."""
+    graph = updated_graph(7)
+    generator = torch.Generator().manual_seed(earlier)
+    x = torch.rand(graph.num_entities, 7, generator=generator) * (torch.rand(graph.num_entities, 7) < 0.3)
+    weights = torch.rand(7, 2 * graph.num_relations, generator=generator)
+    levels = torch.rand(earlier, graph.num_entities, 7, generator=generator)
+    attention = torch.rand(7, earlier + 1, generator=generator)
+    mixed = torch.full((graph.num_entities, 7), float("nan"))
+    stacked = graph.stacked_transitions()
+    plain, _ = fused_transition(x, weights, stacked, cap=1.0, push=push)
+    moved, _ = fused_transition(x, weights, stacked, cap=1.0, push=push, mix_into=(levels, attention, mixed))
+    assert torch.equal(moved, plain)
+    hops = torch.cat([levels, moved[None]])
+    torch.testing.assert_close(mixed, sum(hops[t] * attention[:, t] for t in range(earlier + 1)))
+    with pytest.raises(ValueError, match="mixed"):
+        fused_transition(x, weights, stacked, mix_into=(levels, attention, mixed[:-1]))
 
 
 def test_count_reached_matches_torch():
