@@ -516,10 +516,17 @@ def _mix_arrays(last: Tensor, mix_into: tuple[Tensor, Tensor, Tensor]) -> tuple[
     """The mixing kernels' ``(earlier (T - 1, N, C), weights (T, C), mixed)``, beside ``last`` (see
     :func:`propagate`)."""
     earlier, attention, mixed = mix_into
-    if not (mixed.shape == last.shape and mixed.is_contiguous() and earlier.shape[1:] == last.shape):
+    levels, (n, columns) = earlier.shape[0] + 1, last.shape
+    if not (
+        mixed.shape == last.shape
+        and mixed.is_contiguous()
+        and earlier.shape[1:] == last.shape
+        and attention.shape == (columns, levels)
+    ):  # the kernels do not check bounds
         raise ValueError(
-            f"Expected earlier levels (T, N, C) and a contiguous 'mixed' block, with (N, C) = "
-            f"{tuple(last.shape)} (got {tuple(earlier.shape)} and {tuple(mixed.shape)})"
+            f"Expected earlier levels (T, N, C), attention (C, T + 1) and a contiguous 'mixed' block, with "
+            f"(N, C) = {(n, columns)} (got {tuple(earlier.shape)}, {tuple(attention.shape)} and "
+            f"{tuple(mixed.shape)})"
         )
     weights = attention.T.contiguous().numpy()
     return earlier.contiguous().numpy(), weights, mixed.numpy()

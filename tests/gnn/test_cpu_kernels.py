@@ -149,6 +149,8 @@ def test_a_hop_mixes_the_levels_as_it_writes(push, earlier):
     torch.testing.assert_close(mixed, sum(hops[t] * attention[:, t] for t in range(earlier + 1)))
     with pytest.raises(ValueError, match="mixed"):
         fused_transition(x, weights, stacked, mix_into=(levels, attention, mixed[:-1]))
+    with pytest.raises(ValueError, match="attention"):
+        fused_transition(x, weights, stacked, mix_into=(levels, attention[:, :-1], mixed))
 
 
 def test_count_reached_matches_torch():
