@@ -96,7 +96,7 @@ if njit is not None:
         offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
         active, x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
-        earlier, mix_weights, mixed,  # noqa: ANN001 - see _mix_row; mixed of no rows: no mixing
+        earlier, earlier_held, mix_weights, mixed,  # noqa: ANN001 - see _mix_row; mixed of no rows: none
     ):  # fmt: skip
         n, columns = out.shape
         mixing = mixed.shape[0] > 0
@@ -115,7 +115,7 @@ if njit is not None:
                     total[exclude_columns[i]] = 0.0
                 _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
                 if mixing:
-                    _mix_row(u, earlier, out, mix_weights, mixed)
+                    _mix_row(u, earlier, earlier_held, out, mix_weights, mixed)
 
     @njit(inline="always", fastmath=True)
     def _push_from(
@@ -197,23 +197,21 @@ if njit is not None:
                         live[d, w] |= alive[u, w]
 
     @njit(inline="always", fastmath=True)
-    def _mix_row(u, earlier, last, weights, out):  # noqa: ANN001, ANN202
-        """Row ``u`` of ``out``: ``sum_t earlier[t, u] * weights[t] + last[u] * weights[-1]``."""
+    def _mix_row(u, earlier, earlier_held, last, weights, out):  # noqa: ANN001, ANN202
+        """Row ``u`` of ``out``: ``sum_t earlier[t, u] * weights[t] + last[u] * weights[-1]``, skipping the
+        earlier levels where ``earlier_held[t, u]`` says the row is all zeros (early hops reach few nodes)."""
         hops, columns = earlier.shape[0], out.shape[1]
-        first = earlier[0, u] if hops > 0 else last[u]
         for k in range(columns):  # level by level, so that each loop runs over contiguous columns
-            out[u, k] = first[k] * weights[0, k]
-        for t in range(1, hops):
-            for k in range(columns):
-                out[u, k] += earlier[t, u, k] * weights[t, k]
-        if hops > 0:
-            for k in range(columns):
-                out[u, k] += last[u, k] * weights[hops, k]
+            out[u, k] = last[u, k] * weights[hops, k]
+        for t in range(hops):
+            if earlier_held[t, u]:
+                for k in range(columns):
+                    out[u, k] += earlier[t, u, k] * weights[t, k]
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _mix(earlier, last, weights, out):  # noqa: ANN001, ANN202
+    def _mix(earlier, earlier_held, last, weights, out):  # noqa: ANN001, ANN202
         for u in prange(out.shape[0]):
-            _mix_row(u, earlier, last, weights, out)
+            _mix_row(u, earlier, earlier_held, last, weights, out)
 
     @njit(parallel=True, cache=True, nogil=True)
     def _count_reached(levels, hops, counts):  # noqa: ANN001, ANN202
@@ -352,6 +350,19 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class HopMix:
+    """What a hop mixes as it writes (:func:`propagate`): ``sum_t levels[t] * attention[:, t]``, the levels
+    being ``earlier`` then the hop itself, written into ``mixed``. ``earlier_held`` says which rows of
+    each earlier level hold any mass (their :attr:`Summary.active`); the others are not read. Without it
+    every row is read."""
+
+    earlier: Tensor  # (T, N, C)
+    attention: Tensor  # (C, T + 1)
+    mixed: Tensor  # (N, C), contiguous
+    earlier_held: tuple[np.ndarray, ...] | None = None  # T x (N,) bool
+
+
+@dataclass(frozen=True)
 class EdgeBlock:
     """One stacked CSR block as the propagation kernels walk it, from either end.
 
@@ -457,17 +468,16 @@ def propagate(
     threshold: float | None = None,
     out: Tensor | None = None,
     push: bool | None = None,
-    mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
+    mix_into: HopMix | None = None,
 ) -> tuple[Tensor, Summary]:
     """``min(cap, sum_d T_d @ (x * w_d))`` in one pass that writes each node's row once, with the cells in
     ``exclude`` (``(offsets (N + 1,), columns)``: node ``u``'s columns are ``columns[offsets[u]:offsets[u +
     1]]``) set to 0; returns it with its :class:`Summary` (``threshold`` as in :func:`summarise`).
     ``summary`` is ``x``'s, when known: nodes without mass are skipped. When the edges leaving the nodes
     with mass are few, the kernel pushes from those nodes instead of pulling into every node (as a
-    direction-optimising BFS does); ``push`` forces one way. With ``mix_into`` ``(earlier (T, N, C),
-    attention (C, T + 1), mixed (N, C))``, it also writes ``sum_t levels[t] * attention[:, t]`` into
-    ``mixed``, ``levels`` being ``earlier`` then the result: a reasoner's answer mixing its hops, in the
-    same pass when pulling.
+    direction-optimising BFS does); ``push`` forces one way. With ``mix_into``, it also writes the
+    :class:`HopMix` of the earlier levels and the result: a reasoner's answer mixing its hops, in the same
+    pass when pulling.
 
     Shapes:
         x, out: ``(N, C)``; weights: ``(C, 2R)``.
@@ -504,32 +514,40 @@ def propagate(
         *extra,
     )
     if push and mix_into is not None:
-        earlier, mix_weights, mixed = mixing
-        _mix(earlier, out.numpy(), mix_weights, mixed)
+        earlier, earlier_held, mix_weights, mixed = mixing
+        _mix(earlier, earlier_held, out.numpy(), mix_weights, mixed)
     return out, Summary(active, alive, columns)
 
 
-_NO_MIX = (np.zeros((0, 0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32))
+_NO_MIX = (
+    np.zeros((0, 0, 0), np.float32),
+    np.zeros((0, 0), np.bool_),
+    np.zeros((0, 0), np.float32),
+    np.zeros((0, 0), np.float32),
+)
 
 
-def _mix_arrays(last: Tensor, mix_into: tuple[Tensor, Tensor, Tensor]) -> tuple[np.ndarray, ...]:
-    """The mixing kernels' ``(earlier (T - 1, N, C), weights (T, C), mixed)``, beside ``last`` (see
-    :func:`propagate`)."""
-    earlier, attention, mixed = mix_into
+def _mix_arrays(last: Tensor, mix: HopMix) -> tuple[np.ndarray, ...]:
+    """The mixing kernels' ``(earlier (T, N, C), earlier_held (T, N), weights (T + 1, C), mixed)``, beside
+    ``last`` (see :func:`propagate`)."""
+    earlier, attention, mixed = mix.earlier, mix.attention, mix.mixed
     levels, (n, columns) = earlier.shape[0] + 1, last.shape
+    held = np.stack(mix.earlier_held) if mix.earlier_held else np.ones((levels - 1, n), dtype=np.bool_)
     if not (
         mixed.shape == last.shape
         and mixed.is_contiguous()
         and earlier.shape[1:] == last.shape
         and attention.shape == (columns, levels)
+        and held.shape == (levels - 1, n)
+        and held.dtype == np.bool_
     ):  # the kernels do not check bounds
         raise ValueError(
-            f"Expected earlier levels (T, N, C), attention (C, T + 1) and a contiguous 'mixed' block, with "
-            f"(N, C) = {(n, columns)} (got {tuple(earlier.shape)}, {tuple(attention.shape)} and "
-            f"{tuple(mixed.shape)})"
+            f"Expected earlier levels (T, N, C), their held rows (T, N), attention (C, T + 1) and a "
+            f"contiguous 'mixed' block, with (N, C) = {(n, columns)} (got {tuple(earlier.shape)}, "
+            f"{held.shape}, {tuple(attention.shape)} and {tuple(mixed.shape)})"
         )
     weights = attention.T.contiguous().numpy()
-    return earlier.contiguous().numpy(), weights, mixed.numpy()
+    return earlier.contiguous().numpy(), held, weights, mixed.numpy()
 
 
 def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor, out: Tensor) -> Tensor:
@@ -655,7 +673,7 @@ def warm_up() -> None:
     live_directions(degree, summarise(moved, 0.5))
     for push in (False, True):
         propagate(
-            edges, None, x, torch.ones(1, 2), push=push, mix_into=(x[None], torch.ones(1, 2), x.clone())
+            edges, None, x, torch.ones(1, 2), push=push, mix_into=HopMix(x[None], torch.ones(1, 2), x.clone())
         )
     count_reached(torch.stack([moved, moved]), 2)
     for delta in (None, edges):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gnn.cpu_kernels import HopMix
 from gnn.graph import KnowledgeGraph
 from gnn.layers.transition import Cells, Frontier
 
@@ -21,10 +22,10 @@ class RelationPropagation(nn.Module):
 
     Shapes:
         frontier.mass: ``(N, B)``; weights: ``(B, 2R)``; ``exclude``: cells set to 0 (the questions'
-        topics); out: ``(N, B)``, where the fused kernel writes the new mass; mix_into: ``(earlier (T, N,
-        B), attention (B, T + 1), mixed (N, B))``, where the fused kernel also writes the mix of the
-        earlier levels and the new one (:func:`gnn.cpu_kernels.propagate`); returns the frontier of the
-        ``(N, B)`` result.
+        topics); out: ``(N, B)``, where the fused kernel writes the new mass; mix_into: where the fused
+        kernel also writes the mix of the earlier levels and the new one (:class:`gnn.cpu_kernels.HopMix`);
+        last: no hop follows (see :meth:`~gnn.layers.transition.Frontier.move`); returns the frontier of
+        the ``(N, B)`` result.
     """
 
     def forward(
@@ -34,7 +35,8 @@ class RelationPropagation(nn.Module):
         weights: Tensor,
         exclude: Cells | None = None,
         out: Tensor | None = None,
-        mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
+        mix_into: HopMix | None = None,
+        last: bool = False,
     ) -> Frontier:
         if weights.shape != (frontier.mass.shape[1], 2 * graph.num_relations):
             raise ValueError(
@@ -42,7 +44,13 @@ class RelationPropagation(nn.Module):
                 f"(got {tuple(weights.shape)})"
             )
         return frontier.move(
-            weights, graph.stacked_transitions(), cap=1.0, exclude=exclude, out=out, mix_into=mix_into
+            weights,
+            graph.stacked_transitions(),
+            cap=1.0,
+            exclude=exclude,
+            out=out,
+            mix_into=mix_into,
+            last=last,
         )
 
     def __repr__(self) -> str:

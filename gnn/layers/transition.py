@@ -246,11 +246,13 @@ class Frontier:
         cap: float = 1.0,
         exclude: Cells | None = None,
         out: Tensor | None = None,
-        mix_into: tuple[Tensor, Tensor, Tensor] | None = None,
+        mix_into: cpu_kernels.HopMix | None = None,
+        last: bool = False,
     ) -> Frontier:
         """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
         written into ``out`` when given; with ``mix_into``, its mix with earlier levels is written too
-        (both fused kernel only, see :func:`gnn.cpu_kernels.propagate`).
+        (both fused kernel only, see :func:`gnn.cpu_kernels.propagate`). On the ``last`` hop the kernel does
+        not record which columns exceed the threshold (no hop follows to ask which directions are live).
 
         Shapes:
             weights: ``(C, 2R)``; out: ``(N, C)``.
@@ -264,7 +266,7 @@ class Frontier:
                 summary=self.summary,
                 cap=cap,
                 exclude=cells,
-                threshold=self.threshold,
+                threshold=None if last else self.threshold,
                 out=out,
                 mix_into=mix_into,
             )

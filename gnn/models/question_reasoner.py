@@ -49,14 +49,17 @@ class ReasonerOutput:
 
 @dataclass
 class _FirstLayers:
-    """The heads' first-layer weights split by what they read, each block contiguous: rows are the heads'
-    outputs side by side ((word query,) instruction, stop)."""
+    """The heads' first-layer weights split by what they read, each block contiguous: columns (rows of
+    ``relation``) are the heads' outputs side by side ((word query,) instruction, stop). Blocks that
+    multiply a batch from the right are stored transposed, ``(D, W)``, the layout the matrix product reads
+    fastest; the instruction head's last layer too."""
 
     widths: list[int]  # each head's output width
-    question: Tensor  # (W, D)
+    question: Tensor  # (D, W)
     relation: Tensor  # (W, D): on the relation followed at the previous hop
     from_hop: Tensor  # (T, W): the hop embeddings' products, biases included
-    words: Tensor | None  # (W_instruction + W_stop, D): on the attended words (token attention only)
+    words: tuple[Tensor, Tensor] | None  # (D, W_instruction), (D, W_stop): on the attended words
+    instruction_out: tuple[Tensor, Tensor]  # (2D, D) weight, (D,) bias: the instruction head's last layer
 
 
 @dataclass
@@ -171,35 +174,37 @@ class QuestionReasoner(nn.Module):
                     f"(got {tuple(tokens.shape)} and {tuple(token_mask.shape)})"
                 )
             words = self.token_norm(tokens)  # (B, L, D)
+            words_by_dim = words.transpose(1, 2)  # (B, D, L)
+            padding = torch.zeros(token_mask.shape, dtype=words.dtype)  # (B, 1, L): -inf where no token
+            padding = padding.masked_fill_(~token_mask, float("-inf"))[:, None]
         layers = self._first_layers()
         keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, D), (2R, W)
-        inputs = self._hop_inputs(layers, questions @ layers.question.T, from_relation)
+        inputs = self._hop_inputs(layers, questions @ layers.question, from_relation)
+        temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
+        keys = keys.T * temperature  # (D, 2R): logits are cos(instruction, key) x temperature
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
         # the fused kernels write every hop into one block; the last hop also writes the hops' mix
         block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
         w = None  # (B, 2R): the relation weights of the previous hop
-        hop_scores, weights, stop_inputs = [], [], []
+        hop_scores, weights, stop_inputs, held = [], [], [], []  # held: each hop's rows with mass (fused)
         for t in range(self.config.hops):
-            lead = inputs.at_hop(inputs.lead, t, w).split(inputs.lead_widths, dim=1)
-            instruction = lead[-1]
+            hidden = inputs.at_hop(inputs.lead, t, w)
             if self.config.token_attention:
-                query = lead[0]  # (B, D)
-                attention_logits = torch.einsum("bd,bld->bl", query, words) / math.sqrt(query.shape[-1])
-                word_weights = torch.softmax(attention_logits.masked_fill(~token_mask, float("-inf")), -1)
-                read = torch.einsum("bl,bld->bd", word_weights, words)  # (B, D): the words this hop reads
-                from_words = read @ layers.words.T  # (B, W_instruction + W_stop)
-                instruction = instruction + from_words[:, : inputs.lead_widths[-1]]
-            instruction = questions + _after_first(self.instruction, instruction)  # (B, D)
-            temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
-            logits = temperature * F.normalize(instruction, dim=-1) @ keys.T  # (B, 2R)
+                d = self.config.text_dim
+                query, hidden = hidden[:, :d], hidden[:, d:]  # (B, D), (B, W_instruction)
+                attention_logits = torch.baddbmm(padding, query[:, None], words_by_dim, alpha=d**-0.5)
+                read = torch.bmm(torch.softmax(attention_logits, -1), words)[:, 0]  # (B, D): the words read
+                hidden = torch.addmm(hidden, read, layers.words[0])
+            instruction = questions + self._instruction_out(hidden, layers)  # (B, D)
+            logits = (instruction @ keys) / instruction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
             live = frontier.live_directions(degree)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
             stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
             if self.config.token_attention:
-                stop = stop + from_words[:, inputs.lead_widths[-1] :]
+                stop = torch.addmm(stop, read, layers.words[1])
             stop_inputs.append(stop)
             out = mix_into = None
             if block is not None:
@@ -207,10 +212,20 @@ class QuestionReasoner(nn.Module):
                 if t == self.config.hops - 1:  # the hops' mix is known: the last hop writes it too
                     attention = self._hop_attention(stop_inputs)  # (B, T)
                     scores = cpu_kernels.block(*topics.shape)
-                    mix_into = block[:t], attention, scores
+                    mix_into = cpu_kernels.HopMix(block[:t], attention, scores, tuple(held))
             # mass never moves back to the topics
-            frontier = self.propagate(graph, frontier, w, exclude=topic_cells, out=out, mix_into=mix_into)
+            frontier = self.propagate(
+                graph,
+                frontier,
+                w,
+                exclude=topic_cells,
+                out=out,
+                mix_into=mix_into,
+                last=t == self.config.hops - 1,
+            )
             hop_scores.append(frontier.mass)  # (N, B)
+            if frontier.summary is not None:
+                held.append(frontier.summary.active)
             weights.append(w)
         if block is None:
             attention = self._hop_attention(stop_inputs)
@@ -218,6 +233,12 @@ class QuestionReasoner(nn.Module):
             for t in range(1, self.config.hops):
                 scores.addcmul_(hop_scores[t], attention[:, t])
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, block)
+
+    def _instruction_out(self, hidden: Tensor, layers: _FirstLayers) -> Tensor:
+        """The instruction head after its first layer (GELU, dropout, linear), on its first layer's output
+        ``hidden`` ``(B, 2D)``."""
+        hidden = F.dropout(F.gelu(hidden), self.config.dropout, self.training)
+        return torch.addmm(layers.instruction_out[1], hidden, layers.instruction_out[0])
 
     def _hop_attention(self, stop_inputs: list[Tensor]) -> Tensor:
         """``(B, T)``: the answer's weight on each hop, from the stop head's first-layer outputs ``T x (B,
@@ -236,12 +257,17 @@ class QuestionReasoner(nn.Module):
             return self._layers[1]
         blocks = [head.weight.split(self.config.text_dim, dim=1) for head in heads]
         on_hop = torch.cat([split[2] for split in blocks])
+        words = None
+        if self.config.token_attention:
+            words = tuple(split[3].T.contiguous() for split in blocks[-2:])
+        last = self.instruction[-1]
         layers = _FirstLayers(
             [head.out_features for head in heads],
-            torch.cat([split[0] for split in blocks]),
+            torch.cat([split[0] for split in blocks]).T.contiguous(),
             torch.cat([split[1] for split in blocks]),
             self.hop_embedding.weight @ on_hop.T + torch.cat([head.bias for head in heads]),
-            torch.cat([split[3] for split in blocks[-2:]]) if self.config.token_attention else None,
+            words,  # type: ignore[arg-type]
+            (last.weight.T.contiguous(), last.bias),
         )
         if not torch.is_grad_enabled():
             self._layers = (key, layers)

@@ -71,6 +71,21 @@ def test_live_directions_match_the_degree_product(monkeypatch, columns):
     assert fused.any() and not fused.all()
 
 
+def test_a_last_hop_skips_the_threshold_and_still_answers_live_directions():
+    """A frontier moved as the ``last`` hop has no per-column summary; asking it for live directions
+    falls back to the degree product, with the same answer."""
+    graph = updated_graph(5)
+    degree, stacked = graph.out_degree(), graph.stacked_transitions()
+    x = torch.rand(graph.num_entities, 5, generator=torch.Generator().manual_seed(1))
+    weights = torch.ones(5, 2 * graph.num_relations)
+    with torch.inference_mode():
+        last = Frontier(x, 0.5).move(weights, stacked, last=True)
+        other = Frontier(x, 0.5).move(weights, stacked)
+    assert last.summary is not None and last.summary.alive.shape[1] == 0
+    assert torch.equal(last.mass, other.mass)
+    assert torch.equal(last.live_directions(degree), other.live_directions(degree))
+
+
 def test_live_directions_follow_the_graph_as_it_changes(monkeypatch):
     graph = updated_graph(3)
     x = torch.zeros(graph.num_entities, 2)
@@ -132,25 +147,45 @@ def test_push_and_pull_give_the_same_hop(monkeypatch, columns):
 
 @pytest.mark.parametrize("push", [True, False])
 @pytest.mark.parametrize("earlier", [0, 2])
-def test_a_hop_mixes_the_levels_as_it_writes(push, earlier):
-    """With ``mix_into``, a hop also writes the mix of the earlier levels and itself."""
+@pytest.mark.parametrize("with_held", [True, False])
+def test_a_hop_mixes_the_levels_as_it_writes(push, earlier, with_held):
+    """With ``mix_into``, a hop also writes the mix of the earlier levels and itself; rows an earlier level
+    does not hold are never read."""
     graph = updated_graph(7)
     generator = torch.Generator().manual_seed(earlier)
-    x = torch.rand(graph.num_entities, 7, generator=generator) * (torch.rand(graph.num_entities, 7) < 0.3)
+    n = graph.num_entities
+    x = torch.rand(n, 7, generator=generator) * (torch.rand(n, 7, generator=generator) < 0.3)
     weights = torch.rand(7, 2 * graph.num_relations, generator=generator)
-    levels = torch.rand(earlier, graph.num_entities, 7, generator=generator)
+    levels = torch.rand(earlier, n, 7, generator=generator) * (
+        torch.rand(earlier, n, 1, generator=generator) < 0.5
+    )
+    held = tuple((level != 0).any(1).numpy() for level in levels) if with_held else None
+    expected_levels = levels.clone()
+    if with_held and earlier:  # what the kernel must not read
+        levels[:, n // 2][~torch.from_numpy(np.stack(held))[:, n // 2]] = float("nan")
     attention = torch.rand(7, earlier + 1, generator=generator)
-    mixed = torch.full((graph.num_entities, 7), float("nan"))
+    mixed = torch.full((n, 7), float("nan"))
     stacked = graph.stacked_transitions()
     plain, _ = fused_transition(x, weights, stacked, cap=1.0, push=push)
-    moved, _ = fused_transition(x, weights, stacked, cap=1.0, push=push, mix_into=(levels, attention, mixed))
+    mix = cpu_kernels.HopMix(levels, attention, mixed, held)
+    moved, _ = fused_transition(x, weights, stacked, cap=1.0, push=push, mix_into=mix)
     assert torch.equal(moved, plain)
-    hops = torch.cat([levels, moved[None]])
+    hops = torch.cat([expected_levels, moved[None]])
     torch.testing.assert_close(mixed, sum(hops[t] * attention[:, t] for t in range(earlier + 1)))
     with pytest.raises(ValueError, match="mixed"):
-        fused_transition(x, weights, stacked, mix_into=(levels, attention, mixed[:-1]))
+        fused_transition(
+            x, weights, stacked, mix_into=cpu_kernels.HopMix(levels, attention, mixed[:-1], held)
+        )
     with pytest.raises(ValueError, match="attention"):
-        fused_transition(x, weights, stacked, mix_into=(levels, attention[:, :-1], mixed))
+        fused_transition(
+            x, weights, stacked, mix_into=cpu_kernels.HopMix(levels, attention[:, :-1], mixed, held)
+        )
+    if earlier:
+        short = tuple(rows[:-1] for rows in held or [np.ones(n, np.bool_)] * earlier)
+        with pytest.raises(ValueError, match="held rows"):
+            fused_transition(
+                x, weights, stacked, mix_into=cpu_kernels.HopMix(levels, attention, mixed, short)
+            )
 
 
 def test_count_reached_matches_torch():
