@@ -44,8 +44,10 @@ if njit is not None:
     @njit(inline="always", fastmath=True)
     def _summarise_row(row, u, cap, threshold, out, active, alive):  # noqa: ANN001, ANN202
         """Writes ``row``, capped at ``cap``, as row ``u`` of ``out``, and records whether it holds any mass
-        and which of its columns exceed ``threshold`` (packed into 64-bit words)."""
-        columns = row.shape[0]
+        and which of its columns exceed ``threshold`` (packed into 64-bit words). ``row`` may run past the
+        block's columns, with zeros, to a whole number of words: a word's 64 comparisons then compile to a
+        few vector instructions, where a loop of variable length is several times slower."""
+        columns = out.shape[1]
         found = False
         for k in range(columns):
             value = min(row[k], cap)
@@ -55,8 +57,13 @@ if njit is not None:
         for w in range(alive.shape[1]):
             word = np.uint64(0)
             if found:
-                for k in range(w * 64, min(columns, w * 64 + 64)):
-                    word |= np.uint64(out[u, k] > threshold) << np.uint64(k - w * 64)
+                first = w * 64
+                if first + 64 <= row.shape[0]:
+                    for j in range(64):
+                        word |= np.uint64(min(row[first + j], cap) > threshold) << np.uint64(j)
+                else:
+                    for k in range(first, columns):
+                        word |= np.uint64(out[u, k] > threshold) << np.uint64(k - first)
             alive[u, w] = word
 
     @njit(parallel=True, cache=True, nogil=True)
@@ -103,7 +110,7 @@ if njit is not None:
         tasks = (n + NODES_PER_TASK - 1) // NODES_PER_TASK
         for task in prange(tasks):  # each node's row is written once, by one thread
             moved = np.empty(columns, dtype=out.dtype)
-            total = np.empty(columns, dtype=out.dtype)
+            total = np.empty(out_alive.shape[1] * 64 if out_alive.shape[1] else columns, dtype=out.dtype)
             for u in range(task * NODES_PER_TASK, min(n, (task + 1) * NODES_PER_TASK)):
                 total[:] = 0.0
                 _gather_row(u, offsets, crow, col, values, directions, active, x, weights, moved, total)
