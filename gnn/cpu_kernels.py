@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 try:
-    from numba import njit, prange
+    from numba import config as numba_config
+    from numba import get_thread_id, njit, prange
 except ImportError:  # pragma: no cover - numba is a dependency; without it torch's kernels run
     njit = None
 
@@ -103,10 +104,12 @@ if njit is not None:
         offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
         active, x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+        degree_offsets, degree_directions, degree_counts, live,  # noqa: ANN001 - see _or_live; live per thread
         earlier, earlier_held, mix_weights, mixed,  # noqa: ANN001 - see _mix_row; mixed of no rows: none
     ):  # fmt: skip
         n, columns = out.shape
         mixing = mixed.shape[0] > 0
+        tracking = live.shape[0] > 0
         tasks = (n + NODES_PER_TASK - 1) // NODES_PER_TASK
         for task in prange(tasks):  # each node's row is written once, by one thread
             moved = np.empty(columns, dtype=out.dtype)
@@ -121,6 +124,10 @@ if njit is not None:
                 for i in range(exclude_offsets[u], exclude_offsets[u + 1]):
                     total[exclude_columns[i]] = 0.0
                 _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
+                if tracking and out_active[u]:
+                    _or_live(
+                        u, degree_offsets, degree_directions, degree_counts, out_alive, live[get_thread_id()]
+                    )
                 if mixing:
                     _mix_row(u, earlier, earlier_held, out, mix_weights, mixed)
 
@@ -151,6 +158,7 @@ if njit is not None:
         sources, offsets, targets, values, rows, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_targets, delta_values, delta_rows, delta_directions,  # noqa: ANN001
         x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+        degree_offsets, degree_directions, degree_counts, live,  # noqa: ANN001
     ):  # fmt: skip
         """:func:`_propagate` from a few sources: only the edges leaving them are read."""
         for u in prange(out.shape[0]):
@@ -171,6 +179,8 @@ if njit is not None:
             for j in range(exclude_offsets[u], exclude_offsets[u + 1]):
                 out[u, exclude_columns[j]] = 0.0
             _summarise_row(out[u], u, cap, threshold, out, out_active, out_alive)
+            if live.shape[0] > 0 and out_active[u]:
+                _or_live(u, degree_offsets, degree_directions, degree_counts, out_alive, live[0])
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def _add_rows(crow, col, values, rows, active, x, out):  # noqa: ANN001, ANN202
@@ -184,24 +194,29 @@ if njit is not None:
                     for k in range(columns):
                         out[u, k] += value * x[source, k]
 
+    @njit(inline="always")
+    def _or_live(u, offsets, directions, counts, alive, live):  # noqa: ANN001, ANN202
+        """ORs node ``u``'s columns over the threshold (``alive[u]``) into the words of the directions
+        leaving it (the out-degree ordered by node: ``offsets``, ``directions``, ``counts``)."""
+        words = alive.shape[1]
+        over = np.uint64(0)
+        for w in range(words):
+            over |= alive[u, w]
+        if over == 0:
+            return
+        for e in range(offsets[u], offsets[u + 1]):
+            if counts[e] > 0:
+                d = directions[e]
+                for w in range(words):
+                    live[d, w] |= alive[u, w]
+
     @njit(cache=True, nogil=True)
     def _live_bits(offsets, directions, counts, active, alive, live):  # noqa: ANN001, ANN202
         # one thread: the nodes without mass cost a byte each, and a parallel region here would hand the
         # cores over from torch's thread pool and back once more per hop
-        words = alive.shape[1]
         for u in range(active.shape[0]):
-            if not active[u]:
-                continue
-            over = np.uint64(0)
-            for w in range(words):
-                over |= alive[u, w]
-            if over == 0:
-                continue
-            for e in range(offsets[u], offsets[u + 1]):
-                if counts[e] > 0:
-                    d = directions[e]
-                    for w in range(words):
-                        live[d, w] |= alive[u, w]
+            if active[u]:
+                _or_live(u, offsets, directions, counts, alive, live)
 
     @njit(inline="always", fastmath=True)
     def _mix_row(u, earlier, earlier_held, last, weights, out):  # noqa: ANN001, ANN202
@@ -354,6 +369,9 @@ class Summary:
     active: np.ndarray  # (N,) bool: the node holds mass in some column
     alive: np.ndarray  # (N, ceil(C / 64)) uint64: bit k of a node's words is set where column k > threshold
     columns: int
+    live: np.ndarray | None = None  # (2R, ceil(C / 64)) uint64: the alive words of the nodes each direction
+    # leaves, ORed, when the pass had the out-degree (live_directions reads them then) ...
+    live_degree: Tensor | None = None  # ... and that out-degree
 
 
 @dataclass(frozen=True)
@@ -425,6 +443,7 @@ _NO_COLUMNS = np.zeros(0, dtype=np.int64)  # of no excluded cells (the dtype of 
 PUSH_EDGE_OVERHEAD = 16
 COUNT_CHUNKS = 16  # row ranges count_reached shares between the threads
 PULL_EDGE_COST = 5
+LIVE_PADDING = 16  # rows between the threads' blocks of live words: at least a cache line
 
 
 def block(*shape: int) -> Tensor:
@@ -476,6 +495,7 @@ def propagate(
     out: Tensor | None = None,
     push: bool | None = None,
     mix_into: HopMix | None = None,
+    degree: Tensor | None = None,
 ) -> tuple[Tensor, Summary]:
     """``min(cap, sum_d T_d @ (x * w_d))`` in one pass that writes each node's row once, with the cells in
     ``exclude`` (``(offsets (N + 1,), columns)``: node ``u``'s columns are ``columns[offsets[u]:offsets[u +
@@ -484,7 +504,8 @@ def propagate(
     with mass are few, the kernel pushes from those nodes instead of pulling into every node (as a
     direction-optimising BFS does); ``push`` forces one way. With ``mix_into``, it also writes the
     :class:`HopMix` of the earlier levels and the result: a reasoner's answer mixing its hops, in the same
-    pass when pulling.
+    pass when pulling. With ``degree``, the graph's ``(2R, N)`` out-degree CSR, and a ``threshold``, the
+    summary also holds the directions live in each column (what :func:`live_directions` returns for it).
 
     Shapes:
         x, out: ``(N, C)``; weights: ``(C, 2R)``.
@@ -501,6 +522,13 @@ def propagate(
         push = pushed * (columns + PUSH_EDGE_OVERHEAD) < PULL_EDGE_COST * (merged.nnz + delta.nnz)
     out = block(n, columns) if out is None else out
     mixing = _mix_arrays(out, mix_into) if mix_into is not None else _NO_MIX
+    tracking = degree is not None and words > 0
+    degrees = degree_by_node(degree) if tracking else _NO_DEGREES
+    # one block of live words per thread (numba's thread ids run below NUMBA_NUM_THREADS), ORed after; the
+    # blocks are padded apart, so that no two threads write one cache line
+    directions = degree.shape[0] if tracking else 0
+    live_shape = (numba_config.NUMBA_NUM_THREADS, directions + LIVE_PADDING, words) if tracking else (0, 0, 0)
+    live = np.zeros(live_shape, dtype=np.uint64)
     if push:  # read only the edges leaving the nodes with mass
         kernel, edges, extra = _push, (sources, *merged.push_arrays(), *delta.push_arrays()), ()
     else:
@@ -518,12 +546,19 @@ def propagate(
         out.numpy(),
         active,
         alive,
+        *degrees,
+        live,
         *extra,
     )
     if push and mix_into is not None:
         earlier, earlier_held, mix_weights, mixed = mixing
         _mix(earlier, earlier_held, out.numpy(), mix_weights, mixed)
-    return out, Summary(active, alive, columns)
+    if not tracking:
+        return out, Summary(active, alive, columns)
+    return out, Summary(active, alive, columns, np.bitwise_or.reduce(live[:, :directions], axis=0), degree)
+
+
+_NO_DEGREES = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
 _NO_MIX = (
@@ -574,10 +609,14 @@ def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor,
 def live_directions(degree: Tensor, summary: Summary) -> Tensor:
     """``(C, 2R)`` bool: whether a node with more than the summary's threshold in column ``c`` has an edge
     along ``d``; ``degree`` is the ``(2R, N)`` out-degree CSR (what ``(degree @ (x > threshold)).T > 0``
-    gives). Only the nodes holding mass are read, through the degrees ordered by node, and a node's columns
-    over the threshold are packed words, so an edge costs a word, not a row."""
-    live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
-    _live_bits(*degree_by_node(degree), summary.active, summary.alive, live)
+    gives). Read from the summary when the pass that wrote it had this degree; otherwise only the nodes
+    holding mass are read, through the degrees ordered by node, and a node's columns over the threshold are
+    packed words, so an edge costs a word, not a row."""
+    if summary.live is not None and summary.live_degree is degree:
+        live = summary.live
+    else:
+        live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
+        _live_bits(*degree_by_node(degree), summary.active, summary.alive, live)
     unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : summary.columns]  # (2R, C)
     return torch.from_numpy(unpacked.T.astype(np.bool_))
 
@@ -670,13 +709,15 @@ def warm_up() -> None:
 
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
     cells = (np.array([0, 0, 1]), np.array([0]))
+    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
         for push in (False, True):
             for exclude in (None, cells):
-                moved, _ = propagate(
-                    edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=exclude, threshold=0.5, push=push
-                )
-    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
+                for live in (None, degree):
+                    moved, _ = propagate(
+                        edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=exclude, threshold=0.5, push=push,
+                        degree=live,
+                    )  # fmt: skip
     live_directions(degree, summarise(moved, 0.5))
     for push in (False, True):
         propagate(

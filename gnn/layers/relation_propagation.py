@@ -51,6 +51,7 @@ class RelationPropagation(nn.Module):
             out=out,
             mix_into=mix_into,
             last=last,
+            degree=graph.out_degree(),
         )
 
     def __repr__(self) -> str:

@@ -248,11 +248,14 @@ class Frontier:
         out: Tensor | None = None,
         mix_into: cpu_kernels.HopMix | None = None,
         last: bool = False,
+        degree: Tensor | None = None,
     ) -> Frontier:
         """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
         written into ``out`` when given; with ``mix_into``, its mix with earlier levels is written too
         (both fused kernel only, see :func:`gnn.cpu_kernels.propagate`). On the ``last`` hop the kernel does
-        not record which columns exceed the threshold (no hop follows to ask which directions are live).
+        not record which columns exceed the threshold (no hop follows to ask which directions are live);
+        otherwise, given the graph's out-degree, the fused kernel also records the live directions, which
+        :meth:`live_directions` then reads.
 
         Shapes:
             weights: ``(C, 2R)``; out: ``(N, C)``.
@@ -269,6 +272,7 @@ class Frontier:
                 threshold=None if last else self.threshold,
                 out=out,
                 mix_into=mix_into,
+                degree=None if last else degree,
             )
             return Frontier(mass, self.threshold, summary)
         if mix_into is not None:

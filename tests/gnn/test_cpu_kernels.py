@@ -128,21 +128,25 @@ def test_push_and_pull_give_the_same_hop(monkeypatch, columns):
     x[torch.randint(0, graph.num_entities, (columns,), generator=generator), torch.arange(columns)] = 0.9
     weights = torch.rand(columns, 2 * graph.num_relations, generator=generator) * 3
     cells = Frontier.start(x, 0.5)[1]
+    degree = graph.out_degree()
     hops = {
-        push: fused_transition(x, weights, stacked, cap=1.0, exclude=cells.by_node, threshold=0.5, push=push)
+        (push, live): fused_transition(
+            x, weights, stacked, cap=1.0, exclude=cells.by_node, threshold=0.5, push=push, degree=live
+        )
         for push in (True, False)
+        for live in (None, degree)  # with the degree, the kernel records the live directions itself
     }
     torch_only(monkeypatch)
     reference = Frontier(x, 0.5).move(weights, stacked, cap=1.0, exclude=cells).mass
     assert reference.max() == 1.0  # the cap is reached
-    for mass, summary in hops.values():
+    for (_, live), (mass, summary) in hops.items():
         torch.testing.assert_close(mass, reference, rtol=1e-5, atol=1e-6)
         assert np.array_equal(summary.active, (reference != 0).any(1).numpy())
+        assert (summary.live is not None) == (live is not None)
         assert torch.equal(
-            cpu_kernels.live_directions(graph.out_degree(), summary),
-            live_directions(graph.out_degree(), reference, 0.5),
+            cpu_kernels.live_directions(degree, summary), live_directions(degree, reference, 0.5)
         )
-    assert not hops[True][0][cells.nodes, cells.columns].any()
+    assert not hops[True, None][0][cells.nodes, cells.columns].any()
 
 
 @pytest.mark.parametrize("push", [True, False])
