@@ -70,20 +70,30 @@ class _HopInputs:
     question is the same at every hop, the relation followed is a mix of the ``2R`` directed relations (so
     its product is the relation weights times a ``(2R, W)`` table) and the hop's is a constant: only the
     attended words are multiplied per hop. ``lead`` covers the word query and the instruction, ``stop`` the
-    stop head, which reads the relation followed *at* the hop rather than before it.
+    stop head, which reads the relation followed *at* the hop rather than before it: its inputs are added
+    up for all hops at once (:meth:`stops`).
     """
 
-    lead: tuple[Tensor, Tensor, Tensor]  # (B, W), (2R, W), (T, W): question, relations, hop (biases in)
-    stop: tuple[Tensor, Tensor, Tensor]
-    lead_widths: list[int]
+    lead: Tensor  # (T, B, W_lead): question and hop products, biases included
+    lead_relation: Tensor  # (2R, W_lead)
+    stop: Tensor  # (T, B, W_stop)
+    stop_relation: Tensor  # (2R, W_stop)
 
-    @staticmethod
-    def at_hop(part: tuple[Tensor, Tensor, Tensor], t: int, followed: Tensor | None) -> Tensor:
-        """``part``'s first-layer output at hop ``t`` after following ``followed`` ``(B, 2R)`` (None before
-        the first hop), the attended words left out."""
-        question, relation, hop = part
-        total = question + hop[t]
-        return total if followed is None else torch.addmm(total, followed, relation)
+    def lead_at(self, t: int, followed: Tensor | None) -> Tensor:
+        """The lead heads' first-layer output at hop ``t`` after following ``followed`` ``(B, 2R)`` (None
+        before the first hop), the attended words left out."""
+        return self.lead[t] if followed is None else torch.addmm(self.lead[t], followed, self.lead_relation)
+
+    def stops(self, followed: Tensor, read: Tensor | None, on_words: Tensor | None) -> Tensor:
+        """``(T, B, W_stop)``: the stop head's first-layer output at every hop, from the relations followed
+        at each ``(T, B, 2R)`` and the words each read ``(T, B, D)`` (their weights ``on_words`` ``(D,
+        W_stop)``), in two products for all hops."""
+        hops, batch, _ = followed.shape
+        rows = hops * batch
+        total = torch.addmm(self.stop.view(rows, -1), followed.view(rows, -1), self.stop_relation)
+        if read is not None:
+            total = torch.addmm(total, read.view(rows, -1), on_words)
+        return total.view(hops, batch, -1)
 
 
 class QuestionReasoner(nn.Module):
@@ -187,30 +197,28 @@ class QuestionReasoner(nn.Module):
         # the fused kernels write every hop into one block; the last hop also writes the hops' mix
         block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
         w = None  # (B, 2R): the relation weights of the previous hop
-        hop_scores, weights, stop_inputs, held = [], [], [], []  # held: each hop's rows with mass (fused)
+        hop_scores, weights, reads, held = [], [], [], []  # held: each hop's rows with mass (fused)
         for t in range(self.config.hops):
-            hidden = inputs.at_hop(inputs.lead, t, w)
+            hidden = inputs.lead_at(t, w)
             if self.config.token_attention:
                 d = self.config.text_dim
                 query, hidden = hidden[:, :d], hidden[:, d:]  # (B, D), (B, W_instruction)
                 attention_logits = torch.baddbmm(padding, query[:, None], words_by_dim, alpha=d**-0.5)
                 read = torch.bmm(torch.softmax(attention_logits, -1), words)[:, 0]  # (B, D): the words read
                 hidden = torch.addmm(hidden, read, layers.words[0])
+                reads.append(read)
             instruction = questions + self._instruction_out(hidden, layers)  # (B, D)
             logits = (instruction @ keys) / instruction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
             live = frontier.live_directions(degree)  # (B, 2R)
             w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
-            stop = inputs.at_hop(inputs.stop, t, w)  # read after the relation this hop followed
-            if self.config.token_attention:
-                stop = torch.addmm(stop, read, layers.words[1])
-            stop_inputs.append(stop)
+            weights.append(w)
             out = mix_into = None
             if block is not None:
                 out = block[t]
                 if t == self.config.hops - 1:  # the hops' mix is known: the last hop writes it too
-                    attention = self._hop_attention(stop_inputs)  # (B, T)
+                    attention = self._hop_attention(inputs, weights, reads, layers)  # (B, T)
                     scores = cpu_kernels.block(*topics.shape)
                     mix_into = cpu_kernels.HopMix(block[:t], attention, scores, tuple(held))
             # mass never moves back to the topics
@@ -226,9 +234,8 @@ class QuestionReasoner(nn.Module):
             hop_scores.append(frontier.mass)  # (N, B)
             if frontier.summary is not None:
                 held.append(frontier.summary.active)
-            weights.append(w)
         if block is None:
-            attention = self._hop_attention(stop_inputs)
+            attention = self._hop_attention(inputs, weights, reads, layers)
             scores = hop_scores[0] * attention[:, 0]
             for t in range(1, self.config.hops):
                 scores.addcmul_(hop_scores[t], attention[:, t])
@@ -240,10 +247,15 @@ class QuestionReasoner(nn.Module):
         hidden = F.dropout(F.gelu(hidden), self.config.dropout, self.training)
         return torch.addmm(layers.instruction_out[1], hidden, layers.instruction_out[0])
 
-    def _hop_attention(self, stop_inputs: list[Tensor]) -> Tensor:
-        """``(B, T)``: the answer's weight on each hop, from the stop head's first-layer outputs ``T x (B,
-        W_stop)``, all hops through the rest of the head at once."""
-        logits = _after_first(self.stop, torch.stack(stop_inputs))  # (T, B, 1)
+    def _hop_attention(
+        self, inputs: _HopInputs, weights: list[Tensor], reads: list[Tensor], layers: _FirstLayers
+    ) -> Tensor:
+        """``(B, T)``: the answer's weight on each hop, read by the stop head from each hop's relation
+        weights ``T x (B, 2R)`` and attended words ``T x (B, D)`` (none without token attention), all hops
+        at once."""
+        read = torch.stack(reads) if reads else None
+        stop = inputs.stops(torch.stack(weights), read, layers.words[1] if layers.words else None)
+        logits = _after_first(self.stop, stop)  # (T, B, 1)
         return torch.softmax(logits[..., 0].T, dim=-1)
 
     def _first_layers(self) -> _FirstLayers:
@@ -296,12 +308,9 @@ class QuestionReasoner(nn.Module):
     def _hop_inputs(layers: _FirstLayers, from_question: Tensor, from_relation: Tensor) -> _HopInputs:
         """See :class:`_HopInputs`."""
         lead = sum(layers.widths[:-1])
-        parts = (from_question, from_relation, layers.from_hop)
-        return _HopInputs(
-            tuple(part[:, :lead].contiguous() for part in parts),  # type: ignore[arg-type]
-            tuple(part[:, lead:].contiguous() for part in parts),  # type: ignore[arg-type]
-            layers.widths[:-1],
-        )
+        at_hop = from_question + layers.from_hop[:, None]  # (T, B, W)
+        stop = at_hop[..., lead:].contiguous()
+        return _HopInputs(at_hop[..., :lead], from_relation[:, :lead], stop, from_relation[:, lead:])
 
     def checkpoint(self) -> dict:
         """What :meth:`from_checkpoint` needs: config and weights (the answer head's included)."""
