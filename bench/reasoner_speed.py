@@ -10,6 +10,9 @@ One run on one machine:
    over live relations, propagation, hop mixing): the ratios are the model's overhead;
 2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.
 
+The fused products and the forward take turns round by round (see :func:`timed_side_by_side`), so that the
+machine's drift over the run reaches both alike.
+
 Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint PATH]
 """
 
@@ -21,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,15 +40,18 @@ from server.allocator import keep_freed_memory
 from server.checkpoints import load_checkpoint
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
-    """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
-    fn()
-    times = []
+def timed_side_by_side(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds of each of ``fns`` over ``repeats`` rounds; each round runs every function twice and
+    times the second run (caches as in a loop of that function alone), so that the machine's drift over the
+    run (up to 2x here) reaches every function alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            fn()
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -116,10 +122,11 @@ def main() -> None:
                 topic_cells=one_cell,
             )
 
-    t_torch = timed(bare_torch, args.repeats)
-    t_bare = timed(bare, args.repeats)
-    t_batch = timed(batched, args.repeats)
-    t_single = timed(one_by_one, max(1, args.repeats // 2))
+    # torch's product on its own: its thread pool, still spinning after it, would slow the next measure
+    t_torch = timed_side_by_side({"torch": bare_torch}, args.repeats)["torch"]
+    times = timed_side_by_side({"bare": bare, "batch": batched}, args.repeats)
+    t_bare, t_batch = times["bare"], times["batch"]
+    t_single = timed_side_by_side({"single": one_by_one}, max(1, args.repeats // 2))["single"]
     edges = int(stacked.matrix.col_indices().numel())
     print(
         f"# MetaQA KB: {graph.num_entities} entities, {graph.num_edges} triples, {edges} directed edges "

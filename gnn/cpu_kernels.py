@@ -103,7 +103,7 @@ if njit is not None:
     def _propagate(  # noqa: ANN202, PLR0913
         offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_crow, delta_col, delta_values, delta_directions,  # noqa: ANN001
-        active, x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+        active, x, weights, cap, exclude_nodes, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
         degree_offsets, degree_directions, degree_counts, live,  # noqa: ANN001 - see _or_live; live per thread
         earlier, earlier_held, mix_weights, mixed,  # noqa: ANN001 - see _mix_row; mixed of no rows: none
     ):  # fmt: skip
@@ -114,6 +114,7 @@ if njit is not None:
         for task in prange(tasks):  # each node's row is written once, by one thread
             moved = np.empty(columns, dtype=out.dtype)
             total = np.empty(out_alive.shape[1] * 64 if out_alive.shape[1] else columns, dtype=out.dtype)
+            excluded = np.searchsorted(exclude_nodes, task * NODES_PER_TASK)  # the next excluded cell
             for u in range(task * NODES_PER_TASK, min(n, (task + 1) * NODES_PER_TASK)):
                 total[:] = 0.0
                 _gather_row(u, offsets, crow, col, values, directions, active, x, weights, moved, total)
@@ -121,8 +122,9 @@ if njit is not None:
                     u, delta_offsets, delta_crow, delta_col, delta_values, delta_directions, active, x,
                     weights, moved, total,
                 )  # fmt: skip
-                for i in range(exclude_offsets[u], exclude_offsets[u + 1]):
-                    total[exclude_columns[i]] = 0.0
+                while excluded < exclude_nodes.shape[0] and exclude_nodes[excluded] == u:
+                    total[exclude_columns[excluded]] = 0.0
+                    excluded += 1
                 _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
                 if tracking and out_active[u]:
                     _or_live(
@@ -157,7 +159,7 @@ if njit is not None:
     def _push(  # noqa: ANN202, PLR0913
         sources, offsets, targets, values, rows, directions,  # noqa: ANN001 - the merged edges
         delta_offsets, delta_targets, delta_values, delta_rows, delta_directions,  # noqa: ANN001
-        x, weights, cap, exclude_offsets, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
+        x, weights, cap, exclude_nodes, exclude_columns, threshold, out, out_active, out_alive,  # noqa: ANN001
         degree_offsets, degree_directions, degree_counts, live,  # noqa: ANN001
     ):  # fmt: skip
         """:func:`_propagate` from a few sources: only the edges leaving them are read."""
@@ -176,8 +178,10 @@ if njit is not None:
         )  # fmt: skip
         for i in range(count):
             u = touched[i]
-            for j in range(exclude_offsets[u], exclude_offsets[u + 1]):
-                out[u, exclude_columns[j]] = 0.0
+            excluded = np.searchsorted(exclude_nodes, u)
+            while excluded < exclude_nodes.shape[0] and exclude_nodes[excluded] == u:
+                out[u, exclude_columns[excluded]] = 0.0
+                excluded += 1
             _summarise_row(out[u], u, cap, threshold, out, out_active, out_alive)
             if live.shape[0] > 0 and out_active[u]:
                 _or_live(u, degree_offsets, degree_directions, degree_counts, out_alive, live[0])
@@ -435,7 +439,7 @@ def _no_edges(num_nodes: int) -> EdgeBlock:
     )
 
 
-_NO_COLUMNS = np.zeros(0, dtype=np.int64)  # of no excluded cells (the dtype of torch's indices)
+_NO_CELLS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # (the dtype of torch's indices)
 
 # Pushing reads only the edges leaving the nodes with mass, at about (C + 16) multiply-adds' cost each (C
 # columns, plus random access), on one core; pulling checks every edge's source and shares the work between
@@ -498,8 +502,9 @@ def propagate(
     degree: Tensor | None = None,
 ) -> tuple[Tensor, Summary]:
     """``min(cap, sum_d T_d @ (x * w_d))`` in one pass that writes each node's row once, with the cells in
-    ``exclude`` (``(offsets (N + 1,), columns)``: node ``u``'s columns are ``columns[offsets[u]:offsets[u +
-    1]]``) set to 0; returns it with its :class:`Summary` (``threshold`` as in :func:`summarise`).
+    ``exclude`` (``(nodes, columns)``, ordered by node) set to 0; returns it with its :class:`Summary`
+    (``threshold`` as in :func:`summarise`).
+
     ``summary`` is ``x``'s, when known: nodes without mass are skipped. When the edges leaving the nodes
     with mass are few, the kernel pushes from those nodes instead of pulling into every node (as a
     direction-optimising BFS does); ``push`` forces one way. With ``mix_into``, it also writes the
@@ -514,7 +519,7 @@ def propagate(
     n, columns = x.shape
     summary = summary if summary is not None else summarise(x)
     delta = delta if delta is not None else _no_edges(n)
-    exclude_offsets, exclude_columns = exclude if exclude is not None else (_no_edges(n).offsets, _NO_COLUMNS)
+    exclude_nodes, exclude_columns = exclude if exclude is not None else _NO_CELLS
     words = _alive_words(columns, threshold)
     sources = np.flatnonzero(summary.active)
     if push is None:
@@ -540,7 +545,7 @@ def propagate(
         x.numpy(),
         weights.T.contiguous().numpy(),
         cap,
-        exclude_offsets,
+        exclude_nodes,
         exclude_columns,
         np.inf if threshold is None else threshold,
         out.numpy(),
@@ -708,7 +713,7 @@ def warm_up() -> None:
     from gnn.graph import build_transitions  # noqa: PLC0415 - gnn.graph imports this module
 
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
-    cells = (np.array([0, 0, 1]), np.array([0]))
+    cells = (np.array([0]), np.array([0]))
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
     for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
         for push in (False, True):

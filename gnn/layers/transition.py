@@ -183,10 +183,9 @@ class Cells:
 
     @functools.cached_property
     def by_node(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(offsets (N + 1,), columns)``: node ``u``'s are ``columns[offsets[u]:offsets[u + 1]]``."""
-        offsets = np.zeros(self.num_nodes + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.nodes.numpy(), minlength=self.num_nodes), out=offsets[1:])
-        return offsets, self.columns[torch.argsort(self.nodes, stable=True)].numpy()
+        """``(nodes, columns)`` ordered by node, as the fused kernels read them."""
+        order = np.argsort(self.nodes.numpy(), kind="stable")
+        return self.nodes.numpy()[order], self.columns.numpy()[order]
 
 
 @dataclass
