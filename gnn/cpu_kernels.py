@@ -222,6 +222,13 @@ if njit is not None:
             if active[u]:
                 _or_live(u, offsets, directions, counts, alive, live)
 
+    @njit(cache=True, nogil=True)
+    def _edges_from(offsets, sources):  # noqa: ANN001, ANN202
+        total = 0
+        for s in sources:
+            total += offsets[s + 1] - offsets[s]
+        return total
+
     @njit(inline="always", fastmath=True)
     def _mix_row(u, earlier, earlier_held, last, weights, out):  # noqa: ANN001, ANN202
         """Row ``u`` of ``out``: ``sum_t earlier[t, u] * weights[t] + last[u] * weights[-1]``, skipping the
@@ -425,7 +432,7 @@ class EdgeBlock:
 
     def edges_from(self, sources: np.ndarray) -> int:
         """How many edges leave ``sources``."""
-        return int((self.source_offsets[sources + 1] - self.source_offsets[sources]).sum())
+        return int(_edges_from(self.source_offsets, sources)) if self.nnz else 0
 
 
 @functools.lru_cache(maxsize=8)
@@ -715,6 +722,7 @@ def warm_up() -> None:
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
     cells = (np.array([0]), np.array([0]))
     degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
+    edges.edges_from(np.array([0]))  # propagate's choice between pushing and pulling
     for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
         for push in (False, True):
             for exclude in (None, cells):
