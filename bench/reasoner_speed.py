@@ -32,7 +32,7 @@ import torch
 from gnn import cpu_kernels
 from gnn.datasets import shared_data_dir
 from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import fused_transition, weighted_transition
+from gnn.layers.transition import Frontier, fused_transition, weighted_transition
 from gnn.loaders import iter_records
 from gnn.models.question_reasoner import QuestionReasoner
 from gnn.train import topic_block
@@ -89,11 +89,14 @@ def main() -> None:
             graph, relation_vectors, questions, topics, **words, topic_cells=cells
         ).relation_weights
 
+    # which nodes hold the topics, from where they are (as the model reads it), not from a pass over the block
+    topic_summary = Frontier.start(topics, model.config.live_mass, cells)[0].summary
+
     @torch.inference_mode()
     def bare() -> None:
         """The model's own kernel and nothing around it: each hop hands the next the summary it wrote (which
-        nodes hold mass), so only the topics are read once more."""
-        x, summary = topics, None
+        nodes hold mass)."""
+        x, summary = topics, topic_summary
         for t in range(hops):
             x, summary = fused_transition(x, weights[t], stacked, summary=summary)
 
