@@ -40,6 +40,17 @@ from server.allocator import keep_freed_memory
 from server.checkpoints import load_checkpoint
 
 
+def timed(fn, repeats: int) -> float:  # noqa: ANN001
+    """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def timed_side_by_side(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median seconds of each of ``fns`` over ``repeats`` rounds; each round runs every function twice and
     times the second run (caches as in a loop of that function alone), so that the machine's drift over the
