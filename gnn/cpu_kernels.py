@@ -222,6 +222,59 @@ if njit is not None:
             if active[u]:
                 _or_live(u, offsets, directions, counts, alive, live)
 
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _read_words(query, words, mask, scale, out):  # noqa: ANN001, ANN202
+        batch, length, dim = words.shape
+        for b in prange(batch):
+            weights = np.zeros(length, dtype=np.float32)
+            best = -np.inf
+            for position in range(length):
+                if mask[b, position]:
+                    product = np.float32(0.0)
+                    for k in range(dim):
+                        product += query[b, k] * words[b, position, k]
+                    weights[position] = product * scale
+                    best = max(best, weights[position])
+            total = np.float32(0.0)
+            for position in range(length):
+                if mask[b, position]:
+                    weights[position] = np.exp(weights[position] - best)
+                    total += weights[position]
+            for k in range(dim):
+                out[b, k] = 0.0 if total > 0.0 else np.nan  # no word: as torch's softmax over nothing
+            for position in range(length):
+                if weights[position] > 0.0:
+                    share = weights[position] / total
+                    for k in range(dim):
+                        out[b, k] += share * words[b, position, k]
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _relation_softmax(instruction, keys, live, out):  # noqa: ANN001, ANN202
+        batch, dim = instruction.shape
+        for b in prange(batch):
+            word, bit = b // 64, np.uint64(b % 64)
+            norm = np.float32(0.0)
+            for k in range(dim):
+                norm += instruction[b, k] * instruction[b, k]
+            norm = max(np.sqrt(norm), np.float32(1e-12))
+            best = -np.inf
+            for d in range(keys.shape[0]):
+                out[b, d] = 0.0
+                if (live[d, word] >> bit) & np.uint64(1):
+                    product = np.float32(0.0)
+                    for k in range(dim):
+                        product += instruction[b, k] * keys[d, k]
+                    out[b, d] = product / norm
+                    best = max(best, out[b, d])
+            total = np.float32(0.0)
+            for d in range(keys.shape[0]):
+                if (live[d, word] >> bit) & np.uint64(1):
+                    out[b, d] = np.exp(out[b, d] - best)
+                    total += out[b, d]
+            for d in range(keys.shape[0]):
+                if total > 0.0:  # no live direction: all weights stay 0
+                    out[b, d] /= total
+
     @njit(cache=True, nogil=True)
     def _edges_from(offsets, sources):  # noqa: ANN001, ANN202
         total = 0
@@ -621,16 +674,50 @@ def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor,
 def live_directions(degree: Tensor, summary: Summary) -> Tensor:
     """``(C, 2R)`` bool: whether a node with more than the summary's threshold in column ``c`` has an edge
     along ``d``; ``degree`` is the ``(2R, N)`` out-degree CSR (what ``(degree @ (x > threshold)).T > 0``
-    gives). Read from the summary when the pass that wrote it had this degree; otherwise only the nodes
+    gives)."""
+    live = live_words(degree, summary)
+    unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : summary.columns]  # (2R, C)
+    return torch.from_numpy(unpacked.T.astype(np.bool_))
+
+
+def live_words(degree: Tensor, summary: Summary) -> np.ndarray:
+    """:func:`live_directions` packed: ``(2R, ceil(C / 64))`` uint64, bit ``c % 64`` of word ``c // 64`` for
+    column ``c``. Read from the summary when the pass that wrote it had this degree; otherwise only the nodes
     holding mass are read, through the degrees ordered by node, and a node's columns over the threshold are
     packed words, so an edge costs a word, not a row."""
     if summary.live is not None and summary.live_degree is degree:
-        live = summary.live
-    else:
-        live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
-        _live_bits(*degree_by_node(degree), summary.active, summary.alive, live)
-    unpacked = np.unpackbits(live.view(np.uint8), axis=1, bitorder="little")[:, : summary.columns]  # (2R, C)
-    return torch.from_numpy(unpacked.T.astype(np.bool_))
+        return summary.live
+    live = np.zeros((degree.shape[0], summary.alive.shape[1]), dtype=np.uint64)
+    _live_bits(*degree_by_node(degree), summary.active, summary.alive, live)
+    return live
+
+
+def read_words(query: Tensor, words: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """``(B, D)``: each question's words ``(B, L, D)`` weighted by the softmax of ``scale * query . word``
+    over its real tokens (``mask`` ``(B, L)``), in one pass: a reasoner's word attention, what
+    ``softmax(scale * query @ words^T, masked) @ words`` gives (NaN for a question without a word, as there).
+
+    Shapes:
+        query: ``(B, D)``.
+    """
+    out = torch.empty(query.shape)
+    _read_words(
+        query.contiguous().numpy(), words.contiguous().numpy(), mask.contiguous().numpy(), scale, out.numpy()
+    )
+    return out
+
+
+def relation_softmax(instruction: Tensor, keys: Tensor, live: np.ndarray) -> Tensor:
+    """``(B, 2R)``: each question's softmax of ``cos(instruction, key) * |key|`` over the directions live in
+    its column (:func:`live_words`), 0 where none is: a reasoner's relation weights in one pass, what
+    ``softmax((unit(instruction) @ keys^T).masked_fill(~live, -inf)).nan_to_num(0)`` gives.
+
+    Shapes:
+        instruction: ``(B, D)``; keys: ``(2R, D)``.
+    """
+    out = torch.empty(instruction.shape[0], keys.shape[0])
+    _relation_softmax(instruction.contiguous().numpy(), keys.contiguous().numpy(), live, out.numpy())
+    return out
 
 
 _DEGREES_BY_NODE: dict[int, tuple[weakref.ref, tuple[np.ndarray, ...]]] = {}
@@ -737,5 +824,7 @@ def warm_up() -> None:
             edges, None, x, torch.ones(1, 2), push=push, mix_into=HopMix(x[None], torch.ones(1, 2), x.clone())
         )
     count_reached(torch.stack([moved, moved]), 2)
+    read_words(x, x[:, None], torch.ones(2, 1, dtype=torch.bool), 1.0)
+    relation_softmax(x, torch.ones(2, 1), live_words(degree, summarise(moved, 0.5)))
     for delta in (None, edges):
         walk_back(edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8)

@@ -237,6 +237,13 @@ class Frontier:
             return cpu_kernels.live_directions(degree, self.summary)
         return (degree @ (self.mass.detach() > self.threshold).to(degree.dtype)).T > 0
 
+    def live_words(self, degree: Tensor) -> np.ndarray:
+        """:meth:`live_directions` packed as :func:`gnn.cpu_kernels.live_words` gives them (fused kernels
+        only)."""
+        if self.summary is None or not self.summary.alive.shape[1]:  # none yet, or a last hop's
+            self.summary = cpu_kernels.summarise(self.mass.detach(), self.threshold)
+        return cpu_kernels.live_words(degree, self.summary)
+
     def move(
         self,
         weights: Tensor,

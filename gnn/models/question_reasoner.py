@@ -184,18 +184,21 @@ class QuestionReasoner(nn.Module):
                     f"(got {tuple(tokens.shape)} and {tuple(token_mask.shape)})"
                 )
             words = self.token_norm(tokens)  # (B, L, D)
-            words_by_dim = words.transpose(1, 2)  # (B, D, L)
-            padding = torch.zeros(token_mask.shape, dtype=words.dtype)  # (B, 1, L): -inf where no token
-            padding = padding.masked_fill_(~token_mask, float("-inf"))[:, None]
         layers = self._first_layers()
         keys, from_relation = self._relation_tables(relation_vectors, layers)  # (2R, D), (2R, W)
         inputs = self._hop_inputs(layers, questions @ layers.question, from_relation)
         temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
-        keys = keys.T * temperature  # (D, 2R): logits are cos(instruction, key) x temperature
+        keys = keys * temperature  # (2R, D): logits are cos(instruction, key) x temperature
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
         # the fused kernels write every hop into one block; the last hop also writes the hops' mix
         block = cpu_kernels.block(self.config.hops, *topics.shape) if frontier.fused else None
+        # so do the word attention and the relation softmax, each in one pass
+        fused_heads = block is not None and cpu_kernels.available(questions, keys)
+        if self.config.token_attention and not fused_heads:
+            words_by_dim = words.transpose(1, 2)  # (B, D, L)
+            padding = torch.zeros(token_mask.shape, dtype=words.dtype)  # (B, 1, L): -inf where no token
+            padding = padding.masked_fill_(~token_mask, float("-inf"))[:, None]
         w = None  # (B, 2R): the relation weights of the previous hop
         hop_scores, weights, reads, held = [], [], [], []  # held: each hop's rows with mass (fused)
         for t in range(self.config.hops):
@@ -203,16 +206,22 @@ class QuestionReasoner(nn.Module):
             if self.config.token_attention:
                 d = self.config.text_dim
                 query, hidden = hidden[:, :d], hidden[:, d:]  # (B, D), (B, W_instruction)
-                attention_logits = torch.baddbmm(padding, query[:, None], words_by_dim, alpha=d**-0.5)
-                read = torch.bmm(torch.softmax(attention_logits, -1), words)[:, 0]  # (B, D): the words read
+                if fused_heads:
+                    read = cpu_kernels.read_words(query, words, token_mask, d**-0.5)  # (B, D): the words read
+                else:
+                    attention_logits = torch.baddbmm(padding, query[:, None], words_by_dim, alpha=d**-0.5)
+                    read = torch.bmm(torch.softmax(attention_logits, -1), words)[:, 0]
                 hidden = torch.addmm(hidden, read, layers.words[0])
                 reads.append(read)
             instruction = questions + self._instruction_out(hidden, layers)  # (B, D)
-            logits = (instruction @ keys) / instruction.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, 2R)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
-            live = frontier.live_directions(degree)  # (B, 2R)
-            w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)  # (B, 2R)
+            if fused_heads:
+                w = cpu_kernels.relation_softmax(instruction, keys, frontier.live_words(degree))  # (B, 2R)
+            else:
+                logits = (instruction @ keys.T) / instruction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                live = frontier.live_directions(degree)  # (B, 2R)
+                w = torch.softmax(logits.masked_fill(~live, float("-inf")), dim=-1).nan_to_num(0.0)
             weights.append(w)
             out = mix_into = None
             if block is not None:

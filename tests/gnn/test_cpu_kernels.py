@@ -198,3 +198,35 @@ def test_count_reached_matches_torch():
     for hops in (1, 2, 3):
         expected = (levels[:hops] > 0).any(0).sum(0, dtype=torch.int32)
         assert torch.equal(cpu_kernels.count_reached(levels, hops), expected)
+
+
+def test_read_words_matches_torchs_masked_attention():
+    generator = torch.Generator().manual_seed(3)
+    query, words = torch.randn(5, 8, generator=generator), torch.randn(5, 4, 8, generator=generator)
+    mask = torch.tensor(
+        [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=torch.bool
+    )
+    logits = (words @ query[:, :, None])[..., 0] * 0.5
+    expected = torch.softmax(logits.masked_fill(~mask, float("-inf")), -1)[:, None] @ words
+    got = cpu_kernels.read_words(query, words, mask, 0.5)
+    torch.testing.assert_close(got[:4], expected[:4, 0])
+    assert got[4].isnan().all()  # no word to read, as torch's softmax over nothing
+
+
+def test_relation_softmax_matches_torchs_over_the_live_directions():
+    generator = torch.Generator().manual_seed(4)
+    columns, directions = 70, 6  # two words of live bits
+    instruction, keys = (
+        torch.randn(columns, 8, generator=generator),
+        torch.randn(directions, 8, generator=generator),
+    )
+    live = torch.rand(columns, directions, generator=generator) < 0.5
+    live[3] = False  # a question with nowhere to go
+    logits = torch.nn.functional.normalize(instruction, dim=-1) @ keys.T
+    expected = torch.softmax(logits.masked_fill(~live, float("-inf")), -1).nan_to_num(0.0)
+    words = np.zeros((directions, 2), dtype=np.uint64)
+    for c, d in live.nonzero().tolist():
+        words[d, c // 64] |= np.uint64(1) << np.uint64(c % 64)
+    got = cpu_kernels.relation_softmax(instruction, keys, words)
+    torch.testing.assert_close(got, expected)
+    assert not got[3].any()
