@@ -189,6 +189,7 @@ class QuestionReasoner(nn.Module):
         inputs = self._hop_inputs(layers, questions @ layers.question, from_relation)
         temperature = self.log_temperature.exp().clamp(max=self.config.max_temperature)
         keys = keys * temperature  # (2R, D): logits are cos(instruction, key) x temperature
+        instruction_base = questions + layers.instruction_out[1]  # (B, D): each hop's instruction corrects it
         degree = graph.out_degree()  # (2R, N)
         frontier, topic_cells = Frontier.start(topics, self.config.live_mass, topic_cells)
         # the fused kernels write every hop into one block; the last hop also writes the hops' mix
@@ -213,7 +214,7 @@ class QuestionReasoner(nn.Module):
                     read = torch.bmm(torch.softmax(attention_logits, -1), words)[:, 0]
                 hidden = torch.addmm(hidden, read, layers.words[0])
                 reads.append(read)
-            instruction = questions + self._instruction_out(hidden, layers)  # (B, D)
+            instruction = self._instruction(hidden, layers, instruction_base)  # (B, D)
             # Relations compete only among those that leave the current frontier: a direction with no edge
             # from where the mass is cannot be the next step.
             if fused_heads:
@@ -250,11 +251,11 @@ class QuestionReasoner(nn.Module):
                 scores.addcmul_(hop_scores[t], attention[:, t])
         return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, block)
 
-    def _instruction_out(self, hidden: Tensor, layers: _FirstLayers) -> Tensor:
-        """The instruction head after its first layer (GELU, dropout, linear), on its first layer's output
-        ``hidden`` ``(B, 2D)``."""
+    def _instruction(self, hidden: Tensor, layers: _FirstLayers, base: Tensor) -> Tensor:
+        """The instruction: ``base`` (the question, the last layer's bias added) corrected by the instruction
+        head after its first layer (GELU, dropout, linear) on that layer's output ``hidden`` ``(B, 2D)``."""
         hidden = F.dropout(F.gelu(hidden), self.config.dropout, self.training)
-        return torch.addmm(layers.instruction_out[1], hidden, layers.instruction_out[0])
+        return torch.addmm(base, hidden, layers.instruction_out[0])
 
     def _hop_attention(
         self, inputs: _HopInputs, weights: list[Tensor], reads: list[Tensor], layers: _FirstLayers
@@ -317,9 +318,13 @@ class QuestionReasoner(nn.Module):
     def _hop_inputs(layers: _FirstLayers, from_question: Tensor, from_relation: Tensor) -> _HopInputs:
         """See :class:`_HopInputs`."""
         lead = sum(layers.widths[:-1])
-        at_hop = from_question + layers.from_hop[:, None]  # (T, B, W)
-        stop = at_hop[..., lead:].contiguous()
-        return _HopInputs(at_hop[..., :lead], from_relation[:, :lead], stop, from_relation[:, lead:])
+        hop = layers.from_hop[:, None]  # (T, 1, W)
+        return _HopInputs(
+            from_question[:, :lead] + hop[..., :lead],  # (T, B, W_lead)
+            from_relation[:, :lead],
+            from_question[:, lead:] + hop[..., lead:],  # (T, B, W_stop)
+            from_relation[:, lead:],
+        )
 
     def checkpoint(self) -> dict:
         """What :meth:`from_checkpoint` needs: config and weights (the answer head's included)."""
