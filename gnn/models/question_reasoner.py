@@ -274,7 +274,11 @@ class QuestionReasoner(nn.Module):
         heads = [self.instruction[0], self.stop[0]]
         if self.config.token_attention:
             heads.insert(0, self.token_query)
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())  # any weight changed: rebuild
+        last = self.instruction[-1]
+        # every weight cached here or in the relation tables (which are kept with these layers): any changed,
+        # rebuild (a walk over self.parameters() would cost more than the rest of a forward's bookkeeping)
+        cached = [self.hop_embedding, last, self.relation, self.direction, *heads]
+        key = tuple((p.data_ptr(), p._version) for module in cached for p in module._parameters.values())
         if not torch.is_grad_enabled() and self._layers is not None and self._layers[0] == key:
             return self._layers[1]
         blocks = [head.weight.split(self.config.text_dim, dim=1) for head in heads]
@@ -282,7 +286,6 @@ class QuestionReasoner(nn.Module):
         words = None
         if self.config.token_attention:
             words = tuple(split[3].T.contiguous() for split in blocks[-2:])
-        last = self.instruction[-1]
         layers = _FirstLayers(
             [head.out_features for head in heads],
             torch.cat([split[0] for split in blocks]).T.contiguous(),

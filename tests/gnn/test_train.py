@@ -249,10 +249,17 @@ def test_inference_caches_follow_the_weights_and_the_relations() -> None:
             return copy(graph, relation_vectors, questions, topics, **words).scores
 
     first = scores(vectors)
-    with torch.no_grad():
-        model.relation.weight.add_(0.5)  # in place, as an optimiser step or load_state_dict would
-        model.stop[0].bias.add_(1.0)
-    torch.testing.assert_close(scores(vectors), fresh(vectors))
+    for weight, change in [  # one at a time, in place, as an optimiser step or load_state_dict would
+        (model.relation.weight, 0.5),
+        (model.direction.weight, 0.3),
+        (model.stop[0].bias, 1.0),
+        (model.instruction[-1].weight, 0.2),
+    ]:
+        before = scores(vectors)
+        with torch.no_grad():
+            weight.add_(change)
+        torch.testing.assert_close(scores(vectors), fresh(vectors))
+        assert not torch.allclose(scores(vectors), before)
     assert not torch.allclose(scores(vectors), first)
     other = torch.randn(graph.num_relations, 8)
     torch.testing.assert_close(scores(other), fresh(other))
