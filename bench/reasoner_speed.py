@@ -10,8 +10,8 @@ One run on one machine:
    over live relations, propagation, hop mixing): the ratios are the model's overhead;
 2. B questions one at a time against the same B questions as one batch: the per-question cost ratio.
 
-The fused products and the forward take turns round by round (see :func:`timed_side_by_side`), so that the
-machine's drift over the run reaches both alike.
+The fused products and the forward take turns in rounds of runs in a row (see :func:`timed_side_by_side`),
+so that the machine's drift over the run reaches both alike.
 
 Usage: python -m bench.reasoner_speed [--batch 64] [--repeats 5] [--checkpoint PATH]
 """
@@ -51,17 +51,21 @@ def timed(fn, repeats: int) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
-def timed_side_by_side(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds of each of ``fns`` over ``repeats`` rounds; each round runs every function twice and
-    times the second run (caches as in a loop of that function alone), so that the machine's drift over the
-    run (up to 2x here) reaches every function alike."""
+def timed_side_by_side(
+    fns: dict[str, Callable[[], None]], repeats: int, rounds: int = 3
+) -> dict[str, float]:
+    """Median seconds of each of ``fns`` over ``rounds`` rounds of ``repeats`` runs each; in a round each
+    function runs ``repeats + 1`` times in a row, the first untimed, so that every timed run follows a run of
+    the same function (its steady state in a loop), while the rounds take turns so that the machine's drift
+    over the run (up to 2x here) reaches every function alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, fn in fns.items():
             fn()
-            started = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - started)
+            for _ in range(repeats):
+                started = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -137,10 +141,10 @@ def main() -> None:
             )
 
     # torch's product on its own: its thread pool, still spinning after it, would slow the next measure
-    t_torch = timed_side_by_side({"torch": bare_torch}, args.repeats)["torch"]
+    t_torch = timed(bare_torch, args.repeats)
     times = timed_side_by_side({"bare": bare, "batch": batched}, args.repeats)
     t_bare, t_batch = times["bare"], times["batch"]
-    t_single = timed_side_by_side({"single": one_by_one}, max(1, args.repeats // 2))["single"]
+    t_single = timed(one_by_one, max(1, args.repeats // 2))
     edges = int(stacked.matrix.col_indices().numel())
     print(
         f"# MetaQA KB: {graph.num_entities} entities, {graph.num_edges} triples, {edges} directed edges "
