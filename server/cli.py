@@ -678,6 +678,13 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
 @click.option("--batch-size", default=None, type=int, help="Examples per step (qa: 64, link: 32).")
 @click.option("--seed", default=0, show_default=True)
 @click.option(
+    "--seeds",
+    default=1,
+    show_default=True,
+    help="qa: train from this many consecutive seeds (--seed first) and keep the reasoner with the best "
+    "mean held-out Hits@1 (needs --holdout > 0).",
+)
+@click.option(
     "--target",
     default=None,
     envvar="GRAPHFUSE_TARGET",
@@ -701,6 +708,7 @@ def train(
     epochs: int | None,
     batch_size: int | None,
     seed: int,
+    seeds: int,
     target: str | None,
     token: str | None,
     tls_ca: Path | None,
@@ -709,6 +717,10 @@ def train(
     once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     server = functools.partial(_connect, target, 10.0, token, tls_ca) if target else None
+    if seeds > 1 and task != "qa":
+        raise click.UsageError("--seeds is for --task qa")
+    if seeds > 1 and holdout == 0:
+        raise click.UsageError("--seeds N chooses by held-out Hits@1: give --holdout > 0")
     if task == "recommend":
         return _train_recommend(graph, data_dir, relation, holdout, k, seed, server)
     bar = tqdm(desc=f"train {task}", unit="step")
@@ -746,6 +758,7 @@ def train(
             on_step=on_step,
             unseen_per_hop=unseen,
             keep_if_better=keep_if_better,
+            seeds=seeds,
         )
     finally:
         bar.close()
@@ -753,6 +766,8 @@ def train(
         f"trained on {report.train_questions} questions from files + {report.generated_questions} generated "
         f"in {report.seconds:.0f} s; {report.skipped_questions} skipped (entities not in the graph)"
     )
+    for trained_seed, score in report.seed_scores:
+        click.echo(f"seed {trained_seed}: mean held-out Hits@1 {score:.4f}")
     if report.metrics:
         click.echo(f"held-out ({report.holdout_questions} questions):")
         click.echo(_metrics_table(report.metrics))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from gnn.datasets import load_qa_file
@@ -220,3 +221,61 @@ def test_keep_if_better_writes_no_checkpoint_that_trails_zero_shot(trained_serve
     assert not report.written and not checkpoint_path(data_dir, "world").exists()
     assert report.unseen is not None and report.unseen_zero_shot is not None
     assert {"1", "2", "3"} <= set(report.unseen) and report.unseen["1"].questions > 0
+
+
+def test_several_seeds_keep_the_reasoner_with_the_best_held_out_hits(
+    trained_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    _, data_dir = trained_server
+    questions = tmp_path / "qa.jsonl"
+    write_questions(questions, 20, seed=3)
+    trained = []
+
+    def train_and_keep(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        trained.append(training_reasoner(*args, **kwargs))
+        return trained[-1]
+
+    training_reasoner = training.train_question_reasoner
+    monkeypatch.setattr(training, "train_question_reasoner", train_and_keep)
+    scores = iter([0.4, 0.7, 0.5])  # each seed's mean held-out Hits@1: the second is the best
+    monkeypatch.setattr(training, "mean_hits_at_1", lambda metrics: next(scores))
+    steps = []
+    try:
+        report = training.train_graph(
+            data_dir,
+            "world",
+            load_qa_file(questions),
+            holdout=0.25,
+            seeds=3,
+            train_config=TrainConfig(epochs=1, seed=5),
+            on_step=lambda step, total, loss: steps.append((step, total)),
+        )
+        assert report.seed_scores == [(5, 0.4), (6, 0.7), (7, 0.5)]
+        assert len(trained) == 3
+        model, meta = load_checkpoint(checkpoint_path(data_dir, "world"))
+        assert meta["seed"] == 6 and "(seed 6, the best of 3)" in meta["description"]
+        for name, weight in trained[1].state_dict().items():
+            assert torch.equal(model.state_dict()[name], weight), name
+        assert [s for s, _ in steps] == list(range(1, len(steps) + 1))  # one count across the seeds
+        assert {total for _, total in steps} == {len(steps)}
+        with pytest.raises(ValueError, match="held-out"):
+            training.train_graph(data_dir, "world", load_qa_file(questions), holdout=0.0, seeds=2)
+    finally:
+        checkpoint_path(data_dir, "world").unlink(missing_ok=True)
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--graph",
+            "world",
+            "--data-dir",
+            str(data_dir),
+            "--generated",
+            "5",
+            "--seeds",
+            "2",
+            "--holdout",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2 and "--holdout" in result.output
