@@ -157,9 +157,9 @@ def train_graph(
 
     With ``seeds`` > 1, reasoners are trained from that many consecutive seeds (``train_config.seed``
     first) on the same split, and the one with the best mean held-out Hits@1 over hop counts is kept: a
-    training run can settle where one family of questions is answered a hop too early, and another seed
-    usually does not (MetaQA, 10 epochs: 3-hop held-out Hits@1 0.983 with seed 0, 0.999-1.000 with seeds 1
-    and 2). It needs held-out questions to choose by.
+    training run can settle where one family of questions is answered a hop too early, and whether it does
+    depends on the seed (MetaQA, 10 epochs: 3-hop held-out Hits@1 0.983 with seed 0, 0.999-1.000 with seeds
+    1 and 2). It needs held-out questions to choose by.
 
     With ``unseen_per_hop``, the trained and the zero-shot reasoner also answer that many fresh generated
     questions per hop count, worded with templates training never uses (``EVAL_PHRASINGS``); with
