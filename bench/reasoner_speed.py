@@ -51,9 +51,7 @@ def timed(fn, repeats: int) -> float:  # noqa: ANN001
     return statistics.median(times)
 
 
-def timed_side_by_side(
-    fns: dict[str, Callable[[], None]], repeats: int, rounds: int = 3
-) -> dict[str, float]:
+def timed_side_by_side(fns: dict[str, Callable[[], None]], repeats: int, rounds: int = 3) -> dict[str, float]:
     """Median seconds of each of ``fns`` over ``rounds`` rounds of ``repeats`` runs each; in a round each
     function runs ``repeats + 1`` times in a row, the first untimed, so that every timed run follows a run of
     the same function (its steady state in a loop), while the rounds take turns so that the machine's drift
