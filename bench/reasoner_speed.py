@@ -42,13 +42,7 @@ from server.checkpoints import load_checkpoint
 
 def timed(fn, repeats: int) -> float:  # noqa: ANN001
     """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return timed_side_by_side({"fn": fn}, repeats, rounds=1)["fn"]
 
 
 def timed_side_by_side(fns: dict[str, Callable[[], None]], repeats: int, rounds: int = 3) -> dict[str, float]:

@@ -99,6 +99,15 @@ if njit is not None:
                 for k in range(columns):
                     total[k] += weights[d, k] * moved[k]
 
+    @njit(inline="always")
+    def _clear_cells(u, first, nodes, columns, row):  # noqa: ANN001, ANN202
+        """Zeroes in ``row`` the columns of node ``u``'s cells, which start at ``first`` among the cells
+        ``(nodes, columns)`` ordered by node; returns where the next node's start."""
+        while first < nodes.shape[0] and nodes[first] == u:
+            row[columns[first]] = 0.0
+            first += 1
+        return first
+
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def _propagate(  # noqa: ANN202, PLR0913
         offsets, crow, col, values, directions,  # noqa: ANN001 - the merged edges
@@ -122,9 +131,7 @@ if njit is not None:
                     u, delta_offsets, delta_crow, delta_col, delta_values, delta_directions, active, x,
                     weights, moved, total,
                 )  # fmt: skip
-                while excluded < exclude_nodes.shape[0] and exclude_nodes[excluded] == u:
-                    total[exclude_columns[excluded]] = 0.0
-                    excluded += 1
+                excluded = _clear_cells(u, excluded, exclude_nodes, exclude_columns, total)
                 _summarise_row(total, u, cap, threshold, out, out_active, out_alive)
                 if tracking and out_active[u]:
                     _or_live(
@@ -178,10 +185,7 @@ if njit is not None:
         )  # fmt: skip
         for i in range(count):
             u = touched[i]
-            excluded = np.searchsorted(exclude_nodes, u)
-            while excluded < exclude_nodes.shape[0] and exclude_nodes[excluded] == u:
-                out[u, exclude_columns[excluded]] = 0.0
-                excluded += 1
+            _clear_cells(u, np.searchsorted(exclude_nodes, u), exclude_nodes, exclude_columns, out[u])
             _summarise_row(out[u], u, cap, threshold, out, out_active, out_alive)
             if live.shape[0] > 0 and out_active[u]:
                 _or_live(u, degree_offsets, degree_directions, degree_counts, out_alive, live[0])

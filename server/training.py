@@ -221,9 +221,11 @@ def train_graph(
                 if held_data is not None
                 else {}
             )
-            seed_scores.append((config.seed, mean_hits_at_1(metrics) if seeds > 1 else 0.0))
-            if chosen is None or seed_scores[-1][1] > chosen[0]:
-                chosen = (seed_scores[-1][1], config.seed, model, metrics)
+            score = mean_hits_at_1(metrics) if seeds > 1 else 0.0  # one seed: nothing to choose
+            if seeds > 1:
+                seed_scores.append((config.seed, score))
+            if chosen is None or score > chosen[0]:
+                chosen = (score, config.seed, model, metrics)
         assert chosen is not None
         _, seed, model, metrics = chosen
         unseen = unseen_zero_shot = None
@@ -271,7 +273,7 @@ def train_graph(
             unseen,
             unseen_zero_shot,
             written,
-            seed_scores if seeds > 1 else [],
+            seed_scores,
         )
     finally:
         store.close()
