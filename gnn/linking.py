@@ -160,8 +160,15 @@ class EntityLinker:
             mentions = [m for m in mentions if _is_named(m.text) or " " in m.text.strip()]
         return sorted(mentions, key=lambda m: m.start)
 
-    @staticmethod
-    def _mention(text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
+    def _mention(self, text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
+        """The mention ``text[start:end]`` of ``found``, taken on to the end of a name the text spells out
+        from ``start`` when that name ends past the last word ("José Alvarenga Jr.", "That Thing You Do!"):
+        stripped, a kept "." or "!" would read as the end of the question."""
+        graph = self.graph
+        for entity, _ in found:
+            for name in (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ())):
+                if start + len(name) > end and text[start : start + len(name)].casefold() == name.casefold():
+                    end = start + len(name)
         method = "exact" if any(m == "exact" for _, m in found) else "alias"
         return Mention(text[start:end], start, end, tuple(e for e, _ in found), method)
 

@@ -52,6 +52,9 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     answer_weight: float = 10.0  # answers count this many times a non-answer in the loss
+    hop_weight: float = (
+        0.01  # weight of the hop-count loss on questions whose hop count is known (see hop_loss)
+    )
     max_grad_norm: float = 1.0  # gradients are clipped to this norm (long runs diverged without it)
     seed: int = 0
 
@@ -68,6 +71,23 @@ def answer_loss(scores: Tensor, target: Tensor, answer_weight: float) -> Tensor:
     """Weighted squared error between entity scores and answer indicators (TransferNet's loss)."""
     weight = 1.0 + (answer_weight - 1.0) * target
     return (weight * (scores - target).pow(2)).sum() / weight.sum() * scores.shape[1]
+
+
+def hop_loss(hop_logits: Tensor, hops: Sequence[int]) -> Tensor:
+    """Mean cross-entropy of the hop attention ``(B, T)`` (as logits) against each question's known hop
+    count; questions with an unknown (0) or out-of-range count are left out.
+
+    Answers alone can teach a shortcut: "who are the actors in the films directed by the director of X"
+    earns partial credit from X's own actors at hop 1, and once the first hop's relation softmax and the hop
+    attention saturate there, the three-hop route gets almost no gradient (MetaQA, seed 0: 20 of the
+    template's 22 held-out questions answered at hop 1). Where the data says how many hops a question takes,
+    this loss keeps the attention on that hop from the first step.
+    """
+    target = torch.tensor(hops, dtype=torch.long) - 1
+    known = (target >= 0) & (target < hop_logits.shape[1])
+    if not known.any():
+        return hop_logits.new_zeros(())
+    return torch.nn.functional.cross_entropy(hop_logits[known], target[known])
 
 
 def train_question_reasoner(
@@ -109,6 +129,8 @@ def train_question_reasoner(
             target = topic_block(graph.num_entities, [data.answers[i] for i in batch])
             output = model(graph, relation_vectors, data.questions[batch], topics, **data.token_block(batch))
             loss = answer_loss(output.scores, target, config.answer_weight)
+            if config.hop_weight and data.hops:
+                loss = loss + config.hop_weight * hop_loss(output.hop_logits, [data.hops[i] for i in batch])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -44,6 +44,7 @@ class ReasonerOutput:
     hop_scores: list[Tensor]  # T x (N, B): entity scores after each hop
     relation_weights: Tensor  # (T, B, 2R)
     hop_attention: Tensor  # (B, T)
+    hop_logits: Tensor  # (B, T): the stop head's logits (hop_attention is their softmax)
     hop_block: Tensor | None = None  # (T, N, B): hop_scores in one block, where the fused kernels wrote it
 
 
@@ -228,7 +229,8 @@ class QuestionReasoner(nn.Module):
             if block is not None:
                 out = block[t]
                 if t == self.config.hops - 1:  # the hops' mix is known: the last hop writes it too
-                    attention = self._hop_attention(inputs, weights, reads, layers)  # (B, T)
+                    hop_logits = self._hop_logits(inputs, weights, reads, layers)  # (B, T)
+                    attention = torch.softmax(hop_logits, dim=-1)
                     scores = cpu_kernels.block(*topics.shape)
                     mix_into = cpu_kernels.HopMix(block[:t], attention, scores, tuple(held))
             # mass never moves back to the topics
@@ -245,11 +247,12 @@ class QuestionReasoner(nn.Module):
             if frontier.summary is not None:
                 held.append(frontier.summary.active)
         if block is None:
-            attention = self._hop_attention(inputs, weights, reads, layers)
+            hop_logits = self._hop_logits(inputs, weights, reads, layers)
+            attention = torch.softmax(hop_logits, dim=-1)
             scores = hop_scores[0] * attention[:, 0]
             for t in range(1, self.config.hops):
                 scores.addcmul_(hop_scores[t], attention[:, t])
-        return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, block)
+        return ReasonerOutput(scores, hop_scores, torch.stack(weights), attention, hop_logits, block)
 
     def _instruction(self, hidden: Tensor, layers: _FirstLayers, base: Tensor) -> Tensor:
         """The instruction: ``base`` (the question, the last layer's bias added) corrected by the instruction
@@ -257,16 +260,15 @@ class QuestionReasoner(nn.Module):
         hidden = F.dropout(F.gelu(hidden), self.config.dropout, self.training)
         return torch.addmm(base, hidden, layers.instruction_out[0])
 
-    def _hop_attention(
+    def _hop_logits(
         self, inputs: _HopInputs, weights: list[Tensor], reads: list[Tensor], layers: _FirstLayers
     ) -> Tensor:
-        """``(B, T)``: the answer's weight on each hop, read by the stop head from each hop's relation
-        weights ``T x (B, 2R)`` and attended words ``T x (B, D)`` (none without token attention), all hops
-        at once."""
+        """``(B, T)``: the logits of the answer's weight on each hop, read by the stop head from each hop's
+        relation weights ``T x (B, 2R)`` and attended words ``T x (B, D)`` (none without token attention),
+        all hops at once."""
         read = torch.stack(reads) if reads else None
         stop = inputs.stops(torch.stack(weights), read, layers.words[1] if layers.words else None)
-        logits = _after_first(self.stop, stop)  # (T, B, 1)
-        return torch.softmax(logits[..., 0].T, dim=-1)
+        return _after_first(self.stop, stop)[..., 0].T  # (B, T)
 
     def _first_layers(self) -> _FirstLayers:
         """The heads' first-layer weights by input; kept while the weights stay the same and no gradients

@@ -145,7 +145,7 @@ def test_a_name_the_text_spells_out_with_its_punctuation_wins():
     )
     linker = EntityLinker(graph)
     assert mentioned(linker.find_mentions("who directed Moulin Rouge! first")) == [
-        ("Moulin Rouge", (0,), "exact")
+        ("Moulin Rouge!", (0,), "exact")
     ]
     assert mentioned(linker.find_mentions("who directed Moulin Rouge")) == [("Moulin Rouge", (1,), "exact")]
     assert mentioned(linker.find_mentions("films tagged moulin rouge")) == [("moulin rouge", (2,), "exact")]
@@ -272,6 +272,20 @@ def test_mentions_longer_than_the_limit_are_not_linked():
 )
 def test_strip_mentions(linker, text, stripped):
     assert strip_mentions(text, linker.find_mentions(text)) == stripped
+
+
+def test_a_name_ending_in_punctuation_is_stripped_whole():
+    graph = KnowledgeGraph(
+        [EntityRecord("m.ja", "José Alvarenga Jr."), EntityRecord("m.t", "That Thing You Do!")]
+    )
+    linker = EntityLinker(graph)
+    for text, stripped in [
+        ("the movies directed by José Alvarenga Jr. starred who", "the movies directed by starred who"),
+        ("what did josé alvarenga jr. direct", "what did direct"),
+        ("who directed That Thing You Do!", "who directed"),
+        ("who directed That Thing You Do", "who directed"),  # the name's "!" left out by the text
+    ]:
+        assert strip_mentions(text, linker.find_mentions(text)) == stripped
 
 
 def test_strip_mentions_sorts_mentions(linker):

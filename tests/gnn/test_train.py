@@ -12,7 +12,7 @@ from gnn.graph import KnowledgeGraph
 from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
 from gnn.reasoner import Question, TrainedReasoner
 from gnn.records import TripleRecord
-from gnn.train import QADataset, TrainConfig, topic_block, train_question_reasoner
+from gnn.train import QADataset, TrainConfig, hop_loss, topic_block, train_question_reasoner
 
 # Question "templates": a relation path walked from the topic (an index >= R walks a relation backwards).
 TEMPLATES = [(0,), (3,), (1,), (3, 1), (3, 4), (1, 2)]  # R = 3: r0 starred, r1 directed, r2 born_in
@@ -80,6 +80,52 @@ def test_learns_one_and_two_hop_templates() -> None:
         graph, relation_vectors, [Question(held.questions[two_hop], ((held.topics[two_hop][0], 1.0),), 1, 2)]
     )[0].answers[0]
     assert answer.hops == 2 and len(answer.evidence[0].hops) == 2
+
+
+def test_hop_loss_reads_only_known_hop_counts() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [0.5, 1.0, 3.0], [1.0, 1.0, 1.0]])
+    expected = (
+        torch.nn.functional.cross_entropy(logits[0:1], torch.tensor([0]))
+        + torch.nn.functional.cross_entropy(logits[2:3], torch.tensor([2]))
+    ) / 2
+    # hop counts 0 (unknown) and 5 (beyond the model's three hops) are left out
+    torch.testing.assert_close(hop_loss(logits, [1, 0, 3, 5]), expected)
+    assert hop_loss(logits, [0, 0, 0, 0]).item() == 0.0
+
+
+def test_hop_counts_steer_the_hop_attention() -> None:
+    """ "directed" and "directed, directed^-1, directed" reach the same director (each movie has one), so
+    the answers cannot tell hop 1 from hop 3: only the labelled hop counts can (without them every
+    question is answered at the same hop)."""
+    torch.manual_seed(0)
+    graph = movie_world()
+    relations = torch.nn.functional.normalize(torch.randn(graph.num_relations, 8), dim=1)
+    rng = random.Random(3)
+    vectors, topics, answers, hops = [], [], [], []
+    for _ in range(400):
+        path = rng.choice([(1,), (1, 4, 1)])
+        movie = graph.entity_index[f"movie{rng.randrange(40)}"]
+        x = torch.zeros(graph.num_entities, 1)
+        x[movie] = 1.0
+        for d in path:
+            x = graph.transition(d).apply(x).clamp(max=1.0)
+        vectors.append(torch.nn.functional.one_hot(torch.tensor(len(path) - 1), 8).float())
+        topics.append([movie])
+        answers.append(x.flatten().nonzero().flatten().tolist())
+        hops.append(len(path))
+    data = QADataset(torch.stack(vectors), topics, answers, hops)
+    model = train_question_reasoner(
+        graph,
+        relations,
+        data,
+        QuestionReasonerConfig(text_dim=8, hops=3, dropout=0.0, token_attention=False),
+        TrainConfig(epochs=8, batch_size=32, lr=1e-2, hop_weight=1.0),
+    )
+    with torch.no_grad():
+        output = model(graph, relations, data.questions, topic_block(graph.num_entities, data.topics))
+    followed = (output.hop_attention.argmax(1) == torch.tensor(hops) - 1).float().mean().item()
+    assert followed >= 0.95
+    assert all(output.scores[:, i].argmax().item() in answers[i] for i in range(len(data)))
 
 
 def mixed_world(seed: int = 0) -> KnowledgeGraph:
