@@ -138,6 +138,13 @@ class TextEncoder:
         self._tokenizer_lock = threading.Lock()  # HF fast tokenizers keep truncation state between calls
         self._model_lock = threading.Lock()
 
+    @property
+    def mask_token(self) -> str:
+        """The tokenizer's mask token as a text can write it ("[MASK]"), or "" when it has none or the model
+        lowercases texts (which would spell it out as ordinary words)."""
+        token = self.tokenizer.mask_token or ""
+        return "" if self.lower_case and token != token.lower() else token
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text, special tokens included, before any truncation."""
         texts = self._check(texts)

@@ -178,21 +178,26 @@ def _is_named(surface: str) -> bool:
     return any(ch.isupper() or ch.isdigit() for ch in surface)
 
 
-def strip_mentions(text: str, mentions: Sequence[Mention]) -> str:
-    """``text`` without the mentioned entities (and their brackets), so relation matching sees the rest."""
+def strip_mentions(text: str, mentions: Sequence[Mention], placeholder: str = "") -> str:
+    """``text`` without the mentioned entities (and their brackets), so relation matching sees the rest;
+    with a ``placeholder``, it stands where each mention was ("the films directed by [MASK] starred who")."""
     kept, cursor = [], 0
     for mention in sorted(mentions, key=lambda m: m.start):
         kept.append(text[cursor : mention.start])
         cursor = mention.end
     kept.append(text[cursor:])
-    stripped = " ".join("".join(kept).replace("[", " ").replace("]", " ").split())
-    return stripped or text
+    words = [part.replace("[", " ").replace("]", " ") for part in kept]
+    if not "".join(words).strip():
+        return text
+    return " ".join(f" {placeholder} ".join(words).split())
 
 
-def strip_topics(linker: EntityLinker, text: str, topics: Iterable[int]) -> str:
-    """``text`` without the mentions of the given topic entities (other mentions stay)."""
+def strip_topics(linker: EntityLinker, text: str, topics: Iterable[int], placeholder: str = "") -> str:
+    """``text`` without the mentions of the given topic entities (other mentions stay); see
+    :func:`strip_mentions`."""
     wanted = set(topics)
-    return strip_mentions(text, [m for m in linker.find_mentions(text) if wanted & set(m.entities)])
+    mentions = [m for m in linker.find_mentions(text) if wanted & set(m.entities)]
+    return strip_mentions(text, mentions, placeholder)
 
 
 def nearest_entities(query: Tensor, entity_vectors: Tensor, k: int) -> tuple[Tensor, Tensor]:

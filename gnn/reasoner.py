@@ -59,6 +59,7 @@ class ZeroShotReasoner:
     """
 
     wants_token_states = False
+    topic_placeholder = ""  # the question is read with its topics' mentions dropped
 
     def __init__(self, config: ReasonerConfig | None = None) -> None:
         self.config = config or ReasonerConfig()
@@ -223,6 +224,11 @@ class TrainedReasoner:
     def wants_token_states(self) -> bool:
         """Whether questions must carry their token states (``Question.tokens``)."""
         return self.model.config.token_attention
+
+    @property
+    def topic_placeholder(self) -> str:
+        """What stands where a topic's mention was in the question (:func:`gnn.linking.strip_mentions`)."""
+        return self.model.config.topic_placeholder
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.model!r})"

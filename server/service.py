@@ -852,7 +852,9 @@ class GraphService:
         )
 
     def _topics(self, state: GraphState, question: str, given: Sequence[str]) -> tuple[list[_Topic], str]:
-        """Topic entities (given ones resolved, else found in the text) and the question without them."""
+        """Topic entities (given ones resolved, else found in the text) and the question without them, as
+        the graph's reasoner reads it."""
+        placeholder = state.reasoner.topic_placeholder
         if given:
             topics = []
             for i, text in enumerate(given):
@@ -860,12 +862,12 @@ class GraphService:
                 if not found:
                     raise NotFound(f"topic_entities[{i}] {text!r} is not an entity of graph {state.name!r}")
                 topics += [_Topic(e, 1.0, text, "given") for e, _ in found]
-            return topics, strip_topics(state.linker, question, (t.index for t in topics))
+            return topics, strip_topics(state.linker, question, (t.index for t in topics), placeholder)
         mentions = state.linker.find_mentions(question)
         topics = [
             _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method) for m in mentions for e in m.entities
         ]
-        return topics, strip_mentions(question, mentions)
+        return topics, strip_mentions(question, mentions, placeholder)
 
     def _nearest_topic(self, state: GraphState, vector: Tensor) -> list[_Topic]:
         if state.graph.num_entities == 0:

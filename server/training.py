@@ -67,9 +67,10 @@ def mean_hits_at_1(metrics: dict[str, QAMetrics]) -> float:
 
 
 def resolve_examples(
-    graph: KnowledgeGraph, linker: EntityLinker, examples: Sequence[QAExample]
+    graph: KnowledgeGraph, linker: EntityLinker, examples: Sequence[QAExample], placeholder: str = ""
 ) -> tuple[list[tuple[str, list[int], list[int], int]], int]:
-    """``(question text without topics, topic indices, answer indices, hops)`` per usable example.
+    """``(question text without topics, topic indices, answer indices, hops)`` per usable example, the
+    topics' mentions replaced by ``placeholder`` (see :func:`gnn.linking.strip_mentions`).
 
     Topics and answers may be ids or names; a question without given topics is linked like the server does.
     Returns the usable examples and the number skipped.
@@ -84,7 +85,8 @@ def resolve_examples(
         if not topics or not answers:
             skipped += 1
             continue
-        usable.append((strip_topics(linker, example.question, topics), topics, answers, example.hops or 0))
+        text = strip_topics(linker, example.question, topics, placeholder)
+        usable.append((text, topics, answers, example.hops or 0))
     return usable, skipped
 
 
@@ -179,11 +181,17 @@ def train_graph(
         state = GraphState(graph_name, KnowledgeGraph(entities, triples), encoder.dimensions)
         state.embed_names(encoder, store)  # the name vectors the server will use
         graph, linker, relation_vectors = state.graph, state.linker, state.relation_vectors
-        rows, skipped = resolve_examples(graph, linker, examples)
+        model_config = model_config or QuestionReasonerConfig(
+            text_dim=encoder.dimensions, topic_placeholder=encoder.mask_token
+        )
+        placeholder = model_config.topic_placeholder
+        rows, skipped = resolve_examples(graph, linker, examples, placeholder)
         random.Random(train_config.seed).shuffle(rows)
         cut = int(round(len(rows) * holdout))
         held, train = rows[:cut], rows[cut:]
-        generated = generated_rows(graph, linker, generated_per_hop, train_config.seed)
+        generated = generated_rows(
+            graph, linker, generated_per_hop, train_config.seed, placeholder=placeholder
+        )
         train_rows = generated + train
         if not train_rows:
             raise ValueError(
@@ -233,7 +241,9 @@ def train_graph(
         if unseen_per_hop:
             unseen_data = encode_dataset(
                 encoder,
-                generated_rows(graph, linker, unseen_per_hop, 1000 + train_config.seed, EVAL_PHRASINGS),
+                generated_rows(
+                    graph, linker, unseen_per_hop, 1000 + train_config.seed, EVAL_PHRASINGS, placeholder
+                ),
             )
             unseen, unseen_zero_shot = (
                 evaluate(reasoner, graph, relation_vectors, unseen_data, entity_vectors=state.entity_vectors)
@@ -296,13 +306,14 @@ def generated_rows(
     per_hop: int,
     seed: int,
     phrasings: Phrasings = TRAIN_PHRASINGS,
+    placeholder: str = "",
 ) -> list[tuple[str, list[int], list[int], int]]:
     """Questions generated from the graph, ``per_hop`` per hop count (generator seed ``seed + hops``), as
-    rows of (question without its topic mention, topics, answers, hops)."""
+    rows of (question with ``placeholder`` for its topic mention, topics, answers, hops)."""
     rows = []
     for hops in (1, 2, 3):
         for q in generate_questions(graph, per_hop, hops, seed=seed + hops, phrasings=phrasings):
             topics = [graph.entity_index[q.topic]]
             answers = [graph.entity_index[a] for a in q.answers]
-            rows.append((strip_topics(linker, q.question, topics), topics, answers, hops))
+            rows.append((strip_topics(linker, q.question, topics, placeholder), topics, answers, hops))
     return rows

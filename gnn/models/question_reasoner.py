@@ -36,6 +36,8 @@ class QuestionReasonerConfig:
     token_attention: bool = True  # each hop also attends over the question's token states (word order:
     # "directed the films starred by" vs "starred in the films directed by")
     max_temperature: float = 100.0  # cap of the learned relation-softmax temperature
+    topic_placeholder: str = ""  # stands where the topic's mention was in the question the model reads (""
+    # drops the mention): "who is listed as screenwriter of [MASK] starred movies" keeps the topic's place
 
 
 @dataclass

@@ -288,6 +288,18 @@ def test_a_name_ending_in_punctuation_is_stripped_whole():
         assert strip_mentions(text, linker.find_mentions(text)) == stripped
 
 
+@pytest.mark.parametrize(
+    ("text", "stripped"),
+    [
+        ("the films directed by [Ginger Rogers] starred who", "the films directed by [MASK] starred who"),
+        ("who starred in [Top Hat] with [Ginger Rogers]?", "who starred in [MASK] with [MASK] ?"),
+        ("[Top Hat]", "[Top Hat]"),  # everything stripped: the text itself
+    ],
+)
+def test_strip_mentions_with_a_placeholder_keeps_the_topics_place(linker, text, stripped):
+    assert strip_mentions(text, linker.find_mentions(text), "[MASK]") == stripped
+
+
 def test_strip_mentions_sorts_mentions(linker):
     text = "is new york city far from new york"
     assert strip_mentions(text, linker.find_mentions(text)[::-1]) == "is far from"

@@ -96,6 +96,8 @@ def test_train_then_the_running_server_answers_with_the_checkpoint(trained_serve
     assert "held-out (20 questions)" in result.output and "| 1 |" in result.output
     assert "now serves world with the new checkpoint" in result.output
     assert checkpoint_path(data_dir, "world").exists()
+    # the model reads questions with "[MASK]" where the topic stood, and the server writes it there too
+    assert load_checkpoint(checkpoint_path(data_dir, "world"))[0].config.topic_placeholder == "[MASK]"
 
     with server.client() as client:
         info = client.graph_info("world")
