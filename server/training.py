@@ -239,16 +239,15 @@ def train_graph(
         unseen = unseen_zero_shot = None
         written = True
         if unseen_per_hop:
-            unseen_data = encode_dataset(
-                encoder,
-                generated_rows(
-                    graph, linker, unseen_per_hop, 1000 + train_config.seed, EVAL_PHRASINGS, placeholder
-                ),
-            )
-            unseen, unseen_zero_shot = (
-                evaluate(reasoner, graph, relation_vectors, unseen_data, entity_vectors=state.entity_vectors)
-                for reasoner in (TrainedReasoner(model), ZeroShotReasoner())
-            )
+
+            def unseen_for(reasoner: TrainedReasoner | ZeroShotReasoner) -> dict[str, QAMetrics]:
+                """Hits@1 on the unseen phrasings, read as the server would give them to ``reasoner``."""
+                seed, placeholder = 1000 + train_config.seed, reasoner.topic_placeholder
+                rows = generated_rows(graph, linker, unseen_per_hop, seed, EVAL_PHRASINGS, placeholder)
+                data = encode_dataset(encoder, rows)
+                return evaluate(reasoner, graph, relation_vectors, data, entity_vectors=state.entity_vectors)
+
+            unseen, unseen_zero_shot = unseen_for(TrainedReasoner(model)), unseen_for(ZeroShotReasoner())
             written = not keep_if_better or mean_hits_at_1(unseen) >= mean_hits_at_1(unseen_zero_shot)
         path = checkpoint_path(data_dir, graph_name)
         summary = ", ".join(f"{k}-hop Hits@1 {m.hits_at_1:.3f}" for k, m in metrics.items() if k != "all")

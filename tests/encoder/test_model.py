@@ -106,7 +106,8 @@ def test_attributes(enc):
     assert (enc.dimensions, enc.precision, enc.max_tokens) == (384, "fp32", 256)
     assert enc.device == torch.device("cpu")
     assert "all-MiniLM-L6-v2" in repr(enc)
-    assert enc.mask_token == "[MASK]" and enc.tokenizer.tokenize("by [MASK] actors") == ["by", "[MASK]", "actors"]
+    assert enc.mask_token == "[MASK]"
+    assert enc.tokenizer.tokenize("by [MASK] actors") == ["by", "[MASK]", "actors"]
 
 
 def test_parity_with_sentence_transformers(enc, reference):

@@ -241,8 +241,10 @@ def test_a_checkpoint_from_before_token_attention_and_the_answer_head_still_load
     checkpoint = model.checkpoint()
     del checkpoint["answer_head"]
     del checkpoint["config"]["token_attention"], checkpoint["config"]["max_temperature"]
+    del checkpoint["config"]["topic_placeholder"]
     restored = QuestionReasoner.from_checkpoint(checkpoint)
     assert not restored.config.token_attention and restored.answer_head is None
+    assert TrainedReasoner(restored).topic_placeholder == ""  # read with the topics' mentions dropped
     assert not TrainedReasoner(restored).wants_token_states
 
 

@@ -210,6 +210,14 @@ def test_keep_if_better_writes_no_checkpoint_that_trails_zero_shot(trained_serve
     _, data_dir = trained_server
     means = iter([0.5, 0.9])  # the trained reasoner's mean Hits@1 on unseen phrasings, then zero-shot's
     monkeypatch.setattr(training, "mean_hits_at_1", lambda metrics: next(means))
+    placeholders = []  # what each call to generated_rows wrote in the topic's place
+    generated_rows = training.generated_rows
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        placeholders.append(kwargs.get("placeholder", args[5] if len(args) > 5 else ""))
+        return generated_rows(*args, **kwargs)
+
+    monkeypatch.setattr(training, "generated_rows", recording)
     report = training.train_graph(
         data_dir,
         "world",
@@ -223,6 +231,8 @@ def test_keep_if_better_writes_no_checkpoint_that_trails_zero_shot(trained_serve
     assert not report.written and not checkpoint_path(data_dir, "world").exists()
     assert report.unseen is not None and report.unseen_zero_shot is not None
     assert {"1", "2", "3"} <= set(report.unseen) and report.unseen["1"].questions > 0
+    # training and the trained reasoner's check read "[MASK]" for the topic; zero-shot's check drops it
+    assert placeholders == ["[MASK]", "[MASK]", ""]
 
 
 def test_several_seeds_keep_the_reasoner_with_the_best_held_out_hits(
