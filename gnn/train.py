@@ -52,9 +52,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     answer_weight: float = 10.0  # answers count this many times a non-answer in the loss
-    hop_weight: float = (
-        0.01  # weight of the hop-count loss on questions whose hop count is known (see hop_loss)
-    )
+    hop_weight: float = 0.01  # of hop_loss, on the questions whose hop count is known
     max_grad_norm: float = 1.0  # gradients are clipped to this norm (long runs diverged without it)
     seed: int = 0
 
