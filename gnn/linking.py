@@ -101,11 +101,7 @@ class EntityLinker:
         candidates = sorted(found.items())
         if len(candidates) < 2:
             return candidates
-        graph = self.graph
-        names = {
-            entity: (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
-            for entity, _ in candidates
-        }
+        names = {entity: self._spellings(entity) for entity, _ in candidates}
         spelled = {
             entity: max((len(name) for name in names[entity] if text.startswith(name, start)), default=0)
             for entity in names
@@ -160,13 +156,17 @@ class EntityLinker:
             mentions = [m for m in mentions if _is_named(m.text) or " " in m.text.strip()]
         return sorted(mentions, key=lambda m: m.start)
 
+    def _spellings(self, entity: int) -> tuple[str, ...]:
+        """How ``entity`` may be written: its id, its name and its aliases."""
+        graph = self.graph
+        return (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
+
     def _mention(self, text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
         """The mention ``text[start:end]`` of ``found``, taken on to the end of a name the text spells out
         from ``start`` when that name ends past the last word ("José Alvarenga Jr.", "That Thing You Do!"):
         stripped, a kept "." or "!" would read as the end of the question."""
-        graph = self.graph
         for entity, _ in found:
-            for name in (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ())):
+            for name in self._spellings(entity):
                 if start + len(name) > end and text[start : start + len(name)].casefold() == name.casefold():
                     end = start + len(name)
         method = "exact" if any(m == "exact" for _, m in found) else "alias"

@@ -214,7 +214,7 @@ def test_keep_if_better_writes_no_checkpoint_that_trails_zero_shot(trained_serve
     generated_rows = training.generated_rows
 
     def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        placeholders.append(kwargs.get("placeholder", args[5] if len(args) > 5 else ""))
+        placeholders.append(kwargs["placeholder"])
         return generated_rows(*args, **kwargs)
 
     monkeypatch.setattr(training, "generated_rows", recording)
