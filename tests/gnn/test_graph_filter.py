@@ -20,6 +20,11 @@ def rows_of(users, items, selected):
     return interaction_rows(users, items, torch.tensor(selected), NUM_ITEMS)
 
 
+def reached(scores):
+    """Scores with the items no co-interaction path reaches (-inf) at 0, as the formulas give them."""
+    return scores.masked_fill(scores.isneginf(), 0.0)
+
+
 @pytest.fixture(
     params=[(0.0, 0.0), (0.3, 0.0), (0.3, -0.5)], ids=["linear", "with_ideal", "with_second_order"]
 )
@@ -43,7 +48,7 @@ def test_linear_filter_matches_dense_formula():
     norm = du.pow(-0.4).nan_to_num(posinf=0)[:, None] * r * di.pow(-0.6).nan_to_num(posinf=0)
     expected = r @ norm.T @ norm * torch.where(di > 0, di.pow(0.25), 0)
     assert torch.allclose(model.normalized_interactions().to_dense(), norm, atol=1e-6)
-    assert torch.allclose(model.score(r.to_sparse_csr()), expected, atol=1e-5)
+    assert torch.allclose(reached(model.score(r.to_sparse_csr())), expected, atol=1e-5)
 
 
 def test_ideal_filter_adds_projection_on_top_singular_vectors():
@@ -60,7 +65,7 @@ def test_ideal_filter_adds_projection_on_top_singular_vectors():
     r[users, items] = 1.0
     back = r.sum(0).pow(config.item_exponent)  # D_i^b: out of the normalised item space, as GF-CF
     ideal = (x.to_dense() * full.input_scale) @ projector * back
-    assert torch.allclose(full.score(x) - base.score(x), 0.5 * ideal, atol=1e-4)
+    assert torch.allclose(reached(full.score(x)) - reached(base.score(x)), 0.5 * ideal, atol=1e-4)
 
 
 def test_state_dict_of_an_older_version_scales_the_ideal_filter_as_it_did():
@@ -73,8 +78,9 @@ def test_state_dict_of_an_older_version_scales_the_ideal_filter_as_it_did():
     rows = rows_of(users, items, [0, 9, 17])
     x_t = rows.to_dense().T
     ideal = (model.vectors @ (model.vectors.T @ (x_t * model.input_scale[:, None]))).T  # (B, I)
-    before = model.score(rows) + 0.3 * ideal * (model.output_scale - model.ideal_scale)  # scaled by d_i^p
-    assert torch.allclose(loaded.score(rows), before, atol=1e-5)
+    weight = model.config.ideal_weight
+    before = model.score(rows) + weight * ideal * (model.output_scale - model.ideal_scale)  # scaled by d_i^p
+    assert torch.allclose(loaded.score(rows), before, atol=1e-5)  # -inf where no path reaches, in both
 
 
 def test_second_order_term_adds_scaled_square_of_the_item_graph():
@@ -89,7 +95,8 @@ def test_second_order_term_adds_scaled_square_of_the_item_graph():
     assert model.second_order == pytest.approx(-0.5 / float(top) ** 2, rel=1e-4)
     x = rows_of(users, items, [0, 1, 2]).to_dense()
     expected = -0.5 / top**2 * (x @ gram @ gram) * model.output_scale
-    assert torch.allclose(model.score(x.to_sparse_csr()) - base.score(x.to_sparse_csr()), expected, atol=1e-5)
+    difference = reached(model.score(x.to_sparse_csr())) - reached(base.score(x.to_sparse_csr()))
+    assert torch.allclose(difference, expected, atol=1e-5)
 
 
 def test_second_order_scale_is_the_same_with_or_without_the_svd():
@@ -143,17 +150,28 @@ def test_scores_follow_the_given_rows(model):
     assert torch.allclose(model.score(rows_of(users, items, [3]).to_dense().to_sparse_csr()), before)
 
 
-def test_empty_row_scores_zero_and_known_items_are_not_masked(model):
+def test_empty_row_reaches_nothing_and_known_items_are_not_masked(model):
     users, items = random_pairs()
-    assert torch.count_nonzero(model.score(torch.zeros(2, NUM_ITEMS).to_sparse_csr())) == 0
+    assert model.score(torch.zeros(2, NUM_ITEMS).to_sparse_csr()).isneginf().all()
     rows = rows_of(users, items, [5])
     known = rows.to_dense()[0] > 0
     assert torch.isfinite(model.score(rows)[0, known]).all()
 
 
-def test_item_without_interactions_scores_zero(model):
+def test_item_without_interactions_is_not_reached(model):
     users, items = random_pairs()
-    assert torch.all(model.score(rows_of(users, items, [0, 1]))[:, NUM_ITEMS - 1] == 0)
+    assert model.score(rows_of(users, items, [0, 1]))[:, NUM_ITEMS - 1].isneginf().all()
+
+
+def test_an_item_no_path_reaches_ranks_below_every_reached_one():
+    # two blocks of users and items: a row in the first block reaches only the first block's items, even
+    # where the band-pass terms score them below zero
+    users = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5])
+    items = torch.tensor([0, 1, 0, 1, 2, 1, 2, 3, 4, 4, 5, 3])
+    model = GraphFilterRecommender.fit(users, items, 6, 6, GraphFilterConfig(second_order_weight=-1.0))
+    scores = model.score(interaction_rows(users, items, torch.tensor([0, 3]), 6))
+    assert torch.isfinite(scores[0, :3]).all() and scores[0, 3:].isneginf().all()
+    assert torch.isfinite(scores[1, 3:]).all() and scores[1, :3].isneginf().all()
 
 
 def test_state_dict_round_trip(model):
