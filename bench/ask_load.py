@@ -21,15 +21,15 @@ from pathlib import Path
 
 import grpc
 import torch
-from graphfuse.v1 import graphfuse_pb2 as pb
-from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 from bench.load import metrics_url, scrape
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.datasets import load_qa_file, load_umls_demo
-from gnn.graph import KnowledgeGraph
-from gnn.questions import generate_questions
-from gnn.records import TripleRecord
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.gnn.formats.datasets import load_qa_file, load_umls_demo
+from graphfuse.gnn.training.generated_questions import generate_questions
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 
 async def run_load(

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from bench.encoder_throughput import hardware_line, make_texts
-from encoder import EncoderConfig, TextEncoder
-from encoder.backends import OpenVINOBackend, TorchBackend, to_openvino
+from graphfuse.encoder import EncoderConfig, TextEncoder
+from graphfuse.encoder.backends import OpenVINOBackend, TorchBackend, to_openvino
 
 BOUNDS = (0.99, 0.97)  # mean, min cosine against fp32
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]

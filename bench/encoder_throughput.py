@@ -33,14 +33,14 @@ from pathlib import Path
 
 import grpc
 import torch
-from graphfuse.v1 import graphfuse_pb2 as pb
-from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 from bench.load import metrics_url, scrape
 from bench.umls_qa import percentile, start_server, stop_server
-from encoder import EmbeddingCache, EncodeBatcher, EncoderConfig, TextEncoder
-from gnn.datasets import PYKEEN_DATASETS, load_pykeen_triples, shared_data_dir
-from gnn.records import default_name
+from graphfuse.encoder import EmbeddingCache, EncodeBatcher, EncoderConfig, TextEncoder
+from graphfuse.gnn.data.records import default_name
+from graphfuse.gnn.formats.datasets import PYKEEN_DATASETS, load_pykeen_triples, shared_data_dir
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 FLOP_PER_TOKEN = 21e6  # all-MiniLM-L6-v2 forward pass, per real token
 

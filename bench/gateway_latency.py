@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.datasets import load_umls_demo
-from gnn.graph import KnowledgeGraph
-from gnn.questions import generate_questions
-from gnn.records import TripleRecord
-from server.client import Client
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.gnn.formats.datasets import load_umls_demo
+from graphfuse.gnn.training.generated_questions import generate_questions
+from graphfuse.server.client import Client
 
 
 def http_ask(connection: http.client.HTTPConnection, question: str) -> float:

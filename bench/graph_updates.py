@@ -34,12 +34,12 @@ from dataclasses import dataclass
 import torch
 
 from bench.subgraph_speed import synthetic_graph
-from gnn.datasets import shared_data_dir
-from gnn.graph import KnowledgeGraph, MergedEdges, MergeJob, merge_due_at
-from gnn.layers.transition import weighted_transition
-from gnn.loaders import iter_records
-from gnn.records import Record, Retraction, TripleRecord
-from server.allocator import keep_freed_memory
+from graphfuse.gnn.data.graph import KnowledgeGraph, MergedEdges, MergeJob, merge_due_at
+from graphfuse.gnn.data.records import Record, Retraction, TripleRecord
+from graphfuse.gnn.formats.datasets import shared_data_dir
+from graphfuse.gnn.formats.loaders import iter_records
+from graphfuse.gnn.layers.transition import weighted_transition
+from graphfuse.server.cli.allocator import keep_freed_memory
 
 HOPS = 3
 

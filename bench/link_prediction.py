@@ -30,10 +30,12 @@ import torch
 
 from bench.reasoner_speed import timed
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.datasets import load_pykeen_triples
-from gnn.graph import KnowledgeGraph
-from gnn.layers import weighted_transition
-from gnn.link_prediction import (
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.formats.datasets import load_pykeen_triples
+from graphfuse.gnn.layers import weighted_transition
+from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor, LinkPredictorConfig
+from graphfuse.gnn.training.link_predictor import (
     KnownAnswers,
     LinkTrainConfig,
     both_directions,
@@ -42,11 +44,9 @@ from gnn.link_prediction import (
     link_metrics,
     train_link_predictor,
 )
-from gnn.models.link_predictor import LinkEnsemble, LinkPredictor, LinkPredictorConfig
-from gnn.records import EntityRecord, TripleRecord
-from server.checkpoints import checkpoint_path, save_checkpoint
-from server.client import Client
-from server.link_training import index_triples
+from graphfuse.server.client import Client
+from graphfuse.server.jobs.link_training import index_triples
+from graphfuse.server.storage.checkpoints import checkpoint_path, save_checkpoint
 
 PUBLISHED = {  # filtered MRR: ConvE (Dettmers et al. 2018), RED-GNN (Zhang & Yao 2022)
     "umls": {"ConvE": 0.94, "RED-GNN": 0.964},

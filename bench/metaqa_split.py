@@ -11,7 +11,7 @@ import argparse
 import random
 from pathlib import Path
 
-from gnn.datasets import shared_data_dir
+from graphfuse.gnn.formats.datasets import shared_data_dir
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Does the trained question reasoner generalise? Unseen phrasings, and graphs it was not trained on.
 
 One run on one machine, everything measured here:
-1. UMLS: a QuestionReasoner trained (`gnn.train.train_question_reasoner`, TrainConfig as `graphfuse
+1. UMLS: a QuestionReasoner trained (`graphfuse.gnn.training.question_reasoner.train_question_reasoner`, TrainConfig as `graphfuse
    train` uses it, or --answer-weight/--epochs) on generated 1-3-hop questions in TRAIN_PHRASINGS, against
    the zero-shot reasoner, on fresh questions phrased with TRAIN_PHRASINGS and with EVAL_PHRASINGS (no
    template in common).
@@ -14,7 +14,7 @@ One run on one machine, everything measured here:
    seed), never on the test questions of tables 1 and 2.
 
 Questions are encoded as the server answers an Ask with a given topic entity: the topic is looked up by the
-linker, its mentions are stripped from the text (`gnn.linking.strip_topics`), the rest is encoded with
+linker, its mentions are stripped from the text (`graphfuse.gnn.inference.linking.strip_topics`), the rest is encoded with
 truncation and token states (fp16 for training, as `graphfuse train` keeps them); relation names are encoded
 from `KnowledgeGraph.relation_text`. Test and development questions come from seeds no training question
 comes from, and one whose (topic, relation path) a training question has is skipped, whatever its wording.
@@ -37,17 +37,29 @@ from dataclasses import dataclass
 
 import torch
 
-from encoder import TextEncoder
-from gnn.datasets import load_pykeen_triples, load_umls_demo
-from gnn.evaluate import QAMetrics, qa_metrics
-from gnn.graph import KnowledgeGraph
-from gnn.linking import EntityLinker, strip_topics
-from gnn.models.answer_head import AnswerHeadConfig
-from gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
-from gnn.questions import EVAL_PHRASINGS, TRAIN_PHRASINGS, GeneratedQuestion, Phrasings, generate_questions
-from gnn.reasoner import Question, TrainedReasoner, ZeroShotReasoner
-from gnn.train import QADataset, TrainConfig, fit_answer_head, topic_block, train_question_reasoner
-from server.state import GraphState
+from graphfuse.encoder import TextEncoder
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.evaluation.qa_metrics import QAMetrics, qa_metrics
+from graphfuse.gnn.formats.datasets import load_pykeen_triples, load_umls_demo
+from graphfuse.gnn.inference.linking import EntityLinker, strip_topics
+from graphfuse.gnn.inference.reasoner import Question, TrainedReasoner, ZeroShotReasoner
+from graphfuse.gnn.models.answer_head import AnswerHeadConfig
+from graphfuse.gnn.models.question_reasoner import QuestionReasoner, QuestionReasonerConfig
+from graphfuse.gnn.training.generated_questions import (
+    EVAL_PHRASINGS,
+    TRAIN_PHRASINGS,
+    GeneratedQuestion,
+    Phrasings,
+    generate_questions,
+)
+from graphfuse.gnn.training.question_reasoner import (
+    QADataset,
+    TrainConfig,
+    fit_answer_head,
+    topic_block,
+    train_question_reasoner,
+)
+from graphfuse.server.core.state import GraphState
 
 HOPS = (1, 2, 3)
 TOP_K = 30  # answers asked for: a generated question has at most 30, so F1 is not capped by top_k

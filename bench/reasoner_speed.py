@@ -29,15 +29,15 @@ from pathlib import Path
 
 import torch
 
-from gnn import cpu_kernels
-from gnn.datasets import shared_data_dir
-from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import Frontier, fused_transition, weighted_transition
-from gnn.loaders import iter_records
-from gnn.models.question_reasoner import QuestionReasoner
-from gnn.train import topic_block
-from server.allocator import keep_freed_memory
-from server.checkpoints import load_checkpoint
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.formats.datasets import shared_data_dir
+from graphfuse.gnn.formats.loaders import iter_records
+from graphfuse.gnn.kernels import cpu as cpu_kernels
+from graphfuse.gnn.layers.transition import Frontier, fused_transition, weighted_transition
+from graphfuse.gnn.models.question_reasoner import QuestionReasoner
+from graphfuse.gnn.training.question_reasoner import topic_block
+from graphfuse.server.cli.allocator import keep_freed_memory
+from graphfuse.server.storage.checkpoints import load_checkpoint
 
 
 def timed(fn, repeats: int) -> float:  # noqa: ANN001

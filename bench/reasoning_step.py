@@ -17,10 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
-from gnn.datasets import load_qa_file
-from server.allocator import keep_freed_memory
-from server.config import ServerConfig
-from server.service import GraphService
+from graphfuse.gnn.formats.datasets import load_qa_file
+from graphfuse.server.cli.allocator import keep_freed_memory
+from graphfuse.server.core.config import ServerConfig
+from graphfuse.server.core.service import GraphService
 
 CALLERS = 32
 

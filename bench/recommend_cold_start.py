@@ -20,11 +20,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from gnn.loaders import iter_records
-from gnn.models.graph_filter import GraphFilterConfig
-from gnn.records import EntityRecord, TripleRecord
-from server.recommend_training import train_recommender_graph
-from server.store import GraphStore
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.formats.loaders import iter_records
+from graphfuse.gnn.models.graph_filter import GraphFilterConfig
+from graphfuse.server.jobs.recommend_training import train_recommender_graph
+from graphfuse.server.storage.store import GraphStore
 
 PEOPLE = {"starred_actors", "directed_by", "written_by"}
 DESCRIBING = ("has_genre", "has_tags", "in_language", "release_year")

@@ -6,7 +6,7 @@ items). Side by side:
 1. item popularity;
 2. GF-CF (Shen et al. 2021) with its published Gowalla settings: R~ = D_u^-1/2 R D_i^-1/2,
    scores x R~^T R~ + 0.3 x D_i^-1/2 V V^T D_i^1/2 with the top 256 singular vectors V;
-3. :class:`~gnn.models.graph_filter.GraphFilterRecommender` with its default config.
+3. :class:`~graphfuse.gnn.models.graph_filter.GraphFilterRecommender` with its default config.
 Also: fit seconds, batched scoring throughput (``score`` alone, B users a call), and bytes held per training
 edge. The published column is on LightGCN's test split (fit on train + our valid), not on valid.txt: valid
 holds ~3 items per user (half the users have one), the test split ~7, and NDCG is lower with fewer held-out
@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
-from gnn.ranking_metrics import (
+from graphfuse.gnn.evaluation.ranking_metrics import (
     hold_out_per_user,
     interaction_rows,
     rank_held_out,
     read_adjacency,
     slice_rows,
 )
+from graphfuse.gnn.models.graph_filter import GraphFilterConfig, GraphFilterRecommender
 
 TEST_SHARE = 217_242 / (810_128 + 217_242)  # LightGCN's Gowalla test split, of all interactions
 PUBLISHED = {  # Gowalla test split, Recall@20 / NDCG@20

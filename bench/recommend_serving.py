@@ -35,8 +35,8 @@ from pathlib import Path
 
 from bench.load import resident_mib
 from bench.umls_qa import GRAPHFUSE, percentile, start_server, stop_server
-from gnn.records import TripleRecord
-from server.client import AsyncClient, Client
+from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.server.client import AsyncClient, Client
 
 RELATION = "interacted_with"
 

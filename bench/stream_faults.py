@@ -25,11 +25,11 @@ from pathlib import Path
 
 import grpc
 
-from bench.nats_servers import NatsCluster
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.records import EntityRecord, TripleRecord
-from server.client import Client
-from server.store import GraphStore
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.server.client import Client
+from graphfuse.server.storage.store import GraphStore
+from tests.helpers.nats_servers import NatsCluster
 
 GRAPH = "faults"
 

@@ -27,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from graphfuse.v1 import graphfuse_pb2 as pb
-
-from bench.nats_servers import NatsCluster
 from bench.umls_qa import percentile, start_server, stop_server
-from gnn.records import EntityRecord, TripleRecord
-from server.client import AsyncClient, Client
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.server.client import AsyncClient, Client
+from graphfuse.v1 import graphfuse_pb2 as pb
+from tests.helpers.nats_servers import NatsCluster
 
 RELATIONS = ("interacts_with", "treats", "causes", "associated_with")
 

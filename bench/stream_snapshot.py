@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.nats_servers import NatsCluster
 from bench.umls_qa import GRAPHFUSE, start_server, stop_server
-from gnn.records import TripleRecord
-from server.client import Client
-from server.store import GraphStore
+from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.server.client import Client
+from graphfuse.server.storage.store import GraphStore
+from tests.helpers.nats_servers import NatsCluster
 
 GRAPH = "snap"
 

@@ -5,7 +5,7 @@ tensors with a fixed seed) and MetaQA's knowledge base. Each batch is B question
 (with at least one edge) and random normalised question and relation vectors, answered by an untrained
 :class:`QuestionReasoner` through :class:`TrainedReasoner` (scores, top-10, evidence), first on the whole
 graph (its sparse indexes built beforehand: a one-time cost, printed) and then on the subgraph that
-:func:`gnn.subgraph.capped_subgraph` keeps for each cap, its steps timed one by one. A capped run pays for
+:func:`graphfuse.gnn.inference.subgraph.capped_subgraph` keeps for each cap, its steps timed one by one. A capped run pays for
 selecting the entities ("select": walk and ranking), building the induced subgraph and its sparse indexes
 ("build"), and reasoning with the answers mapped back to global indices ("reason"); its answers are mapped
 back to global indices and compared with the whole graph's top-10 ("top-10 kept": the share of the whole
@@ -36,13 +36,13 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from gnn.datasets import shared_data_dir
-from gnn.graph import KnowledgeGraph
-from gnn.loaders import iter_records
-from gnn.models.question_reasoner import QuestionReasoner
-from gnn.reasoner import Question, Reasoning, TrainedReasoner
-from gnn.subgraph import CappedSubgraph, SubgraphConfig, select_entities
-from server.allocator import keep_freed_memory
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.formats.datasets import shared_data_dir
+from graphfuse.gnn.formats.loaders import iter_records
+from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner
+from graphfuse.gnn.inference.subgraph import CappedSubgraph, SubgraphConfig, select_entities
+from graphfuse.gnn.models.question_reasoner import QuestionReasoner
+from graphfuse.server.cli.allocator import keep_freed_memory
 
 T = TypeVar("T")
 TEXT_DIM = 384

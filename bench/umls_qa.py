@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from gnn.datasets import load_umls_demo
-from gnn.evaluate import expected_calibration_error
-from gnn.graph import KnowledgeGraph
-from gnn.questions import generate_questions
-from server.client import Client
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.evaluation.qa_metrics import expected_calibration_error
+from graphfuse.gnn.formats.datasets import load_umls_demo
+from graphfuse.gnn.training.generated_questions import generate_questions
+from graphfuse.server.client import Client
 
-GRAPHFUSE = [sys.executable, "-m", "server.cli"]
+GRAPHFUSE = [sys.executable, "-m", "graphfuse.server.cli.commands"]
 
 
 def start_server(

@@ -1,7 +1,7 @@
 """Text encoder: sentence embeddings from a local Hugging Face model, with an LRU embedding cache and a
 dynamic batcher that merges concurrent callers into shared forward passes."""
 
-from encoder.batcher import (
+from graphfuse.encoder.batcher import (
     BatcherClosed,
     BatcherConfig,
     BatcherStats,
@@ -9,8 +9,8 @@ from encoder.batcher import (
     EncodeBatcher,
     Overloaded,
 )
-from encoder.cache import EmbeddingCache
-from encoder.model import Embedded, Encoded, EncoderConfig, TextEncoder, TextTooLongError, Tokens
+from graphfuse.encoder.cache import EmbeddingCache
+from graphfuse.encoder.model import Embedded, Encoded, EncoderConfig, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
     "BatcherClosed",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from encoder.model import Embedded, Encoded, TextEncoder, TextTooLongError, Tokens
+from graphfuse.encoder.model import Embedded, Encoded, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
     "BatcherClosed",
@@ -124,7 +124,7 @@ class EncodeBatcher:
     `TextEncoder.encode`. All methods must be called from one event loop.
 
     Args:
-        encoder: the model; its cache (if any) is shared with direct `encoder.encode` calls.
+        encoder: the model; its cache (if any) is shared with direct `graphfuse.encoder.encode` calls.
         config: see BatcherConfig (default: the encoder's token budget, 2 ms wait, 4096 queued texts).
         executor: where tokenisation and forward passes run, e.g. a server's single compute thread, so
             that model work and graph work never run at once; None = a thread of the batcher's own.

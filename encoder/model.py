@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from encoder.backends import make_backend
-from encoder.cache import EmbeddingCache
-from encoder.model_dir import read_model_dir
+from graphfuse.encoder.backends import make_backend
+from graphfuse.encoder.cache import EmbeddingCache
+from graphfuse.encoder.model_dir import read_model_dir
 
 # Padded tokens per forward pass beyond which a CPU gets slower (activations fall out of cache):
 # all-MiniLM-L6-v2 on 2 cores ran ~500 short texts/s at 1024-2048 tokens, 210-380/s at 16384.

@@ -8,21 +8,31 @@ import signal
 import time
 
 import grpc
-from graphfuse.v1 import graphfuse_pb2 as pb
-from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.auth import AuthInterceptor, TokenTable
-from server.config import ServerConfig
-from server.gateway import Gateway
-from server.metrics import Metrics
-from server.observability import CallInterceptor
-from server.service import GraphService
-from server.servicer import EmbedderServicer, GraphsServicer, InfoServicer, ReasonerServicer
-from server.snapshots import JetStreamSnapshots, SnapshotInfo, Snapshotter, restore_newest
-from server.store import DB_FILENAME
-from server.stream import JetStreamSource, UpdateConsumer
+from graphfuse.server.core.config import ServerConfig
+from graphfuse.server.core.service import GraphService
+from graphfuse.server.replication.snapshots import (
+    JetStreamSnapshots,
+    SnapshotInfo,
+    Snapshotter,
+    restore_newest,
+)
+from graphfuse.server.replication.stream import JetStreamSource, UpdateConsumer
+from graphfuse.server.storage.store import DB_FILENAME
+from graphfuse.server.transport.auth import AuthInterceptor, TokenTable
+from graphfuse.server.transport.gateway import Gateway
+from graphfuse.server.transport.metrics import Metrics
+from graphfuse.server.transport.observability import CallInterceptor
+from graphfuse.server.transport.servicer import (
+    EmbedderServicer,
+    GraphsServicer,
+    InfoServicer,
+    ReasonerServicer,
+)
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = tuple(

@@ -16,12 +16,12 @@ from itertools import islice
 from typing import Any
 
 import grpc
-from graphfuse.v1 import graphfuse_pb2 as pb
-from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gnn.records import Record
-from server.record_messages import record_to_proto
+from graphfuse.gnn.data.records import Record
+from graphfuse.server.record_messages import record_to_proto
+from graphfuse.v1 import graphfuse_pb2 as pb
+from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 
 class _CallDetails(grpc.ClientCallDetails):

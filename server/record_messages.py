@@ -1,10 +1,9 @@
-"""Records between their protobuf message (graphfuse.v1.Record) and gnn.records, for every transport."""
+"""Records between their protobuf message (graphfuse.v1.Record) and graphfuse.gnn.data.records, for every transport."""
 
 from __future__ import annotations
 
+from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord
 from graphfuse.v1 import graphfuse_pb2 as pb
-
-from gnn.records import EntityRecord, Record, Retraction, TripleRecord
 
 
 def record_from_proto(record: pb.Record) -> Record | None:

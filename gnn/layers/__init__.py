@@ -1,5 +1,5 @@
-from gnn.layers.relation_propagation import RelationPropagation
-from gnn.layers.relational_conv import RelationalConv
-from gnn.layers.transition import weighted_transition
+from graphfuse.gnn.layers.relation_propagation import RelationPropagation
+from graphfuse.gnn.layers.relational_conv import RelationalConv
+from graphfuse.gnn.layers.transition import weighted_transition
 
 __all__ = ["RelationPropagation", "RelationalConv", "weighted_transition"]

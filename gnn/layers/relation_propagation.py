@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gnn.cpu_kernels import HopMix
-from gnn.graph import KnowledgeGraph
-from gnn.layers.transition import Cells, Frontier
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.kernels.cpu import HopMix
+from graphfuse.gnn.layers.transition import Cells, Frontier
 
 
 class RelationPropagation(nn.Module):
@@ -18,13 +18,13 @@ class RelationPropagation(nn.Module):
     where :math:`T_d` is the sparse transition of directed relation :math:`d` (inverse edges included) and
     :math:`w_d` the ``(B,)`` weights of that relation for each question. All questions move together: one
     CSR product over all directed relations for the whole ``(N, B)`` block (see
-    :class:`~gnn.graph.StackedTransitions`), never one propagation per question.
+    :class:`~graphfuse.gnn.data.graph.StackedTransitions`), never one propagation per question.
 
     Shapes:
         frontier.mass: ``(N, B)``; weights: ``(B, 2R)``; ``exclude``: cells set to 0 (the questions'
         topics); out: ``(N, B)``, where the fused kernel writes the new mass; mix_into: where the fused
-        kernel also writes the mix of the earlier levels and the new one (:class:`gnn.cpu_kernels.HopMix`);
-        last: no hop follows (see :meth:`~gnn.layers.transition.Frontier.move`); returns the frontier of
+        kernel also writes the mix of the earlier levels and the new one (:class:`graphfuse.gnn.kernels.cpu.HopMix`);
+        last: no hop follows (see :meth:`~graphfuse.gnn.layers.transition.Frontier.move`); returns the frontier of
         the ``(N, B)`` result.
     """
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gnn.graph import StackedTransitions
-from gnn.layers.transition import weighted_transition
+from graphfuse.gnn.data.graph import StackedTransitions
+from graphfuse.gnn.layers.transition import weighted_transition
 
 
 class RelationalConv(nn.Module):
@@ -22,7 +22,7 @@ class RelationalConv(nn.Module):
     :math:`s_v = \log(\deg v + 2) / \delta` a PNA degree scaler (:math:`\delta` the graph's mean of
     :math:`\log(\deg + 2)`), so a node's update sees both the average and the amount of evidence arriving.
     The sum over edges is one CSR product over all directed relations for every query and feature at once
-    (:func:`~gnn.layers.transition.weighted_transition`).
+    (:func:`~graphfuse.gnn.layers.transition.weighted_transition`).
 
     Args:
         dim (int): state size.

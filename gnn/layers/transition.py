@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gnn import cpu_kernels
-from gnn.graph import StackedTransitions
+from graphfuse.gnn.data.graph import StackedTransitions
+from graphfuse.gnn.kernels import cpu as cpu_kernels
 
 
 class _WeightedTransition(torch.autograd.Function):
@@ -70,7 +70,7 @@ def weighted_transition(
     Args:
         x: ``(N, C)`` entity states, one column per (question, feature).
         weights: ``(C, 2R)`` weight of each directed relation for each column.
-        stacked: the graph's :class:`~gnn.graph.StackedTransitions`.
+        stacked: the graph's :class:`~graphfuse.gnn.data.graph.StackedTransitions`.
         values: optional ``(nnz,)`` per-edge values replacing the 1s (0 removes an edge); gradients flow
             into them, which is how an answer's edges are scored for its explanation. ``(B, nnz)`` values,
             whose rows must be equal, split the columns into B equal blocks (one per query) and give each
@@ -143,7 +143,7 @@ def fused_transition(
     values: Tensor | None = None,
     **options,  # noqa: ANN003 - cpu_kernels.propagate's: summary, cap, exclude, threshold, out, push
 ) -> tuple[Tensor, cpu_kernels.Summary]:
-    """:func:`weighted_transition` by the fused CPU kernel (:func:`gnn.cpu_kernels.propagate`), merged edges
+    """:func:`weighted_transition` by the fused CPU kernel (:func:`graphfuse.gnn.kernels.cpu.propagate`), merged edges
     and delta in one pass; returns the moved mass and its summary."""
     own = int(stacked.matrix.col_indices().numel())
     delta = None
@@ -238,7 +238,7 @@ class Frontier:
         return (degree @ (self.mass.detach() > self.threshold).to(degree.dtype)).T > 0
 
     def live_words(self, degree: Tensor) -> np.ndarray:
-        """:meth:`live_directions` packed as :func:`gnn.cpu_kernels.live_words` gives them (fused kernels
+        """:meth:`live_directions` packed as :func:`graphfuse.gnn.kernels.cpu.live_words` gives them (fused kernels
         only)."""
         if self.summary is None or not self.summary.alive.shape[1]:  # none yet, or a last hop's
             self.summary = cpu_kernels.summarise(self.mass.detach(), self.threshold)
@@ -258,7 +258,7 @@ class Frontier:
     ) -> Frontier:
         """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
         written into ``out`` when given; with ``mix_into``, its mix with earlier levels is written too
-        (both fused kernel only, see :func:`gnn.cpu_kernels.propagate`). On the ``last`` hop the kernel does
+        (both fused kernel only, see :func:`graphfuse.gnn.kernels.cpu.propagate`). On the ``last`` hop the kernel does
         not record which columns exceed the threshold (no hop follows to ask which directions are live);
         otherwise, given the graph's out-degree, the fused kernel also records the live directions, which
         :meth:`live_directions` then reads.

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnn import cpu_kernels
-from gnn.graph import KnowledgeGraph
-from gnn.layers import RelationPropagation
-from gnn.layers.transition import Frontier
-from gnn.models.answer_head import AnswerHead, AnswerHeadConfig
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.kernels import cpu as cpu_kernels
+from graphfuse.gnn.layers import RelationPropagation
+from graphfuse.gnn.layers.transition import Frontier
+from graphfuse.gnn.models.answer_head import AnswerHead, AnswerHeadConfig
 
 
 @dataclass
@@ -132,7 +132,9 @@ class QuestionReasoner(nn.Module):
         self.direction = nn.Embedding(2, d)  # forward, reversed
         self.log_temperature = nn.Parameter(torch.zeros(()))
         self.propagate = RelationPropagation()
-        self.answer_head: AnswerHead | None = None  # fitted after the reasoner (gnn.train.fit_answer_head)
+        self.answer_head: AnswerHead | None = (
+            None  # fitted after the reasoner (graphfuse.gnn.training.question_reasoner.fit_answer_head)
+        )
         self._layers: tuple[tuple, _FirstLayers] | None = None  # see _first_layers
         self._relations: tuple | None = None  # see _relation_tables
         self.reset_parameters()

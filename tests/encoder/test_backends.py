@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from encoder import EncoderConfig, TextEncoder
-from encoder.backends import OpenVINOBackend, TorchBackend, backend_plan
+from graphfuse.encoder import EncoderConfig, TextEncoder
+from graphfuse.encoder.backends import OpenVINOBackend, TorchBackend, backend_plan
 from tests.encoder.test_model import LONG, TEXTS, ForwardCounter, cosines
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from encoder import (
+from graphfuse.encoder import (
     BatcherClosed,
     BatcherConfig,
     DeadlineExpired,

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from encoder import EmbeddingCache
+from graphfuse.encoder import EmbeddingCache
 
 
 def test_get_and_put_count_hits_and_misses():

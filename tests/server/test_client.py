@@ -8,13 +8,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+
+from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.server.client import AsyncClient, Client, channel_target
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
-
-from gnn.records import TripleRecord
-from server.client import AsyncClient, Client, channel_target
 from tests.server.conftest import RunningServer, server_config
-from tests.server.test_gateway import ADMIN, Http, served  # noqa: F401 - served is a fixture
+from tests.server.transport.test_gateway import ADMIN, Http, served  # noqa: F401 - served is a fixture
 
 
 def asks_answered(server: RunningServer) -> float:

@@ -6,14 +6,14 @@ import time
 
 import grpc
 import pytest
-from graphfuse.v1 import graphfuse_pb2 as pb
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from gnn.graph import merge_due_at
-from gnn.records import EntityRecord, Retraction, TripleRecord
-from server.client import Client
-from server.record_messages import record_to_proto
+from graphfuse.gnn.data.graph import merge_due_at
+from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleRecord
+from graphfuse.server.client import Client
+from graphfuse.server.record_messages import record_to_proto
+from graphfuse.v1 import graphfuse_pb2 as pb
 from tests.server.conftest import RunningServer, server_config
 
 MOVIES = [

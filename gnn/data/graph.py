@@ -1,0 +1,1022 @@
+"""The knowledge graph in memory: entity and relation ids, names, aliases, and per-relation sparse adjacency.
+
+Edges are indexed by *directed relation* ``d`` in ``[0, 2R)``: ``d < R`` walks relation ``d`` from head to
+tail, ``d >= R`` walks relation ``d - R`` backwards (the inverse edge). ``transition(d)`` moves probability
+mass along ``d``: ``y = T_d @ x`` puts on every node the mass of its predecessors along ``d``.
+
+Updates never rebuild the sparse matrices on the read path. The matrices are *merged* from a snapshot of the
+edges; edges added since the merge live in a small *delta* (its own sparse matrices, read beside the merged
+ones), and merged edges retracted since are *masked* (their values set to 0). A merge folds the delta in:
+:meth:`KnowledgeGraph.start_merge` snapshots the edges, :meth:`MergeJob.build` builds on any thread, and
+:meth:`KnowledgeGraph.finish_merge` swaps the result in, keeping the updates that arrived meanwhile as the
+new delta. Without anyone merging in the background, a read merges when the delta outgrows
+``delta_limit(edges)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, default_name
+from graphfuse.gnn.kernels import cpu as cpu_kernels
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+MERGE_MIN_EDGES = 1024  # a delta this small is never worth a background merge
+MERGE_SHARE = 0.01  # background merge once the delta holds this share of the merged edges
+SYNC_MERGE_MIN_EDGES = 65536  # a read merges at once past max(this, SYNC_MERGE_SHARE * merged edges)
+SYNC_MERGE_SHARE = 0.25
+
+EdgeKey = tuple[int, int, int]  # (head, relation, tail)
+# One direction's transition uses the fused kernel from this many edges on; below, torch's product costs
+# less than the kernel's fixed overhead (UMLS's directions: 1,000 edges, 19 us in torch against 30 us)
+FUSED_MIN_VALUES = 8192
+
+
+def merge_due_at(edges: int) -> int:
+    """Delta size (added + retracted edges) at which a background merge of ``edges`` merged edges is due."""
+    return max(MERGE_MIN_EDGES, int(MERGE_SHARE * edges))
+
+
+def delta_limit(edges: int) -> int:
+    """Delta size past which a read merges synchronously (a background merge has fallen behind)."""
+    return max(SYNC_MERGE_MIN_EDGES, int(SYNC_MERGE_SHARE * edges))
+
+
+@dataclass
+class RelationAdjacency:
+    """The sparse transition of one directed relation, stored over the rows that receive mass only.
+
+    Memory is O(edges): ``rows`` are the destination nodes that have at least one edge along this
+    direction and ``matrix`` is a ``(len(rows), N)`` CSR matrix from destinations to sources, 1 per edge
+    (0 for an edge retracted since the last merge). Edges added since then are in ``delta``.
+    """
+
+    rows: Tensor  # (M,) sorted destination node ids
+    matrix: Tensor  # (M, N) sparse CSR
+    delta: RelationAdjacency | None = None
+    masked: bool = False  # some values are 0 (edges retracted since the merge)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``T_d @ x`` for a dense ``(N, B)`` block; returns ``(N, B)``."""
+        out = x.new_zeros(x.shape)
+        values = self.matrix.values()
+        fused = values.numel() >= FUSED_MIN_VALUES and cpu_kernels.available(x, values)
+        for part in (self, self.delta) if self.delta is not None else (self,):
+            matrix = part.matrix
+            if fused:  # one pass, sources without mass skipped
+                cpu_kernels.add_rows(
+                    matrix.crow_indices(), matrix.col_indices(), matrix.values(), part.rows, x, out
+                )
+            elif part.rows.numel():
+                out.index_add_(0, part.rows, (matrix @ x.to(matrix.dtype)).to(x.dtype))  # (M, B) into N
+        return out
+
+    def predecessors(self, node: int) -> Tensor:
+        """Source nodes whose mass reaches ``node`` along this direction."""
+        return torch.from_numpy(self.sources_of(node))
+
+    def sources_of(self, node: int) -> np.ndarray:
+        """:meth:`predecessors` as a NumPy array: the question generator looks up thousands of single nodes,
+        where NumPy's per-call cost is a fraction of torch's."""
+        rows, crow, col, values = self._arrays
+        pos = int(np.searchsorted(rows, node))
+        found = col[:0]
+        if pos < rows.shape[0] and rows[pos] == node:
+            lo, hi = crow[pos], crow[pos + 1]
+            found = col[lo:hi] if not self.masked else col[lo:hi][values[lo:hi] != 0]
+        if self.delta is not None:
+            found = np.concatenate([found, self.delta.sources_of(node)])
+        return found
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        matrix = self.matrix
+        return (
+            self.rows.numpy(),
+            matrix.crow_indices().numpy(),
+            matrix.col_indices().numpy(),
+            matrix.values().numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class StackedTransitions:
+    """All directed relations at once: row ``i`` of ``matrix`` feeds node ``rows[i]`` along ``directions[i]``.
+
+    ``matrix @ x`` computes every relation's moved mass in one sparse product (nnz = 2E); weighting each
+    row by its direction's per-question weight and summing rows into their nodes gives
+    ``sum_d T_d @ (x * w_d)``, since a per-question weight scales a whole column and commutes with ``T_d``.
+
+    A graph updated since its last merge reads its transitions as this merged part, with retracted edges
+    masked (``mask`` is 0 there, and so are their values), plus ``delta``: the edges added since, stacked
+    the same way. Values (:meth:`with_values`, :meth:`edge_keys`, :attr:`nnz`) cover the merged part's
+    values, then the delta's.
+    """
+
+    matrix: Tensor  # (M, N) sparse CSR, M = number of (node, direction) pairs with an incoming edge
+    transposed: Tensor  # (N, M) sparse CSR: matrix.T, for gradients
+    rows: Tensor  # (M,) destination node of each row
+    directions: Tensor  # (M,) directed relation of each row
+    membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
+    transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
+    row_of_value: Tensor  # (nnz,) the row of matrix each stored value is in
+    direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
+    mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
+    delta: StackedTransitions | None = None  # edges added since the merge
+
+    @property
+    def nnz(self) -> int:
+        """Stored values, the delta's included."""
+        own = int(self.matrix.col_indices().numel())
+        return own + (self.delta.nnz if self.delta is not None else 0)
+
+    @property
+    def merged(self) -> StackedTransitions:
+        """The merged part alone (retracted edges still masked): one plain CSR block."""
+        return dataclasses.replace(self, mask=None, delta=None)
+
+    def with_values(self, values: Tensor) -> StackedTransitions:
+        """The same structure with other edge values (``(nnz,)``, in ``matrix`` order, then the delta's):
+        masks, weights. Masked (retracted) edges stay 0."""
+        own = int(self.matrix.col_indices().numel())
+        mine = values[:own] if self.mask is None else values[:own] * self.mask
+        matrix = torch.sparse_csr_tensor(
+            self.matrix.crow_indices(),
+            self.matrix.col_indices(),
+            mine,
+            size=self.matrix.shape,
+            check_invariants=False,
+        )
+        transposed = torch.sparse_csr_tensor(
+            self.transposed.crow_indices(),
+            self.transposed.col_indices(),
+            mine[self.transpose_order],
+            size=self.transposed.shape,
+            check_invariants=False,
+        )
+        delta = self.delta.with_values(values[own:]) if self.delta is not None else None
+        return dataclasses.replace(self, matrix=matrix, transposed=transposed, delta=delta)
+
+    @functools.cached_property
+    def _pull_layout(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The rows reordered by the node they feed, for the fused kernel that writes each node once:
+        ``(offsets (N + 1,), crow (M + 1,), col (nnz,), directions (M,), value order (nnz,))``; node
+        ``u``'s rows are ``offsets[u]..offsets[u + 1]`` and value ``j`` of the copy is stored value
+        ``order[j]``. A copy, not a view, so that each node's edges are contiguous in memory (pulling through
+        a permutation of the rows was 2-3x slower on a 1M-edge graph): about 8 bytes per edge and 12 per
+        row."""
+        n = self.matrix.shape[1]
+        offsets = torch.zeros(n + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(torch.bincount(self.rows, minlength=n), 0)
+        rows = torch.argsort(self.rows, stable=True)
+        crow = self.matrix.crow_indices()
+        counts = (crow[1:] - crow[:-1])[rows]
+        pulled_crow = torch.zeros(rows.numel() + 1, dtype=torch.long)
+        pulled_crow[1:] = torch.cumsum(counts, 0)
+        nnz = int(pulled_crow[-1])
+        order = torch.repeat_interleave(crow[rows] - pulled_crow[:-1], counts, output_size=nnz)
+        order += torch.arange(nnz)
+        col = self.matrix.col_indices()[order].to(torch.int32)
+        return offsets, pulled_crow, col, self.directions[rows].to(torch.int32), order
+
+    def edge_block(self, values: Tensor | None = None) -> cpu_kernels.EdgeBlock:
+        """This block (the merged part alone) as :func:`graphfuse.gnn.kernels.cpu.propagate` reads it; ``values``
+        ``(nnz,)`` replace the stored ones (masked edges stay 0)."""
+        if values is None:
+            return self._stored_edge_block
+        own = int(self.matrix.col_indices().numel())
+        values = values[:own] if self.mask is None else values[:own] * self.mask
+        return self._edge_block(values.contiguous())
+
+    def prepare(self) -> StackedTransitions:
+        """Build the node-ordered layout the fused kernels and evidence walks read now (on the thread that
+        merges), not at the first query that needs it."""
+        self._stored_edge_block  # noqa: B018 - a cached property
+        if self.delta is not None:
+            self.delta.prepare()
+        return self
+
+    @functools.cached_property
+    def _stored_edge_block(self) -> cpu_kernels.EdgeBlock:
+        return self._edge_block(self.matrix.values())
+
+    def _edge_block(self, values: Tensor) -> cpu_kernels.EdgeBlock:
+        offsets, crow, col, directions, order = self._pull_layout
+        return cpu_kernels.EdgeBlock(
+            offsets.numpy(),
+            crow.numpy(),
+            col.numpy(),
+            values[order].numpy(),
+            directions.numpy(),
+            self.transposed.crow_indices().numpy(),
+            self.transposed.col_indices().numpy(),
+            values[self.transpose_order].numpy(),
+            self.rows.numpy(),
+            self.directions.numpy(),
+        )
+
+    def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order (then
+        the delta's)."""
+        keys = (self.matrix.col_indices(), self.directions[self.row_of_value], self.rows[self.row_of_value])
+        if self.delta is None:
+            return keys
+        return tuple(torch.cat(pair) for pair in zip(keys, self.delta.edge_keys(), strict=True))  # type: ignore[return-value]
+
+    def direction(self, d: int) -> RelationAdjacency:
+        """The transition of directed relation ``d`` alone: views into this block, no copy."""
+        lo, hi = self.direction_offsets[d], self.direction_offsets[d + 1]
+        crow = self.matrix.crow_indices()
+        first, last = int(crow[lo]), int(crow[hi])
+        matrix = torch.sparse_csr_tensor(
+            crow[lo : hi + 1] - first,
+            self.matrix.col_indices()[first:last],
+            self.matrix.values()[first:last],
+            size=(hi - lo, self.matrix.shape[1]),
+            check_invariants=False,
+        )
+        delta = self.delta.direction(d) if self.delta is not None else None
+        return RelationAdjacency(self.rows[lo:hi], matrix, delta, self.mask is not None)
+
+    def resized(self, num_entities: int, num_relations: int) -> StackedTransitions:
+        """The same edges in a graph that has grown to ``num_entities`` and ``num_relations``: new nodes and
+        relations have no rows, and inverse directions move up by the new relations. Views, no edge copy."""
+        m, (base_rows, base_cols) = self.rows.numel(), self.matrix.shape
+        base_relations = (len(self.direction_offsets) - 1) // 2
+        if (base_cols, base_relations) == (num_entities, num_relations):
+            return self
+        added = num_relations - base_relations
+        directions = self.directions + added * (self.directions >= base_relations)
+        offsets = self.direction_offsets
+        offsets = (  # new relations own no rows, forward (after the old ones) or inverse (at the end)
+            offsets[: base_relations + 1]
+            + [offsets[base_relations]] * added
+            + offsets[base_relations + 1 :]
+            + [offsets[-1]] * added
+        )
+        crow = self.transposed.crow_indices()
+        transposed_crow = torch.cat([crow, crow[-1:].expand(num_entities - base_cols)])
+        return dataclasses.replace(
+            self,
+            matrix=torch.sparse_csr_tensor(
+                self.matrix.crow_indices(),
+                self.matrix.col_indices(),
+                self.matrix.values(),
+                size=(base_rows, num_entities),
+                check_invariants=False,
+            ),
+            transposed=torch.sparse_csr_tensor(
+                transposed_crow,
+                self.transposed.col_indices(),
+                self.transposed.values(),
+                size=(num_entities, m),
+                check_invariants=False,
+            ),
+            directions=directions,
+            membership=_membership(offsets, m),
+            direction_offsets=offsets,
+        )
+
+
+def _membership(offsets: list[int], rows: int) -> Tensor:
+    """``(2R, M)`` CSR with a 1 at ``(d, i)`` for every row ``i`` of direction ``d`` (rows grouped by d)."""
+    return torch.sparse_csr_tensor(
+        torch.tensor(offsets, dtype=torch.long),
+        torch.arange(rows),
+        torch.ones(rows),
+        size=(len(offsets) - 1, rows),
+        check_invariants=False,
+    )
+
+
+def build_transitions(
+    heads: Tensor, relations: Tensor, tails: Tensor, num_entities: int, num_relations: int
+) -> StackedTransitions:
+    """Every directed relation's transition, stacked (see :class:`StackedTransitions`), from distinct edges.
+
+    Rows are ordered by (direction, destination) and values by source within a row. Pure: safe to run on
+    any thread over tensors nobody mutates.
+
+    Shapes:
+        heads, relations, tails: ``(E,)``.
+    """
+    n, r = num_entities, num_relations
+    directions = torch.cat([relations, relations + r])  # (2E,)
+    destinations = torch.cat([tails, heads])
+    sources = torch.cat([heads, tails])
+    row_key = directions * n + destinations
+    order = torch.argsort(sources, stable=True)
+    order = order[torch.argsort(row_key[order], stable=True)]
+    row_key, col = row_key[order], sources[order]
+    keys, counts = torch.unique_consecutive(row_key, return_counts=True)  # (M,)
+    m = keys.numel()
+    rows, row_directions = keys % max(n, 1), keys // max(n, 1)
+    crow = torch.zeros(m + 1, dtype=torch.long)
+    crow[1:] = torch.cumsum(counts, 0)
+    matrix = torch.sparse_csr_tensor(crow, col, torch.ones(col.numel()), size=(m, n), check_invariants=False)
+    row_of_value = torch.repeat_interleave(torch.arange(m), counts, output_size=col.numel())
+    transpose_order = torch.argsort(col * max(m, 1) + row_of_value)
+    transposed_crow = torch.zeros(n + 1, dtype=torch.long)
+    transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
+    transposed = torch.sparse_csr_tensor(
+        transposed_crow,
+        row_of_value[transpose_order],
+        torch.ones(col.numel()),
+        size=(n, m),
+        check_invariants=False,
+    )
+    offsets = torch.searchsorted(row_directions, torch.arange(2 * r + 1)).tolist()
+    return StackedTransitions(
+        matrix,
+        transposed,
+        rows,
+        row_directions,
+        _membership(offsets, m),
+        transpose_order,
+        row_of_value,
+        offsets,
+    )
+
+
+def out_degree(
+    heads: Tensor,
+    relations: Tensor,
+    tails: Tensor,
+    num_entities: int,
+    num_relations: int,
+    counts: Tensor | None = None,
+) -> Tensor:
+    """``(2R, N)`` sparse CSR: entry ``(d, u)`` counts the edges leaving ``u`` along ``d`` (each edge adds
+    ``counts`` instead of 1 when given: -1 removes one)."""
+    directed = torch.cat([relations, relations + num_relations])
+    sources = torch.cat([heads, tails])
+    values = torch.ones(directed.numel()) if counts is None else torch.cat([counts, counts]).float()
+    degree = torch.sparse_coo_tensor(
+        torch.stack([directed, sources]),
+        values,
+        size=(2 * num_relations, num_entities),
+        check_invariants=False,
+    )
+    return degree.coalesce().to_sparse_csr()
+
+
+def _resized_degree(degree: Tensor, num_entities: int, num_relations: int) -> Tensor:
+    """A ``(2R_b, N_b)`` out-degree matrix laid out for a graph grown to ``num_relations`` and
+    ``num_entities``."""
+    base_relations = degree.shape[0] // 2
+    if degree.shape == (2 * num_relations, num_entities):
+        return degree
+    crow = degree.crow_indices()
+    added = num_relations - base_relations
+    crow = torch.cat(
+        [
+            crow[: base_relations + 1],
+            crow[base_relations : base_relations + 1].expand(added),
+            crow[base_relations + 1 :],
+            crow[-1:].expand(added),
+        ]
+    )
+    return torch.sparse_csr_tensor(
+        crow,
+        degree.col_indices(),
+        degree.values(),
+        size=(2 * num_relations, num_entities),
+        check_invariants=False,
+    )
+
+
+@dataclass(frozen=True)
+class MergedEdges:
+    """The transitions and out-degrees built from one snapshot of a graph's edges."""
+
+    transitions: StackedTransitions
+    degree: Tensor  # (2R, N) CSR
+    row_keys: Tensor  # (M,) direction * N + destination of each row, ascending
+    value_keys: Tensor  # (nnz,) row * N + source of each value, ascending
+    num_entities: int
+    num_relations: int
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.value_keys.numel()) // 2
+
+    def positions(self, keys: Tensor) -> Tensor:
+        """Value positions of merged edges ``keys`` (``(K, 3)``: head, relation, tail), both directions:
+        ``(2K,)``."""
+        n, r = self.num_entities, self.num_relations
+        h, rel, t = keys.unbind(1)
+        directions = torch.cat([rel, rel + r])
+        destinations, sources = torch.cat([t, h]), torch.cat([h, t])
+        row = torch.searchsorted(self.row_keys, directions * n + destinations)
+        return torch.searchsorted(self.value_keys, row * n + sources)
+
+
+@dataclass(frozen=True)
+class MergeJob:
+    """A snapshot of a graph's edges to merge (:meth:`build` runs on any thread)."""
+
+    token: int
+    heads: Tensor
+    relations: Tensor
+    tails: Tensor
+    num_entities: int
+    num_relations: int
+
+    def build(self) -> MergedEdges:
+        edges = (self.heads, self.relations, self.tails, self.num_entities, self.num_relations)
+        transitions = build_transitions(*edges).prepare()
+        n = self.num_entities
+        return MergedEdges(
+            transitions,
+            out_degree(*edges),
+            transitions.directions * n + transitions.rows,
+            transitions.row_of_value * n + transitions.matrix.col_indices(),
+            self.num_entities,
+            self.num_relations,
+        )
+
+
+@dataclass(frozen=True)
+class GraphUpdate:
+    """What one :meth:`KnowledgeGraph.add` changed."""
+
+    new_entities: list[int]
+    changed_entities: list[int]  # new, renamed or given new aliases
+    new_relations: list[int]
+    new_edges: int
+    removed_edges: int = 0
+
+
+UNINDEXED_EDGES = 65_536  # edges appended since a column index was sorted, at most, before it is sorted again
+
+
+class _PositionIndex:
+    """The positions of one edge column's values: the first ``size`` positions sorted by value once (stable,
+    so a value's positions stay in insertion order), the edges appended since then scanned.
+
+    Args:
+        column: ``(E,)`` the column (heads or tails) as it is now.
+    """
+
+    def __init__(self, column: Tensor) -> None:
+        self.size = column.numel()
+        self.order = torch.argsort(column, stable=True)
+        self.values = column[self.order].numpy()  # sorted
+
+    def positions(self, column: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
+        holds one of the distinct ``values``, and the index in ``values`` of the value there; each value's
+        positions ascending (the sorted ones, then the appended ones)."""
+        lo = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "left"))
+        counts = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "right")) - lo
+        which = torch.repeat_interleave(torch.arange(values.numel()), counts)
+        starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
+        positions = self.order[starts + torch.arange(which.numel())]
+        appended = column[self.size :]
+        if appended.numel() and values.numel():
+            ordered, by = torch.sort(values)
+            at = torch.searchsorted(ordered, appended).clamp_(max=values.numel() - 1)
+            hit = (ordered[at] == appended).nonzero().flatten()
+            positions, which = torch.cat([positions, hit + self.size]), torch.cat([which, by[at[hit]]])
+        return positions, which
+
+    def stale(self, column: Tensor) -> bool:
+        return column.numel() - self.size > max(UNINDEXED_EDGES, self.size // 8)
+
+    def kept(self, keep: Tensor) -> _PositionIndex:
+        """This index after the column lost the positions where ``keep`` ``(E,)`` is False."""
+        moved = torch.cumsum(keep, 0) - 1  # old position -> new position
+        retained = keep[self.order]
+        index = object.__new__(_PositionIndex)
+        index.size = int(keep[: self.size].sum())
+        index.order = moved[self.order[retained]]
+        index.values = self.values[retained.numpy()]
+        return index
+
+
+class _EdgeKeySet(set):
+    """The ``(head, relation, tail)`` keys of a graph built from tensors, filled from them on first use.
+
+    Filling is one Python tuple per edge (~0.4 s per million edges), which a graph built for one batch of
+    questions (:meth:`KnowledgeGraph.subgraph`) never needs: only updates and ``has_edge`` read the keys.
+    """
+
+    def __init__(self, heads: Tensor, rels: Tensor, tails: Tensor) -> None:
+        super().__init__()
+        self._pending: tuple[Tensor, Tensor, Tensor] | None = (heads, rels, tails)
+
+    def _fill(self) -> None:
+        pending = self._pending
+        if pending is not None:  # two threads may both fill: adding the same keys twice is harmless
+            super().update(zip(*(column.tolist() for column in pending), strict=True))
+            self._pending = None
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def __iter__(self):  # noqa: ANN204
+        self._fill()
+        return super().__iter__()
+
+    def add(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().add(key)
+
+    def discard(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().discard(key)
+
+    def remove(self, key: tuple[int, int, int]) -> None:
+        self._fill()
+        super().remove(key)
+
+    def __reduce__(self) -> tuple[type, tuple[list[tuple[int, int, int]]]]:  # copies and pickles as a set
+        return set, (list(self),)
+
+
+class KnowledgeGraph:
+    """Entities, relations and triples of one graph, with per-relation adjacency built on demand.
+
+    Args:
+        entities: entity records (ids with optional names and aliases).
+        triples: stored facts; their heads and tails become entities when not listed in ``entities``.
+    """
+
+    def __init__(self, entities: Iterable[EntityRecord] = (), triples: Iterable[TripleRecord] = ()) -> None:
+        self.entity_ids: list[str] = []
+        self.entity_index: dict[str, int] = {}
+        self.names: list[str] = []
+        self.aliases: dict[int, tuple[str, ...]] = {}
+        self.types: list[str] = []  # node type per entity, "" when untyped
+        self.retractions = 0  # stored edges removed so far: edge positions before them have moved
+        self.type_changes = 0  # node types set on existing entities so far
+        self.relation_ids: list[str] = []
+        self.relation_index: dict[str, int] = {}
+        self._heads = torch.empty(0, dtype=torch.long)
+        self._rels = torch.empty(0, dtype=torch.long)
+        self._tails = torch.empty(0, dtype=torch.long)
+        self._edge_keys: set[EdgeKey] = set()
+        self._merged: MergedEdges | None = None  # transitions built from a snapshot of the edges
+        self._added: dict[EdgeKey, None] = {}  # edges added since that snapshot (the delta)
+        self._removed: set[EdgeKey] = set()  # merged edges retracted since (masked)
+        self._log: list[tuple[EdgeKey, int]] | None = None  # changes since the snapshot of a merge in flight
+        self._merge_token = 0
+        self._view: tuple[StackedTransitions, Tensor] | None = None  # merged + delta, as queries read them
+        self._directions: dict[int, RelationAdjacency] = {}
+        self._changes = {"added": 0, "removed": 0}  # versions of each side of the delta
+        self._parts: dict[str, tuple[tuple, object]] = {}  # pieces of the view, by the versions they read
+        self.merges = 0  # merges installed so far
+        self._of_type: dict[str, Tensor] = {}
+        self._position_indexes: dict[str, _PositionIndex] = {}  # by edge column ("heads", "tails")
+        self.add(list(entities) + list(triples))
+
+    @classmethod
+    def from_tensors(
+        cls,
+        entity_ids: Sequence[str],
+        relation_ids: Sequence[str],
+        heads: Tensor,
+        relations: Tensor,
+        tails: Tensor,
+        names: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        aliases: dict[int, tuple[str, ...]] | None = None,
+    ) -> KnowledgeGraph:
+        """A graph from id lists and edge index tensors, without a Python step per edge.
+
+        Repeated edges are stored once (the first, in the given order), as :meth:`add` does.
+
+        Args:
+            entity_ids: distinct entity ids; entity ``i`` is ``entity_ids[i]``.
+            relation_ids: distinct relation ids; relation ``r`` is ``relation_ids[r]``.
+            heads, relations, tails: ``(E,)`` integer indices into those lists.
+            names: display names (default: derived from the ids, as for records without a name).
+            types: node types, ``""`` for untyped (default: all untyped).
+            aliases: linking aliases by entity index (default: none).
+        """
+        n, r = len(entity_ids), len(relation_ids)
+        edges = [torch.as_tensor(column) for column in (heads, relations, tails)]
+        if any(column.dim() != 1 or column.dtype.is_floating_point for column in edges):
+            raise ValueError(
+                "Expected 'heads', 'relations' and 'tails' to be one-dimensional integer tensors "
+                f"(got shapes {[tuple(c.shape) for c in edges]}, dtypes {[c.dtype for c in edges]})"
+            )
+        if len({column.numel() for column in edges}) != 1:
+            raise ValueError(f"Expected edge tensors of one length (got {[c.numel() for c in edges]})")
+        heads, relations, tails = (column.long() for column in edges)
+        for name, column, size in (("heads", heads, n), ("relations", relations, r), ("tails", tails, n)):
+            if column.numel() and (int(column.min()) < 0 or int(column.max()) >= size):
+                raise ValueError(
+                    f"Expected '{name}' in [0, {size}) (got [{int(column.min())}, {int(column.max())}])"
+                )
+        for name, ids in (("entity_ids", entity_ids), ("relation_ids", relation_ids)):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"Expected distinct '{name}' (got {len(ids) - len(set(ids))} repeated)")
+        for name, values in (("names", names), ("types", types)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
+        if heads.numel():  # keep the first of each repeated edge, in order
+            _, inverse = torch.unique((heads * r + relations) * n + tails, return_inverse=True)
+            first = torch.full((int(inverse.max()) + 1,), heads.numel(), dtype=torch.long)
+            first = first.scatter_reduce_(0, inverse, torch.arange(heads.numel()), "amin")
+            if first.numel() < heads.numel():
+                keep = torch.sort(first).values
+                heads, relations, tails = heads[keep], relations[keep], tails[keep]
+        return cls._from_parts(
+            list(entity_ids),
+            list(names) if names is not None else [default_name(i) for i in entity_ids],
+            list(types) if types is not None else [""] * n,
+            dict(aliases or {}),
+            list(relation_ids),
+            heads,
+            relations,
+            tails,
+        )
+
+    def subgraph(self, entities: Tensor) -> KnowledgeGraph:
+        """The induced subgraph on ``entities``: every stored edge with both ends among them.
+
+        Sub-entity ``i`` is global entity ``entities[i]`` (pass them ascending to keep the global order, so
+        ties between entities break the same way in both graphs). Relations are all kept, with the same
+        indices in the same order, so relation vectors line up with both graphs; names, types and aliases
+        come along. The edges are found with one vectorised pass over the edge tensors.
+
+        Shapes:
+            entities: ``(n,)`` distinct global entity indices.
+        """
+        entities = torch.as_tensor(entities)
+        if entities.dim() != 1 or entities.dtype.is_floating_point:
+            raise ValueError(
+                f"Expected 'entities' to be a one-dimensional integer tensor (got shape "
+                f"{tuple(entities.shape)}, dtype {entities.dtype})"
+            )
+        entities = entities.long()
+        n = self.num_entities
+        if entities.numel() and (int(entities.min()) < 0 or int(entities.max()) >= n):
+            raise ValueError(
+                f"Expected 'entities' in [0, {n}) (got [{int(entities.min())}, {int(entities.max())}])"
+            )
+        local = torch.full((n,), -1, dtype=torch.long)
+        local[entities] = torch.arange(entities.numel())
+        if int((local >= 0).sum()) != entities.numel():
+            raise ValueError("Expected distinct 'entities' (got repeated indices)")
+        heads, rels, tails = local[self._heads], self._rels, local[self._tails]  # (E,)
+        inside = (heads >= 0) & (tails >= 0)
+        kept = entities.tolist()
+        aliases = self.aliases
+        return self._from_parts(
+            [self.entity_ids[i] for i in kept],
+            [self.names[i] for i in kept],
+            [self.types[i] for i in kept],
+            {sub: aliases[i] for sub, i in enumerate(kept) if i in aliases} if aliases else {},
+            list(self.relation_ids),
+            heads[inside],
+            rels[inside],
+            tails[inside],
+        )
+
+    @classmethod
+    def _from_parts(
+        cls,
+        entity_ids: list[str],
+        names: list[str],
+        types: list[str],
+        aliases: dict[int, tuple[str, ...]],
+        relation_ids: list[str],
+        heads: Tensor,
+        rels: Tensor,
+        tails: Tensor,
+    ) -> KnowledgeGraph:
+        """A graph from checked parts (distinct ids, distinct in-range edges); the parts are not copied."""
+        graph = cls()
+        graph.entity_ids = entity_ids
+        graph.entity_index = dict(zip(entity_ids, range(len(entity_ids)), strict=True))
+        graph.names, graph.types, graph.aliases = names, types, aliases
+        graph.relation_ids = relation_ids
+        graph.relation_index = dict(zip(relation_ids, range(len(relation_ids)), strict=True))
+        graph._heads, graph._rels, graph._tails = heads, rels, tails
+        graph._edge_keys = _EdgeKeySet(heads, rels, tails)
+        return graph
+
+    # ------------------------------------------------------------------------------------------ sizes
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_ids)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relation_ids)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self._heads.numel())
+
+    @property
+    def edges(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(heads, relations, tails)``, each ``(E,)``."""
+        return self._heads, self._rels, self._tails
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}(entities={self.num_entities}, relations={self.num_relations}, "
+            f"edges={self.num_edges})"
+        )
+
+    # ---------------------------------------------------------------------------------------- updates
+    def add(self, records: Sequence[Record]) -> GraphUpdate:
+        """Apply records in order (additions, and retractions of stored facts); visible to the next query."""
+        new_entities: list[int] = []
+        changed: set[int] = set()
+        new_relations: list[int] = []
+        added: dict[tuple[int, int, int], None] = {}  # new edges, in order
+        retracted: set[tuple[int, int, int]] = set()  # stored edges to drop
+        for record in records:
+            if isinstance(record, Retraction):
+                key = self._key(record)
+                if key is not None and key in self._edge_keys:
+                    self._edge_keys.discard(key)
+                    if key in added:
+                        del added[key]
+                    else:
+                        retracted.add(key)
+                continue
+            if isinstance(record, EntityRecord):
+                index = self._entity(record.id, new_entities)
+                if record.name is not None and record.name != self.names[index]:
+                    self.names[index] = record.name
+                    changed.add(index)
+                known = self.aliases.get(index, ())
+                fresh = tuple(dict.fromkeys(a for a in record.aliases if a not in known))
+                if fresh:
+                    self.aliases[index] = known + fresh
+                    changed.add(index)
+                if record.type is not None and record.type != self.types[index]:
+                    self.types[index] = record.type
+                    self.type_changes += 1
+                    self._of_type.clear()
+                continue
+            h = self._entity(record.head, new_entities)
+            t = self._entity(record.tail, new_entities)
+            r = self.relation_index.get(record.relation)
+            if r is None:
+                r = self.relation_index[record.relation] = len(self.relation_ids)
+                self.relation_ids.append(record.relation)
+                new_relations.append(r)
+            key = (h, r, t)
+            if key in self._edge_keys:
+                continue
+            self._edge_keys.add(key)
+            if key in retracted:  # retracted, then stated again: the stored edge simply stays
+                retracted.discard(key)
+            else:
+                added[key] = None
+        if retracted:
+            self._drop(retracted)
+        if added:
+            heads, rels, tails = torch.tensor(list(added), dtype=torch.long).T
+            self._heads = torch.cat([self._heads, heads])
+            self._rels = torch.cat([self._rels, rels])
+            self._tails = torch.cat([self._tails, tails])
+        if self._merged is not None or self._log is not None:
+            for key in retracted:
+                self._note(key, -1)
+            for key in added:
+                self._note(key, 1)
+        if added or retracted or new_entities:
+            self._view = None
+            self._directions = {}
+        changed.update(new_entities)
+        return GraphUpdate(new_entities, sorted(changed), new_relations, len(added), len(retracted))
+
+    def _key(self, record: Retraction) -> tuple[int, int, int] | None:
+        """The edge a retraction names, when its entities and relation exist."""
+        h = self.entity_index.get(record.head)
+        r = self.relation_index.get(record.relation)
+        t = self.entity_index.get(record.tail)
+        return None if h is None or r is None or t is None else (h, r, t)
+
+    def _drop(self, keys: set[tuple[int, int, int]]) -> None:
+        """Remove stored edges (one pass over packed keys); entities and relations stay."""
+        n, r = self.num_entities, self.num_relations
+        wanted = torch.tensor(sorted(keys), dtype=torch.long)  # (K, 3)
+        packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
+        keep = ~torch.isin((self._heads * r + self._rels) * n + self._tails, packed)
+        self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
+        self._position_indexes = {name: index.kept(keep) for name, index in self._position_indexes.items()}
+        self.retractions += len(keys)
+
+    def _note(self, key: EdgeKey, sign: int) -> None:
+        """Record an edge added (+1) or retracted (-1) since the merge, and for a merge in flight."""
+        if self._log is not None:
+            self._log.append((key, sign))
+        if self._merged is not None:
+            self._changes[_change(self._added, self._removed, key, sign)] += 1
+
+    # ---------------------------------------------------------------------------------------- merges
+    @property
+    def delta_size(self) -> int:
+        """Edges added or retracted since the last merge."""
+        return len(self._added) + len(self._removed)
+
+    def merge_due(self) -> bool:
+        """Whether a background merge should start: none in flight, and the delta has grown."""
+        merged = self._merged
+        return merged is not None and self._log is None and self.delta_size >= merge_due_at(merged.num_edges)
+
+    def start_merge(self) -> MergeJob:
+        """Snapshot the edges to merge; changes from now on are kept for :meth:`finish_merge`."""
+        self._merge_token += 1
+        self._log = []
+        return MergeJob(
+            self._merge_token, self._heads, self._rels, self._tails, self.num_entities, self.num_relations
+        )
+
+    def finish_merge(self, job: MergeJob, merged: MergedEdges) -> bool:
+        """Install what ``job`` built; the changes made since its snapshot become the new delta. Returns
+        False (and installs nothing) when a later merge superseded the job."""
+        if job.token != self._merge_token or self._log is None:
+            return False
+        added: dict[EdgeKey, None] = {}
+        removed: set[EdgeKey] = set()
+        for key, sign in self._log:
+            _change(added, removed, key, sign)
+        self._merged, self._added, self._removed, self._log = merged, added, removed, None
+        self._parts = {}
+        self._view = None
+        self._directions = {}
+        self.merges += 1
+        return True
+
+    def merge(self) -> None:
+        """Fold the delta into the merged transitions now, on this thread."""
+        job = self.start_merge()
+        self.finish_merge(job, job.build())
+
+    def _entity(self, entity_id: str, created: list[int]) -> int:
+        index = self.entity_index.get(entity_id)
+        if index is None:
+            index = self.entity_index[entity_id] = len(self.entity_ids)
+            self.entity_ids.append(entity_id)
+            self.names.append(default_name(entity_id))
+            self.types.append("")
+            self._of_type.clear()
+            created.append(index)
+        return index
+
+    # ------------------------------------------------------------------------------------- adjacency
+    def inverse(self, d: int) -> int:
+        """The directed relation walking ``d`` the other way."""
+        r = self.num_relations
+        return d + r if d < r else d - r
+
+    def relation_of(self, d: int) -> tuple[int, bool]:
+        """``(relation index, reversed)`` of directed relation ``d``."""
+        r = self.num_relations
+        return (d, False) if d < r else (d - r, True)
+
+    def transition(self, d: int) -> RelationAdjacency:
+        """The sparse transition of directed relation ``d`` (merged edges, and the delta beside them)."""
+        stacked = self.stacked_transitions()
+        found = self._directions.get(d)
+        if found is None:
+            found = self._directions[d] = stacked.direction(d)
+        return found
+
+    def prepare(self) -> None:
+        """Merge and build every layout queries read (transitions, degrees, the node-ordered edges), so
+        that the first query after loading does not pay for it."""
+        self.stacked_transitions().prepare()
+        if cpu_kernels.available(self.out_degree().values()):
+            cpu_kernels.degree_by_node(self.out_degree())
+
+    def stacked_transitions(self) -> StackedTransitions:
+        """Every directed relation's transition stacked into one CSR block, with the delta beside it."""
+        return self._current()[0]
+
+    def out_degree(self) -> Tensor:
+        """Sparse ``(2R, N)`` CSR matrix: entry ``(d, u)`` counts the edges leaving ``u`` along ``d``."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[StackedTransitions, Tensor]:
+        if self._view is None:
+            merged = self._merged
+            if merged is None or self.delta_size > delta_limit(merged.num_edges):
+                self.merge()
+            assert self._merged is not None
+            self._view = self._compose(self._merged)
+        return self._view
+
+    def _compose(self, merged: MergedEdges) -> tuple[StackedTransitions, Tensor]:
+        """The merged transitions with retracted edges masked and the added ones beside them. The mask and
+        the delta's matrices are kept until their side of the delta changes."""
+        n, r = self.num_entities, self.num_relations
+        stacked = merged.transitions.resized(n, r)
+        degree = _resized_degree(merged.degree, n, r)
+        removed, added = self._delta_tensors()
+        if removed.numel():
+            version = ("mask", self._changes["removed"])
+            if self._parts.get("mask", (None,))[0] != version:
+                mask = torch.ones(stacked.nnz)
+                mask[merged.positions(removed)] = 0.0
+                self._parts["mask"] = (version, mask)
+            mask = self._parts["mask"][1]
+            stacked = dataclasses.replace(stacked.with_values(mask), mask=mask)
+        if added.numel():
+            version = ("delta", self._changes["added"], n, r)
+            if self._parts.get("delta", (None,))[0] != version:
+                self._parts["delta"] = (version, build_transitions(*added.T, n, r))
+            stacked = dataclasses.replace(stacked, delta=self._parts["delta"][1])
+        if removed.numel() or added.numel():
+            counts = torch.cat([torch.ones(added.shape[0]), -torch.ones(removed.shape[0])])
+            degree = degree + out_degree(*torch.cat([added, removed]).T, n, r, counts)
+        return stacked, degree
+
+    def _delta_tensors(self) -> tuple[Tensor, Tensor]:
+        """``(removed, added)`` edges of the delta as ``(K, 3)`` tensors (kept until their side changes)."""
+        found = []
+        for side, keys in (("removed", self._removed), ("added", self._added)):
+            version = (side, self._changes[side])
+            cached = self._parts.get(side)
+            if cached is None or cached[0] != version:
+                cached = self._parts[side] = (version, torch.tensor(list(keys), dtype=torch.long).view(-1, 3))
+            found.append(cached[1])
+        return found[0], found[1]
+
+    # -------------------------------------------------------------------------------------- queries
+    def match_edges(
+        self, head: int | None = None, relation: int | None = None, tail: int | None = None
+    ) -> Tensor:
+        """Indices of the stored edges matching every given part, in insertion order. With a head or a
+        tail, only that entity's edges are read (through a sorted index of the column); a relation alone is
+        a scan."""
+        parts = ((head, "heads", self._heads), (tail, "tails", self._tails), (relation, "", self._rels))
+        indexed = next((part for part in parts[:2] if part[0] is not None), None)
+        if indexed is None:
+            mask = torch.ones(self.num_edges, dtype=torch.bool)
+            if relation is not None:
+                mask &= self._rels == relation
+            return mask.nonzero().flatten()
+        value, name, column = indexed
+        found, _ = self._position_index(name, column).positions(column, torch.tensor([value]))
+        for value, _, column in parts:
+            if value is not None:
+                found = found[column[found] == value]
+        return found
+
+    def edges_of_heads(self, heads: Tensor) -> tuple[Tensor, Tensor]:
+        """``(positions, which)``: every stored edge whose head is one of the distinct ``heads``, and the
+        index in ``heads`` of its head; many heads at once, through the same index as :meth:`match_edges`."""
+        return self._position_index("heads", self._heads).positions(self._heads, heads)
+
+    def _position_index(self, name: str, column: Tensor) -> _PositionIndex:
+        index = self._position_indexes.get(name)
+        if index is None or index.stale(column):
+            index = self._position_indexes[name] = _PositionIndex(column)
+        return index
+
+    def entities_of_type(self, type: str) -> Tensor:
+        """Indices of the entities of node type ``type``, ascending."""
+        found = self._of_type.get(type)
+        if found is None:
+            found = self._of_type[type] = torch.tensor(
+                [i for i, t in enumerate(self.types) if t == type], dtype=torch.long
+            )
+        return found
+
+    def has_edge(self, head: int, relation: int, tail: int) -> bool:
+        """Whether ``head -relation-> tail`` is a stored fact."""
+        return (head, relation, tail) in self._edge_keys
+
+    def relation_text(self, r: int) -> str:
+        """The text a relation is encoded from: its id with underscores shown as spaces."""
+        return default_name(self.relation_ids[r])
+
+
+def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> str:
+    """Fold one change into a delta (``added``: edges not merged, ``removed``: merged edges retracted);
+    returns the side it changed."""
+    if sign > 0:
+        if key in removed:
+            removed.discard(key)
+            return "removed"
+        added[key] = None
+        return "added"
+    if key in added:
+        del added[key]
+        return "added"
+    removed.add(key)
+    return "removed"

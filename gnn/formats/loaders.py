@@ -1,0 +1,455 @@
+"""Graph files in, records out: TSV, CSV, JSON Lines, MetaQA's ``kb.txt``, interaction adjacency lists and the
+networkx graph formats.
+
+Line formats are streamed (memory proportional to one record); graph formats (GraphML, GML, GEXF) are
+parsed whole by networkx and then streamed node by node and edge by edge. Every record is checked with
+:func:`graphfuse.gnn.data.records.validate_record`; the first bad line or element raises :class:`LoadError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from graphfuse.gnn.data.records import EntityRecord, Record, TripleRecord, validate_record
+
+__all__ = [
+    "FORMATS",
+    "METAQA_RELATIONS",
+    "InteractionLayout",
+    "LoadError",
+    "detect_format",
+    "iter_lines",
+    "iter_records",
+    "load_records",
+]
+
+FORMATS = ("tsv", "csv", "jsonl", "metaqa", "adjacency", "graphml", "gml", "gexf", "edgelist")
+
+_EXTENSIONS = {
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".graphml": "graphml",
+    ".gml": "gml",
+    ".gexf": "gexf",
+    ".edgelist": "edgelist",
+    ".edges": "edgelist",
+}
+
+# The relations of MetaQA's WikiMovies knowledge base; used to split lines whose titles contain '|'.
+METAQA_RELATIONS = frozenset(
+    {
+        "directed_by",
+        "written_by",
+        "starred_actors",
+        "release_year",
+        "in_language",
+        "has_tags",
+        "has_genre",
+        "has_imdb_votes",
+        "has_imdb_rating",
+    }
+)
+
+_HEADER = ("head", "relation", "tail")
+_TRIPLE_KEYS = frozenset(_HEADER)
+_ENTITY_KEYS = frozenset({"id", "name", "aliases", "type"})
+_DEFAULT_RELATION = "related_to"
+_RELATION_ATTRIBUTES = ("relation", "label", "type")
+
+
+class LoadError(ValueError):
+    r"""A file that cannot be read as records.
+
+    The message names the file, the 1-based line (or the graph element) and what is wrong, e.g.
+    ``triples.tsv:7: expected 3 tab-separated fields (head, relation, tail), got 2``.
+
+    Args:
+        path (str or Path): The file.
+        reason (str): What is wrong.
+        line (int, optional): The 1-based line, for line formats. (default: :obj:`None`)
+        element (str, optional): The node or edge, for graph formats. (default: :obj:`None`)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        reason: str,
+        *,
+        line: int | None = None,
+        element: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.line = line
+        self.element = element
+        where = str(path) if line is None else f"{path}:{line}"
+        if element is not None:
+            where = f"{where}: {element}"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps the keyword-only arguments through pickling
+        return (_rebuild_load_error, (self.path, self.reason, self.line, self.element))
+
+
+def _rebuild_load_error(path: Path, reason: str, line: int | None, element: str | None) -> LoadError:
+    return LoadError(path, reason, line=line, element=element)
+
+
+def detect_format(path: str | Path) -> str:
+    r"""The format of a graph file, from its extension.
+
+    ``.tsv``/``.txt`` -> ``"tsv"``, except a ``.txt`` whose first line that is not blank or a ``#``
+    comment contains ``'|'`` and no tab, which is MetaQA's ``kb.txt`` layout -> ``"metaqa"``, or is two or
+    more whitespace-separated integers, an interaction adjacency list (Gowalla's ``train.txt``) ->
+    ``"adjacency"``;
+    ``.csv`` -> ``"csv"``; ``.jsonl``/``.ndjson`` -> ``"jsonl"``; ``.graphml``, ``.gml``, ``.gexf``;
+    ``.edgelist``/``.edges`` -> ``"edgelist"``. Extensions are matched case-insensitively.
+
+    Args:
+        path (str or Path): The file (read only for ``.txt``, and only up to its first content line).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    format = _EXTENSIONS.get(suffix)
+    if format is None:
+        known = ", ".join(sorted(_EXTENSIONS))
+        raise ValueError(
+            f"Expected a graph file with one of the extensions {known} for the formats "
+            f"{', '.join(FORMATS)} (got '{path.name}'); pass 'format' to choose one explicitly"
+        )
+    if suffix == ".txt":
+        for _, text in _content_lines(path):
+            if "\t" in text:
+                return "tsv"
+            if "|" in text:
+                return "metaqa"
+            fields = text.split()
+            return "adjacency" if len(fields) > 1 and all(f.isdigit() for f in fields) else "tsv"
+    return format
+
+
+@dataclass(frozen=True)
+class InteractionLayout:
+    """How the lines ``user item item ...`` of an adjacency file become records: users and items are typed
+    entities ``<head_type>:<id>`` and ``<tail_type>:<id>`` (their ids may overlap), linked by ``relation``."""
+
+    relation: str = "interacted_with"
+    head_type: str = "user"
+    tail_type: str = "item"
+
+
+def iter_records(
+    path: str | Path, format: str | None = None, interactions: InteractionLayout | None = None
+) -> Iterator[Record]:
+    r"""Streams the records of a graph file in file order.
+
+    The path and format are checked when this is called; the file is read as the iterator is consumed,
+    and the first malformed line or element raises :class:`LoadError`.
+
+    Formats:
+        ``tsv``: ``head<TAB>relation<TAB>tail``; ``csv``: the same with commas (``csv`` quoting);
+        ``metaqa``: ``head|relation|tail``. In these, blank lines and ``#`` comments are skipped,
+        fields are stripped, and a first line ``head, relation, tail`` (any case) is a header.
+        ``jsonl``: ``{"head", "relation", "tail"}`` or ``{"id", "name"?, "aliases"?, "type"?}`` objects.
+        ``adjacency``: ``user item item ...`` per line (the LightGCN/NGCF data layout): each user and item
+        once as a typed :class:`EntityRecord`, then one :class:`TripleRecord` per interaction, laid out
+        by ``interactions``.
+        ``edgelist``: networkx's ``source target`` or ``source target {attribute dict}``.
+        ``graphml``, ``gml``, ``gexf``: one :class:`EntityRecord` per node (name from the ``name``
+        or ``label`` attribute, aliases from a list or ``'|'``-separated ``aliases``), then one
+        :class:`TripleRecord` per edge (relation from ``relation``, ``label`` or ``type``, else
+        ``related_to``), parallel edges included.
+
+    Args:
+        path (str or Path): The file.
+        format (str, optional): One of :obj:`FORMATS`; detected from the extension with
+            :func:`detect_format` when :obj:`None`. (default: :obj:`None`)
+        interactions (InteractionLayout, optional): The relation and node types of an ``adjacency``
+            file. (default: :obj:`InteractionLayout()`)
+    """
+    path = Path(path)
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"Expected 'format' to be one of {', '.join(FORMATS)} (got {format!r})")
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "nothing"
+        raise FileNotFoundError(f"Expected a graph file at '{path}' (found {found})")
+    if format is None:
+        format = detect_format(path)
+    if format == "adjacency":
+        return _iter_adjacency(path, interactions or InteractionLayout())
+    return _READERS[format](path)
+
+
+def load_records(path: str | Path, format: str | None = None) -> list[Record]:
+    r"""All records of a graph file, in file order: ``list(iter_records(path, format))``.
+
+    Args:
+        path (str or Path): The file.
+        format (str, optional): One of :obj:`FORMATS`, or :obj:`None` to detect it. (default: :obj:`None`)
+    """
+    return list(iter_records(path, format))
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    r"""The UTF-8 lines of a file with their 1-based numbers, line endings kept and a leading BOM dropped.
+
+    Args:
+        path (str or Path): The file; a line that is not valid UTF-8 raises :class:`LoadError`.
+    """
+    path = Path(path)
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"not valid UTF-8 ({error.reason} at byte {error.start})"
+                raise LoadError(path, reason, line=number) from None
+            yield number, text
+
+
+def _content_lines(path: Path, comments: bool = True) -> Iterator[tuple[int, str]]:
+    """Lines without their endings, blank lines (and ``#`` comments when ``comments``) skipped."""
+    for number, text in iter_lines(path):
+        text = text.rstrip("\r\n")
+        stripped = text.strip()
+        if stripped and not (comments and stripped.startswith("#")):
+            yield number, text
+
+
+def _checked(path: Path, record: Record, *, line: int | None = None, element: str | None = None) -> Record:
+    reason = validate_record(record)
+    if reason is not None:
+        raise LoadError(path, reason, line=line, element=element)
+    return record
+
+
+def _is_header(fields: list[str]) -> bool:
+    return tuple(field.strip().lower() for field in fields) == _HEADER
+
+
+def _triple(path: Path, line: int, fields: list[str], layout: str) -> Record:
+    if len(fields) != 3:
+        reason = f"expected 3 {layout} fields (head, relation, tail), got {len(fields)}"
+        raise LoadError(path, reason, line=line)
+    head, relation, tail = (field.strip() for field in fields)
+    return _checked(path, TripleRecord(head, relation, tail), line=line)
+
+
+def _iter_tsv(path: Path) -> Iterator[Record]:
+    first = True
+    for number, text in _content_lines(path):
+        fields = text.split("\t")
+        if first and _is_header(fields):
+            first = False
+            continue
+        first = False
+        yield _triple(path, number, fields, "tab-separated")
+
+
+def _split_metaqa(text: str) -> list[str]:
+    """Splits ``head|relation|tail``; with extra '|', around the one field that is a MetaQA relation."""
+    fields = text.split("|")
+    if len(fields) > 3:
+        at = [i for i in range(1, len(fields) - 1) if fields[i].strip() in METAQA_RELATIONS]
+        if len(at) == 1:
+            i = at[0]
+            return ["|".join(fields[:i]), fields[i], "|".join(fields[i + 1 :])]
+    return fields
+
+
+def _iter_metaqa(path: Path) -> Iterator[Record]:
+    first = True
+    for number, text in _content_lines(path):
+        fields = _split_metaqa(text)
+        if first and _is_header(fields):
+            first = False
+            continue
+        first = False
+        if len(fields) > 3:
+            reason = (
+                f"expected 3 '|'-separated fields (head, relation, tail), got {len(fields)}, and not "
+                f"exactly one inner field is a MetaQA relation ({', '.join(sorted(METAQA_RELATIONS))}) "
+                "to split around"
+            )
+            raise LoadError(path, reason, line=number)
+        yield _triple(path, number, fields, "'|'-separated")
+
+
+def _iter_csv(path: Path) -> Iterator[Record]:
+    # csv wants the line endings (newline='' semantics) to keep newlines inside quoted fields.
+    reader = csv.reader(text for _, text in iter_lines(path))
+    first = True
+    while True:
+        start = reader.line_num + 1  # a quoted field may span lines: report the row's first line
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise LoadError(path, f"invalid CSV ({error})", line=start) from None
+        if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
+            continue
+        if first and _is_header(row):
+            first = False
+            continue
+        first = False
+        yield _triple(path, start, row, "comma-separated")
+
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _json_type(value: object) -> str:
+    return "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _jsonl_record(path: Path, line: int, text: str) -> Record:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LoadError(path, f"invalid JSON ({error.msg} at column {error.colno})", line=line) from None
+    if not isinstance(value, dict):
+        raise LoadError(path, f"expected a JSON object, got {_json_type(value)}", line=line)
+    keys = set(value)
+    if keys & _TRIPLE_KEYS:
+        if keys != _TRIPLE_KEYS:
+            missing, unexpected = sorted(_TRIPLE_KEYS - keys), sorted(keys - _TRIPLE_KEYS)
+            reason = f"expected a triple with exactly the keys head, relation, tail (missing {missing}"
+            raise LoadError(path, f"{reason}, unexpected {unexpected})", line=line)
+        record: Record = TripleRecord(value["head"], value["relation"], value["tail"])
+    elif "id" in keys:
+        if not keys <= _ENTITY_KEYS:
+            unexpected = sorted(keys - _ENTITY_KEYS)
+            reason = f"expected an entity with the keys id, name, aliases, type (unexpected {unexpected})"
+            raise LoadError(path, reason, line=line)
+        aliases = value.get("aliases")
+        if aliases is None:
+            aliases = []
+        if not isinstance(aliases, list):
+            reason = f"expected 'aliases' to be an array of strings, got {_json_type(aliases)}"
+            raise LoadError(path, reason, line=line)
+        record = EntityRecord(value["id"], value.get("name"), tuple(aliases), value.get("type"))
+    else:
+        reason = (
+            "expected a triple {head, relation, tail} or an entity {id, name?, aliases?, type?}, "
+            f"got an object with the keys {sorted(keys)}"
+        )
+        raise LoadError(path, reason, line=line)
+    return _checked(path, record, line=line)
+
+
+def _iter_jsonl(path: Path) -> Iterator[Record]:
+    for number, text in _content_lines(path, comments=False):
+        yield _jsonl_record(path, number, text)
+
+
+def _iter_adjacency(path: Path, layout: InteractionLayout) -> Iterator[Record]:
+    seen: set[str] = set()
+    for number, text in _content_lines(path):
+        fields = text.split()
+        for field in fields:
+            if not field.isdigit():
+                reason = f"expected whitespace-separated integer ids 'user item item ...', got {field!r}"
+                raise LoadError(path, reason, line=number)
+        user = f"{layout.head_type}:{fields[0]}"
+        items = [f"{layout.tail_type}:{field}" for field in fields[1:]]
+        for entity, type in [(user, layout.head_type)] + [(item, layout.tail_type) for item in items]:
+            if entity not in seen:
+                seen.add(entity)
+                yield _checked(path, EntityRecord(entity, type=type), line=number)
+        for item in items:
+            yield _checked(path, TripleRecord(user, layout.relation, item), line=number)
+
+
+def _iter_edgelist(path: Path) -> Iterator[Record]:
+    for number, text in _content_lines(path):
+        try:  # networkx parses each line, so the format is exactly nx.read_edgelist's
+            graph = nx.parse_edgelist([text], create_using=nx.MultiDiGraph, nodetype=str, data=True)
+        except (TypeError, ValueError, SyntaxError) as error:
+            reason = f"expected 'source target' or 'source target {{attribute dict}}' ({error})"
+            raise LoadError(path, reason, line=number) from None
+        edges = list(graph.edges(data=True))
+        if not edges:
+            reason = f"expected 'source target' or 'source target {{attribute dict}}', got {text.strip()!r}"
+            raise LoadError(path, reason, line=number)
+        (source, target, data), *_ = edges
+        yield _checked(path, TripleRecord(source, _relation(data), target), line=number)
+
+
+def _text(value: object) -> object:
+    """Numbers in graph attributes become text; anything else is left for validate_record to judge."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _relation(data: dict[str, Any]) -> Any:
+    for key in _RELATION_ATTRIBUTES:
+        if data.get(key) is not None:
+            return _text(data[key])
+    return _DEFAULT_RELATION
+
+
+def _entity(path: Path, node: object, data: dict[str, Any]) -> Record:
+    identifier = str(node)
+    element = f"node {identifier!r}"
+    name = data.get("name")
+    if name is None and data.get("label") is not None and str(data["label"]) != identifier:
+        name = data["label"]  # GEXF writers fill the label with the id: that is no name
+    aliases = data.get("aliases")
+    if aliases is None:
+        aliases = ()
+    elif isinstance(aliases, str):
+        aliases = tuple(alias.strip() for alias in aliases.split("|") if alias.strip())
+    elif isinstance(aliases, list | tuple):
+        aliases = tuple(_text(alias) for alias in aliases)
+    else:
+        reason = f"expected 'aliases' to be a list or a '|'-separated string, got {type(aliases).__name__}"
+        raise LoadError(path, reason, element=element)
+    node_type = data.get("type", data.get("node_type"))
+    record = EntityRecord(identifier, _text(name), aliases, _text(node_type))  # type: ignore[arg-type]
+    return _checked(path, record, element=element)
+
+
+_GRAPH_READERS: dict[str, Callable[[Path], nx.Graph]] = {
+    "graphml": nx.read_graphml,
+    "gml": nx.read_gml,  # node ids from the 'label' key, as nx.write_gml stores them
+    "gexf": nx.read_gexf,
+}
+
+
+def _iter_graph(path: Path, format: str) -> Iterator[Record]:
+    try:
+        graph = _GRAPH_READERS[format](path)
+    except OSError:
+        raise
+    except (nx.NetworkXError, ElementTree.ParseError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise LoadError(path, f"cannot be read as {format} ({type(error).__name__}: {error})") from error
+    for node, data in graph.nodes(data=True):
+        yield _entity(path, node, data)
+    for index, (source, target, data) in enumerate(graph.edges(data=True), start=1):
+        element = f"edge {index} ({source!s} -> {target!s})"
+        yield _checked(path, TripleRecord(str(source), _relation(data), str(target)), element=element)
+
+
+_READERS: dict[str, Callable[[Path], Iterator[Record]]] = {
+    "tsv": _iter_tsv,
+    "csv": _iter_csv,
+    "jsonl": _iter_jsonl,
+    "metaqa": _iter_metaqa,
+    "graphml": lambda path: _iter_graph(path, "graphml"),
+    "gml": lambda path: _iter_graph(path, "gml"),
+    "gexf": lambda path: _iter_graph(path, "gexf"),
+    "edgelist": _iter_edgelist,
+}

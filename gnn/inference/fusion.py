@@ -1,0 +1,38 @@
+"""The fused answer text: assembled by templates from the top answers and their strongest evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.inference.evidence import EvidenceHop
+from graphfuse.gnn.inference.reasoner import Answer
+
+
+def path_text(graph: KnowledgeGraph, hops: Sequence[EvidenceHop]) -> str:
+    """``Ginger Rogers <-starred_actors- Top Hat``: the walk from the topic entity, edge by edge."""
+    if not hops:
+        return ""
+    first = hops[0]
+    parts = [graph.names[first.tail if first.reversed else first.head]]
+    for hop in hops:
+        relation = graph.relation_ids[hop.relation]
+        if hop.reversed:
+            parts.append(f"<-{relation}- {graph.names[hop.head]}")
+        else:
+            parts.append(f"-{relation}-> {graph.names[hop.tail]}")
+    return " ".join(parts)
+
+
+def fuse_answer_text(graph: KnowledgeGraph, answers: Sequence[Answer], max_answers: int = 3) -> str:
+    """``Top Hat, via Ginger Rogers <-starred_actors- Top Hat (0.93); ...``, or a no-answer sentence."""
+    if not answers:
+        return "No answer found in the graph."
+    pieces = []
+    for answer in answers[:max_answers]:
+        name = graph.names[answer.entity]
+        if answer.evidence:
+            pieces.append(f"{name}, via {path_text(graph, answer.evidence[0].hops)} ({answer.score:.2f})")
+        else:
+            pieces.append(f"{name} ({answer.score:.2f})")
+    return "; ".join(pieces)

@@ -1,0 +1,212 @@
+"""Entity linking: text -> entities, by normalised exact/alias match first, embedding neighbours second."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from graphfuse.gnn.data.graph import KnowledgeGraph
+
+_TOKEN = re.compile(r"\w+(?:['’]\w+)*")
+_BRACKETED = re.compile(r"\[([^\[\]]+)\]")
+MAX_MENTION_TOKENS = 12
+# A mention made only of these words is not linked (it would turn question words into topic entities).
+STOPWORDS = frozenset(
+    """a an and are as at be by can could did do does for from had has have how i in is it its of on or
+    that the their them there these they this those to was were what when where which who whom whose why
+    will with would you your me my we our not no""".split()
+)
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """Normalised word tokens of ``text`` with their character spans."""
+    text = text.replace("_", " ")  # keeps offsets: spans index the caller's text
+    return [(m.group().lower().replace("’", "'"), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def normalize(text: str) -> str:
+    """The form names are matched in: lowercase words separated by single spaces, punctuation dropped."""
+    return " ".join(token for token, _, _ in tokenize(text))
+
+
+def _as_written(text: str) -> str:
+    """``text`` normalised as :func:`normalize` does, letter case kept."""
+    return " ".join(text[start:end].replace("’", "'") for _, start, end in tokenize(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A span of text linked to entities."""
+
+    text: str
+    start: int  # character offsets in the original text
+    end: int
+    entities: tuple[int, ...]
+    method: str  # "exact" (id or name) or "alias"
+
+
+class EntityLinker:
+    """Finds the entities a text talks about.
+
+    Args:
+        graph: the graph whose entity ids, names and aliases are matched; call :meth:`update` after the
+            graph gains entities.
+    """
+
+    def __init__(self, graph: KnowledgeGraph) -> None:
+        self.graph = graph
+        self._index: dict[str, dict[int, str]] = {}
+        self._keys: dict[int, list[str]] = {}
+        self.update(range(graph.num_entities))
+
+    def update(self, entities: Iterable[int]) -> None:
+        """(Re-)index the given entities after they were added, renamed or given aliases."""
+        graph = self.graph
+        for index in entities:
+            for key in self._keys.pop(index, ()):
+                found = self._index.get(key)
+                if found is not None:
+                    found.pop(index, None)
+                    if not found:
+                        del self._index[key]
+            keys = self._keys[index] = []
+            texts = [(graph.entity_ids[index], "exact"), (graph.names[index], "exact")]
+            texts += [(alias, "alias") for alias in graph.aliases.get(index, ())]
+            for text, method in texts:
+                key = normalize(text)
+                if not key:
+                    continue
+                found = self._index.setdefault(key, {})
+                if found.get(index) != "exact":
+                    found[index] = method
+                keys.append(key)
+
+    def lookup(self, text: str) -> list[tuple[int, str]]:
+        """Entities ``text`` names, as ``(entity, method)``: the entity with exactly that id (ids are
+        unambiguous), else every entity whose id, name or alias equals it once normalised."""
+        exact_id = self.graph.entity_index.get(text)
+        if exact_id is not None:
+            return [(exact_id, "exact")]
+        return self._as_written_in(text, 0, len(text), self._index.get(normalize(text), {}))
+
+    def _as_written_in(self, text: str, start: int, end: int, found: dict[int, str]) -> list[tuple[int, str]]:
+        """``found``'s ``(entity, method)`` pairs for the mention ``text[start:end]``, narrowed to those
+        written as the text writes them when some are and some are not: those whose name the text spells out
+        from ``start``, punctuation and letter case included, the longest ones ("Moulin Rouge!" over "Moulin
+        Rouge"); else those whose name has the mention's letter case ("rocky" the tag, "Rocky" the film)."""
+        candidates = sorted(found.items())
+        if len(candidates) < 2:
+            return candidates
+        names = {entity: self._spellings(entity) for entity, _ in candidates}
+        spelled = {
+            entity: max((len(name) for name in names[entity] if text.startswith(name, start)), default=0)
+            for entity in names
+        }
+        longest = max(spelled.values())
+        if longest >= end - start:
+            return [(entity, method) for entity, method in candidates if spelled[entity] == longest]
+        written = _as_written(text[start:end])
+        same = [(e, m) for e, m in candidates if any(_as_written(name) == written for name in names[e])]
+        return same or candidates
+
+    def find_mentions(self, text: str) -> list[Mention]:
+        """Non-overlapping entity mentions in ``text``, longest first.
+
+        Spans in square brackets (MetaQA's topic marks) are linked on their own when they match. A span
+        that several entities' names match once normalised links those the text writes out exactly, if any
+        (see :meth:`_as_written_in`).
+        """
+        mentions = []
+        for match in _BRACKETED.finditer(text):
+            found = self.lookup(match.group(1))
+            if found:
+                mentions.append(self._mention(text, match.start(1), match.end(1), found))
+        if mentions:
+            return mentions
+
+        tokens = tokenize(text)
+        taken = [False] * len(tokens)
+        longest = min(MAX_MENTION_TOKENS, len(tokens))
+        for length in range(longest, 0, -1):
+            candidates = []
+            for start in range(len(tokens) - length + 1):
+                words = [tokens[i][0] for i in range(start, start + length)]
+                if all(word in STOPWORDS for word in words):
+                    continue
+                found = self._index.get(" ".join(words))
+                if found:
+                    candidates.append((words[0] in STOPWORDS, start, found))
+            # Among equally long spans, one that starts with a function word yields ("actors in Time Bandits":
+            # "Time Bandits" before "in Time").
+            for _, start, found in sorted(candidates, key=lambda c: (c[0], c[1])):
+                span = range(start, start + length)
+                if any(taken[i] for i in span):
+                    continue
+                for i in span:
+                    taken[i] = True
+                begin, end = tokens[start][1], tokens[start + length - 1][2]
+                mentions.append(self._mention(text, begin, end, self._as_written_in(text, begin, end, found)))
+        # A text that names something with capitals or digits ("what film genre is Little Fockers") uses its
+        # single lowercase words that happen to be entity names ("film") as ordinary words.
+        if any(_is_named(m.text) for m in mentions):
+            mentions = [m for m in mentions if _is_named(m.text) or " " in m.text.strip()]
+        return sorted(mentions, key=lambda m: m.start)
+
+    def _spellings(self, entity: int) -> tuple[str, ...]:
+        """How ``entity`` may be written: its id, its name and its aliases."""
+        graph = self.graph
+        return (graph.entity_ids[entity], graph.names[entity], *graph.aliases.get(entity, ()))
+
+    def _mention(self, text: str, start: int, end: int, found: Sequence[tuple[int, str]]) -> Mention:
+        """The mention ``text[start:end]`` of ``found``, taken on to the end of a name the text spells out
+        from ``start`` when that name ends past the last word ("José Alvarenga Jr.", "That Thing You Do!"):
+        stripped, a kept "." or "!" would read as the end of the question."""
+        for entity, _ in found:
+            for name in self._spellings(entity):
+                if start + len(name) > end and text[start : start + len(name)].casefold() == name.casefold():
+                    end = start + len(name)
+        method = "exact" if any(m == "exact" for _, m in found) else "alias"
+        return Mention(text[start:end], start, end, tuple(e for e, _ in found), method)
+
+
+def _is_named(surface: str) -> bool:
+    """Whether a mention is written like a name: with an uppercase letter or a digit."""
+    return any(ch.isupper() or ch.isdigit() for ch in surface)
+
+
+def strip_mentions(text: str, mentions: Sequence[Mention], placeholder: str = "") -> str:
+    """``text`` without the mentioned entities (and their brackets), so relation matching sees the rest;
+    with a ``placeholder``, it stands where each mention was ("the films directed by [MASK] starred who")."""
+    kept, cursor = [], 0
+    for mention in sorted(mentions, key=lambda m: m.start):
+        kept.append(text[cursor : mention.start])
+        cursor = mention.end
+    kept.append(text[cursor:])
+    words = [part.replace("[", " ").replace("]", " ") for part in kept]
+    if not "".join(words).strip():
+        return text
+    return " ".join(f" {placeholder} ".join(words).split())
+
+
+def strip_topics(linker: EntityLinker, text: str, topics: Iterable[int], placeholder: str = "") -> str:
+    """``text`` without the mentions of the given topic entities (other mentions stay); see
+    :func:`strip_mentions`."""
+    wanted = set(topics)
+    mentions = [m for m in linker.find_mentions(text) if wanted & set(m.entities)]
+    return strip_mentions(text, mentions, placeholder)
+
+
+def nearest_entities(query: Tensor, entity_vectors: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Top-``k`` entities by cosine similarity to each query.
+
+    Shapes:
+        query: ``(B, D)`` or ``(D,)`` normalised; entity_vectors: ``(N, D)`` normalised.
+        returns ``(scores, indices)``, each ``(B, k)`` (or ``(k,)``).
+    """
+    k = min(k, entity_vectors.shape[0])
+    similarity = query @ entity_vectors.T  # (B, N)
+    return torch.topk(similarity, k, dim=-1)

@@ -1,0 +1,3 @@
+from graphfuse.server.cli.commands import main
+
+main()

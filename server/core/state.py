@@ -1,0 +1,197 @@
+"""One served graph: the in-memory graph, its linker and the encoded names of its entities and relations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphfuse.encoder import TextEncoder
+from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
+from graphfuse.gnn.data.records import Record, has_words
+from graphfuse.gnn.inference.link_predictions import LinkInference
+from graphfuse.gnn.inference.linking import EntityLinker
+from graphfuse.gnn.inference.reasoner import TrainedReasoner, ZeroShotReasoner
+from graphfuse.gnn.inference.recommendations import Recommendation
+from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor
+from graphfuse.gnn.models.question_reasoner import QuestionReasoner
+from graphfuse.server.storage.checkpoints import load_checkpoint
+from graphfuse.server.storage.store import GraphStore
+
+log = logging.getLogger(__name__)
+ENCODE_CHUNK = 4096  # names embedded per encoder call (and per progress line) when loading a graph
+
+
+class GraphState:
+    """Everything needed to answer questions on one graph; mutated only on the compute thread."""
+
+    def __init__(
+        self, name: str, graph: KnowledgeGraph, dimensions: int, device: torch.device | str = "cpu"
+    ) -> None:
+        self.name = name
+        self.graph = graph
+        self.device = torch.device(device)  # where the recommender scores (the other graph models: CPU)
+        self.linker = EntityLinker(graph)
+        self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
+        self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
+        self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
+        self.link_predictor: LinkInference | None = None
+        self.recommender: Recommendation | None = None
+        self._checkpoint_mtimes: dict[str, float | None] = {"qa": None, "link": None, "recommend": None}
+
+    @property
+    def reasoner_name(self) -> str:
+        if isinstance(self.reasoner, TrainedReasoner):
+            return f"trained: {self.reasoner.description}"
+        return "zero-shot"
+
+    @property
+    def link_predictor_name(self) -> str:
+        return self.link_predictor.description if self.link_predictor else ""
+
+    @property
+    def recommender_name(self) -> str:
+        return self.recommender.description if self.recommender else ""
+
+    def use_checkpoint(self, path: Path, task: str = "qa") -> bool:
+        """Use the ``task`` checkpoint at ``path`` when it is new or changed; drop it when the file is gone.
+
+        Without a question-reasoner checkpoint questions are answered zero-shot; without a link-predictor
+        (or recommender) checkpoint Lookup returns stored facts only. Returns whether anything changed. A
+        checkpoint that cannot be read, or does not fit this graph and encoder, is logged and skipped.
+        """
+        mtime = path.stat().st_mtime if path.exists() else None
+        if mtime == self._checkpoint_mtimes[task]:
+            return False
+        self._checkpoint_mtimes[task] = mtime
+        if mtime is None:
+            if task == "qa":
+                self.reasoner = ZeroShotReasoner()
+            elif task == "link":
+                self.link_predictor = None
+            else:
+                self.recommender = None
+            log.info("graph %s: %s checkpoint removed", self.name, task)
+            return True
+        try:
+            model, meta = load_checkpoint(path)
+        except ValueError as error:
+            log.error("graph %s: %s; keeping the current model", self.name, error)
+            return False
+        description = meta.get("description", path.name)
+        if task == "recommend":
+            if not isinstance(model, Recommendation):
+                log.error("graph %s: %s is not a recommender checkpoint", self.name, path)
+                return False
+            self.recommender = model.to(self.device)
+            log.info("graph %s: recommending with %s on %s", self.name, description, self.device)
+            return True
+        if task == "link":
+            if not isinstance(model, LinkPredictor | LinkEnsemble) or "relation_ids" not in meta:
+                log.error("graph %s: %s is not a link predictor checkpoint", self.name, path)
+                return False
+            try:
+                self.link_predictor = LinkInference(model, meta["relation_ids"], description)
+            except ValueError as error:
+                log.error("graph %s: %s: %s", self.name, path, error)
+                return False
+            log.info("graph %s: inferring Lookup triples with %s", self.name, description)
+            return True
+        if not isinstance(model, QuestionReasoner):
+            log.error("graph %s: %s is not a question reasoner checkpoint", self.name, path)
+            return False
+        if model.config.text_dim != self.relation_vectors.shape[1]:
+            log.error(
+                "graph %s: %s expects %d-d text vectors, the encoder gives %d; keeping the current reasoner",
+                self.name,
+                path,
+                model.config.text_dim,
+                self.relation_vectors.shape[1],
+            )
+            return False
+        self.reasoner = TrainedReasoner(model, description=description)
+        log.info("graph %s: answering with %s", self.name, self.reasoner_name)
+        return True
+
+    def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
+        """Add records to the graph and index their names for linking; returns the names left to embed.
+
+        New entities and relations get zero vectors until `set_name_vectors` fills them in, so the vector
+        tables always match the graph's size.
+        """
+        update = self.graph.add(records)
+        self.linker.update(update.changed_entities)
+        return update, self.names_to_embed(update.changed_entities)
+
+    def names_to_embed(self, entities: Sequence[int] | None = None) -> NamesToEmbed:
+        """The names of ``entities`` (all when None) and of relations without a vector yet; grows the
+        vector tables to the graph's size (new rows zero) and claims those relations.
+
+        Names without words (``user:1234`` of a ``user``, ``42``) keep a zero vector: an encoder reads
+        nothing into them, and an interaction graph has tens of thousands.
+        """
+        graph = self.graph
+        entities = [
+            i
+            for i in (range(graph.num_entities) if entities is None else entities)
+            if has_words(graph.names[i], graph.types[i])
+        ]
+        dimensions = self.entity_vectors.shape[1]
+        grown = graph.num_entities - self.entity_vectors.shape[0]
+        if grown > 0:
+            self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
+        relations = list(range(self.relation_vectors.shape[0], graph.num_relations))
+        if relations:
+            self.relation_vectors = torch.cat(
+                [self.relation_vectors, torch.zeros(len(relations), dimensions)]
+            )
+        return NamesToEmbed(
+            entities,
+            relations,
+            [graph.names[i] for i in entities] + [graph.relation_text(r) for r in relations],
+        )
+
+    def set_name_vectors(self, names: NamesToEmbed, vectors: Tensor) -> None:
+        """Store the vectors (len(names.texts), D) of `names`, in the order of its texts."""
+        split = len(names.entities)
+        if names.entities:
+            self.entity_vectors[torch.tensor(names.entities, dtype=torch.long)] = vectors[:split]
+        if names.relations:
+            self.relation_vectors[torch.tensor(names.relations, dtype=torch.long)] = vectors[split:]
+
+    def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
+        """Encode every name at once on the calling thread (loading a graph; the store caches vectors)."""
+        names = self.names_to_embed()
+        self.set_name_vectors(names, encode_cached(encoder, store, names.texts))
+
+
+@dataclass
+class NamesToEmbed:
+    """Entities and relations whose names need vectors, and those names: entities' first."""
+
+    entities: list[int]
+    relations: list[int]
+    texts: list[str]
+
+
+def encode_cached(encoder: TextEncoder, store: GraphStore, texts: Sequence[str]) -> Tensor:
+    """``(len(texts), D)`` vectors, from the store's cache where possible; long names are truncated."""
+    out = torch.zeros(len(texts), encoder.dimensions)
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        chunk = list(texts[start : start + ENCODE_CHUNK])
+        cached = store.get_embeddings(encoder.name, chunk)
+        todo = sorted({t for t in chunk if t not in cached})
+        if todo:
+            fresh = encoder.encode(todo, truncate=True).vectors
+            new = {t: fresh[i].numpy() for i, t in enumerate(todo)}
+            store.put_embeddings(encoder.name, new)
+            cached.update(new)
+        out[start : start + len(chunk)] = torch.from_numpy(np.stack([cached[t] for t in chunk]))
+        if len(texts) > ENCODE_CHUNK:
+            log.info("embedded %d/%d names", min(start + ENCODE_CHUNK, len(texts)), len(texts))
+    return out

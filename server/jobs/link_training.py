@@ -1,0 +1,197 @@
+"""`graphfuse train --task link` and `graphfuse eval --task link`: fit and score a graph's link predictor.
+
+Both read the graph from the store (safe beside a running server) and work in-process. Training writes the
+checkpoint atomically to ``<data dir>/checkpoints/link/<graph>.pt``; a running server picks it up within
+seconds and starts inferring Lookup triples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.inference.link_predictions import LinkInference
+from graphfuse.gnn.models.link_predictor import LinkEnsemble
+from graphfuse.gnn.training.link_predictor import (
+    KnownAnswers,
+    LinkMetrics,
+    LinkTrainConfig,
+    both_directions,
+    calibrate,
+    edge_value_keys,
+    filtered_ranks,
+    hide_edges,
+    link_metrics,
+    train_link_predictor,
+)
+from graphfuse.server.storage.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
+from graphfuse.server.storage.store import GraphStore
+
+
+@dataclass
+class LinkTrainReport:
+    checkpoint: Path
+    train_triples: int
+    valid_triples: int
+    skipped_triples: int  # validation triples naming an entity or relation the graph lacks
+    seconds: float
+    valid: LinkMetrics | None
+    description: str
+
+
+@dataclass
+class LinkEvalReport:
+    metrics: LinkMetrics
+    skipped_triples: int
+    hidden_triples: int  # test triples that were stored facts, hidden from the graph while scoring them
+
+
+def index_triples(graph: KnowledgeGraph, triples: Sequence[TripleRecord]) -> tuple[Tensor, int]:
+    """``(T, 3)`` indices of the triples the graph knows, and how many name an unknown entity or relation."""
+    rows, skipped = [], 0
+    for t in triples:
+        h, r, tail = (
+            graph.entity_index.get(t.head),
+            graph.relation_index.get(t.relation),
+            graph.entity_index.get(t.tail),
+        )
+        if h is None or r is None or tail is None:
+            skipped += 1
+            continue
+        rows.append((h, r, tail))
+    return torch.tensor(rows, dtype=torch.long).view(-1, 3), skipped
+
+
+def _read(data_dir: Path, name: str) -> tuple[list[EntityRecord], list[TripleRecord]]:
+    """A stored graph's entities and triples (the store is opened for the read only)."""
+    store = GraphStore(data_dir)
+    try:
+        entities, triples = store.read_graph(name)
+    finally:
+        store.close()
+    return list(entities), list(triples)
+
+
+def train_link_graph(
+    data_dir: Path,
+    graph_name: str,
+    valid: Sequence[TripleRecord] = (),
+    *,
+    holdout: float = 0.05,
+    config: LinkTrainConfig | None = None,
+    ensemble: int = 1,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> LinkTrainReport:
+    """Train on the stored triples, calibrate and score on validation triples, write the checkpoint.
+
+    Validation triples are ``valid`` when given (a dataset's own split, not stored in the graph), otherwise a
+    ``holdout`` share of the stored triples, left out of the graph the model trains on. With ``ensemble``
+    > 1, that many predictors are trained from consecutive seeds and score together (:class:`LinkEnsemble`).
+    """
+    started = time.perf_counter()
+    config = config or LinkTrainConfig()
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"Expected 'holdout' in [0, 1) (got {holdout})")
+    entities, stored = _read(data_dir, graph_name)
+    if not stored:
+        raise ValueError(f"graph {graph_name!r} has no triples to learn from")
+    if valid:
+        train_records, valid_records = stored, list(valid)
+    else:
+        shuffled = stored[:]
+        random.Random(config.seed).shuffle(shuffled)
+        cut = int(round(len(shuffled) * holdout))
+        valid_records, train_records = shuffled[:cut], shuffled[cut:]
+    graph = KnowledgeGraph(entities, train_records)
+    train, _ = index_triples(graph, train_records)
+    held, skipped = index_triples(graph, valid_records)
+    members = [
+        train_link_predictor(
+            graph, train, dataclasses.replace(config, seed=config.seed + i), on_step, valid=held
+        )
+        for i in range(ensemble)
+    ]
+    model = members[0] if ensemble == 1 else LinkEnsemble(members)
+    metrics = None
+    if held.numel():
+        known = KnownAnswers([train, held], graph.num_relations)
+        queries = both_directions(held, graph.num_relations)
+        stacked = graph.stacked_transitions()
+        with torch.no_grad():
+
+            def score(e: Tensor, d: Tensor) -> Tensor:
+                return model(stacked, graph.num_entities, e, d)
+
+            calibrate(model, score, queries, known, graph.num_entities)
+            metrics = link_metrics(filtered_ranks(score, queries, known, graph.num_entities))
+    summary = f"; validation MRR {metrics.mrr:.3f}, Hits@10 {metrics.hits_at_10:.3f}" if metrics else ""
+    description = (
+        f"{'LinkPredictor' if ensemble == 1 else f'LinkEnsemble of {ensemble}'} ({config.layers} layers, "
+        f"{config.dim}d) on {train.shape[0]} triples, "
+        f"trained {time.strftime('%Y-%m-%d %H:%M:%S')}{summary}"
+    )
+    path = checkpoint_path(data_dir, graph_name, "link")
+    save_checkpoint(
+        path,
+        model,
+        {
+            "description": description,
+            "graph": graph_name,
+            "relation_ids": graph.relation_ids,
+            "train_triples": int(train.shape[0]),
+            "valid": vars(metrics) if metrics else None,
+            "created_at": time.time(),
+        },
+    )
+    return LinkTrainReport(
+        path,
+        int(train.shape[0]),
+        int(held.shape[0]),
+        skipped,
+        time.perf_counter() - started,
+        metrics,
+        description,
+    )
+
+
+def evaluate_link_graph(
+    data_dir: Path, graph_name: str, test: Sequence[TripleRecord], known: Sequence[TripleRecord] = ()
+) -> LinkEvalReport:
+    """Filtered MRR and Hits@1/3/10 of the graph's link predictor on ``test``, both directions.
+
+    Every candidate answer that is a stored fact, a ``known`` triple (e.g. the validation split) or another
+    test triple is filtered out. Test triples that are stored facts are hidden from the graph while scored.
+    """
+    path = checkpoint_path(data_dir, graph_name, "link")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"graph {graph_name!r} has no link predictor yet (no {path}); train one first"
+        )
+    model, meta = load_checkpoint(path)
+    entities, stored = _read(data_dir, graph_name)
+    graph = KnowledgeGraph(entities, stored)
+    predictor = LinkInference(model, meta["relation_ids"], meta.get("description", ""))  # type: ignore[arg-type]
+    tests, skipped = index_triples(graph, test)
+    extra, _ = index_triples(graph, known)
+    filters = KnownAnswers([torch.stack(graph.edges, 1), extra, tests], graph.num_relations)
+    hidden = sum(graph.has_edge(*t) for t in tests.tolist())
+    values = None
+    if hidden:
+        values = hide_edges(graph, edge_value_keys(graph), tests)
+    with torch.no_grad():
+        ranks = filtered_ranks(
+            lambda e, d: predictor.logits(graph, e, d, values),
+            both_directions(tests, graph.num_relations),
+            filters,
+            graph.num_entities,
+        )
+    return LinkEvalReport(link_metrics(ranks), skipped, hidden)

@@ -1,0 +1,149 @@
+"""The `graphfuse` command line as a user runs it: client commands against a live server, and `serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from graphfuse.server.cli.commands import main
+from graphfuse.server.client import Client
+from tests.server.conftest import RunningServer
+
+
+def run(server: RunningServer, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [*args, "--target", server.target])
+    return result.exit_code, result.output
+
+
+def test_ask_prints_answers_with_evidence(running_server: RunningServer) -> None:
+    code, out = run(running_server, "ask", "What can pharmacologic substance treat?")
+    assert code == 0, out
+    assert "topic entities: pharmacologic substance [exact 1.00]" in out
+    assert re.search(r"^\s+1\. .+score \d\.\d{3}\s+fact", out, re.MULTILINE)
+    assert "pharmacologic substance -" in out and out.count("answer: ") == 1
+    assert "time " in out and "touched" in out
+
+
+def test_ask_json(running_server: RunningServer) -> None:
+    code, out = run(running_server, "ask", "what does antibiotic treat?", "--json", "--top-k", "3")
+    assert code == 0, out
+    response = json.loads(out)
+    assert len(response["answers"]) == 3
+    assert response["topic_entities"][0]["id"] == "antibiotic"
+    assert response["answers"][0]["evidence"][0]["hops"][0]["relation"]
+
+
+def test_lookup_and_json(running_server: RunningServer) -> None:
+    code, out = run(running_server, "lookup", "--head", "antibiotic", "--relation", "treats")
+    assert code == 0, out
+    assert "antibiotic -treats-> disease or syndrome  1.00 fact" in out
+    code, out = run(running_server, "lookup", "--head", "antibiotic", "--relation", "treats", "--json")
+    assert json.loads(out)["resolved_relation"] == "treats"
+
+
+def test_errors_are_one_line_with_the_status(running_server: RunningServer) -> None:
+    code, out = run(running_server, "ask", "anything", "--graph", "missing")
+    assert code == 1
+    assert "NOT_FOUND" in out and "missing" in out
+    code, out = run(running_server, "lookup")
+    assert code == 1 and "INVALID_ARGUMENT" in out
+
+
+def test_ingest_file_then_ask_it(running_server: RunningServer, tmp_path: Path) -> None:
+    path = tmp_path / "family.tsv"
+    path.write_text("alice\tparent_of\tbob\nbob\tparent_of\tcarol\ncarol\tparent_of\tdave\n")
+    code, out = run(running_server, "ingest", str(path), "--graph", "family", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert (summary["records"], summary["new_triples"], summary["rejected_chunks"]) == (3, 3, 0)
+    code, out = run(
+        running_server, "ask", "who is the parent of the parent of dave", "--graph", "family", "--json"
+    )
+    assert code == 0, out
+    assert json.loads(out)["topic_entities"][0]["id"] == "dave"
+    code, out = run(running_server, "graphs")
+    assert "family: 4 entities, 1 relations, 3 triples" in out
+
+
+def test_ingest_stops_at_a_malformed_line(running_server: RunningServer, tmp_path: Path) -> None:
+    path = tmp_path / "broken.tsv"
+    path.write_text("a\tr\tb\nthis line has no tabs\nc\tr\td\n")
+    code, out = run(running_server, "ingest", str(path), "--graph", "broken", "--chunk-size", "1")
+    assert code == 1
+    assert "broken.tsv:2" in out and "expected 3 tab-separated fields" in out
+    with Client(running_server.target) as client:
+        assert client.graph_info("broken").triples == 1  # the chunk before the bad line is stored
+
+
+def test_serve_starts_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "graphfuse.server.cli",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+    ]
+    for start in ("cold", "warm"):
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        try:
+            assert process.stdout is not None
+            ready = ""
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not ready:
+                line = process.stdout.readline()
+                if not line:
+                    break
+                if match := re.search(r"graphfuse ready on (\S+)", line):
+                    ready = match.group(1)
+            assert ready, f"{start} start: server never became ready"
+            with Client(ready) as client:
+                assert client.serving()
+                assert client.graph_info("umls").triples == 6529
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert "stopped" in err
+        if start == "warm":
+            assert "loading the UMLS demo graph" not in err  # read back from the store, not rebuilt
+
+
+def test_serve_with_an_impossible_precision_stops_with_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "graphfuse.server.cli",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        [*command, "--precision", "fp16"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1
+    assert "Error: precision 'fp16' needs a CUDA device; on CPU use 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr and "stopped" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["ask", "lookup", "ingest", "graphs", "link", "info", "serve"])
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
