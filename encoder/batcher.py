@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from graphfuse.encoder.errors import BatcherClosed, DeadlineExpired, Overloaded
 from graphfuse.encoder.model import Embedded, Encoded, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
@@ -32,18 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class Overloaded(RuntimeError):
-    """The queue is full; the caller may retry later (RESOURCE_EXHAUSTED)."""
-
-
-class DeadlineExpired(TimeoutError):
-    """The caller's deadline passed before its texts reached the model (DEADLINE_EXCEEDED)."""
-
-
-class BatcherClosed(RuntimeError):
-    """The batcher was closed (shutting down) before these texts were encoded (UNAVAILABLE)."""
 
 
 @dataclass

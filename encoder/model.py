@@ -17,6 +17,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from graphfuse.encoder.backends import make_backend
 from graphfuse.encoder.cache import EmbeddingCache
+from graphfuse.encoder.errors import InvalidText
 from graphfuse.encoder.model_dir import read_model_dir
 
 # Padded tokens per forward pass beyond which a CPU gets slower (activations fall out of cache):
@@ -37,7 +38,7 @@ class EncoderConfig:
     # "fp16" or "bf16" (CUDA only); see encoder/backends.py
 
 
-class TextTooLongError(ValueError):
+class TextTooLongError(InvalidText):
     """A text has more tokens than the model takes, and truncation was not asked for."""
 
     def __init__(self, index: int, tokens: int, max_tokens: int):
@@ -363,11 +364,11 @@ class TextEncoder:
     @staticmethod
     def _check(texts: Sequence[str]) -> list[str]:
         if isinstance(texts, str):
-            raise ValueError("Expected a sequence of strings (got a single str; wrap it in a list)")
+            raise InvalidText("Expected a sequence of strings (got a single str; wrap it in a list)")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise ValueError(f"Expected texts[{i}] to be a str (got {type(text).__name__})")
+                raise InvalidText(f"Expected texts[{i}] to be a str (got {type(text).__name__})")
         return texts
 
     def __repr__(self) -> str:

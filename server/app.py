@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.service import GraphService
+from graphfuse.server.jobs.background import BackgroundJobs
 from graphfuse.server.replication.snapshots import (
     JetStreamSnapshots,
     SnapshotInfo,
@@ -22,7 +23,6 @@ from graphfuse.server.replication.snapshots import (
 from graphfuse.server.replication.stream import JetStreamSource, UpdateConsumer
 from graphfuse.server.storage.store import DB_FILENAME
 from graphfuse.server.transport.auth import AuthInterceptor, TokenTable
-from graphfuse.server.transport.gateway import Gateway
 from graphfuse.server.transport.metrics import Metrics
 from graphfuse.server.transport.observability import CallInterceptor
 from graphfuse.server.transport.servicer import (
@@ -54,6 +54,7 @@ class App:
                 "--insecure to do it anyway"
             )
         self.service = GraphService(config)
+        self.jobs = BackgroundJobs(self.service)
         self.metrics = Metrics(self.service)
         self.metrics_port: int | None = None
         options = [
@@ -80,7 +81,7 @@ class App:
         pb_grpc.add_GraphsServicer_to_server(servicers["graphfuse.v1.Graphs"], self.server)
         pb_grpc.add_ReasonerServicer_to_server(servicers["graphfuse.v1.Reasoner"], self.server)
         self.gateway = (
-            Gateway(servicers, interceptors, lambda: self.serving, config.max_message_bytes)
+            _gateway()(servicers, interceptors, lambda: self.serving, config.max_message_bytes)
             if config.http_port is not None
             else None
         )
@@ -136,6 +137,7 @@ class App:
         await self.listen()
         source = await self._connect_stream(self.config.nats_url) if self.config.nats_url else None
         await self.service.start()
+        self.jobs.start()
         if source is not None:
             await self._consume(source)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -200,6 +202,7 @@ class App:
         if self.snapshots is not None:
             await self.snapshots.close()
         await self.server.stop(self.config.grace_seconds)
+        await self.jobs.close()
         await self.service.close()
         self.metrics.close()
         log.info("stopped")
@@ -256,3 +259,12 @@ async def serve(config: ServerConfig) -> None:
             starting.cancel()
     finally:
         await app.stop()
+
+
+def _gateway() -> type:
+    """The HTTP/JSON gateway class; it needs the ``http`` extra (aiohttp)."""
+    try:
+        from graphfuse.server.transport.gateway import Gateway  # noqa: PLC0415 - an optional feature
+    except ModuleNotFoundError as error:
+        raise RuntimeError("--http-port needs the HTTP gateway: pip install 'graphfuse[http]'") from error
+    return Gateway

@@ -1020,3 +1020,44 @@ def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sig
         return "added"
     removed.add(key)
     return "removed"
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load from numba's cache) every fused kernel for float32 inputs, on a one-edge graph's
+    layout, so that no query pays for it."""
+    if cpu_kernels.njit is None:
+        return
+    crow, col = torch.tensor([0, 1, 1]), torch.tensor([0])
+    x = torch.ones(2, 1)
+    cpu_kernels.add_rows(crow, col, torch.ones(1), torch.tensor([1, 0]), x, torch.zeros(2, 1))
+    edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
+    cells = (np.array([0]), np.array([0]))
+    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
+    edges.edges_from(np.array([0]))  # propagate's choice between pushing and pulling
+    for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
+        for push in (False, True):
+            for exclude in (None, cells):
+                for live in (None, degree):
+                    moved, _ = cpu_kernels.propagate(
+                        edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=exclude, threshold=0.5, push=push,
+                        degree=live,
+                    )  # fmt: skip
+    cpu_kernels.live_directions(degree, cpu_kernels.summarise(moved, 0.5))
+    for push in (False, True):
+        cpu_kernels.propagate(
+            edges,
+            None,
+            x,
+            torch.ones(1, 2),
+            push=push,
+            mix_into=cpu_kernels.HopMix(x[None], torch.ones(1, 2), x.clone()),
+        )
+    cpu_kernels.count_reached(torch.stack([moved, moved]), 2)
+    cpu_kernels.read_words(x, x[:, None], torch.ones(2, 1, dtype=torch.bool), 1.0)
+    cpu_kernels.relation_softmax(
+        x, torch.ones(2, 1), cpu_kernels.live_words(degree, cpu_kernels.summarise(moved, 0.5))
+    )
+    for delta in (None, edges):
+        cpu_kernels.walk_back(
+            edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8
+        )

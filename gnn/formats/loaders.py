@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 
 from graphfuse.gnn.data.records import EntityRecord, Record, TripleRecord, validate_record
+from graphfuse.gnn.errors import InvalidGraphInput
 
 __all__ = [
     "FORMATS",
@@ -68,7 +69,7 @@ _DEFAULT_RELATION = "related_to"
 _RELATION_ATTRIBUTES = ("relation", "label", "type")
 
 
-class LoadError(ValueError):
+class LoadError(InvalidGraphInput):
     r"""A file that cannot be read as records.
 
     The message names the file, the 1-based line (or the graph element) and what is wrong, e.g.

@@ -799,36 +799,3 @@ def walk_back(
         path_weights,
     )
     return nodes[:found], directions[:found], path_weights[:found]
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) every kernel for float32 inputs, so no query pays for it."""
-    if njit is None:
-        return
-    crow, col = torch.tensor([0, 1, 1]), torch.tensor([0])
-    x = torch.ones(2, 1)
-    add_rows(crow, col, torch.ones(1), torch.tensor([1, 0]), x, torch.zeros(2, 1))
-    from graphfuse.gnn.data.graph import build_transitions  # noqa: PLC0415 - graphfuse.gnn.data.graph imports this module
-
-    edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
-    cells = (np.array([0]), np.array([0]))
-    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
-    edges.edges_from(np.array([0]))  # propagate's choice between pushing and pulling
-    for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
-        for push in (False, True):
-            for exclude in (None, cells):
-                for live in (None, degree):
-                    moved, _ = propagate(
-                        edges, delta, x, torch.ones(1, 2), cap=1.0, exclude=exclude, threshold=0.5, push=push,
-                        degree=live,
-                    )  # fmt: skip
-    live_directions(degree, summarise(moved, 0.5))
-    for push in (False, True):
-        propagate(
-            edges, None, x, torch.ones(1, 2), push=push, mix_into=HopMix(x[None], torch.ones(1, 2), x.clone())
-        )
-    count_reached(torch.stack([moved, moved]), 2)
-    read_words(x, x[:, None], torch.ones(2, 1, dtype=torch.bool), 1.0)
-    relation_softmax(x, torch.ones(2, 1), live_words(degree, summarise(moved, 0.5)))
-    for delta in (None, edges):
-        walk_back(edges, delta, x.numpy(), x.numpy()[None], 0, np.ones((1, 2), np.float32), 0.01, 1, 1, 1, 8)

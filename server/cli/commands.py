@@ -288,7 +288,7 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     metavar="NAME=VALUE",
     help="Override a request limit; repeatable. Names: "
     + ", ".join(f.name for f in dataclasses.fields(Limits))
-    + " (defaults in the README).",
+    + " (defaults in docs/configuration.md).",
 )
 def serve(
     host: str,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphfuse.encoder import DeadlineExpired
+from graphfuse.server.core.errors import ResourceExhausted, Unavailable
 from graphfuse.server.core.state import GraphState
-from graphfuse.server.transport.status import ResourceExhausted, Unavailable
 
 
 @dataclass

@@ -7,8 +7,6 @@ one store thread. Every graph is read and mutated on the compute thread only, so
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import re
 import time
@@ -23,7 +21,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.encoder import BatcherConfig, DeadlineExpired, EncodeBatcher, EncoderConfig, TextEncoder
-from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.graph import KnowledgeGraph, warm_up_kernels
 from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
 from graphfuse.gnn.formats.datasets import load_umls_demo
 from graphfuse.gnn.inference.evidence import Evidence, EvidenceHop
@@ -32,13 +30,11 @@ from graphfuse.gnn.inference.link_predictions import InferredTriple, LinkPattern
 from graphfuse.gnn.inference.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner
 from graphfuse.gnn.inference.subgraph import SubgraphConfig, reason_capped
-from graphfuse.gnn.kernels import cpu as cpu_kernels
-from graphfuse.gnn.training.question_reasoner import TrainConfig
 from graphfuse.server.core.config import ServerConfig
+from graphfuse.server.core.errors import InvalidArgument, NotFound, Unavailable
+from graphfuse.server.core.permissions import authorize, visible
 from graphfuse.server.core.reason_batcher import ReasonBatcher
 from graphfuse.server.core.state import GraphState
-from graphfuse.server.jobs.reasoner_training import mean_hits_at_1, train_graph
-from graphfuse.server.jobs.recommend_training import infer_schema, train_recommender_graph
 from graphfuse.server.storage.checkpoints import TASKS, checkpoint_path
 from graphfuse.server.storage.store import (
     GraphExistsError,
@@ -47,8 +43,6 @@ from graphfuse.server.storage.store import (
     GraphStore,
     WriteResult,
 )
-from graphfuse.server.transport.auth import authorize, visible
-from graphfuse.server.transport.status import InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -252,11 +246,7 @@ class GraphService:
         self.graphs: dict[str, GraphState] = {}
         self.ready = False
         self._watcher: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
-        self._demo_training: asyncio.Task | None = None
-        self._not_interactions: dict[str, int] = {}  # graph -> edges when it was found not to be one
         self._compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
-        self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
@@ -266,7 +256,7 @@ class GraphService:
         """Open the store, load the model and every stored graph, warm up; then mark ready."""
         started = time.perf_counter()
         self.store = await self._on_io(GraphStore, self.config.data_dir)
-        self.encoder = await self._on_compute(
+        self.encoder = await self.on_compute(
             TextEncoder,
             EncoderConfig(
                 model_dir=self.config.model_dir, device=self.config.device, precision=self.config.precision
@@ -277,8 +267,8 @@ class GraphService:
             await self._on_io(self._store_demo)
         for meta in await self._on_io(self.store.list_graphs):
             await self._load_graph(meta.name)
-        await self._on_compute(self.encoder.encode, ["warm-up question about a graph"])
-        await self._on_compute(cpu_kernels.warm_up)
+        await self.on_compute(self.encoder.encode, ["warm-up question about a graph"])
+        await self.on_compute(warm_up_kernels)
         self.batcher = EncodeBatcher(  # model and graph work share one thread: no oversubscription on 2 cores
             self.encoder,
             BatcherConfig(
@@ -305,10 +295,6 @@ class GraphService:
         for batcher in self._batchers:
             await batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
-        if self.config.recommend_refresh_seconds > 0:
-            self._refresher = asyncio.create_task(self._refresh_recommenders())
-        if self.config.demo and self.config.train_demo:
-            self._demo_training = asyncio.create_task(self._train_demo())
         self.ready = True
         log.info(
             "ready in %.1f s: model %s on %s, graphs %s",
@@ -338,7 +324,7 @@ class GraphService:
                 state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)
             return state
 
-        state = await self._on_compute(build)
+        state = await self.on_compute(build)
         self.graphs[name] = state
         log.info("graph %s: %s", name, state.graph)
 
@@ -350,101 +336,13 @@ class GraphService:
                 for task in TASKS:
                     path = checkpoint_path(self.config.data_dir, name, task)
                     try:
-                        await self._on_compute(state.use_checkpoint, path, task)
+                        await self.on_compute(state.use_checkpoint, path, task)
                     except Exception:  # one bad file must not stop the watching of every other
                         log.exception("graph %s: reading %s failed", name, path)
 
-    async def _refresh_recommenders(self) -> None:
-        """Refit a recommender's global structures on the live graph once its interactions moved enough; the
-        fit runs on its own thread, so queries (which read each user's own interactions live) go on."""
-        loop = asyncio.get_running_loop()
-        sizes: dict[str, int] = {}  # edges of each graph at the previous look
-        while True:
-            await asyncio.sleep(self.config.recommend_refresh_seconds)
-            for name, state in list(self.graphs.items()):
-                quiet, sizes[name] = sizes.get(name) == state.graph.num_edges, state.graph.num_edges
-                if state.recommender is None and self.config.recommend_auto and quiet:
-                    await self._fit_recommender(name, state)
-                current = state.recommender
-                share = self.config.recommend_refresh_share
-                if current is None or not await self._on_compute(current.stale, state.graph, share):
-                    continue
-                pairs = await self._on_compute(current.refit, state.graph)
-                try:
-                    fresh = await loop.run_in_executor(self._refit, current.refitted, *pairs)
-                except (ValueError, RuntimeError) as error:
-                    log.error("graph %s: refreshing the recommender failed: %s", name, error)
-                    continue
-                if state.recommender is current:  # not replaced by a new checkpoint meanwhile
-                    state.recommender = fresh
-                    log.info("graph %s: %s", name, fresh.description)
-
-    async def _fit_recommender(self, name: str, state: GraphState) -> None:
-        """Fit a recommender for an interaction graph that has none, on the refit thread, as `graphfuse train
-        --task recommend` would; the checkpoint watcher then loads it. Other graphs are left alone."""
-        path = checkpoint_path(self.config.data_dir, name, "recommend")
-        if path.exists() or state.graph.num_edges == self._not_interactions.get(name):
-            return
-        try:
-            await self._on_compute(infer_schema, state.graph)
-        except ValueError:  # several relations, or no typed users and items
-            self._not_interactions[name] = state.graph.num_edges
-            return
-        log.info("graph %s: fitting a recommender for its interactions", name)
-        try:
-            report = await asyncio.get_running_loop().run_in_executor(
-                self._refit, functools.partial(train_recommender_graph, self.config.data_dir, name)
-            )
-        except (ValueError, RuntimeError) as error:
-            log.error("graph %s: fitting a recommender failed: %s", name, error)
-            self._not_interactions[name] = state.graph.num_edges
-            return
-        log.info("graph %s: %s", name, report.description)
-
-    async def _train_demo(self) -> None:
-        """Train the demo graph's reasoner when it has no checkpoint and none was turned down before: on
-        questions generated from the graph, on the refit thread; the checkpoint watcher loads it. It is
-        written only if it answers unseen phrasings at least as well as zero-shot, else the decision is kept
-        beside the checkpoints (``<graph>.zero-shot.json``) so that a restart does not train again."""
-        name, config = self.config.default_graph, self.config
-        path = checkpoint_path(config.data_dir, name)
-        declined = path.with_suffix(".zero-shot.json")
-        if path.exists() or declined.exists():
-            return
-        log.info("graph %s: training a reasoner on generated questions (no checkpoint yet)", name)
-        train = functools.partial(
-            train_graph,
-            config.data_dir,
-            name,
-            [],
-            holdout=0.0,
-            generated_per_hop=config.demo_questions,
-            train_config=TrainConfig(epochs=config.demo_epochs),
-            unseen_per_hop=config.demo_check_questions,
-            keep_if_better=True,
-        )
-        try:
-            report = await asyncio.get_running_loop().run_in_executor(self._refit, train)
-        except (ValueError, RuntimeError) as error:
-            log.error("graph %s: training its reasoner failed: %s", name, error)
-            return
-        assert report.unseen is not None and report.unseen_zero_shot is not None
-        trained, zero_shot = mean_hits_at_1(report.unseen), mean_hits_at_1(report.unseen_zero_shot)
-        if not report.written:
-            declined.parent.mkdir(parents=True, exist_ok=True)
-            declined.write_text(json.dumps({"trained": trained, "zero_shot": zero_shot}) + "\n")
-        log.info(
-            "graph %s: trained in %.0f s; unseen phrasings, mean Hits@1 %.3f trained vs %.3f zero-shot: %s",
-            name,
-            report.seconds,
-            trained,
-            zero_shot,
-            "using the trained reasoner" if report.written else "staying zero-shot",
-        )
-
     async def close(self) -> None:
         self.ready = False
-        for task in (self._watcher, self._refresher, self._demo_training, *self._merges.values()):
+        for task in (self._watcher, *self._merges.values()):
             if task is not None:
                 task.cancel()
         if self.batcher is not None:
@@ -455,10 +353,9 @@ class GraphService:
             await self._on_io(self.store.close)
         self._compute.shutdown(wait=True)
         self._io.shutdown(wait=True)
-        self._refit.shutdown(wait=False, cancel_futures=True)
         self._merger.shutdown(wait=False, cancel_futures=True)
 
-    async def _on_compute(self, fn: Any, *args: Any) -> Any:
+    async def on_compute(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._compute, fn, *args)
 
     async def _on_io(self, fn: Any, *args: Any) -> Any:
@@ -584,7 +481,7 @@ class GraphService:
                 return fn(vectors)
 
             try:
-                return await self._on_compute(attempt)
+                return await self.on_compute(attempt)
             except _Unembedded as missing:
                 texts = [text for text in missing.texts if text not in vectors]
                 assert texts, "asked again for vectors it was given"
@@ -719,7 +616,7 @@ class GraphService:
         """``(index, reason)`` of retractions naming a relation or entity the graph lacks."""
         if not any(isinstance(record, Retraction) for record in records):
             return []  # nothing to check: no hop to the compute thread
-        return await self._on_compute(_retraction_errors, self.graphs[graph], records)
+        return await self.on_compute(_retraction_errors, self.graphs[graph], records)
 
     async def stream_position(self, stream: str) -> int:
         _, store = self._check_ready()
@@ -737,11 +634,11 @@ class GraphService:
         _, store = self._check_ready()
         written: WriteResult = await self._on_io(store.write, graph, records, position)
         state = self.graphs[graph]
-        _, names = await self._on_compute(state.apply, records)
+        _, names = await self.on_compute(state.apply, records)
         self._merge_when_due(state)
         if names.texts:
             vectors = await self._embed_names(names.texts)
-            await self._on_compute(state.set_name_vectors, names, vectors)
+            await self.on_compute(state.set_name_vectors, names, vectors)
         return written
 
     def _merge_when_due(self, state: GraphState) -> None:
@@ -759,9 +656,9 @@ class GraphService:
         graph = state.graph
         started = time.perf_counter()
         try:
-            job = await self._on_compute(graph.start_merge)
+            job = await self.on_compute(graph.start_merge)
             merged = await asyncio.get_running_loop().run_in_executor(self._merger, job.build)
-            installed = await self._on_compute(graph.finish_merge, job, merged)
+            installed = await self.on_compute(graph.finish_merge, job, merged)
         except Exception:  # the delta stays readable; a later update tries again
             log.exception("graph %s: background merge failed", state.name)
             return
@@ -816,7 +713,7 @@ class GraphService:
                 )
             return (*self._topics(state, question, topic_entities), tokens)
 
-        topics, relation_text, tokens = await self._on_compute(link)
+        topics, relation_text, tokens = await self.on_compute(link)
         began = time.perf_counter()
         encoded = await self._batcher.encode(
             [relation_text], truncate=True, deadline=deadline, token_states=state.reasoner.wants_token_states
@@ -825,7 +722,7 @@ class GraphService:
 
         if not topics:  # link by meaning: the whole question against the entity names
             vector = (await self._batcher.encode([question], truncate=True, deadline=deadline)).vectors[0]
-            topics = await self._on_compute(self._nearest_topic, state, vector)
+            topics = await self.on_compute(self._nearest_topic, state, vector)
             queued = clock.add("encode_us", queued)
         question_ = Question(
             encoded.vectors[0],

@@ -33,13 +33,15 @@ class BackgroundJobs:
         self.config = service.config
         self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
         self._tasks: list[asyncio.Task] = []
+        self.demo_training: asyncio.Task | None = None
         self._not_interactions: dict[str, int] = {}  # graph -> edges when it was found not to be one
 
     def start(self) -> None:
         if self.config.recommend_refresh_seconds > 0:
             self._tasks.append(asyncio.create_task(self._refresh_recommenders()))
         if self.config.demo and self.config.train_demo:
-            self._tasks.append(asyncio.create_task(self._train_demo()))
+            self.demo_training = asyncio.create_task(self._train_demo())
+            self._tasks.append(self.demo_training)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -86,7 +88,9 @@ class BackgroundJobs:
             return
         log.info("graph %s: fitting a recommender for its interactions", name)
         try:
-            report = await self._on_refit(functools.partial(train_recommender_graph, self.config.data_dir, name))
+            report = await self._on_refit(
+                functools.partial(train_recommender_graph, self.config.data_dir, name)
+            )
         except (ValueError, RuntimeError) as error:
             log.error("graph %s: fitting a recommender failed: %s", name, error)
             self._not_interactions[name] = state.graph.num_edges

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from graphfuse.server.replication.stream import JetStreamSource
+from graphfuse.server.replication.stream import JetStreamSource, import_nats
 from graphfuse.server.storage.checkpoints import CHECKPOINT_DIR
 from graphfuse.server.storage.store import DB_FILENAME, GraphStore, StoreError
 
@@ -263,8 +263,7 @@ class JetStreamSnapshots:
         self._js: Any = None
 
     async def connect(self) -> None:
-        import nats
-
+        nats = import_nats()
         self._nc = await nats.connect(servers=self.url.split(","), max_reconnect_attempts=-1)
         self._js = self._nc.jetstream()
 

@@ -35,8 +35,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from graphfuse.gnn.data.records import Record, validate_record
+from graphfuse.server.core.errors import Unavailable
 from graphfuse.server.record_messages import record_from_proto, record_to_proto
-from graphfuse.server.transport.status import Unavailable
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -310,8 +310,7 @@ class JetStreamSource:
         self._closed = asyncio.Event()
 
     async def connect(self) -> None:
-        import nats
-
+        nats = import_nats()
         self._nc = await nats.connect(servers=self.url.split(","), max_reconnect_attempts=-1)
         self._js = self._nc.jetstream()
         deadline = time.monotonic() + 30.0  # a cluster that just started may still be electing its leader
@@ -616,3 +615,12 @@ class UpdateConsumer:
         async with self.progress:
             self.applied = max(self.applied, sequence)
             self.progress.notify_all()
+
+
+def import_nats() -> Any:
+    """The NATS client; it needs the ``nats`` extra (nats-py)."""
+    try:
+        import nats  # noqa: PLC0415 - an optional feature
+    except ModuleNotFoundError as error:
+        raise RuntimeError("--nats needs the NATS client: pip install 'graphfuse[nats]'") from error
+    return nats

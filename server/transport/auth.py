@@ -15,54 +15,19 @@ caller on a context variable; the service layer asks :func:`authorize` before it
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from graphfuse.server.core.permissions import EVERY_GRAPH, Principal, set_caller
 from graphfuse.server.transport.observability import wrap_behaviour
-from graphfuse.server.transport.status import PermissionDenied, Unauthenticated
 
-EVERY_GRAPH = "*"
 OPEN_METHODS = ("/grpc.health.v1.Health/",)  # probes need no token
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    read: frozenset[str]
-    write: frozenset[str]
-
-    def may(self, graph: str, write: bool) -> bool:
-        allowed = self.write if write else self.read | self.write
-        return EVERY_GRAPH in allowed or graph in allowed
-
-
-_caller: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("graphfuse_caller", default=None)
-
-
-def authorize(graph: str, write: bool = False) -> None:
-    """Raise :class:`PermissionDenied` when the current caller may not read (or write) ``graph``.
-
-    Without authentication configured there is no caller and everything is allowed.
-    """
-    caller = _caller.get()
-    if caller is not None and not caller.may(graph, write):
-        raise PermissionDenied(
-            f"token {caller.name!r} may not {'write' if write else 'read'} graph {graph!r}"
-        )
-
-
-def visible(graphs: Iterable[str]) -> list[str]:
-    """The graphs the current caller may read."""
-    caller = _caller.get()
-    return [g for g in graphs if caller is None or caller.may(g, write=False)]
 
 
 def _digest(token: str) -> bytes:
@@ -147,7 +112,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                     if caller is None:
                         await context.abort(*_refusal(token))
-                    _caller.set(caller)
+                    set_caller(caller)
                     async for response in behaviour(request, context):
                         yield response
 
@@ -156,7 +121,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if caller is None:
                     await context.abort(*_refusal(token))
-                _caller.set(caller)
+                set_caller(caller)
                 return await behaviour(request, context)
 
             return unary
@@ -165,9 +130,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _refusal(token: str | None) -> tuple[grpc.StatusCode, str]:
-    error = Unauthenticated(
-        "missing bearer token: send metadata 'authorization: Bearer <token>'"
-        if token is None
-        else "unknown bearer token"
-    )
-    return error.code, str(error)
+    if token is None:
+        return (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing bearer token: send metadata 'authorization: Bearer <token>'",
+        )
+    return grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token"

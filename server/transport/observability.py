@@ -17,8 +17,9 @@ from typing import Any
 
 import grpc
 
+from graphfuse.server.core.errors import InvalidArgument
 from graphfuse.server.transport.metrics import Metrics
-from graphfuse.server.transport.status import InvalidArgument, report
+from graphfuse.server.transport.status import report
 
 REQUEST_ID_KEY = "x-request-id"
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("graphfuse_request_id", default="-")

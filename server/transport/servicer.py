@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from graphfuse.server.core.errors import InvalidArgument
 from graphfuse.server.core.service import (
     AnswerResult,
     FactResult,
@@ -18,7 +19,7 @@ from graphfuse.server.core.service import (
 )
 from graphfuse.server.record_messages import record_from_proto
 from graphfuse.server.storage.store import GraphMeta
-from graphfuse.server.transport.status import InvalidArgument, status_of, streaming, unary
+from graphfuse.server.transport.status import status_of, streaming, unary
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 

@@ -1,4 +1,8 @@
-"""The one place where exceptions become gRPC status codes."""
+"""The one place where exceptions become gRPC status codes.
+
+Only the error types that gnn, encoder, the store and the service core raise for their callers map to a
+caller's status; anything else is INTERNAL, logged with its traceback, and its text is not sent.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +13,42 @@ from typing import Any, TypeVar
 
 import grpc
 
-from graphfuse.encoder import BatcherClosed, DeadlineExpired, Overloaded
-from graphfuse.server.storage.store import GraphExistsError, StoreCorruptError
+from graphfuse.encoder.errors import BatcherClosed, DeadlineExpired, InvalidText, Overloaded
+from graphfuse.gnn.errors import InvalidGraphInput, NotInGraph
+from graphfuse.server.core.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from graphfuse.server.storage.store import GraphExistsError, GraphNotFoundError, StoreCorruptError
 
 log = logging.getLogger(__name__)
 
-
-class ServiceError(Exception):
-    """An error the client can act on; ``code`` names the gRPC status it maps to."""
-
-    code = grpc.StatusCode.INTERNAL
-
-
-class InvalidArgument(ServiceError, ValueError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFound(ServiceError, LookupError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class Unavailable(ServiceError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class ResourceExhausted(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class Unauthenticated(ServiceError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class PermissionDenied(ServiceError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
+# The errors callers cause or can act on, by where they come from; anything else is an internal error.
+STATUS_OF: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (InvalidText, grpc.StatusCode.INVALID_ARGUMENT),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExpired, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (BatcherClosed, grpc.StatusCode.UNAVAILABLE),
+    (InvalidGraphInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotInGraph, grpc.StatusCode.NOT_FOUND),
+    (GraphExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (GraphNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (StoreCorruptError, grpc.StatusCode.DATA_LOSS),
+    (MemoryError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+INTERNAL_MESSAGE = "internal error; the server log has it under this call's request id (x-request-id)"
 
 # gRPC status -> HTTP status for the JSON gateway (as google.rpc.Code documents them)
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -77,25 +82,14 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 def _status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(error, ServiceError):
-        return error.code, str(error)
-    if isinstance(error, Overloaded):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
-    if isinstance(error, DeadlineExpired):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, str(error) or "the deadline passed before the work started"
-    if isinstance(error, BatcherClosed):
-        return grpc.StatusCode.UNAVAILABLE, str(error)
-    if isinstance(error, GraphExistsError):
-        return grpc.StatusCode.ALREADY_EXISTS, str(error)
-    if isinstance(error, StoreCorruptError):
-        return grpc.StatusCode.DATA_LOSS, str(error)
-    if isinstance(error, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(error)
-    if isinstance(error, LookupError):
-        return grpc.StatusCode.NOT_FOUND, str(error.args[0]) if error.args else str(error)
-    if isinstance(error, MemoryError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory"
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see the server log"
+    for kind, code in STATUS_OF:
+        if isinstance(error, kind):
+            if kind is MemoryError:
+                return code, "out of memory"
+            if kind is DeadlineExpired:
+                return code, str(error) or "the deadline passed before the work started"
+            return code, str(error.args[0]) if isinstance(error, LookupError) and error.args else str(error)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
 def report(method: str, error: Exception) -> tuple[grpc.StatusCode, str]:

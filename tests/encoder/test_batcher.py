@@ -18,6 +18,7 @@ from graphfuse.encoder import (
     TextEncoder,
     TextTooLongError,
 )
+from graphfuse.encoder.errors import EncoderError
 
 PARAGRAPH = (
     "The Amazon River in South America is the largest river by discharge volume of water in the world, "
@@ -164,7 +165,7 @@ async def test_overload_refuses_the_excess_at_once(enc):
         served = [out for out in results if not isinstance(out, BaseException)]
         assert (len(served), len(refused)) == (8, 12)
         assert "8 texts queued, limit 8" in str(refused[0])
-        assert isinstance(refused[0], RuntimeError)
+        assert isinstance(refused[0], EncoderError)
         assert batcher.stats.overloaded == 12 and batcher.stats.queued_texts == 0
         with pytest.raises(Overloaded, match="fewer distinct texts per request"):
             await batcher.encode([f"too many {i}" for i in range(9)])

@@ -11,8 +11,8 @@ import torch
 
 from graphfuse.encoder import DeadlineExpired
 from graphfuse.gnn.inference.reasoner import Question, Reasoning
+from graphfuse.server.core.errors import ResourceExhausted
 from graphfuse.server.core.reason_batcher import ReasonBatcher
-from graphfuse.server.transport.status import ResourceExhausted
 
 
 class RecordingReasoner:

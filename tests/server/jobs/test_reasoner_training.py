@@ -184,7 +184,7 @@ def test_the_demo_graph_gets_a_reasoner_when_it_has_none(tmp_path: Path) -> None
     config.checkpoint_poll_seconds = 0.2
     server = RunningServer(config)
     try:
-        training = server.app.service._demo_training
+        training = server.app.jobs.demo_training
         deadline = time.monotonic() + 240
         while not training.done() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -200,7 +200,7 @@ def test_the_demo_graph_gets_a_reasoner_when_it_has_none(tmp_path: Path) -> None
                 time.sleep(0.2)
         assert reasoner.startswith("trained: QuestionReasoner") if path.exists() else reasoner == "zero-shot"
         decision = path.stat().st_mtime if path.exists() else declined.stat().st_mtime
-        server._run(server.app.service._train_demo())  # a restart finds the decision and does not train
+        server._run(server.app.jobs._train_demo())  # a restart finds the decision and does not train
         assert (path.stat().st_mtime if path.exists() else declined.stat().st_mtime) == decision
     finally:
         server.stop()

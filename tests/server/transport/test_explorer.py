@@ -11,7 +11,7 @@ import pytest
 from tests.server.transport.test_gateway import ADMIN, Http, served  # noqa: F401 - served is a fixture
 
 ARTIFACTS = Path(
-    os.environ.get("GRAPHFUSE_ARTIFACTS", Path(__file__).parents[2] / "build" / "test-artifacts")
+    os.environ.get("GRAPHFUSE_ARTIFACTS", Path(__file__).parents[3] / "build" / "test-artifacts")
 )
 QUESTION = "what does bacterium cause"
 
