@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, default_name
+from graphfuse.gnn.data.relation_text import describe_relation, relation_words
 from graphfuse.gnn.kernels import cpu as cpu_kernels
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -39,6 +40,7 @@ EdgeKey = tuple[int, int, int]  # (head, relation, tail)
 # One direction's transition uses the fused kernel from this many edges on; below, torch's product costs
 # less than the kernel's fixed overhead (UMLS's directions: 1,000 edges, 19 us in torch against 30 us)
 FUSED_MIN_VALUES = 8192
+KIND_SAMPLE = 1000  # edges of a relation whose endpoint kinds describe it
 
 
 def merge_due_at(edges: int) -> int:
@@ -1002,8 +1004,17 @@ class KnowledgeGraph:
         return (head, relation, tail) in self._edge_keys
 
     def relation_text(self, r: int) -> str:
-        """The text a relation is encoded from: its id with underscores shown as spaces."""
-        return default_name(self.relation_ids[r])
+        """The text a relation is encoded from: its id in plain words, between the most common kinds of its
+        heads and tails where entities have kinds (:func:`~graphfuse.gnn.data.relation_text.describe_relation`)."""
+        relation = self.relation_ids[r]
+        if not any(self.types):
+            return relation_words(relation)
+        edges = (self._rels == r).nonzero().flatten()[:KIND_SAMPLE]
+        return describe_relation(
+            relation,
+            (self.types[h] for h in self._heads[edges].tolist()),
+            (self.types[t] for t in self._tails[edges].tolist()),
+        )
 
 
 def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> str:

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.relation_text import relation_words
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _phrase(
     text = graph.names[topic]
     for hop, d in enumerate(directions):
         relation, reverse = graph.relation_of(d)
-        r = graph.relation_text(relation)
+        r = relation_words(graph.relation_ids[relation])
         last = hop == len(directions) - 1
         if len(directions) == 1:
             templates = phrasings.reversed_1 if reverse else phrasings.forward_1

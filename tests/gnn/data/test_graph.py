@@ -6,6 +6,7 @@ import torch
 from graphfuse.gnn.data import graph as graph_module
 from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.relation_text import relation_words
 
 # Entities in first-seen order: Top_Hat 0, Ginger_Rogers 1, Fred_Astaire 2, Mark_Sandrich 3, Swing_Time 4,
 # George_Stevens 5. Relations: starred_actors 0, directed_by 1 (so R = 2 and d in [0, 4)).
@@ -144,7 +145,7 @@ def test_names_default_to_ids_with_spaces(entity_id, name):
     from_triple = KnowledgeGraph(triples=[TripleRecord(entity_id, entity_id, "other")])
     assert from_record.names == [name]
     assert from_triple.names == [name, "other"]
-    assert from_triple.relation_text(0) == name
+    assert from_triple.relation_text(0) == relation_words(entity_id)
 
 
 def test_relation_text(films):
