@@ -1,8 +1,9 @@
 """Does the trained question reasoner generalise? Unseen phrasings, and graphs it was not trained on.
 
 One run on one machine, everything measured here:
-1. UMLS: a QuestionReasoner trained (`graphfuse.gnn.training.question_reasoner.train_question_reasoner`, TrainConfig as `graphfuse
-   train` uses it, or --answer-weight/--epochs) on generated 1-3-hop questions in TRAIN_PHRASINGS, against
+1. UMLS: a QuestionReasoner trained (`graphfuse.gnn.training.question_reasoner.train_question_reasoner`,
+   TrainConfig as `graphfuse train` uses it, or --answer-weight/--epochs) on generated 1-3-hop questions in
+   TRAIN_PHRASINGS, against
    the zero-shot reasoner, on fresh questions phrased with TRAIN_PHRASINGS and with EVAL_PHRASINGS (no
    template in common).
 2. Transfer without retraining: each graph's fresh EVAL_PHRASINGS questions answered by the zero-shot
@@ -14,10 +15,11 @@ One run on one machine, everything measured here:
    seed), never on the test questions of tables 1 and 2.
 
 Questions are encoded as the server answers an Ask with a given topic entity: the topic is looked up by the
-linker, its mentions are stripped from the text (`graphfuse.gnn.inference.linking.strip_topics`), the rest is encoded with
-truncation and token states (fp16 for training, as `graphfuse train` keeps them); relation names are encoded
-from `KnowledgeGraph.relation_text`. Test and development questions come from seeds no training question
-comes from, and one whose (topic, relation path) a training question has is skipped, whatever its wording.
+linker, its mentions are stripped from the text (`graphfuse.gnn.inference.linking.strip_topics`), the rest
+is encoded with truncation and token states (fp16 for training, as `graphfuse train` keeps them); relation
+names are encoded from `KnowledgeGraph.relation_text`. Test and development questions come from seeds no
+training question comes from, and one whose (topic, relation path) a training question has is skipped,
+whatever its wording.
 "random pick" is the expected Hits@1 of answering with a uniformly drawn non-topic entity.
 
 Usage: python -m bench.reasoner_generalisation [--train-questions 300] [--test-questions 200]

@@ -5,11 +5,11 @@ tensors with a fixed seed) and MetaQA's knowledge base. Each batch is B question
 (with at least one edge) and random normalised question and relation vectors, answered by an untrained
 :class:`QuestionReasoner` through :class:`TrainedReasoner` (scores, top-10, evidence), first on the whole
 graph (its sparse indexes built beforehand: a one-time cost, printed) and then on the subgraph that
-:func:`graphfuse.gnn.inference.subgraph.capped_subgraph` keeps for each cap, its steps timed one by one. A capped run pays for
-selecting the entities ("select": walk and ranking), building the induced subgraph and its sparse indexes
-("build"), and reasoning with the answers mapped back to global indices ("reason"); its answers are mapped
-back to global indices and compared with the whole graph's top-10 ("top-10 kept": the share of the whole
-graph's top-10 answers that the capped run also returns in its top-10; "in subgraph": the share that the
+:func:`graphfuse.gnn.inference.subgraph.capped_subgraph` keeps for each cap, its steps timed one by one. A
+capped run pays for selecting the entities ("select": walk and ranking), building the induced subgraph and its
+sparse indexes ("build"), and reasoning with the answers mapped back to global indices ("reason"); its answers
+are mapped back to global indices and compared with the whole graph's top-10 ("top-10 kept": the share of the
+whole graph's top-10 answers that the capped run also returns in its top-10; "in subgraph": the share that the
 subgraph contains at all; "walk edges": the edges the selection walk followed). Subgraphs are built even
 when the default ``whole_graph_fraction`` would fall back to the whole graph; the "default" column says which
 ``reason_capped`` would run on.

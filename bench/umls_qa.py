@@ -29,7 +29,7 @@ from graphfuse.gnn.formats.datasets import load_umls_demo
 from graphfuse.gnn.training.generated_questions import generate_questions
 from graphfuse.server.client import Client
 
-GRAPHFUSE = [sys.executable, "-m", "graphfuse.server.cli.commands"]
+GRAPHFUSE = [sys.executable, "-m", "graphfuse.server.cli"]
 
 
 def start_server(

@@ -113,7 +113,7 @@ class EncodeBatcher:
     `TextEncoder.encode`. All methods must be called from one event loop.
 
     Args:
-        encoder: the model; its cache (if any) is shared with direct `graphfuse.encoder.encode` calls.
+        encoder: the model; its cache (if any) is shared with direct `encoder.encode` calls.
         config: see BatcherConfig (default: the encoder's token budget, 2 ms wait, 4096 queued texts).
         executor: where tokenisation and forward passes run, e.g. a server's single compute thread, so
             that model work and graph work never run at once; None = a thread of the batcher's own.

@@ -1,4 +1,5 @@
-"""Records between their protobuf message (graphfuse.v1.Record) and graphfuse.gnn.data.records, for every transport."""
+"""Records between their protobuf message (graphfuse.v1.Record) and graphfuse.gnn.data.records, for every
+transport."""
 
 from __future__ import annotations
 

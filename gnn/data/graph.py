@@ -191,8 +191,8 @@ class StackedTransitions:
         return offsets, pulled_crow, col, self.directions[rows].to(torch.int32), order
 
     def edge_block(self, values: Tensor | None = None) -> cpu_kernels.EdgeBlock:
-        """This block (the merged part alone) as :func:`graphfuse.gnn.kernels.cpu.propagate` reads it; ``values``
-        ``(nnz,)`` replace the stored ones (masked edges stay 0)."""
+        """This block (the merged part alone) as :func:`graphfuse.gnn.kernels.cpu.propagate` reads it;
+        ``values`` ``(nnz,)`` replace the stored ones (masked edges stay 0)."""
         if values is None:
             return self._stored_edge_block
         own = int(self.matrix.col_indices().numel())
@@ -1005,7 +1005,8 @@ class KnowledgeGraph:
 
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its id in plain words, between the most common kinds of its
-        heads and tails where entities have kinds (:func:`~graphfuse.gnn.data.relation_text.describe_relation`)."""
+        heads and tails where entities have kinds
+        (:func:`~graphfuse.gnn.data.relation_text.describe_relation`)."""
         relation = self.relation_ids[r]
         if not any(self.types):
             return relation_words(relation)

@@ -33,8 +33,8 @@ class Evidence:
 
 class EvidenceWalker:
     """Walks back from one question's answers to its topic entities, predecessors in order of contribution
-    (relation weight x predecessor score); see :func:`graphfuse.gnn.kernels.cpu.walk_back`. Predecessors hold mass
-    at the previous hop, so they lead back to a topic entity.
+    (relation weight x predecessor score); see :func:`graphfuse.gnn.kernels.cpu.walk_back`. Predecessors hold
+    mass at the previous hop, so they lead back to a topic entity.
 
     Args:
         graph: the graph the scores are over.

@@ -232,7 +232,8 @@ class TrainedReasoner:
 
     @property
     def topic_placeholder(self) -> str:
-        """What stands where a topic's mention was in the question (:func:`graphfuse.gnn.inference.linking.strip_mentions`)."""
+        """What stands where a topic's mention was in the question
+        (:func:`graphfuse.gnn.inference.linking.strip_mentions`)."""
         return self.model.config.topic_placeholder
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
 """Serving a fitted recommender on a live interaction graph: "what will this user interact with next".
 
-The model (:class:`~graphfuse.gnn.models.graph_filter.GraphFilterRecommender`) holds the global structures of its fit;
-a user's own interactions are read from the live graph at every query, so an interaction ingested a moment
-ago changes that user's recommendations at once. Users and items are the entities of the relation's node
-types; only items are recommended, and a user's known items never are.
+The model (:class:`~graphfuse.gnn.models.graph_filter.GraphFilterRecommender`) holds the global structures of
+its fit; a user's own interactions are read from the live graph at every query, so an interaction ingested a
+moment ago changes that user's recommendations at once. Users and items are the entities of the relation's
+node types; only items are recommended, and a user's known items never are.
 """
 
 from __future__ import annotations

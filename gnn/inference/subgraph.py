@@ -69,7 +69,8 @@ class SubgraphConfig:
 
 
 class Reasoner(Protocol):
-    """What :func:`reason_capped` runs: :class:`~graphfuse.gnn.inference.reasoner.ZeroShotReasoner`, ``TrainedReasoner``."""
+    """What :func:`reason_capped` runs: :class:`~graphfuse.gnn.inference.reasoner.ZeroShotReasoner`,
+    ``TrainedReasoner``."""
 
     def reason(
         self,

@@ -494,8 +494,8 @@ class EdgeBlock:
 
 @functools.lru_cache(maxsize=8)
 def _no_edges(num_nodes: int) -> EdgeBlock:
-    """A block without edges, with the dtypes of :meth:`graphfuse.gnn.data.graph.StackedTransitions.edge_block`'s (one
-    compiled kernel serves both)."""
+    """A block without edges, with the dtypes of
+    :meth:`graphfuse.gnn.data.graph.StackedTransitions.edge_block`'s (one compiled kernel serves both)."""
     nodes, nothing = np.zeros(num_nodes + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     small, weights = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
     return EdgeBlock(

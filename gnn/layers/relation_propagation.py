@@ -23,9 +23,10 @@ class RelationPropagation(nn.Module):
     Shapes:
         frontier.mass: ``(N, B)``; weights: ``(B, 2R)``; ``exclude``: cells set to 0 (the questions'
         topics); out: ``(N, B)``, where the fused kernel writes the new mass; mix_into: where the fused
-        kernel also writes the mix of the earlier levels and the new one (:class:`graphfuse.gnn.kernels.cpu.HopMix`);
-        last: no hop follows (see :meth:`~graphfuse.gnn.layers.transition.Frontier.move`); returns the frontier of
-        the ``(N, B)`` result.
+        kernel also writes the mix of the earlier levels and the new one
+        (:class:`graphfuse.gnn.kernels.cpu.HopMix`); last: no hop follows (see
+        :meth:`~graphfuse.gnn.layers.transition.Frontier.move`); returns the frontier of the ``(N, B)``
+        result.
     """
 
     def forward(

@@ -143,8 +143,8 @@ def fused_transition(
     values: Tensor | None = None,
     **options,  # noqa: ANN003 - cpu_kernels.propagate's: summary, cap, exclude, threshold, out, push
 ) -> tuple[Tensor, cpu_kernels.Summary]:
-    """:func:`weighted_transition` by the fused CPU kernel (:func:`graphfuse.gnn.kernels.cpu.propagate`), merged edges
-    and delta in one pass; returns the moved mass and its summary."""
+    """:func:`weighted_transition` by the fused CPU kernel (:func:`graphfuse.gnn.kernels.cpu.propagate`),
+    merged edges and delta in one pass; returns the moved mass and its summary."""
     own = int(stacked.matrix.col_indices().numel())
     delta = None
     if stacked.delta is not None:
@@ -238,8 +238,8 @@ class Frontier:
         return (degree @ (self.mass.detach() > self.threshold).to(degree.dtype)).T > 0
 
     def live_words(self, degree: Tensor) -> np.ndarray:
-        """:meth:`live_directions` packed as :func:`graphfuse.gnn.kernels.cpu.live_words` gives them (fused kernels
-        only)."""
+        """:meth:`live_directions` packed as :func:`graphfuse.gnn.kernels.cpu.live_words` gives them (fused
+        kernels only)."""
         if self.summary is None or not self.summary.alive.shape[1]:  # none yet, or a last hop's
             self.summary = cpu_kernels.summarise(self.mass.detach(), self.threshold)
         return cpu_kernels.live_words(degree, self.summary)
@@ -258,10 +258,10 @@ class Frontier:
     ) -> Frontier:
         """``min(cap, sum_d T_d @ (mass * w_d))`` with the ``exclude`` cells set to 0,
         written into ``out`` when given; with ``mix_into``, its mix with earlier levels is written too
-        (both fused kernel only, see :func:`graphfuse.gnn.kernels.cpu.propagate`). On the ``last`` hop the kernel does
-        not record which columns exceed the threshold (no hop follows to ask which directions are live);
-        otherwise, given the graph's out-degree, the fused kernel also records the live directions, which
-        :meth:`live_directions` then reads.
+        (both fused kernel only, see :func:`graphfuse.gnn.kernels.cpu.propagate`). On the ``last`` hop the
+        kernel does not record which columns exceed the threshold (no hop follows to ask which directions are
+        live); otherwise, given the graph's out-degree, the fused kernel also records the live directions,
+        which :meth:`live_directions` then reads.
 
         Shapes:
             weights: ``(C, 2R)``; out: ``(N, C)``.

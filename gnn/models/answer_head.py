@@ -5,7 +5,8 @@ Propagation alone ranks every entity a relation path reaches equally ("what genr
 tags alike when both relations carry weight); an entity's name often says whether it is the kind of thing
 asked for. The head sees, per candidate, the mixed score, the score after each hop, the hop attention and
 cos(question, entity name), and returns the probability that the candidate answers the question. It is fitted
-after the reasoner, on the reasoner's own candidates (see :func:`graphfuse.gnn.training.question_reasoner.fit_answer_head`).
+after the reasoner, on the reasoner's own candidates (see
+:func:`graphfuse.gnn.training.question_reasoner.fit_answer_head`).
 """
 
 from __future__ import annotations

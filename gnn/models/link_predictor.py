@@ -1,10 +1,10 @@
 """Relation-conditioned link prediction in the style of NBFNet (Zhu et al., 2021).
 
 A query ``(h, d, ?)`` over directed relation ``d`` starts a boundary state that is zero everywhere except at
-``h``, where it holds the query's embedding; T :class:`~graphfuse.gnn.layers.RelationalConv` layers whose relation
-vectors are projected from the query spread it over the graph (a learned generalized Bellman-Ford); one pass
-scores every entity as a tail. ``(?, r, t)`` is the query ``(t, inverse r, ?)``. Entities carry no learned
-embedding, so new entities are scored without retraining.
+``h``, where it holds the query's embedding; T :class:`~graphfuse.gnn.layers.RelationalConv` layers whose
+relation vectors are projected from the query spread it over the graph (a learned generalized Bellman-Ford);
+one pass scores every entity as a tail. ``(?, r, t)`` is the query ``(t, inverse r, ?)``. Entities carry no
+learned embedding, so new entities are scored without retraining.
 """
 
 from __future__ import annotations

@@ -132,9 +132,7 @@ class QuestionReasoner(nn.Module):
         self.direction = nn.Embedding(2, d)  # forward, reversed
         self.log_temperature = nn.Parameter(torch.zeros(()))
         self.propagate = RelationPropagation()
-        self.answer_head: AnswerHead | None = (
-            None  # fitted after the reasoner (graphfuse.gnn.training.question_reasoner.fit_answer_head)
-        )
+        self.answer_head: AnswerHead | None = None  # fitted after the reasoner (training: fit_answer_head)
         self._layers: tuple[tuple, _FirstLayers] | None = None  # see _first_layers
         self._relations: tuple | None = None  # see _relation_tables
         self.reset_parameters()

@@ -29,13 +29,9 @@ class Principal:
 _caller: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("graphfuse_caller", default=None)
 
 
-def set_caller(principal: Principal | None) -> contextvars.Token:
-    """Make ``principal`` the caller of the current call; returns the token that resets it."""
-    return _caller.set(principal)
-
-
-def reset_caller(token: contextvars.Token) -> None:
-    _caller.reset(token)
+def set_caller(principal: Principal | None) -> None:
+    """Make ``principal`` the caller of the current call."""
+    _caller.set(principal)
 
 
 def authorize(graph: str, write: bool = False) -> None:

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from graphfuse.gnn.training.question_reasoner import TrainConfig
 from graphfuse.server.core.service import GraphService
@@ -48,7 +49,7 @@ class BackgroundJobs:
             task.cancel()
         self._refit.shutdown(wait=False, cancel_futures=True)
 
-    async def _on_refit(self, fn, *args):  # noqa: ANN001, ANN202
+    async def _on_refit(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._refit, fn, *args)
 
     async def _refresh_recommenders(self) -> None:

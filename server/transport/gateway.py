@@ -3,7 +3,8 @@
 A route parses its body (protobuf's canonical JSON mapping of the very request message), then calls the
 same servicer method through the same interceptors (request id, admission, metrics, bearer tokens) as a
 gRPC call would, with an in-process call context; no loopback hop. Errors come back as a JSON status
-(``{"code", "status", "message"}``) with the HTTP status of their gRPC code (graphfuse.server.transport.status.HTTP_STATUS).
+(``{"code", "status", "message"}``) with the HTTP status of their gRPC code
+(graphfuse.server.transport.status.HTTP_STATUS).
 
 Deadlines: a ``grpc-timeout`` header (gRPC's format, e.g. ``500m``). Tokens: ``Authorization: Bearer``.
 Request ids: ``x-request-id`` in, ``x-request-id`` out.

@@ -1,7 +1,7 @@
 """Prometheus metrics, served over HTTP on their own port (they work with gRPC alone; no gateway needed).
 
-Per call (recorded by :class:`~graphfuse.server.transport.observability.CallInterceptor`): requests by RPC and status code,
-latency, and the stage times every response reports (queue, encode, reason).
+Per call (recorded by :class:`~graphfuse.server.transport.observability.CallInterceptor`): requests by RPC and
+status code, latency, and the stage times every response reports (queue, encode, reason).
 
 Read from the service at scrape time: encoder batches (texts and padded tokens per forward pass; the average
 batch size is ``rate(graphfuse_encoder_batch_texts_sum) / rate(graphfuse_encoder_batch_texts_count)``),

@@ -80,7 +80,8 @@ class _Schemas:
 
 
 def openapi_document(routes: list, title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of ``routes`` (graphfuse.server.transport.gateway.Route: method, path, rpc descriptor)."""
+    """The OpenAPI 3.0 document of ``routes`` (graphfuse.server.transport.gateway.Route: method, path, rpc
+    descriptor)."""
     schemas = _Schemas()
     error_responses = {
         str(status): {
