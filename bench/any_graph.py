@@ -16,7 +16,9 @@ types. `--plain-relation-names` encodes relations from their ids alone (undersco
 used before relations were verbalised.
 
 Usage: python -m bench.any_graph --data ../shared/data [--graphs umls metaqa ...] [--per-wording 3]
-       [--seed 0] [--plain-relation-names]
+       [--seed 0] [--plain-relation-names] [--questions eval|dev]
+
+``--questions dev`` asks the development wordings (`bench/any_graph_dev`), the only ones to tune on.
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ async def answer_all(
 
 async def run_graph(name: str, args: argparse.Namespace, folder: Path) -> list[str]:
     data = load_graph(name, args.data)
-    questions = make_questions(name, args.data, seed=args.seed, per_wording=args.per_wording)
+    questions = make_questions(
+        name, args.data, seed=args.seed, per_wording=args.per_wording, wordings=args.questions
+    )
     records, relation_id = records_of(name, data)
     config = ServerConfig(data_dir=folder / name, demo=False, train_demo=False)
     service = GraphService(config)
@@ -181,6 +185,9 @@ def main() -> None:
     parser.add_argument("--per-wording", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plain-relation-names", action="store_true")
+    parser.add_argument(
+        "--questions", choices=("eval", "dev"), default="eval", help="wording set: evaluation or development"
+    )
     args = parser.parse_args()
     if args.plain_relation_names:
         KnowledgeGraph.relation_text = lambda self, r: default_name(self.relation_ids[r])  # type: ignore[method-assign]

@@ -1,14 +1,17 @@
 """Records between their protobuf message (graphfuse.v1.Record) and graphfuse.gnn.data.records, for every
-transport."""
+transport. Canonical JSON (the update stream's JSON messages, the HTTP gateway) parses into the same message
+first, so it decodes here too."""
 
 from __future__ import annotations
 
-from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, Record, RelationRecord, Retraction, TripleRecord
 from graphfuse.v1 import graphfuse_pb2 as pb
+
+RECORD_KINDS = "triple, remove_triple, entity or relation"  # the oneof's fields, for "record is empty" errors
 
 
 def record_from_proto(record: pb.Record) -> Record | None:
-    """The record a message holds; None when it holds none."""
+    """The record a message holds; None when it holds none. Empty strings are "not given" (None)."""
     kind = record.WhichOneof("record")
     if kind == "triple":
         return TripleRecord(record.triple.head, record.triple.relation, record.triple.tail)
@@ -18,6 +21,11 @@ def record_from_proto(record: pb.Record) -> Record | None:
     if kind == "entity":
         e = record.entity
         return EntityRecord(e.id, e.name or None, tuple(e.aliases), e.type or None)
+    if kind == "relation":
+        r = record.relation
+        return RelationRecord(
+            r.id, r.name or None, r.inverse_name or None, tuple(r.aliases), r.description or None
+        )
     return None
 
 
@@ -27,6 +35,16 @@ def record_to_proto(record: Record) -> pb.Record:
     if isinstance(record, Retraction):
         return pb.Record(
             remove_triple=pb.Triple(head=record.head, relation=record.relation, tail=record.tail)
+        )
+    if isinstance(record, RelationRecord):
+        return pb.Record(
+            relation=pb.Relation(
+                id=record.id,
+                name=record.name or "",
+                inverse_name=record.inverse_name or "",
+                aliases=list(record.aliases),
+                description=record.description or "",
+            )
         )
     return pb.Record(
         entity=pb.Entity(

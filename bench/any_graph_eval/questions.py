@@ -45,6 +45,9 @@ from pathlib import Path
 GRAPHS = ("umls", "metaqa", "metaqa-freebase", "wn18rr", "hetionet")
 
 WORDINGS_DIR = Path(__file__).resolve().parent / "wordings"
+# Development wordings, written by another hand for tuning; the evaluation wordings above stay unread.
+DEV_WORDINGS_DIR = Path(__file__).resolve().parents[1] / "any_graph_dev" / "wordings"
+WORDING_SETS = {"eval": WORDINGS_DIR, "dev": DEV_WORDINGS_DIR}
 
 FREEBASE_RELATIONS: dict[str, str] = {
     "directed_by": "/film/film/directed_by",
@@ -198,10 +201,10 @@ def load_graph(name: str, data_dir: Path) -> GraphData:
     raise ValueError(f"unknown graph {name!r}; expected one of {GRAPHS}")
 
 
-def load_wordings(graph: str) -> dict:
-    """The wording file of a graph (metaqa-freebase shares metaqa's)."""
+def load_wordings(graph: str, wordings: str = "eval") -> dict:
+    """The wording file of a graph in a wording set (metaqa-freebase shares metaqa's)."""
     stem = "metaqa" if graph == "metaqa-freebase" else graph
-    with open(WORDINGS_DIR / f"{stem}.json", encoding="utf-8") as fh:
+    with open(WORDING_SETS[wordings] / f"{stem}.json", encoding="utf-8") as fh:
         return json.load(fh)
 
 
@@ -300,9 +303,9 @@ class Wording:
         return bool(self.path)
 
 
-def wordings_for(graph: str, spec: dict | None = None) -> list[Wording]:
+def wordings_for(graph: str, spec: dict | None = None, wordings: str = "eval") -> list[Wording]:
     """All wordings of a graph, with relation ids mapped to the graph's own (metaqa-freebase)."""
-    spec = load_wordings(graph) if spec is None else spec
+    spec = load_wordings(graph, wordings) if spec is None else spec
     renames = FREEBASE_RELATIONS if graph == "metaqa-freebase" else {}
 
     def hop(r: str, d: str) -> tuple[str, str]:
@@ -352,11 +355,19 @@ class _Index:
 
 
 def make_questions(
-    graph: str, data_dir: Path, *, seed: int = 0, per_wording: int = 3, max_answers: int = 20
+    graph: str,
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    per_wording: int = 3,
+    max_answers: int = 20,
+    wordings: str = "eval",
 ) -> list[EvalQuestion]:
-    """Questions for every wording of ``graph``; deterministic given ``seed``."""
+    """Questions for every wording of ``graph`` in a wording set (``eval`` or ``dev``); deterministic given
+    ``seed``."""
     data = load_graph(graph, data_dir)
-    return _make_questions(graph, data, wordings_for(graph), seed, per_wording, max_answers)
+    found = wordings_for(graph, wordings=wordings)
+    return _make_questions(graph, data, found, seed, per_wording, max_answers)
 
 
 def _make_questions(
@@ -422,10 +433,16 @@ def template_overlaps(data: GraphData, w: Wording) -> bool:
     return question_overlaps(data, w.template.replace("{e}", " "), "", w.path)
 
 
-def check(graph: str, data: GraphData, questions: list[EvalQuestion], wordings: list[Wording]) -> list[str]:
+def check(
+    graph: str,
+    data: GraphData,
+    questions: list[EvalQuestion],
+    wordings: list[Wording],
+    wording_set: str = "eval",
+) -> list[str]:
     """Problems with a graph's wordings and questions (empty when every requirement holds)."""
     problems: list[str] = []
-    spec = load_wordings(graph)
+    spec = load_wordings(graph, wording_set)
     if spec.get("graph") != ("metaqa" if graph == "metaqa-freebase" else graph):
         problems.append(f"wording file names graph {spec.get('graph')!r}")
     relations = {r for _, r, _ in data.triples}
@@ -529,20 +546,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", choices=GRAPHS, action="append")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wordings", choices=WORDING_SETS, default="eval")
     args = parser.parse_args(argv)
     cols = ("relations", "questions", "overlap", "no_overlap", "unanswerable", "1-hop", "2-hop")
     print(f"{'graph':<16}" + "".join(f"{c:>13}" for c in cols))
     failures: dict[str, list[str]] = {}
     for graph in args.graph or GRAPHS:
         data = load_graph(graph, args.data)
-        wordings = wordings_for(graph)
+        wordings = wordings_for(graph, wordings=args.wordings)
         questions = _make_questions(graph, data, wordings, args.seed, 3, 20)
         row = summarize(graph, data, questions)
         print(f"{graph:<16}" + "".join(f"{row[c]:>13}" for c in cols))
         if args.check:
             for note in notes(graph, questions, wordings):
                 print(f"  note: {note}")
-            problems = check(graph, data, questions, wordings)
+            problems = check(graph, data, questions, wordings, args.wordings)
             if questions != _make_questions(graph, data, wordings, args.seed, 3, 20):
                 problems.append("question generation is not deterministic")
             if problems:

@@ -19,14 +19,21 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, default_name
-from graphfuse.gnn.data.relation_text import describe_relation, relation_words
+from graphfuse.gnn.data.records import (
+    EntityRecord,
+    Record,
+    RelationRecord,
+    Retraction,
+    TripleRecord,
+    default_name,
+)
+from graphfuse.gnn.data.relation_text import RelationPhrases, relation_phrases
 from graphfuse.gnn.kernels import cpu as cpu_kernels
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -41,6 +48,7 @@ EdgeKey = tuple[int, int, int]  # (head, relation, tail)
 # less than the kernel's fixed overhead (UMLS's directions: 1,000 edges, 19 us in torch against 30 us)
 FUSED_MIN_VALUES = 8192
 KIND_SAMPLE = 1000  # edges of a relation whose endpoint kinds describe it
+EXAMPLES_PER_SIDE = 3  # names of a relation's most connected heads (tails) that describe them without kinds
 
 
 def merge_due_at(edges: int) -> int:
@@ -456,6 +464,7 @@ class GraphUpdate:
     new_relations: list[int]
     new_edges: int
     removed_edges: int = 0
+    described_relations: list[int] = field(default_factory=list)  # given new words by a RelationRecord
 
 
 UNINDEXED_EDGES = 65_536  # edges appended since a column index was sorted, at most, before it is sorted again
@@ -568,6 +577,7 @@ class KnowledgeGraph:
         self.type_changes = 0  # node types set on existing entities so far
         self.relation_ids: list[str] = []
         self.relation_index: dict[str, int] = {}
+        self.relation_records: dict[int, RelationRecord] = {}  # the words users gave, merged, by relation
         self._heads = torch.empty(0, dtype=torch.long)
         self._rels = torch.empty(0, dtype=torch.long)
         self._tails = torch.empty(0, dtype=torch.long)
@@ -680,7 +690,7 @@ class KnowledgeGraph:
         inside = (heads >= 0) & (tails >= 0)
         kept = entities.tolist()
         aliases = self.aliases
-        return self._from_parts(
+        induced = self._from_parts(
             [self.entity_ids[i] for i in kept],
             [self.names[i] for i in kept],
             [self.types[i] for i in kept],
@@ -690,6 +700,8 @@ class KnowledgeGraph:
             rels[inside],
             tails[inside],
         )
+        induced.relation_records = dict(self.relation_records)
+        return induced
 
     @classmethod
     def _from_parts(
@@ -744,6 +756,7 @@ class KnowledgeGraph:
         new_entities: list[int] = []
         changed: set[int] = set()
         new_relations: list[int] = []
+        described: set[int] = set()
         added: dict[tuple[int, int, int], None] = {}  # new edges, in order
         retracted: set[tuple[int, int, int]] = set()  # stored edges to drop
         for record in records:
@@ -771,13 +784,14 @@ class KnowledgeGraph:
                     self.type_changes += 1
                     self._of_type.clear()
                 continue
+            if isinstance(record, RelationRecord):
+                r = self._relation(record.id, new_relations)
+                if self._describe(r, record):
+                    described.add(r)
+                continue
             h = self._entity(record.head, new_entities)
             t = self._entity(record.tail, new_entities)
-            r = self.relation_index.get(record.relation)
-            if r is None:
-                r = self.relation_index[record.relation] = len(self.relation_ids)
-                self.relation_ids.append(record.relation)
-                new_relations.append(r)
+            r = self._relation(record.relation, new_relations)
             key = (h, r, t)
             if key in self._edge_keys:
                 continue
@@ -802,7 +816,9 @@ class KnowledgeGraph:
             self._view = None
             self._directions = {}
         changed.update(new_entities)
-        return GraphUpdate(new_entities, sorted(changed), new_relations, len(added), len(retracted))
+        return GraphUpdate(
+            new_entities, sorted(changed), new_relations, len(added), len(retracted), sorted(described)
+        )
 
     def _key(self, record: Retraction) -> tuple[int, int, int] | None:
         """The edge a retraction names, when its entities and relation exist."""
@@ -867,6 +883,29 @@ class KnowledgeGraph:
         """Fold the delta into the merged transitions now, on this thread."""
         job = self.start_merge()
         self.finish_merge(job, job.build())
+
+    def _relation(self, relation_id: str, created: list[int]) -> int:
+        r = self.relation_index.get(relation_id)
+        if r is None:
+            r = self.relation_index[relation_id] = len(self.relation_ids)
+            self.relation_ids.append(relation_id)
+            created.append(r)
+        return r
+
+    def _describe(self, r: int, record: RelationRecord) -> bool:
+        """Merge a relation record's words into the stored ones; whether anything changed."""
+        known = self.relation_records.get(r, RelationRecord(record.id))
+        merged = RelationRecord(
+            record.id,
+            known.name if record.name is None else record.name,
+            known.inverse_name if record.inverse_name is None else record.inverse_name,
+            known.aliases + tuple(dict.fromkeys(a for a in record.aliases if a not in known.aliases)),
+            known.description if record.description is None else record.description,
+        )
+        if merged == known and r in self.relation_records:
+            return False
+        self.relation_records[r] = merged
+        return True
 
     def _entity(self, entity_id: str, created: list[int]) -> int:
         index = self.entity_index.get(entity_id)
@@ -1004,18 +1043,39 @@ class KnowledgeGraph:
         return (head, relation, tail) in self._edge_keys
 
     def relation_text(self, r: int) -> str:
-        """The text a relation is encoded from: its id in plain words, between the most common kinds of its
-        heads and tails where entities have kinds
-        (:func:`~graphfuse.gnn.data.relation_text.describe_relation`)."""
-        relation = self.relation_ids[r]
-        if not any(self.types):
-            return relation_words(relation)
-        edges = (self._rels == r).nonzero().flatten()[:KIND_SAMPLE]
-        return describe_relation(
-            relation,
-            (self.types[h] for h in self._heads[edges].tolist()),
-            (self.types[t] for t in self._tails[edges].tolist()),
+        """The text a relation is encoded from: its name (given by a relation record, else its id in plain
+        words) between the most common kinds of its heads and tails where entities have kinds."""
+        return self.relation_phrases(r).forward[0]
+
+    def relation_phrases(self, r: int) -> RelationPhrases:
+        """Every text relation ``r`` is matched by, each way, and what its answers are each way
+        (:func:`~graphfuse.gnn.data.relation_text.relation_phrases`): the kinds of its heads and tails
+        where entities have kinds, else the names of the entities it connects most often."""
+        edges = (self._rels == r).nonzero().flatten()
+        heads, tails = self._heads[edges], self._tails[edges]
+        record = self.relation_records.get(r)
+        if any(self.types):
+            sample = slice(0, KIND_SAMPLE)
+            return relation_phrases(
+                self.relation_ids[r],
+                record,
+                (self.types[h] for h in heads[sample].tolist()),
+                (self.types[t] for t in tails[sample].tolist()),
+            )
+        return relation_phrases(
+            self.relation_ids[r],
+            record,
+            head_examples=self._most_connected(heads),
+            tail_examples=self._most_connected(tails),
         )
+
+    def _most_connected(self, entities: Tensor, k: int = EXAMPLES_PER_SIDE) -> list[str]:
+        """Names of the ``k`` entities most frequent in ``entities``, most frequent first."""
+        if entities.numel() == 0:
+            return []
+        found, counts = entities.unique(return_counts=True)
+        top = found[torch.argsort(counts, descending=True, stable=True)[:k]]
+        return [self.names[i] for i in top.tolist()]
 
 
 def _change(added: dict[EdgeKey, None], removed: set[EdgeKey], key: EdgeKey, sign: int) -> str:

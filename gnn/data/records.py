@@ -8,6 +8,7 @@ MAX_ID_CHARS = 512
 MAX_NAME_CHARS = 1024
 MAX_ALIASES = 64
 MAX_TYPE_CHARS = 64
+MAX_DESCRIPTION_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,22 @@ class EntityRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RelationRecord:
+    """Words for a relation, for graphs whose relation ids say little (``P27``, ``rel_12``, ``CtD``).
+
+    ``name`` reads head to tail (``treats``), ``inverse_name`` tail to head (``treated by``); ``aliases`` are
+    other words for the head-to-tail reading (``cures``, ``is a therapy for``); ``description`` says what the
+    relation means in a sentence. ``None`` keeps what is stored; aliases add to the stored ones.
+    """
+
+    id: str
+    name: str | None = None
+    inverse_name: str | None = None
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Retraction:
     """A stored fact to remove: ``head -relation-> tail`` (a retracted finding)."""
 
@@ -41,7 +58,7 @@ class Retraction:
     tail: str
 
 
-Record = TripleRecord | EntityRecord | Retraction
+Record = TripleRecord | EntityRecord | RelationRecord | Retraction
 
 
 def default_name(identifier: str) -> str:
@@ -95,4 +112,18 @@ def validate_record(record: Record) -> str | None:
             if reason:
                 return reason
         return None
+    if isinstance(record, RelationRecord):
+        reason = _check_text(record.id, "relation id", MAX_ID_CHARS)
+        for what, value, limit in (
+            ("relation name", record.name, MAX_NAME_CHARS),
+            ("relation inverse name", record.inverse_name, MAX_NAME_CHARS),
+            ("relation description", record.description, MAX_DESCRIPTION_CHARS),
+        ):
+            if not reason and value is not None:
+                reason = _check_text(value, what, limit)
+        if not reason and len(record.aliases) > MAX_ALIASES:
+            reason = f"relation {record.id!r} has {len(record.aliases)} aliases (at most {MAX_ALIASES})"
+        for alias in record.aliases:
+            reason = reason or _check_text(alias, "relation alias", MAX_NAME_CHARS)
+        return reason
     return f"unknown record type {type(record).__name__}"

@@ -1,5 +1,5 @@
-"""Graph files in, records out: TSV, CSV, JSON Lines, MetaQA's ``kb.txt``, interaction adjacency lists and the
-networkx graph formats.
+"""Graph files in, records out: TSV, CSV, JSON Lines, MetaQA's ``kb.txt``, interaction adjacency lists, the
+networkx graph formats, and relation tables (the words of relations, as :class:`RelationRecord`).
 
 Line formats are streamed (memory proportional to one record); graph formats (GraphML, GML, GEXF) are
 parsed whole by networkx and then streamed node by node and edge by edge. Every record is checked with
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 import networkx as nx
 
-from graphfuse.gnn.data.records import EntityRecord, Record, TripleRecord, validate_record
+from graphfuse.gnn.data.records import EntityRecord, Record, RelationRecord, TripleRecord, validate_record
 from graphfuse.gnn.errors import InvalidGraphInput
 
 __all__ = [
@@ -29,10 +30,12 @@ __all__ = [
     "detect_format",
     "iter_lines",
     "iter_records",
+    "iter_relations",
     "load_records",
+    "load_relations",
 ]
 
-FORMATS = ("tsv", "csv", "jsonl", "metaqa", "adjacency", "graphml", "gml", "gexf", "edgelist")
+FORMATS = ("tsv", "csv", "jsonl", "metaqa", "adjacency", "graphml", "gml", "gexf", "edgelist", "relations")
 
 _EXTENSIONS = {
     ".tsv": "tsv",
@@ -65,6 +68,10 @@ METAQA_RELATIONS = frozenset(
 _HEADER = ("head", "relation", "tail")
 _TRIPLE_KEYS = frozenset(_HEADER)
 _ENTITY_KEYS = frozenset({"id", "name", "aliases", "type"})
+_RELATION_KEYS = ("id", "name", "inverse_name", "aliases", "description")  # JSONL relation, table columns
+_METAEDGE_KEYS = ("metaedge", "abbreviation")  # Hetionet's metaedges.tsv
+# "Compound - treats - Disease"; "Gene > regulates > Gene" (directed)
+_METAEDGE = re.compile(r"^(.+?) ([->]) (.+?) \2 (.+)$")
 _DEFAULT_RELATION = "related_to"
 _RELATION_ATTRIBUTES = ("relation", "label", "type")
 
@@ -162,7 +169,8 @@ def iter_records(
         ``tsv``: ``head<TAB>relation<TAB>tail``; ``csv``: the same with commas (``csv`` quoting);
         ``metaqa``: ``head|relation|tail``. In these, blank lines and ``#`` comments are skipped,
         fields are stripped, and a first line ``head, relation, tail`` (any case) is a header.
-        ``jsonl``: ``{"head", "relation", "tail"}`` or ``{"id", "name"?, "aliases"?, "type"?}`` objects.
+        ``jsonl``: ``{"head", "relation", "tail"}`` or ``{"id", "name"?, "aliases"?, "type"?}`` objects, or
+        relations ``{"relation": {"id", "name"?, "inverse_name"?, "aliases"?, "description"?}}``.
         ``adjacency``: ``user item item ...`` per line (the LightGCN/NGCF data layout): each user and item
         once as a typed :class:`EntityRecord`, then one :class:`TripleRecord` per interaction, laid out
         by ``interactions``.
@@ -171,6 +179,7 @@ def iter_records(
         or ``label`` attribute, aliases from a list or ``'|'``-separated ``aliases``), then one
         :class:`TripleRecord` per edge (relation from ``relation``, ``label`` or ``type``, else
         ``related_to``), parallel edges included.
+        ``relations``: a relation table (:func:`iter_relations`); never detected from the extension.
 
     Args:
         path (str or Path): The file.
@@ -189,7 +198,43 @@ def iter_records(
         format = detect_format(path)
     if format == "adjacency":
         return _iter_adjacency(path, interactions or InteractionLayout())
+    if format == "relations":
+        return _iter_relations(path)
     return _READERS[format](path)
+
+
+def iter_relations(path: str | Path) -> Iterator[RelationRecord]:
+    r"""Streams the relation records of a relation table: the words users give relations whose ids say
+    little (``P27``, ``CtD``, ``rel_12``).
+
+    A table is tab-separated (comma-separated, with ``csv`` quoting, for a ``.csv`` file), blank lines and
+    ``#`` comments skipped, and its first line a header naming its columns, in any order and case:
+
+    - ``id`` (required), ``name`` (head to tail: ``treats``), ``inverse_name`` (tail to head: ``treated by``),
+      ``aliases`` (other words for the head-to-tail reading, ``'|'``-separated) and ``description``. An
+      empty cell is a word not given; a row may leave out trailing empty cells.
+    - Hetionet's ``metaedges.tsv`` (columns ``metaedge`` and ``abbreviation``, others ignored): one record
+      per metaedge ``Compound - treats - Disease``, ``id`` its abbreviation (``CtD``), ``name`` its verb
+      (``treats``), the aliases the whole reading ``Compound treats Disease``; an undirected metaedge between
+      one kind (``Gene - interacts - Gene``) reads the same both ways, so its inverse name is its verb.
+
+    Args:
+        path (str or Path): The file; a malformed line raises :class:`LoadError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "nothing"
+        raise FileNotFoundError(f"Expected a relation table at '{path}' (found {found})")
+    return _iter_relations(path)
+
+
+def load_relations(path: str | Path) -> list[RelationRecord]:
+    r"""All relation records of a relation table: ``list(iter_relations(path))``.
+
+    Args:
+        path (str or Path): The file.
+    """
+    return list(iter_relations(path))
 
 
 def load_records(path: str | Path, format: str | None = None) -> list[Record]:
@@ -323,12 +368,14 @@ def _jsonl_record(path: Path, line: int, text: str) -> Record:
     if not isinstance(value, dict):
         raise LoadError(path, f"expected a JSON object, got {_json_type(value)}", line=line)
     keys = set(value)
-    if keys & _TRIPLE_KEYS:
+    if keys == {"relation"}:
+        record: Record = _jsonl_relation(path, line, value["relation"])
+    elif keys & _TRIPLE_KEYS:
         if keys != _TRIPLE_KEYS:
             missing, unexpected = sorted(_TRIPLE_KEYS - keys), sorted(keys - _TRIPLE_KEYS)
             reason = f"expected a triple with exactly the keys head, relation, tail (missing {missing}"
             raise LoadError(path, f"{reason}, unexpected {unexpected})", line=line)
-        record: Record = TripleRecord(value["head"], value["relation"], value["tail"])
+        record = TripleRecord(value["head"], value["relation"], value["tail"])
     elif "id" in keys:
         if not keys <= _ENTITY_KEYS:
             unexpected = sorted(keys - _ENTITY_KEYS)
@@ -343,11 +390,108 @@ def _jsonl_record(path: Path, line: int, text: str) -> Record:
         record = EntityRecord(value["id"], value.get("name"), tuple(aliases), value.get("type"))
     else:
         reason = (
-            "expected a triple {head, relation, tail} or an entity {id, name?, aliases?, type?}, "
-            f"got an object with the keys {sorted(keys)}"
+            "expected a triple {head, relation, tail}, an entity {id, name?, aliases?, type?} or a "
+            "relation {relation: {id, name?, inverse_name?, aliases?, description?}}, got an object with "
+            f"the keys {sorted(keys)}"
         )
         raise LoadError(path, reason, line=line)
     return _checked(path, record, line=line)
+
+
+def _jsonl_relation(path: Path, line: int, value: object) -> RelationRecord:
+    """The relation record of a JSONL line ``{"relation": {...}}``."""
+    if not isinstance(value, dict):
+        reason = (
+            "expected 'relation' to be an object {id, name?, inverse_name?, aliases?, description?} "
+            f"(or a triple's relation beside head and tail), got {_json_type(value)}"
+        )
+        raise LoadError(path, reason, line=line)
+    keys = set(value)
+    if "id" not in keys or not keys <= set(_RELATION_KEYS):
+        missing, unexpected = sorted({"id"} - keys), sorted(keys - set(_RELATION_KEYS))
+        reason = f"expected a relation with the keys {', '.join(_RELATION_KEYS)} (id required; missing"
+        raise LoadError(path, f"{reason} {missing}, unexpected {unexpected})", line=line)
+    aliases = value.get("aliases")
+    if aliases is None:
+        aliases = []
+    if not isinstance(aliases, list):
+        reason = f"expected 'aliases' of a relation to be an array of strings, got {_json_type(aliases)}"
+        raise LoadError(path, reason, line=line)
+    return RelationRecord(
+        value["id"], value.get("name"), value.get("inverse_name"), tuple(aliases), value.get("description")
+    )
+
+
+def _table_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a table with their first line: ``csv`` rows for a ``.csv`` file, else tab-separated
+    lines; blank lines and ``#`` comments skipped."""
+    if path.suffix.lower() != ".csv":
+        for number, text in _content_lines(path):
+            yield number, text.split("\t")
+        return
+    reader = csv.reader(text for _, text in iter_lines(path))
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise LoadError(path, f"invalid CSV ({error})", line=start) from None
+        if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#"):
+            yield start, row
+
+
+def _iter_relations(path: Path) -> Iterator[RelationRecord]:
+    rows = _table_rows(path)
+    first = next(rows, None)
+    if first is None:
+        return
+    number, header = first
+    columns = [column.strip().lower() for column in header]
+    if set(_METAEDGE_KEYS) <= set(columns):
+        yield from _iter_metaedges(path, rows, columns)
+        return
+    unknown = [column for column in columns if column not in _RELATION_KEYS]
+    if "id" not in columns or unknown or len(set(columns)) != len(columns):
+        reason = (
+            f"expected a header naming the columns {', '.join(_RELATION_KEYS)} (id required, each once), or "
+            f"Hetionet's metaedge and abbreviation; got {header!r}"
+        )
+        raise LoadError(path, reason, line=number)
+    for number, row in rows:
+        if len(row) > len(columns):
+            reason = f"expected at most {len(columns)} fields ({', '.join(columns)}), got {len(row)}"
+            raise LoadError(path, reason, line=number)
+        cells = dict(zip(columns, (cell.strip() for cell in row), strict=False))
+        words = {column: cells.get(column) or None for column in ("name", "inverse_name", "description")}
+        aliases = tuple(alias.strip() for alias in cells.get("aliases", "").split("|") if alias.strip())
+        record = RelationRecord(cells["id"], aliases=aliases, **words)
+        _checked(path, record, line=number)
+        yield record
+
+
+def _iter_metaedges(
+    path: Path, rows: Iterator[tuple[int, list[str]]], columns: list[str]
+) -> Iterator[RelationRecord]:
+    at = {column: columns.index(column) for column in _METAEDGE_KEYS}
+    for number, row in rows:
+        if len(row) <= max(at.values()):
+            reason = f"expected {len(columns)} fields ({', '.join(columns)}), got {len(row)}"
+            raise LoadError(path, reason, line=number)
+        metaedge, abbreviation = (row[at[column]].strip() for column in _METAEDGE_KEYS)
+        match = _METAEDGE.match(metaedge)
+        if match is None:
+            reason = (
+                "expected a metaedge 'Kind - verb - Kind' (or 'Kind > verb > Kind' when directed), "
+                f"got {metaedge!r}"
+            )
+            raise LoadError(path, reason, line=number)
+        head, separator, verb, tail = match.groups()
+        inverse = verb if separator == "-" and head == tail else None  # the same reading both ways
+        record = RelationRecord(abbreviation, verb, inverse, (f"{head} {verb} {tail}",))
+        _checked(path, record, line=number)
+        yield record
 
 
 def _iter_jsonl(path: Path) -> Iterator[Record]:

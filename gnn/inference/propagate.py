@@ -1,9 +1,10 @@
 """Zero-shot multi-hop propagation: a beam search over relation paths, many questions at once.
 
 Every question starts with mass on its topic entities. At each hop, every kept path is extended by every
-directed relation that leaves its frontier; an extension is scored by how well the *bag of relation names*
-on the path matches the question, ``cos(q, sum_i e_{r_i})``, computed from the question-relation
-similarities and the relation Gram matrix (|R| dot products per question, never |E|). The best ``beam``
+directed relation that leaves its frontier; an extension is scored by how well the *bag of relation
+phrases* on the path matches the question, ``cos(q, sum_i e_{d_i})``, computed from the question-direction
+similarities and the relation Gram matrix (|R| dot products per question, never |E|), plus how well what
+the last direction's answers are fits what the question asks for. The best ``beam``
 extensions per question survive and their frontiers move along the relation with sparse products, all
 paths of all questions in one ``(N, P)`` block per directed relation. Path scores become probabilities
 by a softmax over each question's paths; an entity's answer probability sums the paths that reach it.
@@ -11,6 +12,7 @@ by a softmax over each question's paths; an entity's answer probability sums the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,9 @@ class PathSearchConfig:
     beam: int = 8  # paths kept per question at each hop
     length_penalty: float = 0.06  # subtracted from a path's score per hop beyond the first
     temperature: float = 0.05  # softmax temperature from path scores to path probabilities
+    answer_weight: float = 0.0  # weight of the answer fit of a path's last direction in its score
+    # Score of "no path fits": a path must beat it to carry most of a question's mass; None: no such option
+    abstain_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,29 +50,31 @@ class PathSearchResult:
 
 def search_relation_paths(
     graph: KnowledgeGraph,
-    relation_similarity: Tensor,
+    direction_similarity: Tensor,
     relation_gram: Tensor,
     topics: Tensor,
     max_hops: list[int],
     config: PathSearchConfig | None = None,
+    answer_fit: Tensor | None = None,
 ) -> PathSearchResult:
     """Score relation paths of up to ``max_hops[b]`` hops from each question's topic entities.
 
     Args:
         graph: the graph to walk.
-        relation_similarity: ``(B, R)`` cosine of each question with each relation name.
+        direction_similarity: ``(B, 2R)`` cosine of each question with each directed relation.
         relation_gram: ``(R, R)`` cosine between relation names.
         topics: ``(N, B)`` initial mass (topic entities > 0).
         max_hops: hop limit per question.
-        config: beam width, length penalty and temperature.
+        config: beam width, length penalty, temperature and answer weight.
+        answer_fit: ``(B, 2R)`` how well each direction's answers fit each question (None: not scored).
     """
     config = config or PathSearchConfig()
-    num_questions, num_relations = relation_similarity.shape
+    num_questions, num_directions = direction_similarity.shape
+    num_relations = num_directions // 2
     if topics.shape != (graph.num_entities, num_questions):
         raise ValueError(
             f"Expected 'topics' of shape {(graph.num_entities, num_questions)} (got {tuple(topics.shape)})"
         )
-    num_directions = 2 * num_relations
     base = torch.arange(num_directions) % num_relations  # directed relation -> relation
     self_match = relation_gram.diagonal()[base]
     hop_limit = torch.tensor(max_hops)
@@ -88,9 +95,11 @@ def search_relation_paths(
 
     for hop in range(1, max(max_hops, default=0) + 1):
         edge_counts = (degree @ frontier).T  # (P, 2R) edges leaving each frontier along each direction
-        cand_dot = dot[:, None] + relation_similarity[owner][:, base]  # (P, 2R)
+        cand_dot = dot[:, None] + direction_similarity[owner]  # (P, 2R)
         cand_norm_sq = norm_sq[:, None] + 2 * (bag @ relation_gram)[:, base] + self_match
         score = cand_dot / cand_norm_sq.clamp_min(1e-12).sqrt() - config.length_penalty * (hop - 1)
+        if answer_fit is not None and config.answer_weight:
+            score = score + config.answer_weight * answer_fit[owner]
         alive = (edge_counts > 0) & (hop_limit[owner] >= hop)[:, None]
         score = score.masked_fill(~alive, float("-inf"))
 
@@ -106,7 +115,8 @@ def search_relation_paths(
         next_frontier.masked_fill_(topics[:, owner] > 0, 0.0)  # paths never revisit a topic entity
 
         path_score = score[keep_path, keep_dir]
-        weight = torch.exp((path_score - 1.0) / config.temperature)  # <= 1: no overflow
+        ceiling = 1.0 + max(config.answer_weight, 0.0)  # the best score a path can have
+        weight = torch.exp((path_score - ceiling) / config.temperature)  # <= 1: no overflow
         weight = weight * (next_frontier.sum(0) > 0)  # a path that only led back to the topic answers nothing
         weighted_reach.index_add_(1, owner, next_frontier * weight)
         reach.index_add_(1, owner, next_frontier)
@@ -126,6 +136,9 @@ def search_relation_paths(
             found[q].append((dirs, s, w))
         frontier = next_frontier
 
+    if config.abstain_score is not None:
+        ceiling = 1.0 + max(config.answer_weight, 0.0)
+        normaliser += math.exp((config.abstain_score - ceiling) / config.temperature)
     probability = weighted_reach / normaliser.clamp_min(1e-30)
     probability = probability.clamp_(max=1.0).masked_fill_(topics > 0, 0.0)
     paths = []

@@ -16,6 +16,7 @@ from graphfuse.gnn.inference.propagate import (
     RelationPath,
     search_relation_paths,
 )
+from graphfuse.gnn.inference.relation_vectors import RelationVectors
 from graphfuse.gnn.kernels import cpu as cpu_kernels
 from graphfuse.gnn.models.answer_head import AnswerHeadConfig, candidate_features
 from graphfuse.gnn.models.question_reasoner import QuestionReasoner, ReasonerOutput, token_inputs
@@ -76,21 +77,20 @@ class ZeroShotReasoner:
     def reason(
         self,
         graph: KnowledgeGraph,
-        relation_vectors: Tensor,
+        relation_vectors: Tensor | RelationVectors,
         questions: Sequence[Question],
         entity_vectors: Tensor | None = None,  # noqa: ARG002 - one signature for every reasoner
     ) -> list[Reasoning]:
         """Answer a batch of questions in one propagation.
 
         Shapes:
-            relation_vectors: ``(R, D)`` normalised encodings of the relation names.
+            relation_vectors: the relations' encoded phrases, or ``(R, D)`` encodings of their names alone.
         """
         if not questions:
             return []
-        if relation_vectors.shape[0] != graph.num_relations:
-            raise ValueError(
-                f"Expected {graph.num_relations} relation vectors (got {relation_vectors.shape[0]})"
-            )
+        count = relation_names(relation_vectors).shape[0]
+        if count != graph.num_relations:
+            raise ValueError(f"Expected {graph.num_relations} relation vectors (got {count})")
         if graph.num_relations == 0:
             return [Reasoning([]) for _ in questions]
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
@@ -142,16 +142,34 @@ class ZeroShotReasoner:
 
 def search_paths(
     graph: KnowledgeGraph,
-    relation_vectors: Tensor,
+    relation_vectors: Tensor | RelationVectors,
     vectors: Tensor,
     topics: Tensor,
     max_hops: list[int],
     config: PathSearchConfig,
 ) -> PathSearchResult:
-    """The zero-shot relation-path search for questions ``(B, D)`` from their ``(N, B)`` topic mass."""
-    return search_relation_paths(
-        graph, vectors @ relation_vectors.T, relation_vectors @ relation_vectors.T, topics, max_hops, config
+    """The zero-shot relation-path search for questions ``(B, D)`` from their ``(N, B)`` topic mass; relations
+    given by their names alone match the same both ways."""
+    relations = (
+        relation_vectors
+        if isinstance(relation_vectors, RelationVectors)
+        else RelationVectors.from_names(relation_vectors)
     )
+    names = relations.names
+    return search_relation_paths(
+        graph,
+        relations.direction_similarity(vectors),
+        names @ names.T,
+        topics,
+        max_hops,
+        config,
+        relations.answer_fit(vectors),
+    )
+
+
+def relation_names(relation_vectors: Tensor | RelationVectors) -> Tensor:
+    """The ``(R, D)`` name vectors trained reasoners read."""
+    return relation_vectors.names if isinstance(relation_vectors, RelationVectors) else relation_vectors
 
 
 def head_candidates(
@@ -243,7 +261,7 @@ class TrainedReasoner:
     def reason(
         self,
         graph: KnowledgeGraph,
-        relation_vectors: Tensor,
+        relation_vectors: Tensor | RelationVectors,
         questions: Sequence[Question],
         entity_vectors: Tensor | None = None,
     ) -> list[Reasoning]:
@@ -256,6 +274,7 @@ class TrainedReasoner:
             return []
         if graph.num_relations == 0:
             return [Reasoning([]) for _ in questions]
+        relation_vectors = relation_names(relation_vectors)  # the model was trained on names alone
         cells = topic_cells(questions)
         topics = topic_mass(graph.num_entities, questions, cells)
         vectors = torch.stack([q.vector for q in questions])  # (B, D)

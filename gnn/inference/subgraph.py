@@ -28,6 +28,7 @@ from torch import Tensor
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.inference.evidence import EvidenceHop
 from graphfuse.gnn.inference.reasoner import Answer, Question, Reasoning
+from graphfuse.gnn.inference.relation_vectors import RelationVectors
 
 __all__ = [
     "CappedSubgraph",
@@ -75,7 +76,7 @@ class Reasoner(Protocol):
     def reason(
         self,
         graph: KnowledgeGraph,
-        relation_vectors: Tensor,
+        relation_vectors: Tensor | RelationVectors,
         questions: Sequence[Question],
         entity_vectors: Tensor | None = None,
     ) -> list[Reasoning]: ...
@@ -279,7 +280,7 @@ def capped_subgraph(
 def reason_capped(
     reasoner: Reasoner,
     graph: KnowledgeGraph,
-    relation_vectors: Tensor,
+    relation_vectors: Tensor | RelationVectors,
     questions: Sequence[Question],
     config: SubgraphConfig,
     entity_vectors: Tensor | None = None,

@@ -20,8 +20,8 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from tqdm import tqdm
 
-from graphfuse.gnn.data.records import EntityRecord, TripleRecord
-from graphfuse.gnn.formats.loaders import FORMATS, InteractionLayout, LoadError, iter_records
+from graphfuse.gnn.data.records import Record, TripleRecord
+from graphfuse.gnn.formats.loaders import FORMATS, InteractionLayout, LoadError, iter_records, iter_relations
 from graphfuse.server.core.config import Limits
 
 DEFAULT_TARGET = "localhost:50051"
@@ -380,21 +380,38 @@ def serve(
     metavar="RELATION:USER_TYPE:ITEM_TYPE",
     help="Adjacency files (user item item ...): the relation and the node types of their users and items.",
 )
+@click.option(
+    "--relations",
+    "relations_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A relation table giving relations their words, sent before FILE: a TSV (CSV for .csv), header "
+    "id, name, inverse_name, aliases ('|'-separated), description; or Hetionet's metaedges.tsv.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_client_command
 def ingest(
-    client: Any, file: Path, graph: str, fmt: str | None, chunk_size: int, interaction: str, as_json: bool
+    client: Any,
+    file: Path,
+    graph: str,
+    fmt: str | None,
+    chunk_size: int,
+    interaction: str,
+    relations_file: Path | None,
+    as_json: bool,
 ) -> None:
-    """Load a graph file (TSV, CSV, JSONL, MetaQA, adjacency lists, GraphML, GML, GEXF, edge list) into
-    GRAPH."""
+    """Load a graph file (TSV, CSV, JSONL, MetaQA, adjacency lists, GraphML, GML, GEXF, edge list, relation
+    table) into GRAPH."""
     load_error: list[LoadError] = []
     parts = interaction.split(":")
     if len(parts) != 3 or not all(parts):
         raise click.BadParameter(f"expected RELATION:USER_TYPE:ITEM_TYPE (got {interaction!r})")
     layout = InteractionLayout(*parts)
 
-    def records() -> Iterator[EntityRecord | TripleRecord]:
+    def records() -> Iterator[Record]:
         try:
+            if relations_file is not None:  # first, so relations have their words when their triples arrive
+                yield from iter_relations(relations_file)
             yield from iter_records(file, fmt, layout)
         except LoadError as error:
             load_error.append(error)
@@ -1075,11 +1092,55 @@ def _evaluate_link(
         )
 
 
+def _relation_words_lines(words: Any) -> list[str]:
+    """A relation's words as ``graphfuse info --graph`` shows them: those given, then the phrases used."""
+    given = [
+        f"{label} {value!r}"
+        for label, value in (
+            ("name", words.name),
+            ("inverse", words.inverse_name),
+            ("description", words.description),
+        )
+        if value
+    ]
+    if words.aliases:
+        given.append("aliases " + ", ".join(repr(a) for a in words.aliases))
+    lines = [f"  {words.id}: {'; '.join(given) if given else 'no words given (read from its id)'}"]
+    for arrow, phrases, answers in (
+        ("head -> tail", words.forward_phrases, words.forward_answers),
+        ("tail -> head", words.inverse_phrases, words.inverse_answers),
+    ):
+        lines.append(f"      {arrow}: {' | '.join(phrases)}" + (f"  (answers: {answers})" if answers else ""))
+    return lines
+
+
 @main.command()
+@click.option(
+    "--graph",
+    default=None,
+    help="Describe this graph instead: its sizes, the models that serve it, and each relation's words.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_client_command
-def info(client: Any, as_json: bool) -> None:
-    """Model, device, limits and graphs of the server."""
+def info(client: Any, graph: str | None, as_json: bool) -> None:
+    """Model, device, limits and graphs of the server; with --graph, that graph and its relations' words."""
+    if graph is not None:
+        details = client.graph_info(graph)
+        if as_json:
+            return _print_json(details)
+        click.echo(
+            f"{details.name}: {details.entities} entities, {details.relations} relations, "
+            f"{details.triples} triples; reasoner {details.reasoner or 'none'}"
+            + (f"; link predictor {details.link_predictor}" if details.link_predictor else "")
+            + (f"; recommender {details.recommender}" if details.recommender else "")
+        )
+        shown = len(details.relation_words)
+        more = f" (the first {shown} by id)" if shown < details.relations else ""
+        click.echo(f"relations and the words questions are matched against{more}:")
+        for words in details.relation_words:
+            for line in _relation_words_lines(words):
+                click.echo(line)
+        return None
     response = client.server_info()
     if as_json:
         return _print_json(response)

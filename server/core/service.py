@@ -22,7 +22,15 @@ from torch import Tensor
 
 from graphfuse.encoder import BatcherConfig, DeadlineExpired, EncodeBatcher, EncoderConfig, TextEncoder
 from graphfuse.gnn.data.graph import KnowledgeGraph, warm_up_kernels
-from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, validate_record
+from graphfuse.gnn.data.records import (
+    EntityRecord,
+    Record,
+    RelationRecord,
+    Retraction,
+    TripleRecord,
+    validate_record,
+)
+from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.formats.datasets import load_umls_demo
 from graphfuse.gnn.inference.evidence import Evidence, EvidenceHop
 from graphfuse.gnn.inference.fusion import fuse_answer_text
@@ -49,6 +57,7 @@ T = TypeVar("T")
 MATCH_CONFIDENCE = {"exact": 1.0, "alias": 0.95}  # linking score of a name/id match and of an alias match
 EXPLAIN_PATHS = 3  # evidence paths per inferred Lookup triple
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -161,6 +170,27 @@ class GraphModels:
 
 
 @dataclass(frozen=True)
+class RelationWords:
+    """A relation's words: those its relation records gave (a bare record when none did) and the phrases
+    questions are matched against, each way, built from them."""
+
+    record: RelationRecord
+    phrases: RelationPhrases
+
+
+@dataclass(frozen=True)
+class GraphDetails:
+    """What GetGraphInfo says of a graph: stored metadata, relation ids and words (at most
+    :data:`MAX_LISTED_RELATIONS` of each, sorted by id; none while the graph is not loaded), and the
+    models that serve it."""
+
+    meta: GraphMeta
+    relations: list[str]
+    models: GraphModels
+    relation_words: list[RelationWords] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     model: str
     dimensions: int
@@ -183,6 +213,8 @@ def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tup
             entities.update((record.head, record.tail))
         elif isinstance(record, EntityRecord):
             entities.add(record.id)
+        elif isinstance(record, RelationRecord):
+            relations.add(record.id)
         elif isinstance(record, Retraction):
             if record.relation not in graph.relation_index and record.relation not in relations:
                 errors.append(
@@ -196,6 +228,16 @@ def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tup
                     )
                     break
     return errors
+
+
+def _relation_words(graph: KnowledgeGraph, limit: int) -> list[RelationWords]:
+    """The words of the first ``limit`` relations by id (compute thread: it reads the graph)."""
+    words = []
+    for relation in sorted(graph.relation_ids)[:limit]:
+        r = graph.relation_index[relation]
+        record = graph.relation_records.get(r) or RelationRecord(relation)
+        words.append(RelationWords(record, graph.relation_phrases(r)))
+    return words
 
 
 class _Unembedded(Exception):
@@ -250,6 +292,9 @@ class GraphService:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
+        self._writes: dict[str, int] = {}  # graph -> writes applied to it so far (by this process)
+        # graph -> (its state, its writes, its relation words then): phrasing every relation reads every edge
+        self._relation_words: dict[str, tuple[GraphState, int, list[RelationWords]]] = {}
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -312,12 +357,13 @@ class GraphService:
     async def _load_graph(self, name: str) -> None:
         assert self.store is not None and self.encoder is not None
         entities, triples = await self._on_io(self.store.read_graph, name)
+        relations = await self._on_io(self.store.read_relations, name)
 
         def build() -> GraphState:
             assert self.encoder is not None and self.store is not None
-            state = GraphState(
-                name, KnowledgeGraph(entities, triples), self.encoder.dimensions, self.encoder.device
-            )
+            graph = KnowledgeGraph(entities, triples)
+            graph.add(relations)  # after the triples, so relations are numbered as before relation records
+            state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device)
             state.graph.prepare()
             state.embed_names(self.encoder, self.store)
             for task in TASKS:
@@ -375,9 +421,7 @@ class GraphService:
             hops=depth,
             min_graph_edges=self.config.reason_subgraph_min_edges,
         )
-        return reason_capped(
-            reasoner, state.graph, state.relation_vectors, questions, config, state.entity_vectors
-        )
+        return reason_capped(reasoner, state.graph, state.relations, questions, config, state.entity_vectors)
 
     def _check_ready(self) -> tuple[TextEncoder, GraphStore]:
         if not self.ready or self.encoder is None or self.store is None:
@@ -528,6 +572,7 @@ class GraphService:
             return True
         deleted = await self._on_io(store.delete_graph, name)
         self.graphs.pop(name, None)
+        self._relation_words.pop(name, None)  # nothing of a deleted graph stays in memory
         return deleted
 
     async def list_graphs(self) -> list[GraphMeta]:
@@ -536,8 +581,8 @@ class GraphService:
         readable = set(visible(g.name for g in graphs))
         return [g for g in graphs if g.name in readable]
 
-    async def graph_info(self, name: str) -> tuple[GraphMeta, list[str], GraphModels]:
-        """Stored metadata, relation names and the models that serve a graph."""
+    async def graph_info(self, name: str) -> GraphDetails:
+        """Stored metadata, relation ids and words, and the models that serve a graph."""
         _, store = self._check_ready()
         _check_graph_name(name)
         authorize(name)
@@ -546,13 +591,20 @@ class GraphService:
         except GraphNotFoundError as error:
             raise NotFound(str(error)) from error
         state = self.graphs.get(name)
-        relations = sorted(state.graph.relation_ids)[:1000] if state else []
         if state is None:
-            return meta, relations, GraphModels("", "", "")
-        return (
+            return GraphDetails(meta, [], GraphModels("", "", ""))
+        writes = self._writes.get(name, 0)
+        cached = self._relation_words.get(name)
+        if cached is not None and cached[0] is state and cached[1] == writes:
+            words = cached[2]
+        else:  # a write counted before this is applied before this runs: the compute thread is FIFO
+            words = await self.on_compute(_relation_words, state.graph, MAX_LISTED_RELATIONS)
+            self._relation_words[name] = (state, writes, words)
+        return GraphDetails(
             meta,
-            relations,
+            [w.record.id for w in words],
             GraphModels(state.reasoner_name, state.link_predictor_name, state.recommender_name),
+            words,
         )
 
     async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
@@ -634,6 +686,7 @@ class GraphService:
         _, store = self._check_ready()
         written: WriteResult = await self._on_io(store.write, graph, records, position)
         state = self.graphs[graph]
+        self._writes[graph] = self._writes.get(graph, 0) + 1  # relation words read before now are stale
         _, names = await self.on_compute(state.apply, records)
         self._merge_when_due(state)
         if names.texts:

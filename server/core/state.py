@@ -14,10 +14,12 @@ from torch import Tensor
 from graphfuse.encoder import TextEncoder
 from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
 from graphfuse.gnn.data.records import Record, has_words
+from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.inference.link_predictions import LinkInference
 from graphfuse.gnn.inference.linking import EntityLinker
 from graphfuse.gnn.inference.reasoner import TrainedReasoner, ZeroShotReasoner
 from graphfuse.gnn.inference.recommendations import Recommendation
+from graphfuse.gnn.inference.relation_vectors import RelationVectors
 from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 from graphfuse.gnn.models.question_reasoner import QuestionReasoner
 from graphfuse.server.storage.checkpoints import load_checkpoint
@@ -38,7 +40,12 @@ class GraphState:
         self.device = torch.device(device)  # where the recommender scores (the other graph models: CPU)
         self.linker = EntityLinker(graph)
         self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
-        self.relation_vectors = torch.zeros(0, dimensions)  # (R, D)
+        self.relation_vectors = torch.zeros(0, dimensions)  # (R, D) each relation's name
+        self._phrases: list[RelationPhrases | None] = []  # as last encoded, by relation
+        self._phrased_edges: list[int] = []  # edges each relation had when last phrased
+        self._type_changes = graph.type_changes
+        self._phrase_vectors: list[tuple[Tensor, Tensor, Tensor]] = []  # forward, inverse, (2, D) answers
+        self._relations: RelationVectors | None = None
         self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
         self.link_predictor: LinkInference | None = None
         self.recommender: Recommendation | None = None
@@ -118,6 +125,23 @@ class GraphState:
         log.info("graph %s: answering with %s", self.name, self.reasoner_name)
         return True
 
+    @property
+    def relations(self) -> RelationVectors:
+        """Every relation's encoded phrases, each way, as the zero-shot reasoner matches them."""
+        if self._relations is None:
+            forward, inverse, answers = (
+                zip(*self._phrase_vectors, strict=True) if self._phrase_vectors else ((), (), ())
+            )
+            self._relations = RelationVectors.from_phrases(
+                self.relation_vectors,
+                forward,
+                inverse,
+                torch.cat([torch.stack([a[0] for a in answers]), torch.stack([a[1] for a in answers])])
+                if answers
+                else self.relation_vectors.new_zeros(0, self.relation_vectors.shape[1]),
+            )
+        return self._relations
+
     def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
         """Add records to the graph and index their names for linking; returns the names left to embed.
 
@@ -126,11 +150,26 @@ class GraphState:
         """
         update = self.graph.add(records)
         self.linker.update(update.changed_entities)
-        return update, self.names_to_embed(update.changed_entities)
+        return update, self.names_to_embed(update.changed_entities, update.described_relations)
 
-    def names_to_embed(self, entities: Sequence[int] | None = None) -> NamesToEmbed:
-        """The names of ``entities`` (all when None) and of relations without a vector yet; grows the
-        vector tables to the graph's size (new rows zero) and claims those relations.
+    def _relations_to_phrase(self, described: Sequence[int]) -> list[int]:
+        """Relations whose phrases may have changed: new, described by a record, grown to twice the edges
+        they were phrased with (their typical entities may differ), or all when entity kinds changed."""
+        graph = self.graph
+        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
+        grown = self._phrased_edges + [0] * (graph.num_relations - len(self._phrased_edges))
+        if graph.type_changes != self._type_changes:
+            self._type_changes = graph.type_changes
+            return list(range(graph.num_relations))
+        wanted = set(described) | {r for r in range(graph.num_relations) if counts[r] >= 2 * max(grown[r], 1)}
+        wanted |= set(range(len(self._phrases), graph.num_relations))
+        return sorted(wanted)
+
+    def names_to_embed(
+        self, entities: Sequence[int] | None = None, described: Sequence[int] = ()
+    ) -> NamesToEmbed:
+        """The names of ``entities`` (all when None) and the phrases of relations that need (new) vectors;
+        grows the vector tables to the graph's size (new rows zero) and claims those relations.
 
         Names without words (``user:1234`` of a ``user``, ``42``) keep a zero vector: an encoder reads
         nothing into them, and an interaction graph has tens of thousands.
@@ -145,24 +184,49 @@ class GraphState:
         grown = graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:
             self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
-        relations = list(range(self.relation_vectors.shape[0], graph.num_relations))
-        if relations:
-            self.relation_vectors = torch.cat(
-                [self.relation_vectors, torch.zeros(len(relations), dimensions)]
-            )
-        return NamesToEmbed(
-            entities,
-            relations,
-            [graph.names[i] for i in entities] + [graph.relation_text(r) for r in relations],
+        relations = (
+            self._relations_to_phrase(described) if entities is not None else list(range(graph.num_relations))
         )
+        grown = graph.num_relations - self.relation_vectors.shape[0]
+        if grown > 0:
+            empty = torch.zeros(0, dimensions)
+            self.relation_vectors = torch.cat([self.relation_vectors, torch.zeros(grown, dimensions)])
+            self._phrases += [None] * grown
+            self._phrased_edges += [0] * grown
+            self._phrase_vectors += [(empty, empty, torch.zeros(2, dimensions))] * grown
+            self._relations = None
+        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist() if relations else []
+        phrases = []
+        for r in relations:
+            phrased = graph.relation_phrases(r)
+            self._phrased_edges[r] = counts[r]
+            if phrased != self._phrases[r]:
+                phrases.append((r, phrased))
+        texts = [graph.names[i] for i in entities]
+        for _, phrased in phrases:
+            texts += [*phrased.forward, *phrased.inverse, phrased.forward_answers, phrased.inverse_answers]
+        return NamesToEmbed(entities, [r for r, _ in phrases], texts, [p for _, p in phrases])
 
     def set_name_vectors(self, names: NamesToEmbed, vectors: Tensor) -> None:
-        """Store the vectors (len(names.texts), D) of `names`, in the order of its texts."""
+        """Store the vectors (len(names.texts), D) of `names`, in the order of its texts (an empty text's
+        vector is zero)."""
         split = len(names.entities)
         if names.entities:
             self.entity_vectors[torch.tensor(names.entities, dtype=torch.long)] = vectors[:split]
+        at = split
+        for r, phrased in zip(names.relations, names.phrases, strict=True):
+            forward = vectors[at : at + len(phrased.forward)]
+            at += len(phrased.forward)
+            inverse = vectors[at : at + len(phrased.inverse)]
+            at += len(phrased.inverse)
+            answers = vectors[at : at + 2].clone()
+            at += 2
+            answers[[not phrased.forward_answers, not phrased.inverse_answers]] = 0.0
+            self.relation_vectors[r] = forward[0]
+            self._phrase_vectors[r] = (forward, inverse, answers)
+            self._phrases[r] = phrased
         if names.relations:
-            self.relation_vectors[torch.tensor(names.relations, dtype=torch.long)] = vectors[split:]
+            self._relations = None
 
     def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
         """Encode every name at once on the calling thread (loading a graph; the store caches vectors)."""
@@ -172,11 +236,13 @@ class GraphState:
 
 @dataclass
 class NamesToEmbed:
-    """Entities and relations whose names need vectors, and those names: entities' first."""
+    """Entities and relations that need vectors, and their texts: the entities' names first, then each
+    relation's phrases (forward, inverse, then what its answers are each way)."""
 
     entities: list[int]
     relations: list[int]
     texts: list[str]
+    phrases: list[RelationPhrases]
 
 
 def encode_cached(encoder: TextEncoder, store: GraphStore, texts: Sequence[str]) -> Tensor:

@@ -186,8 +186,10 @@ def train_graph(
     store = GraphStore(data_dir)
     try:
         entities, triples = store.read_graph(graph_name)
+        stored = KnowledgeGraph(entities, triples)
+        stored.add(store.read_relations(graph_name))  # relations read as the server reads them
         encoder = encoder or TextEncoder()
-        state = GraphState(graph_name, KnowledgeGraph(entities, triples), encoder.dimensions)
+        state = GraphState(graph_name, stored, encoder.dimensions)
         state.embed_names(encoder, store)  # the name vectors the server will use
         graph, linker, relation_vectors = state.graph, state.linker, state.relation_vectors
         model_config = model_config or QuestionReasonerConfig(

@@ -3,11 +3,13 @@ consumer that applies updates exactly once.
 
 An update is one message on subject ``graphfuse.<graph>.updates`` holding one ``graphfuse.v1.Record``:
 its protobuf bytes, or its canonical JSON (``{"triple": {"head": ..., "relation": ..., "tail": ...}}``,
-``{"removeTriple": {...}}``, ``{"entity": {"id": ..., "name": ..., "aliases": [...]}}``), told apart by a
-``Content-Type: application/json`` header or by a leading ``{``. A message may instead hold several records
-in order, a ``graphfuse.v1.RecordBatch``: its protobuf bytes with the header ``Graphfuse-Batch: 1``, or the
-JSON ``{"records": [<record>, ...]}`` (the header is optional there). ``Ingest`` in replicated mode publishes
-batches of at most :data:`PUBLISH_BATCH_RECORDS` records and :data:`PUBLISH_BATCH_BYTES` bytes.
+``{"removeTriple": {...}}``, ``{"entity": {"id": ..., "name": ..., "aliases": [...]}}``,
+``{"relation": {"id": ..., "name": ..., "inverseName": ..., "aliases": [...], "description": ...}}``), told
+apart by a ``Content-Type: application/json`` header or by a leading ``{``. A message may instead hold
+several records in order, a ``graphfuse.v1.RecordBatch``: its protobuf bytes with the header
+``Graphfuse-Batch: 1``, or the JSON ``{"records": [<record>, ...]}`` (the header is optional there).
+``Ingest`` in replicated mode publishes batches of at most :data:`PUBLISH_BATCH_RECORDS` records and
+:data:`PUBLISH_BATCH_BYTES` bytes.
 
 The consumer applies messages in stream order, a run of consecutive messages for one graph per store
 transaction; the run's last stream sequence is stored in that same transaction and the messages are
@@ -36,7 +38,7 @@ from google.protobuf.message import DecodeError
 
 from graphfuse.gnn.data.records import Record, validate_record
 from graphfuse.server.core.errors import Unavailable
-from graphfuse.server.record_messages import record_from_proto, record_to_proto
+from graphfuse.server.record_messages import RECORD_KINDS, record_from_proto, record_to_proto
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -226,7 +228,7 @@ def _parsed(record: pb.Record) -> Record | str:
     """The record a message holds, or why it cannot be applied."""
     parsed = record_from_proto(record)
     if parsed is None:
-        return "the record is empty: set triple, remove_triple or entity"
+        return f"the record is empty: set {RECORD_KINDS}"
     reason = validate_record(parsed)
     return f"{record.WhichOneof('record')}: {reason}" if reason else parsed
 

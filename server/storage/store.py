@@ -12,6 +12,10 @@ the file as ours):
   that :meth:`GraphStore.get_graph` never counts rows.
 - ``entities`` / ``relations``: per-graph ids (text) with an integer rowid; the rowid is the insertion order.
 - ``aliases``: entity rowid and alias, a set per entity, rowid in insertion order.
+- ``relation_words``: the words :class:`~graphfuse.gnn.data.records.RelationRecord` records gave a relation
+  (name, inverse name, description; NULL where none was given), one row per described relation, keyed by
+  the relation's rowid (itself one per graph and relation id); ``relation_aliases``: its aliases, a set
+  per relation, rowid in insertion order.
 - ``triples``: (graph, head, relation, tail) as integer rowids of the two tables above, unique per graph,
   rowid in insertion order. Integers keep the table and its unique index small and the reads fast.
 - ``embeddings``: (model, text) -> dimension and little-endian float32 bytes.
@@ -31,7 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord, default_name
+from graphfuse.gnn.data.records import (
+    EntityRecord,
+    Record,
+    RelationRecord,
+    Retraction,
+    TripleRecord,
+    default_name,
+)
 
 __all__ = [
     "DB_FILENAME",
@@ -47,7 +58,7 @@ __all__ = [
 ]
 
 DB_FILENAME = "graphfuse.db"
-SCHEMA_VERSION = 3  # 2: stream_positions; 3: entities.type
+SCHEMA_VERSION = 4  # 2: stream_positions; 3: entities.type; 4: relation_words, relation_aliases
 APPLICATION_ID = 0x47465553  # "GFUS" in the SQLite header: this file is a graphfuse store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")
@@ -59,6 +70,21 @@ CREATE TABLE stream_positions (
     stream TEXT PRIMARY KEY,
     sequence INTEGER NOT NULL
 ) WITHOUT ROWID;
+"""
+# The words relation records give, by relation; NULL keeps what is stored, aliases accumulate.
+_RELATION_WORDS = """
+CREATE TABLE relation_words (
+    relation INTEGER PRIMARY KEY REFERENCES relations(id) ON DELETE CASCADE,
+    name TEXT,
+    inverse_name TEXT,
+    description TEXT
+);
+CREATE TABLE relation_aliases (
+    id INTEGER PRIMARY KEY,
+    relation INTEGER NOT NULL REFERENCES relations(id) ON DELETE CASCADE,
+    alias TEXT NOT NULL,
+    UNIQUE (relation, alias)
+);
 """
 _SCHEMA = (
     """
@@ -112,6 +138,8 @@ CREATE TABLE embeddings (
 """
     + "\n"
     + _STREAM_POSITIONS
+    + "\n"
+    + _RELATION_WORDS
 )
 
 
@@ -138,6 +166,21 @@ WHERE graph_id = ?1
 _INSERT_ALIAS = """
 INSERT OR IGNORE INTO aliases (entity, alias)
 SELECT id, ?3 FROM entities WHERE graph_id = ?1 AND entity_id = ?2
+"""
+_DESCRIBE_RELATION = """
+INSERT INTO relation_words (relation, name, inverse_name, description)
+SELECT id, ?3, ?4, ?5 FROM relations WHERE graph_id = ?1 AND name = ?2
+ON CONFLICT (relation) DO UPDATE SET
+    name = coalesce(excluded.name, name),
+    inverse_name = coalesce(excluded.inverse_name, inverse_name),
+    description = coalesce(excluded.description, description)
+WHERE coalesce(excluded.name, name) IS NOT name
+   OR coalesce(excluded.inverse_name, inverse_name) IS NOT inverse_name
+   OR coalesce(excluded.description, description) IS NOT description
+"""
+_INSERT_RELATION_ALIAS = """
+INSERT OR IGNORE INTO relation_aliases (relation, alias)
+SELECT id, ?3 FROM relations WHERE graph_id = ?1 AND name = ?2
 """
 
 
@@ -193,14 +236,19 @@ class _Chunk:
     aliases: list[tuple[str, str]]  # (entity id, alias), duplicates removed
     relations: list[str]
     triples: list[tuple[str, str, str]]  # duplicates removed
+    # relation id -> (name, inverse name, description) of its relation records, merged (None: not given)
+    relation_words: dict[str, tuple[str | None, str | None, str | None]]
+    relation_aliases: list[tuple[str, str]]  # (relation id, alias), duplicates removed
 
 
-def _prepare(records: Sequence[TripleRecord | EntityRecord]) -> _Chunk:
+def _prepare(records: Sequence[TripleRecord | EntityRecord | RelationRecord]) -> _Chunk:
     entities: dict[str, str | None] = {}
     types: dict[str, str] = {}
     aliases: dict[tuple[str, str], None] = {}
     relations: dict[str, None] = {}
     triples: dict[tuple[str, str, str], None] = {}
+    words: dict[str, tuple[str | None, str | None, str | None]] = {}
+    relation_aliases: dict[tuple[str, str], None] = {}
     for index, record in enumerate(records):
         if isinstance(record, TripleRecord):
             entities.setdefault(record.head, None)
@@ -216,11 +264,24 @@ def _prepare(records: Sequence[TripleRecord | EntityRecord]) -> _Chunk:
                 types[record.id] = record.type
             for alias in record.aliases:
                 aliases[(record.id, alias)] = None
+        elif isinstance(record, RelationRecord):
+            relations[record.id] = None
+            name, inverse_name, description = words.get(record.id, (None, None, None))
+            words[record.id] = (
+                name if record.name is None else record.name,
+                inverse_name if record.inverse_name is None else record.inverse_name,
+                description if record.description is None else record.description,
+            )
+            for alias in record.aliases:
+                relation_aliases[(record.id, alias)] = None
         else:
             raise TypeError(
-                f"record {index} must be a TripleRecord or an EntityRecord (got {type(record).__name__})"
+                f"record {index} must be a TripleRecord, an EntityRecord or a RelationRecord "
+                f"(got {type(record).__name__})"
             )
-    return _Chunk(entities, types, list(aliases), list(relations), list(triples))
+    return _Chunk(
+        entities, types, list(aliases), list(relations), list(triples), words, list(relation_aliases)
+    )
 
 
 def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
@@ -232,6 +293,13 @@ def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
             runs.append((retracting, []))
         runs[-1][1].append(record)
     return runs
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` in the open transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _check_file(db_path: Path) -> None:
@@ -324,20 +392,18 @@ class GraphStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id == 0 and version == 0 and tables == 0:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _execute_script(conn, _SCHEMA)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if app_id != APPLICATION_ID:
             raise self._corrupt(f"is a SQLite database but not a graphfuse store (application_id {app_id})")
-        if version in (1, 2):  # version 2 adds the stream positions, 3 the entity types
+        if version in (1, 2, 3):  # version 2 adds the stream positions, 3 the entity types, 4 relation words
             if version == 1:
-                for statement in _STREAM_POSITIONS.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute("ALTER TABLE entities ADD COLUMN type TEXT NOT NULL DEFAULT ''")
+                _execute_script(conn, _STREAM_POSITIONS)
+            if version <= 2:
+                conn.execute("ALTER TABLE entities ADD COLUMN type TEXT NOT NULL DEFAULT ''")
+            _execute_script(conn, _RELATION_WORDS)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version != SCHEMA_VERSION:
@@ -453,6 +519,11 @@ class GraphStore:
                 "DELETE FROM aliases WHERE entity IN (SELECT id FROM entities WHERE graph_id = ?)",
                 (graph_id,),
             )
+            for table in ("relation_aliases", "relation_words"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE relation IN (SELECT id FROM relations WHERE graph_id = ?)",
+                    (graph_id,),
+                )
             for table in ("triples", "relations", "entities"):
                 conn.execute(f"DELETE FROM {table} WHERE graph_id = ?", (graph_id,))
             conn.execute("DELETE FROM graphs WHERE id = ?", (graph_id,))
@@ -485,9 +556,11 @@ class GraphStore:
 
         Records apply in order. Triples are a set: a repeated triple stores nothing, and a retraction of a
         triple that is not stored removes nothing. An :class:`EntityRecord` creates its entity or, when the
-        entity exists, replaces its name (if given) and adds its new aliases. A triple's head or tail that is
-        not an entity yet is created with ``default_name(id)``. Records are expected to be valid
-        (:func:`graphfuse.gnn.data.records.validate_record`); a record of another type raises ``TypeError``.
+        entity exists, replaces its name (if given) and adds its new aliases; a :class:`RelationRecord`
+        likewise creates its relation, replaces the words it gives and adds its new aliases. A triple's head
+        or tail that is not an entity yet is created with ``default_name(id)``. Records are expected to be
+        valid (:func:`graphfuse.gnn.data.records.validate_record`); a record of another type raises
+        ``TypeError``.
 
         Args:
             position: ``(stream, sequence)``: the update stream position these records come from, stored in
@@ -572,6 +645,13 @@ class GraphStore:
                 ((graph_id, relation) for relation in chunk.relations),
             )
             new_relations = max(cursor.rowcount, 0)
+        if chunk.relation_words:
+            cursor.executemany(
+                _DESCRIBE_RELATION,
+                ((graph_id, relation, *words) for relation, words in chunk.relation_words.items()),
+            )
+        if chunk.relation_aliases:
+            cursor.executemany(_INSERT_RELATION_ALIAS, ((graph_id, r, a) for r, a in chunk.relation_aliases))
         new_triples = 0
         if chunk.triples:
             cursor.executemany(_INSERT_TRIPLE, ((graph_id, h, r, t) for h, r, t in chunk.triples))
@@ -616,6 +696,35 @@ class GraphStore:
         ]
         triples = [TripleRecord(entity_ids[h], relation_ids[r], entity_ids[t]) for h, r, t in triple_rows]
         return entities, triples
+
+    def read_relations(self, name: str) -> list[RelationRecord]:
+        """The words relation records gave a graph's relations: one merged record per described relation
+        (``None`` where no record gave that word, aliases in the order they came), in the order the relations
+        were created. Apply them after :meth:`read_graph`'s records to rebuild the graph as it was served.
+
+        Raises:
+            GraphNotFoundError: no graph ``name``.
+        """
+        with self._transaction("read_relations", immediate=False) as conn:
+            graph_id = self._graph_row(conn, name)[0]
+            word_rows = conn.execute(
+                "SELECT r.id, r.name, w.name, w.inverse_name, w.description "
+                "FROM relation_words AS w JOIN relations AS r ON r.id = w.relation "
+                "WHERE r.graph_id = ? ORDER BY r.id",
+                (graph_id,),
+            ).fetchall()
+            alias_rows = conn.execute(
+                "SELECT a.relation, a.alias FROM relation_aliases AS a "
+                "JOIN relations AS r ON r.id = a.relation WHERE r.graph_id = ? ORDER BY a.id",
+                (graph_id,),
+            ).fetchall()
+        aliases: dict[int, list[str]] = {}
+        for relation, alias in alias_rows:
+            aliases.setdefault(relation, []).append(alias)
+        return [
+            RelationRecord(relation, name, inverse_name, tuple(aliases.get(rowid, ())), description)
+            for rowid, relation, name, inverse_name, description in word_rows
+        ]
 
     # Embeddings
 

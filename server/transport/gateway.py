@@ -6,6 +6,9 @@ gRPC call would, with an in-process call context; no loopback hop. Errors come b
 (``{"code", "status", "message"}``) with the HTTP status of their gRPC code
 (graphfuse.server.transport.status.HTTP_STATUS).
 
+The streaming ``Ingest`` takes one chunk per HTTP request: the body is an ``IngestChunk`` (its graph from the
+path), the answer that chunk's ``IngestAck``. ``AskStream`` has no route: ``Ask`` answers one question.
+
 Deadlines: a ``grpc-timeout`` header (gRPC's format, e.g. ``500m``). Tokens: ``Authorization: Bearer``.
 Request ids: ``x-request-id`` in, ``x-request-id`` out.
 """
@@ -18,7 +21,7 @@ import importlib.metadata
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,7 @@ ROUTES = [
     Route("POST", "/v1/embed", _rpc("Embedder", "Embed")),
     Route("GET", "/v1/graphs", _rpc("Graphs", "ListGraphs")),
     Route("GET", "/v1/graphs/{graph}", _rpc("Graphs", "GetGraphInfo"), ("graph",)),
+    Route("POST", "/v1/graphs/{graph}/ingest", _rpc("Graphs", "Ingest"), ("graph",)),
     Route("GET", "/v1/info", _rpc("Info", "Info")),
 ]
 
@@ -167,9 +171,11 @@ class Gateway:
         self.interceptors = list(interceptors)
         self.ready = ready
         self.handlers = {
-            route.full_method: grpc.unary_unary_rpc_method_handler(
-                getattr(servicers[route.rpc.containing_service.full_name], route.rpc.name)
-            )
+            route.full_method: (
+                grpc.stream_stream_rpc_method_handler
+                if route.rpc.client_streaming
+                else grpc.unary_unary_rpc_method_handler
+            )(getattr(servicers[route.rpc.containing_service.full_name], route.rpc.name))
             for route in ROUTES
         }
         self.openapi = openapi_document(
@@ -213,7 +219,10 @@ class Gateway:
         context = HttpCallContext(metadata, timeout, f"http:{request.remote}")
         try:
             async with asyncio.timeout(timeout):
-                response = await handler.unary_unary(message, context)
+                if handler.request_streaming:  # Ingest: one chunk in, its one acknowledgement out
+                    (response,) = [r async for r in handler.stream_stream(_one(message), context)]
+                else:
+                    response = await handler.unary_unary(message, context)
         except grpc.aio.AbortError:
             code, body = context.code() or grpc.StatusCode.UNKNOWN, None
         except TimeoutError:
@@ -269,6 +278,10 @@ class Gateway:
 
     async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _one(message: Any) -> AsyncIterator[Any]:
+    yield message
 
 
 _FROM_HTTP = {

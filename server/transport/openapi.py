@@ -114,6 +114,11 @@ def openapi_document(routes: list, title: str, version: str) -> dict[str, Any]:
                 },
             ],
         }
+        if rpc.client_streaming:
+            operation["description"] = (
+                f"The streaming RPC one message at a time: the body is one {rpc.input_type.name} (fields in "
+                f"the path come from the path), the answer its {rpc.output_type.name}."
+            )
         for name in route.path_fields:
             operation["parameters"].append(
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

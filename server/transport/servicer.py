@@ -15,9 +15,10 @@ from graphfuse.server.core.service import (
     GraphService,
     LinkedEntity,
     NamedEvidence,
+    RelationWords,
     Timing,
 )
-from graphfuse.server.record_messages import record_from_proto
+from graphfuse.server.record_messages import RECORD_KINDS, record_from_proto
 from graphfuse.server.storage.store import GraphMeta
 from graphfuse.server.transport.status import status_of, streaming, unary
 from graphfuse.v1 import graphfuse_pb2 as pb
@@ -61,6 +62,21 @@ def _graph_info(
         created_at=meta.created_at,
         updated_at=meta.updated_at,
         timing=timing,
+    )
+
+
+def _relation_words(w: RelationWords) -> pb.RelationWords:
+    record, phrases = w.record, w.phrases
+    return pb.RelationWords(
+        id=record.id,
+        name=record.name or "",
+        inverse_name=record.inverse_name or "",
+        aliases=record.aliases,
+        description=record.description or "",
+        forward_phrases=phrases.forward,
+        inverse_phrases=phrases.inverse,
+        forward_answers=phrases.forward_answers,
+        inverse_answers=phrases.inverse_answers,
     )
 
 
@@ -197,11 +213,12 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request: pb.GetGraphInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GraphInfo:
         started = time.perf_counter()
-        meta, relations, models = await self.service.graph_info(request.graph)
-        info = _graph_info(meta, relations, _since(started))
-        info.reasoner = models.reasoner
-        info.link_predictor = models.link_predictor
-        info.recommender = models.recommender
+        details = await self.service.graph_info(request.graph)
+        info = _graph_info(details.meta, details.relations, _since(started))
+        info.reasoner = details.models.reasoner
+        info.link_predictor = details.models.link_predictor
+        info.recommender = details.models.recommender
+        info.relation_words.extend(_relation_words(w) for w in details.relation_words)
         return info
 
     @streaming
@@ -210,9 +227,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
     ) -> AsyncIterator[pb.IngestAck]:
         async for chunk in request_iterator:
             records = [record_from_proto(r) for r in chunk.records]
-            empty = [
-                (i, "record has neither a triple nor an entity") for i, r in enumerate(records) if r is None
-            ]
+            empty = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
             if empty:
                 yield pb.IngestAck(
                     chunk_id=chunk.chunk_id,

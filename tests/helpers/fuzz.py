@@ -74,7 +74,17 @@ records = st.one_of(
         texts,
         st.lists(texts, max_size=3),
     ),
-    st.just(pb.Record()),  # neither a triple nor an entity
+    st.builds(
+        lambda i, n, v, a, d: pb.Record(
+            relation=pb.Relation(id=i, name=n, inverse_name=v, aliases=a, description=d)
+        ),
+        texts,
+        texts,
+        texts,
+        st.lists(texts, max_size=3),
+        texts,
+    ),
+    st.just(pb.Record()),  # an empty record
 )
 requests = st.one_of(
     st.builds(lambda: ("Info", pb.InfoRequest())),

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from graphfuse.gnn.data.graph import merge_due_at
-from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
 from graphfuse.server.client import Client
 from graphfuse.server.record_messages import record_to_proto
 from graphfuse.v1 import graphfuse_pb2 as pb
@@ -278,7 +278,8 @@ def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
     before = stats.misses
     acks = client.ingest("batched", [TripleRecord(n, "inhibits", "batched enzyme") for n in names])
     assert all(a.accepted for a in acks)
-    assert stats.misses - before == len(names) + 2  # 6 entity names and 1 relation, none cached before
+    # 6 entity names, the relation's phrase each way and the names of its most connected heads, none cached
+    assert stats.misses - before == len(names) + 4
 
     before = stats.misses
     assert client.lookup("batched", head="batched compound 3", relation="inhibits").total_facts == 1
@@ -292,10 +293,15 @@ def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
 
 
 def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
+    relations = [
+        RelationRecord("directed_by", inverse_name="directed", aliases=("director",)),
+        RelationRecord("release_year", "released in", description="the year a film came out"),  # no triples
+    ]
     first = RunningServer(server_config(tmp_path, demo=False))
     try:
         with first.client() as client:
-            assert all(a.accepted for a in client.ingest("kept", MOVIES))
+            assert all(a.accepted for a in client.ingest("kept", [*relations, *MOVIES]))
+            words = list(client.graph_info("kept").relation_words)
         assert len(first.app.service.encoder.cache) > 1  # names were encoded on the first start
     finally:
         first.stop()
@@ -306,7 +312,13 @@ def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
         assert len(encoder.cache) == 1  # only the warm-up text: every name vector came from the store
         with second.client() as client:
             info = client.graph_info("kept")
-            assert (info.entities, info.triples) == (8, 7)
+            assert (info.entities, info.relations, info.triples) == (8, 3, 7)
+            assert list(info.relation_words) == words  # the relations' words, as they were served
+            assert [(w.id, w.name, w.inverse_name, list(w.aliases)) for w in words] == [
+                ("directed_by", "", "directed", ["director"]),
+                ("release_year", "released in", "", []),
+                ("starred_actors", "", "", []),
+            ]
             answer = client.ask("who directed Top Hat", graph="kept", max_hops=1).answers[0]
             assert answer.name == "Mark Sandrich"
             assert [g.name for g in client.list_graphs().graphs] == ["kept"]
@@ -404,3 +416,69 @@ def test_updates_are_answered_from_the_delta_then_merged_in_the_background(
     assert graph.merges > merges and graph.delta_size == 0
     answers = [a.entity_id for a in client.ask(question, graph="growing", max_hops=1).answers]
     assert "exit" in answers and "step 4" not in answers
+
+
+def test_relation_records_give_relations_their_words(client: Client, running_server: RunningServer) -> None:
+    records = [
+        RelationRecord("CtD", "treats", "treated by", ("cures",), "a compound treats a disease"),
+        RelationRecord("CpD", "palliates"),
+        TripleRecord("aspirin", "CtD", "headache"),
+        TripleRecord("aspirin", "CpD", "fever"),
+        RelationRecord("CtD", aliases=("is a therapy for",)),  # words add up; None keeps the others
+    ]
+    (ack,) = client.ingest("terse", records)
+    assert ack.accepted and (ack.new_triples, ack.new_entities) == (2, 3)
+    info = client.graph_info("terse")
+    assert info.relations == 2 and list(info.relation_names) == ["CpD", "CtD"]
+    assert [w.id for w in info.relation_words] == ["CpD", "CtD"]
+    treats = info.relation_words[1]
+    assert (treats.name, treats.inverse_name, treats.description) == (
+        "treats",
+        "treated by",
+        "a compound treats a disease",
+    )
+    assert list(treats.aliases) == ["cures", "is a therapy for"]
+    graph = running_server.app.service.graphs["terse"].graph
+    phrases = graph.relation_phrases(graph.relation_index["CtD"])  # what the server matches questions with
+    assert (tuple(treats.forward_phrases), tuple(treats.inverse_phrases)) == (
+        phrases.forward,
+        phrases.inverse,
+    )
+    assert (treats.forward_answers, treats.inverse_answers) == (
+        phrases.forward_answers,
+        phrases.inverse_answers,
+    )
+    assert "treats" in treats.forward_phrases[0] and "treated by" in treats.inverse_phrases[0]
+    assert (info.relation_words[0].name, info.relation_words[0].aliases) == ("palliates", [])
+    assert client.lookup("terse", head="aspirin", relation="treats").resolved_relation == "CtD"
+    assert client.graph_info("terse").relation_words == info.relation_words  # read again: the same
+    assert all(a.accepted for a in client.ingest("terse", [RelationRecord("CpD", aliases=("eases",))]))
+    assert list(client.graph_info("terse").relation_words[0].aliases) == ["eases"]  # a write shows at once
+
+
+def test_invalid_relation_records_are_refused_naming_the_field(client: Client) -> None:
+    assert all(a.accepted for a in client.ingest("terse_bad", [TripleRecord("a", "P27", "b")]))
+    chunk = pb.IngestChunk(
+        graph="terse_bad",
+        chunk_id="bad",
+        records=[
+            pb.Record(relation=pb.Relation(id="P27", name=" citizen of")),
+            pb.Record(relation=pb.Relation(name="citizen of")),
+            pb.Record(relation=pb.Relation(id="P27", aliases=["nationality", "x" * 2000])),
+            pb.Record(relation=pb.Relation(id="P27", description="a\ttab")),
+            pb.Record(relation=pb.Relation(id="P27", name="country of citizenship")),  # valid
+        ],
+    )
+    (ack,) = client.graphs.Ingest(iter([chunk]), timeout=30)
+    assert not ack.accepted
+    assert [(e.index, e.reason) for e in ack.errors] == [
+        (0, "relation name ' citizen of' has leading or trailing whitespace"),
+        (1, "relation id is empty"),
+        (2, "relation alias is 2000 characters long (at most 1024)"),
+        (3, "relation description 'a\\ttab' contains a tab, newline or NUL character"),
+    ]
+    (words,) = client.graph_info("terse_bad").relation_words
+    assert (words.name, list(words.aliases)) == ("", [])  # the rejected chunk wrote nothing
+    empty = pb.IngestChunk(graph="terse_bad", records=[pb.Record()])
+    (ack,) = client.graphs.Ingest(iter([empty]), timeout=30)
+    assert not ack.accepted and "set triple, remove_triple, entity or relation" in ack.errors[0].reason

@@ -152,7 +152,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dimensions: _Optional[int] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class GraphInfo(_message.Message):
-    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor", "recommender")
+    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor", "recommender", "relation_words")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class GraphInfo(_message.Message):
     REASONER_FIELD_NUMBER: _ClassVar[int]
     LINK_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDER_FIELD_NUMBER: _ClassVar[int]
+    RELATION_WORDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     entities: int
@@ -177,7 +178,30 @@ class GraphInfo(_message.Message):
     reasoner: str
     link_predictor: str
     recommender: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ..., recommender: _Optional[str] = ...) -> None: ...
+    relation_words: _containers.RepeatedCompositeFieldContainer[RelationWords]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ..., recommender: _Optional[str] = ..., relation_words: _Optional[_Iterable[_Union[RelationWords, _Mapping]]] = ...) -> None: ...
+
+class RelationWords(_message.Message):
+    __slots__ = ("id", "name", "inverse_name", "aliases", "description", "forward_phrases", "inverse_phrases", "forward_answers", "inverse_answers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_PHRASES_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_PHRASES_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    inverse_name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    forward_phrases: _containers.RepeatedScalarFieldContainer[str]
+    inverse_phrases: _containers.RepeatedScalarFieldContainer[str]
+    forward_answers: str
+    inverse_answers: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., inverse_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., forward_phrases: _Optional[_Iterable[str]] = ..., inverse_phrases: _Optional[_Iterable[str]] = ..., forward_answers: _Optional[str] = ..., inverse_answers: _Optional[str] = ...) -> None: ...
 
 class CreateGraphRequest(_message.Message):
     __slots__ = ("graph", "description")
@@ -241,15 +265,31 @@ class Entity(_message.Message):
     type: str
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., type: _Optional[str] = ...) -> None: ...
 
+class Relation(_message.Message):
+    __slots__ = ("id", "name", "inverse_name", "aliases", "description")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INVERSE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    inverse_name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., inverse_name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
+
 class Record(_message.Message):
-    __slots__ = ("triple", "entity", "remove_triple")
+    __slots__ = ("triple", "entity", "remove_triple", "relation")
     TRIPLE_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     REMOVE_TRIPLE_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
     triple: Triple
     entity: Entity
     remove_triple: Triple
-    def __init__(self, triple: _Optional[_Union[Triple, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., remove_triple: _Optional[_Union[Triple, _Mapping]] = ...) -> None: ...
+    relation: Relation
+    def __init__(self, triple: _Optional[_Union[Triple, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., remove_triple: _Optional[_Union[Triple, _Mapping]] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
     __slots__ = ("records",)

@@ -72,11 +72,33 @@ async function loadStats() {
       `${g.entities} entities, ${g.relations} relations, ${g.triples} triples; reasoner ${g.reasoner}` +
       (g.linkPredictor ? `; link predictor ${g.linkPredictor}` : "") +
       (g.recommender ? `; recommender ${g.recommender}` : "");
+    $("relations").replaceChildren(...(g.relationWords || []).map(relationItem));
     showError(null);
   } catch (error) {
     $("stats").textContent = "";
+    $("relations").replaceChildren();
     showError(error);
   }
+}
+
+// A relation's words: those relation records gave it, then the phrases each way with what they answer.
+function relationItem(w) {
+  const given = [
+    w.name && `name "${w.name}"`,
+    w.inverseName && `inverse "${w.inverseName}"`,
+    w.aliases.length && `aliases ${w.aliases.map((a) => `"${a}"`).join(", ")}`,
+    w.description && `description "${w.description}"`,
+  ].filter(Boolean);
+  const way = (arrow, phrases, answers) =>
+    el("div", { class: "path" }, `${arrow}: ${phrases.join(" | ")}` + (answers ? ` (answers: ${answers})` : ""));
+  return el(
+    "li",
+    { class: "relation", "data-relation": w.id },
+    el("strong", {}, w.id),
+    el("span", { class: "muted words" }, given.length ? given.join("; ") : "no words given: read from its id"),
+    way("head \u2192 tail", w.forwardPhrases, w.forwardAnswers),
+    way("tail \u2192 head", w.inversePhrases, w.inverseAnswers),
+  );
 }
 
 // --------------------------------------------------------------------------------------------- ask

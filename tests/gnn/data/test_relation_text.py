@@ -1,8 +1,8 @@
 import pytest
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
-from graphfuse.gnn.data.records import EntityRecord, TripleRecord
-from graphfuse.gnn.data.relation_text import describe_relation, relation_words
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.gnn.data.relation_text import inverse_words, relation_phrases, relation_words
 
 
 @pytest.mark.parametrize(
@@ -27,11 +27,11 @@ def test_relation_words_for_each_naming_scheme(relation, words):
     assert relation_words(relation) == words
 
 
-def test_describe_relation_adds_the_most_common_endpoint_kinds():
+def test_relation_phrases_read_between_the_most_common_endpoint_kinds():
     heads, tails = ["Compound", "Compound", "Gene"], ["Disease", "Disease", "Symptom"]
-    assert describe_relation("TREATS_CtD", heads, tails) == "compound treats disease"
-    assert describe_relation("located_in", [], ["Anatomy"]) == "located in anatomy"
-    assert describe_relation("located_in") == "located in"
+    assert relation_phrases("TREATS_CtD", None, heads, tails).forward == ("compound treats disease",)
+    assert relation_phrases("located_in", None, [], ["Anatomy"]).forward == ("located in anatomy",)
+    assert relation_phrases("located_in").forward == ("located in",)
 
 
 def test_graph_describes_relations_by_kinds_only_where_entities_have_kinds():
@@ -45,3 +45,54 @@ def test_graph_describes_relations_by_kinds_only_where_entities_have_kinds():
     kinds += [EntityRecord(e, type="Disease") for e in ("headache", "fever")]
     typed = KnowledgeGraph(kinds, triples)
     assert typed.relation_text(0) == "compound treats disease"
+
+
+@pytest.mark.parametrize(
+    ("words", "inverse"),
+    [
+        ("treats", "treated by"),  # a verb in the third person turns passive
+        ("binds", "bound by"),  # irregular participles come from lemminflect
+        ("upregulates", "upregulated by"),  # and so do words it has never seen
+        ("directed by", "directed"),  # a passive turns active
+        ("has genre", "genre of"),
+        ("part of", "has part"),
+        ("is located in", "is located in"),  # a trailing preposition: the same words both ways
+        ("hypernym, is a kind of", "hyponym, has kinds"),  # schema terms have their named inverse
+        ("is a", "has kind"),
+        ("nationality", "nationality of"),  # a noun asks for the other side with "of"
+    ],
+)
+def test_inverse_words(words, inverse):
+    assert inverse_words(words) == inverse
+
+
+def test_relation_phrases_read_both_ways_with_the_answer_side():
+    phrases = relation_phrases("TREATS_CtD", None, ["Compound"], ["Disease"])
+    assert phrases.forward == ("compound treats disease",)
+    assert phrases.inverse == ("disease treated by compound",)
+    assert (phrases.forward_answers, phrases.inverse_answers) == ("disease", "compound")
+
+
+def test_relation_phrases_without_kinds_describe_answers_by_typical_names():
+    phrases = relation_phrases("directed_by", head_examples=["Heat", "Alien"], tail_examples=["Michael Mann"])
+    assert phrases.forward == ("directed by",) and phrases.inverse == ("directed",)
+    assert (phrases.forward_answers, phrases.inverse_answers) == ("Michael Mann", "Heat, Alien")
+
+
+def test_relation_records_give_names_aliases_and_descriptions():
+    record = RelationRecord("P27", "citizen of", "has citizen", ("nationality",), "the country of a person")
+    phrases = relation_phrases("P27", record)
+    assert phrases.forward == ("citizen of", "nationality", "the country of a person")
+    assert phrases.inverse == ("has citizen", "the country of a person")
+
+
+def test_graph_phrases_relations_from_its_records_and_entities():
+    triples = [TripleRecord(f"film{i}", "rel_7", "Ann Lee" if i < 3 else "Bo Chan") for i in range(4)]
+    graph = KnowledgeGraph([], triples)
+    assert graph.relation_phrases(0).forward_answers == "Ann Lee, Bo Chan"  # most connected first
+    update = graph.add([RelationRecord("rel_7", "directed by", aliases=("helmed by",))])
+    assert update.described_relations == [0]
+    assert graph.relation_phrases(0).forward == ("directed by", "helmed by")
+    assert graph.relation_text(0) == "directed by"
+    assert graph.add([RelationRecord("rel_7", aliases=("helmed by",))]).described_relations == []
+    assert graph.add([RelationRecord("rel_9", "cites")]).new_relations == [1]  # words before any edge

@@ -9,14 +9,17 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.gnn.formats.datasets import shared_data_dir
 from graphfuse.gnn.formats.loaders import (
     FORMATS,
     InteractionLayout,
     LoadError,
     detect_format,
     iter_records,
+    iter_relations,
     load_records,
+    load_relations,
 )
 
 TRIPLES = [
@@ -92,6 +95,115 @@ def test_jsonl_round_trip_with_entities_and_triples(tmp_path):
         EntityRecord("ibuprofen"),
         *TRIPLES,
     ]
+
+
+def test_jsonl_relation_records_mirror_the_entity_objects(tmp_path):
+    lines = [
+        {
+            "relation": {
+                "id": "P27",
+                "name": "country of citizenship",
+                "inverse_name": "citizens",
+                "aliases": ["nationality", "citizen of"],
+                "description": "the country that recognises the person as its citizen",
+            }
+        },
+        {"relation": {"id": "CtD", "aliases": None, "name": None}},
+        {"head": "Q1", "relation": "P27", "tail": "Q2"},  # a triple's relation stays a string
+    ]
+    path = write(tmp_path / "g.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
+    assert load_records(path) == [
+        RelationRecord(
+            "P27",
+            "country of citizenship",
+            "citizens",
+            ("nationality", "citizen of"),
+            "the country that recognises the person as its citizen",
+        ),
+        RelationRecord("CtD"),
+        TripleRecord("Q1", "P27", "Q2"),
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".txt"])
+def test_relation_table_round_trip(tmp_path, suffix):
+    separator = "," if suffix == ".csv" else "\t"
+    rows = [
+        ["ID", "name", "Inverse_Name", "aliases", "description"],  # any case
+        ["P27", "country of citizenship", "citizens", "nationality | citizen of", "a person's country"],
+        ["rel_12", "", "", "", ""],
+        ["CtD", "treats", "", "cures||is a therapy for"],  # the trailing empty cell left out
+    ]
+    text = "# words for terse relation ids\n\n" + "\n".join(separator.join(row) for row in rows) + "\n"
+    path = write(tmp_path / f"relations{suffix}", text)
+    expected = [
+        RelationRecord(
+            "P27", "country of citizenship", "citizens", ("nationality", "citizen of"), "a person's country"
+        ),
+        RelationRecord("rel_12"),
+        RelationRecord("CtD", "treats", None, ("cures", "is a therapy for")),
+    ]
+    assert load_relations(path) == expected
+    assert load_records(path, "relations") == expected  # graphfuse ingest FILE --format relations
+
+
+def test_relation_table_columns_may_come_in_any_order_and_csv_quotes(tmp_path):
+    path = write(tmp_path / "r.csv", 'aliases,id\n"cures, heals|remedies",CtD\n')
+    assert load_relations(path) == [RelationRecord("CtD", aliases=("cures, heals", "remedies"))]
+
+
+HETIONET_METAEDGES = """metaedge\tabbreviation\tedges\tsource_nodes\ttarget_nodes\tunbiased
+Compound - treats - Disease\tCtD\t755\t387\t77\t0
+Compound - causes - Side Effect\tCcSE\t138944\t1071\t5701\t0
+Gene - interacts - Gene\tGiG\t147164\t9526\t14084\t15517
+Gene > regulates > Gene\tGr>G\t265672\t4634\t7048\t265672
+Pharmacologic Class - includes - Compound\tPCiC\t1029\t345\t724\t0
+"""
+
+
+def test_hetionet_metaedges_become_relation_records(tmp_path):
+    path = write(tmp_path / "metaedges.tsv", HETIONET_METAEDGES)
+    assert load_relations(path) == [
+        RelationRecord("CtD", "treats", None, ("Compound treats Disease",)),
+        RelationRecord("CcSE", "causes", None, ("Compound causes Side Effect",)),
+        RelationRecord("GiG", "interacts", "interacts", ("Gene interacts Gene",)),  # undirected: both ways
+        RelationRecord("Gr>G", "regulates", None, ("Gene regulates Gene",)),  # directed
+        RelationRecord("PCiC", "includes", None, ("Pharmacologic Class includes Compound",)),
+    ]
+
+
+def test_the_shared_hetionet_metaedges_file_reads_whole():
+    try:
+        path = shared_data_dir() / "hetionet" / "metaedges.tsv"
+    except FileNotFoundError as error:
+        pytest.skip(f"shared data is absent: {error}")
+    records = load_relations(path)
+    assert len(records) == 24 and len({r.id for r in records}) == 24
+    assert RelationRecord("CtD", "treats", None, ("Compound treats Disease",)) in records
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("name\taliases\nP27\tx\n", 1, "expected a header naming the columns id, name"),
+        ("id\tname\tcolour\nP27\tx\tred\n", 1, "expected a header naming the columns"),
+        ("id\tname\n\nP27\tcitizen\tof\n", 3, "expected at most 2 fields (id, name), got 3"),
+        ("id\tname\nP27\tcit\x00izen\n", 2, "relation name 'cit\\x00izen' contains a tab, newline or NUL"),
+        ("id\tname\n\tcitizen\n", 2, "relation id is empty"),
+        ("id\taliases\nP27\t" + "x" * 1100 + "\n", 2, "relation alias is 1100 characters long"),
+        (
+            "metaedge\tabbreviation\nCompound treats Disease\tCtD\n",
+            2,
+            "expected a metaedge 'Kind - verb - Kind'",
+        ),
+        ("metaedge\tabbreviation\nCompound - treats - Disease\n", 2, "expected 2 fields"),
+    ],
+)
+def test_malformed_relation_tables_name_the_line(tmp_path, text, line, reason):
+    path = write(tmp_path / "relations.tsv", text)
+    with pytest.raises(LoadError) as info:
+        load_relations(path)
+    assert info.value.line == line and reason in info.value.reason
 
 
 def test_adjacency_lists_become_typed_users_items_and_interactions(tmp_path):
@@ -244,10 +356,21 @@ def test_hand_written_gexf_labels(tmp_path):
         ("g.jsonl", '{"id": "a", "aliases": "b"}\n', 1, "'aliases' to be an array of strings, got string"),
         ("g.jsonl", '{"id": "a", "aliases": [1]}\n', 1, "alias must be a string"),
         ("g.jsonl", '{"id": "a", "nmae": "A"}\n', 1, "unexpected ['nmae']"),
-        ("g.jsonl", '{"name": "A"}\n', 1, "expected a triple {head, relation, tail} or an entity"),
+        ("g.jsonl", '{"name": "A"}\n', 1, "expected a triple {head, relation, tail}, an entity"),
         ("g.jsonl", '["a", "r", "b"]\n', 1, "expected a JSON object, got array"),
         ("g.jsonl", '{"id": "a\\tb"}\n', 1, "contains a tab"),
         ("g.jsonl", '{"id": " a"}\n', 1, "leading or trailing whitespace"),
+        ("g.jsonl", '{"relation": "r"}\n', 1, "expected 'relation' to be an object {id, name?"),
+        ("g.jsonl", '{"relation": {"name": "x"}}\n', 1, "(id required; missing ['id']"),
+        ("g.jsonl", '{"relation": {"id": "r", "inverseName": "x"}}\n', 1, "unexpected ['inverseName']"),
+        (
+            "g.jsonl",
+            '{"relation": {"id": "r", "aliases": "x"}}\n',
+            1,
+            "'aliases' of a relation to be an array",
+        ),
+        ("g.jsonl", '{"relation": {"id": "r", "name": ""}}\n', 1, "relation name is empty"),
+        ("g.jsonl", '{"relation": {"id": "r", "description": 3}}\n', 1, "relation description must be"),
         ("g.edgelist", "a b\nc\n", 2, "expected 'source target'"),
         ("g.edgelist", "a b treats\n", 1, "expected 'source target' or 'source target {attribute dict}'"),
         ("g.edgelist", "a b {'relation': ''}\n", 1, "relation is empty"),
@@ -375,6 +498,8 @@ def test_explicit_format_overrides_the_extension(tmp_path):
 def test_missing_file_is_reported_when_called(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.tsv"):
         iter_records(tmp_path / "nope.tsv")
+    with pytest.raises(FileNotFoundError, match="relation table at .*nope.tsv"):
+        iter_relations(tmp_path / "nope.tsv")
 
 
 def test_gnn_never_imports_grpc_or_server():

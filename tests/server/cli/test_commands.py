@@ -84,6 +84,44 @@ def test_ingest_stops_at_a_malformed_line(running_server: RunningServer, tmp_pat
         assert client.graph_info("broken").triples == 1  # the chunk before the bad line is stored
 
 
+def test_ingest_with_a_relation_table_then_info_shows_the_words(
+    running_server: RunningServer, tmp_path: Path
+) -> None:
+    triples = tmp_path / "edges.tsv"
+    triples.write_text("aspirin\tCtD\theadache\nDrug X\tCpD\tfever\n")
+    relations = tmp_path / "relations.csv"
+    relations.write_text("id,name,inverse_name,aliases,description\nCtD,treats,treated by,cures|heals,\n")
+    code, out = run(
+        running_server,
+        "ingest",
+        str(triples),
+        "--graph",
+        "cli_words",
+        "--relations",
+        str(relations),
+        "--json",
+    )
+    assert code == 0, out
+    assert (json.loads(out)["records"], json.loads(out)["new_triples"]) == (3, 2)
+    metaedges = tmp_path / "metaedges.tsv"  # Hetionet's shape, as a relation table FILE of its own
+    metaedges.write_text("metaedge\tabbreviation\tedges\nCompound - palliates - Disease\tCpD\t390\n")
+    code, out = run(running_server, "ingest", str(metaedges), "--graph", "cli_words", "--format", "relations")
+    assert code == 0 and "1 records sent" in out, out
+    code, out = run(running_server, "info", "--graph", "cli_words")
+    assert code == 0, out
+    assert out.startswith("cli_words: 4 entities, 2 relations, 2 triples; reasoner zero-shot")
+    assert "  CtD: name 'treats'; inverse 'treated by'; aliases 'cures', 'heals'" in out
+    assert "  CpD: name 'palliates'; aliases 'Compound palliates Disease'" in out
+    assert re.search(r"^      head -> tail: .*treats.* \| cures \| heals", out, re.MULTILINE)
+    assert re.search(r"^      tail -> head: .*treated by", out, re.MULTILINE)
+    code, out = run(running_server, "info", "--graph", "cli_words", "--json")
+    assert [w["id"] for w in json.loads(out)["relation_words"]] == ["CpD", "CtD"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("id\tname\nCtD\t\x00\n")
+    code, out = run(running_server, "ingest", str(triples), "--graph", "cli_words", "--relations", str(bad))
+    assert code == 1 and "bad.tsv:2" in out and "relation name" in out
+
+
 def test_serve_starts_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, Record, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, Record, RelationRecord, Retraction, TripleRecord
 from graphfuse.server.client import Client
 from graphfuse.server.replication.stream import (
     BATCH_HEADER,
@@ -151,6 +151,38 @@ def test_decoding_both_forms_and_refusals() -> None:
             decode_update(StreamMessage("graphfuse.g.updates", 3, data))
 
 
+def test_decoding_relation_records_in_both_forms() -> None:
+    record = RelationRecord("CtD", "treats", "treated by", ("cures",), "a compound treats a disease")
+    proto = pb.Record(
+        relation=pb.Relation(
+            id="CtD",
+            name="treats",
+            inverse_name="treated by",
+            aliases=["cures"],
+            description="a compound treats a disease",
+        )
+    )
+    update = decode_update(StreamMessage("graphfuse.g.updates", 1, proto.SerializeToString()))
+    assert update.records == [(0, record)]
+    document = {
+        "relation": {
+            "id": "CtD",
+            "name": "treats",
+            "inverseName": "treated by",
+            "aliases": ["cures"],
+            "description": "a compound treats a disease",
+        }
+    }
+    update = decode_update(StreamMessage("graphfuse.g.updates", 2, json.dumps(document).encode()))
+    assert update.records == [(0, record)]
+    (body,) = batch_bodies([TripleRecord("a", "CtD", "b"), record], 10, 1 << 20)
+    update = decode_update(StreamMessage("graphfuse.g.updates", 3, body, {BATCH_HEADER: "1"}))
+    assert update.records == [(0, TripleRecord("a", "CtD", "b")), (1, record)]
+    bad = json.dumps({"relation": {"id": "CtD", "aliases": ["cures", " x"]}}).encode()
+    with pytest.raises(ValueError, match="relation: relation alias ' x' has leading or trailing whitespace"):
+        decode_update(StreamMessage("graphfuse.g.updates", 4, bad))
+
+
 class QuietSubscription:
     """A pull subscription that times out as nats-py does (its own TimeoutError, or asyncio's), then
     delivers one message."""
@@ -287,11 +319,18 @@ def test_updates_apply_in_order_and_retractions_remove(tmp_path: Path, nats_url:
                         json.dumps({"entity": {"id": "drug_a", "aliases": ["DA-1"]}}).encode(),
                         {"Content-Type": "application/json"},
                     ),
+                    (
+                        "graphfuse.med.updates",
+                        json.dumps({"relation": {"id": "treats", "inverseName": "treated by"}}).encode(),
+                        None,
+                    ),
                 ],
             )
             eventually(lambda: client.lookup("med", head="drug_a", relation="treats").total_facts == 2)
             eventually(lambda: server.app.consumer.applied >= aliased)  # the alias may come in a later batch
             assert client.lookup("med", head="DA-1", relation="treats").total_facts == 2  # the alias links
+            (words,) = client.graph_info("med").relation_words
+            assert (words.id, words.inverse_name) == ("treats", "treated by")
             (last,) = publish(
                 nats_url,
                 [("graphfuse.med.updates", triple_json("drug_a", "treats", "cough", "removeTriple"), None)],

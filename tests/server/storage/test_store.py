@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
 from graphfuse.server.storage.store import (
     DB_FILENAME,
     SCHEMA_VERSION,
@@ -182,6 +182,49 @@ def test_entity_record_alone_creates_entity(store: GraphStore) -> None:
     assert store.read_graph("g") == ([EntityRecord("lonely_one", "lonely one", ())], [])
 
 
+def test_relation_records_create_relations_and_their_words_merge(store: GraphStore) -> None:
+    store.create_graph("g")
+    store.write(
+        "g",
+        [
+            TripleRecord("aspirin", "CtD", "headache"),
+            RelationRecord("CtD", "treats", aliases=("cures",)),
+            RelationRecord("P27", description="the country of a person"),  # creates the relation
+            RelationRecord("CtD", None, "treated by", ("cures", "heals")),  # None keeps the name
+        ],
+    )
+    assert store.read_relations("g") == [
+        RelationRecord("CtD", "treats", "treated by", ("cures", "heals")),
+        RelationRecord("P27", None, None, (), "the country of a person"),
+    ]
+    meta = store.get_graph("g")
+    assert (meta.entities, meta.relations, meta.triples) == (2, 2, 1)
+    before = _snapshot(store, "g"), store.read_relations("g")
+    assert store.write("g", [RelationRecord("CtD", "treats", aliases=("heals",))]) == WriteResult(0, 0)
+    assert (_snapshot(store, "g"), store.read_relations("g")) == before  # nothing new: not even updated_at
+    store.write("g", [RelationRecord("CtD", "is a treatment for", aliases=("remedies",))])
+    assert store.read_relations("g")[0] == RelationRecord(
+        "CtD", "is a treatment for", "treated by", ("cures", "heals", "remedies")
+    )
+    assert store.read_graph("g")[1] == [TripleRecord("aspirin", "CtD", "headache")]
+
+
+def test_relation_words_are_per_graph_and_deleted_with_it(store: GraphStore) -> None:
+    for name in ("a", "b"):
+        store.create_graph(name)
+    store.write("a", [RelationRecord("r", "relates to", aliases=("links",))])
+    store.write("b", [TripleRecord("x", "r", "y")])
+    assert store.read_relations("b") == []  # a relation no record described has no words
+    assert store.delete_graph("a")
+    store.create_graph("a")
+    assert store.read_relations("a") == []
+    with store._transaction("count") as conn:
+        assert conn.execute("SELECT count(*) FROM relation_aliases").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM relation_words").fetchone() == (0,)
+    with pytest.raises(GraphNotFoundError):
+        store.read_relations("missing")
+
+
 def test_same_entity_ids_in_two_graphs_are_separate(store: GraphStore) -> None:
     store.create_graph("a")
     store.create_graph("b")
@@ -277,7 +320,9 @@ def test_failure_midway_through_a_statement_leaves_nothing(store: GraphStore) ->
 
 def test_unknown_record_type_is_rejected_before_writing(store: GraphStore) -> None:
     store.create_graph("g")
-    with pytest.raises(TypeError, match="record 1 must be a TripleRecord or an EntityRecord"):
+    with pytest.raises(
+        TypeError, match="record 1 must be a TripleRecord, an EntityRecord or a RelationRecord"
+    ):
         store.write("g", [TripleRecord("a", "r", "b"), ("a", "r", "c")])  # type: ignore[list-item]
     assert store.read_graph("g") == ([], [])
 
@@ -322,14 +367,15 @@ def test_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
 def test_reopen_after_close(tmp_path: Path) -> None:
     store = GraphStore(tmp_path)
     store.create_graph("g", "kept")
-    store.write("g", CHUNK)
-    before = store.read_graph("g"), store.get_graph("g")
+    store.write("g", [*CHUNK, RelationRecord("treats", "treats", "treated by", ("cures",), "a therapy")])
+    before = store.read_graph("g"), store.read_relations("g"), store.get_graph("g")
+    assert before[1] == [RelationRecord("treats", "treats", "treated by", ("cures",), "a therapy")]
     store.close()
     store.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
         store.get_graph("g")
     with GraphStore(tmp_path) as reopened:
-        assert (reopened.read_graph("g"), reopened.get_graph("g")) == before
+        assert (reopened.read_graph("g"), reopened.read_relations("g"), reopened.get_graph("g")) == before
         assert reopened.write("g", CHUNK) == WriteResult(0, 0)
 
 
@@ -420,22 +466,31 @@ def test_retractions_apply_in_order_with_the_stream_position(store: GraphStore) 
     assert store.stream_position("updates") == 17
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_older_store_is_migrated(tmp_path: Path, version: int) -> None:
     with GraphStore(tmp_path) as store:
         store.create_graph("g")
         store.write("g", CHUNK)
     with sqlite3.connect(tmp_path / DB_FILENAME) as conn:  # as graphfuse wrote it before
-        conn.execute("ALTER TABLE entities DROP COLUMN type")
+        conn.execute("DROP TABLE relation_aliases")
+        conn.execute("DROP TABLE relation_words")
+        if version <= 2:
+            conn.execute("ALTER TABLE entities DROP COLUMN type")
         if version == 1:
             conn.execute("DROP TABLE stream_positions")
         conn.execute(f"PRAGMA user_version = {version}")
     with GraphStore(tmp_path) as store:
         assert store.get_graph("g").triples == 3 and store.stream_position("s") == 0
-        store.write("g", [EntityRecord("aspirin", type="drug")], position=("s", 5))
+        assert store.read_relations("g") == []
+        store.write(
+            "g", [EntityRecord("aspirin", type="drug"), RelationRecord("is_a", "is a")], position=("s", 5)
+        )
         assert store.stream_position("s") == 5
         entities = {e.id: e for e in store.read_graph("g")[0]}
         assert entities["aspirin"].type == "drug" and entities["ibuprofen"].type is None
+        assert store.read_relations("g") == [RelationRecord("is_a", "is a")]
+    with GraphStore(tmp_path) as store:  # migrated once: now the current version
+        assert store.read_relations("g") == [RelationRecord("is_a", "is a")]
 
 
 def test_entity_types_are_stored_and_updated(store: GraphStore) -> None:

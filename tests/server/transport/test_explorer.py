@@ -136,3 +136,25 @@ def test_paths_read_in_walking_order_and_edges_keep_the_fact_direction(page) -> 
         response,
     )
     assert edges == [["a", "b"], ["c", "b"]]
+
+
+def test_graph_view_lists_each_relations_words(page) -> None:  # noqa: ANN001
+    page, http = page
+    chunk = {
+        "createGraph": True,
+        "records": [
+            {"relation": {"id": "CtD", "name": "treats", "inverseName": "treated by", "aliases": ["cures"]}},
+            {"triple": {"head": "aspirin", "relation": "CtD", "tail": "headache"}},
+            {"triple": {"head": "aspirin", "relation": "rel_12", "tail": "pain"}},
+        ],
+    }
+    assert http("POST", "/v1/graphs/words/ingest", chunk)[1]["accepted"]
+    page.goto(f"{http.base}/?graph=words")
+    page.wait_for_selector("#relations li", state="attached")  # in a closed <details> until clicked
+    shown = page.locator("#relations li").evaluate_all("items => items.map(i => i.dataset.relation)")
+    assert shown == ["CtD", "rel_12"]
+    page.click("#relations-box summary")
+    given = page.inner_text("#relations li[data-relation='CtD']")
+    assert 'name "treats"' in given and 'inverse "treated by"' in given and 'aliases "cures"' in given
+    assert "head \u2192 tail: " in given and "treated by" in given.split("tail \u2192 head: ")[1]
+    assert "no words given" in page.inner_text("#relations li[data-relation='rel_12']")

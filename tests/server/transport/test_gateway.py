@@ -14,6 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
+from graphfuse.server.client import Client
 from tests.server.conftest import RunningServer, server_config
 
 ADMIN, READER = "admin-secret-token", "reader-secret-token"
@@ -98,6 +99,58 @@ def test_lookup_link_embed_graphs_and_info(http: Http) -> None:
     assert status == 200 and body["apiVersion"] == "graphfuse.v1" and body["defaultGraph"] == "umls"
 
 
+def test_json_ingest_takes_relation_records_and_graph_info_shows_their_words(
+    served: tuple[RunningServer, Http],
+) -> None:
+    server, http = served
+    chunk = {
+        "createGraph": True,
+        "chunkId": "c1",
+        "records": [
+            {
+                "relation": {
+                    "id": "CtD",
+                    "name": "treats",
+                    "inverseName": "treated by",
+                    "aliases": ["cures"],
+                    "description": "a compound treats a disease",
+                }
+            },
+            {"triple": {"head": "aspirin", "relation": "CtD", "tail": "headache"}},
+            {"relation": {"id": "CtD", "aliases": ["is a therapy for"]}},
+        ],
+    }
+    try:
+        status, ack, _ = http("POST", "/v1/graphs/terse/ingest", chunk)
+        assert status == 200 and ack["accepted"] and ack["chunkId"] == "c1"
+        assert (ack["records"], ack["newTriples"]) == (3, 1)
+        status, info, _ = http("GET", "/v1/graphs/terse")
+        assert status == 200 and info["relationNames"] == ["CtD"]
+        (words,) = info["relationWords"]
+        assert {k: words[k] for k in ("id", "name", "inverseName", "aliases", "description")} == {
+            "id": "CtD",
+            "name": "treats",
+            "inverseName": "treated by",
+            "aliases": ["cures", "is a therapy for"],
+            "description": "a compound treats a disease",
+        }
+        assert "treats" in words["forwardPhrases"][0] and "treated by" in words["inversePhrases"][0]
+        bad = {"records": [{"relation": {"id": "CtD", "name": ""}}, {"relation": {"name": "x"}}, {}]}
+        status, ack, _ = http("POST", "/v1/graphs/terse/ingest", bad)
+        assert status == 200 and not ack["accepted"]  # refused records are answered in the ack, per record
+        assert [e.get("index", 0) for e in ack["errors"]] == [2]  # an empty record is refused first
+        bad["records"].pop()
+        status, ack, _ = http("POST", "/v1/graphs/terse/ingest", bad)
+        assert [(e.get("index", 0), e["reason"]) for e in ack["errors"]] == [(1, "relation id is empty")]
+        status, body, _ = http("POST", "/v1/graphs/terse/ingest", {"records": [{"relation": {"nmae": "x"}}]})
+        assert (status, body["status"]) == (400, "INVALID_ARGUMENT") and "nmae" in body["message"]
+        status, body, _ = http("POST", "/v1/graphs/terse/ingest", chunk, token=READER)
+        assert (status, body["status"]) == (403, "PERMISSION_DENIED")
+    finally:
+        with Client(server.target, token=ADMIN) as client:
+            client.delete_graph("terse")
+
+
 def test_health_openapi_and_the_explorer_page(http: Http) -> None:
     assert http("GET", "/healthz", token=None)[:2] == (200, {"status": "alive"})
     assert http("GET", "/readyz", token=None)[:2] == (200, {"status": "SERVING"})
@@ -112,6 +165,13 @@ def test_health_openapi_and_the_explorer_page(http: Http) -> None:
     timing = document["components"]["schemas"]["graphfuse.v1.Timing"]
     assert timing["properties"]["totalUs"]["type"] == "string"  # uint64 as a decimal string
     assert {"400", "401", "403", "404", "429", "503", "504"} <= set(ask["responses"])
+    ingest = document["paths"]["/v1/graphs/{graph}/ingest"]["post"]
+    assert ingest["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/graphfuse.v1.IngestAck"
+    }
+    relation = document["components"]["schemas"]["graphfuse.v1.Relation"]
+    assert set(relation["properties"]) == {"id", "name", "inverseName", "aliases", "description"}
+    assert "relationWords" in document["components"]["schemas"]["graphfuse.v1.GraphInfo"]["properties"]
     status, page, headers = http("GET", "/", token=None)
     assert status == 200 and "graphfuse explorer" in page and headers["Content-Type"].startswith("text/html")
     status, script, _ = http("GET", "/static/vendor/cytoscape-3.34.4.min.js", token=None)
