@@ -12,11 +12,15 @@ the handler behind the Ask RPC, with the topic found by the linker. Reported by 
 - AUROC of the top score separating answerable from unanswerable questions (no answer: score 0).
 
 Hetionet's relations are named as in its Neo4j export (`TREATS_CtD`), its node kinds stored as entity
-types. `--plain-relation-names` encodes relations from their ids alone (underscores as spaces), the text
-used before relations were verbalised.
+types. `--without PART...` measures what each part of the zero-shot reasoner brings by turning it off:
+
+- ``words``: relations encoded from their ids alone (underscores as spaces), the same both ways;
+- ``inverse``: each relation matched by its head-to-tail phrase both ways;
+- ``answers``: what a direction's answers are (kinds, typical names) not scored;
+- ``abstention``: no "no path fits" option and no calibration (the shorter-path preference stays).
 
 Usage: python -m bench.any_graph --data ../shared/data [--graphs umls metaqa ...] [--per-wording 3]
-       [--seed 0] [--plain-relation-names] [--questions eval|dev]
+       [--seed 0] [--without words inverse answers abstention] [--questions eval|dev]
 
 ``--questions dev`` asks the development wordings (`bench/any_graph_dev`), the only ones to tune on.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import platform
 import re
 import tempfile
@@ -45,6 +50,9 @@ from bench.any_graph_eval.questions import (
 )
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, Record, TripleRecord, default_name
+from graphfuse.gnn.data.relation_text import RelationPhrases
+from graphfuse.gnn.inference import reasoner as reasoner_module
+from graphfuse.gnn.inference.reasoner import ReasonerConfig
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.service import GraphService
 
@@ -62,6 +70,37 @@ def records_of(name: str, data: GraphData) -> tuple[list[Record], dict[str, str]
     entities = [EntityRecord(i, n or None, (), data.kinds.get(i)) for i, n in data.entities.items()]
     triples = [TripleRecord(h, relation_id[r], t) for h, r, t in data.triples]
     return [*entities, *triples], relation_id
+
+
+ABLATIONS = ("words", "inverse", "answers", "abstention")
+
+
+def turn_off(parts: list[str]) -> None:
+    """Turn parts of the zero-shot reasoner off for this process (see the module docstring)."""
+    phrases_of = KnowledgeGraph.relation_phrases
+
+    def phrases(self: KnowledgeGraph, r: int) -> RelationPhrases:
+        found = phrases_of(self, r)
+        if "words" in parts:
+            name = default_name(self.relation_ids[r])
+            found = RelationPhrases((name,), (name,), found.forward_answers, found.inverse_answers)
+        if "inverse" in parts:
+            found = dataclasses.replace(found, inverse=found.forward)
+        if "answers" in parts:
+            found = dataclasses.replace(found, forward_answers="", inverse_answers="")
+        return found
+
+    KnowledgeGraph.relation_phrases = phrases  # type: ignore[method-assign]
+    if "abstention" in parts:
+        configured = reasoner_module.zero_shot_config
+
+        def without_abstention() -> ReasonerConfig:
+            config = configured()
+            config.search.abstain_score = None
+            config.calibration = (1.0, 0.0)
+            return config
+
+        reasoner_module.zero_shot_config = without_abstention
 
 
 def ece(confidences: list[float], correct: list[bool], bins: int = 10) -> float:
@@ -184,16 +223,15 @@ def main() -> None:
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=GRAPHS)
     parser.add_argument("--per-wording", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plain-relation-names", action="store_true")
+    parser.add_argument("--without", nargs="+", default=[], choices=ABLATIONS)
     parser.add_argument(
         "--questions", choices=("eval", "dev"), default="eval", help="wording set: evaluation or development"
     )
     args = parser.parse_args()
-    if args.plain_relation_names:
-        KnowledgeGraph.relation_text = lambda self, r: default_name(self.relation_ids[r])  # type: ignore[method-assign]
+    turn_off(args.without)
     print(
         f"# bench.any_graph: {platform.machine()}, {torch.get_num_threads()} threads; "
-        f"relations encoded from {'their ids' if args.plain_relation_names else 'verbalised text'}; "
+        f"without {', '.join(args.without) or 'nothing'}; "
         f"seed {args.seed}, {args.per_wording} topics per wording\n"
     )
     print("| graph | bucket | questions | Hits@1 | MRR | ECE | |")

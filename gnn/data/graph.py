@@ -475,7 +475,7 @@ class _PositionIndex:
     so a value's positions stay in insertion order), the edges appended since then scanned.
 
     Args:
-        column: ``(E,)`` the column (heads or tails) as it is now.
+        column: ``(E,)`` the column (heads, relations or tails) as it is now.
     """
 
     def __init__(self, column: Tensor) -> None:
@@ -1051,7 +1051,7 @@ class KnowledgeGraph:
         """Every text relation ``r`` is matched by, each way, and what its answers are each way
         (:func:`~graphfuse.gnn.data.relation_text.relation_phrases`): the kinds of its heads and tails
         where entities have kinds, else the names of the entities it connects most often."""
-        edges = (self._rels == r).nonzero().flatten()
+        edges, _ = self._position_index("rels", self._rels).positions(self._rels, torch.tensor([r]))
         heads, tails = self._heads[edges], self._tails[edges]
         record = self.relation_records.get(r)
         if any(self.types):

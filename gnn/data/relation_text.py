@@ -148,8 +148,8 @@ def relation_phrases(
 
     The id's words (or the record's name) read head to tail between the endpoint kinds, and tail to head
     (the record's inverse name, else :func:`inverse_words`); the record's aliases and description add
-    texts. The answers of each way are the most common kind of that side, or the names of its most
-    connected entities (``head_examples`` / ``tail_examples``) where the graph has no kinds.
+    texts. The answers of each way are the most common kind of that side or, where the graph has no kinds,
+    that way's words with the names of its most connected entities (``head_examples`` / ``tail_examples``).
     """
     record = record or RelationRecord(relation_id)
     words = record.name or relation_words(relation_id)
@@ -163,8 +163,8 @@ def relation_phrases(
     return RelationPhrases(
         tuple(dict.fromkeys(forward_texts)),
         tuple(dict.fromkeys(inverse_texts)),
-        tail or _examples(tail_examples),
-        head or _examples(head_examples),
+        tail or _examples(words, tail_examples),
+        head or _examples(inverse, head_examples),
     )
 
 
@@ -172,5 +172,8 @@ def _join(*parts: str) -> str:
     return " ".join(part for part in parts if part)
 
 
-def _examples(names: Sequence[str], limit: int = 3, max_chars: int = 40) -> str:
-    return ", ".join(name[:max_chars] for name in names[:limit])
+def _examples(words: str, names: Sequence[str], limit: int = 3, max_chars: int = 40) -> str:
+    """``directed by: George Stevens, Mark Sandrich``: answers of one way by example, with what they are."""
+    if not names:
+        return ""
+    return f"{words}: " + ", ".join(name[:max_chars] for name in names[:limit])

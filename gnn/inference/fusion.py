@@ -24,8 +24,12 @@ def path_text(graph: KnowledgeGraph, hops: Sequence[EvidenceHop]) -> str:
     return " ".join(parts)
 
 
+UNSURE_BELOW = 0.3  # a top answer scored below this is more likely wrong than right, and said so
+
+
 def fuse_answer_text(graph: KnowledgeGraph, answers: Sequence[Answer], max_answers: int = 3) -> str:
-    """``Top Hat, via Ginger Rogers <-starred_actors- Top Hat (0.93); ...``, or a no-answer sentence."""
+    """``Top Hat, via Ginger Rogers <-starred_actors- Top Hat (0.93); ...``, or a no-answer sentence; when
+    even the best answer scores low, the text says that no relation path fits the question well."""
     if not answers:
         return "No answer found in the graph."
     pieces = []
@@ -35,4 +39,7 @@ def fuse_answer_text(graph: KnowledgeGraph, answers: Sequence[Answer], max_answe
             pieces.append(f"{name}, via {path_text(graph, answer.evidence[0].hops)} ({answer.score:.2f})")
         else:
             pieces.append(f"{name} ({answer.score:.2f})")
-    return "; ".join(pieces)
+    text = "; ".join(pieces)
+    if answers[0].score < UNSURE_BELOW:
+        return f"No relation path of the graph fits this question well; the closest answers: {text}"
+    return text

@@ -36,7 +36,7 @@ from graphfuse.gnn.inference.evidence import Evidence, EvidenceHop
 from graphfuse.gnn.inference.fusion import fuse_answer_text
 from graphfuse.gnn.inference.link_predictions import InferredTriple, LinkPattern, infer_many
 from graphfuse.gnn.inference.linking import nearest_entities, normalize, strip_mentions, strip_topics
-from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner
+from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner, ZeroShotReasoner
 from graphfuse.gnn.inference.subgraph import SubgraphConfig, reason_capped
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.errors import InvalidArgument, NotFound, Unavailable
@@ -58,6 +58,7 @@ MATCH_CONFIDENCE = {"exact": 1.0, "alias": 0.95}  # linking score of a name/id m
 EXPLAIN_PATHS = 3  # evidence paths per inferred Lookup triple
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
+MAX_READINGS = 4  # mentions of one question tried as its topic, at most
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -230,16 +231,6 @@ def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tup
     return errors
 
 
-def _relation_words(graph: KnowledgeGraph, limit: int) -> list[RelationWords]:
-    """The words of the first ``limit`` relations by id (compute thread: it reads the graph)."""
-    words = []
-    for relation in sorted(graph.relation_ids)[:limit]:
-        r = graph.relation_index[relation]
-        record = graph.relation_records.get(r) or RelationRecord(relation)
-        words.append(RelationWords(record, graph.relation_phrases(r)))
-    return words
-
-
 class _Unembedded(Exception):
     """Raised on the compute thread by work that needs vectors of `texts` it was not given."""
 
@@ -292,9 +283,7 @@ class GraphService:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
-        self._writes: dict[str, int] = {}  # graph -> writes applied to it so far (by this process)
         # graph -> (its state, its writes, its relation words then): phrasing every relation reads every edge
-        self._relation_words: dict[str, tuple[GraphState, int, list[RelationWords]]] = {}
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -572,7 +561,6 @@ class GraphService:
             return True
         deleted = await self._on_io(store.delete_graph, name)
         self.graphs.pop(name, None)
-        self._relation_words.pop(name, None)  # nothing of a deleted graph stays in memory
         return deleted
 
     async def list_graphs(self) -> list[GraphMeta]:
@@ -593,13 +581,10 @@ class GraphService:
         state = self.graphs.get(name)
         if state is None:
             return GraphDetails(meta, [], GraphModels("", "", ""))
-        writes = self._writes.get(name, 0)
-        cached = self._relation_words.get(name)
-        if cached is not None and cached[0] is state and cached[1] == writes:
-            words = cached[2]
-        else:  # a write counted before this is applied before this runs: the compute thread is FIFO
-            words = await self.on_compute(_relation_words, state.graph, MAX_LISTED_RELATIONS)
-            self._relation_words[name] = (state, writes, words)
+        words = [
+            RelationWords(record, phrases)
+            for record, phrases in await self.on_compute(state.relation_words, MAX_LISTED_RELATIONS)
+        ]
         return GraphDetails(
             meta,
             [w.record.id for w in words],
@@ -686,7 +671,6 @@ class GraphService:
         _, store = self._check_ready()
         written: WriteResult = await self._on_io(store.write, graph, records, position)
         state = self.graphs[graph]
-        self._writes[graph] = self._writes.get(graph, 0) + 1  # relation words read before now are stale
         _, names = await self.on_compute(state.apply, records)
         self._merge_when_due(state)
         if names.texts:
@@ -756,7 +740,7 @@ class GraphService:
         clock = _Clock()
         queued = time.perf_counter()
 
-        def link() -> tuple[list[_Topic], str, int]:
+        def link() -> tuple[list[_Topic], list[tuple[list[_Topic], str]], int]:
             clock.add("queue_us", queued)
             tokens = encoder.count_tokens([question])[0]
             if tokens > encoder.max_tokens and not truncate:
@@ -764,27 +748,41 @@ class GraphService:
                     f"question has {tokens} tokens, more than the model's limit of {encoder.max_tokens}; "
                     "shorten it or ask for truncation"
                 )
-            return (*self._topics(state, question, topic_entities), tokens)
+            topics, text = self._topics(state, question, topic_entities)
+            return topics, self._readings(state, question, topics, text, bool(topic_entities)), tokens
 
-        topics, relation_text, tokens = await self.on_compute(link)
+        topics, readings, tokens = await self.on_compute(link)
         began = time.perf_counter()
         encoded = await self._batcher.encode(
-            [relation_text], truncate=True, deadline=deadline, token_states=state.reasoner.wants_token_states
+            [text for _, text in readings],
+            truncate=True,
+            deadline=deadline,
+            token_states=state.reasoner.wants_token_states,
         )
         queued = clock.add("encode_us", began)
 
         if not topics:  # link by meaning: the whole question against the entity names
             vector = (await self._batcher.encode([question], truncate=True, deadline=deadline)).vectors[0]
             topics = await self.on_compute(self._nearest_topic, state, vector)
+            readings = [(topics, readings[0][1])]
             queued = clock.add("encode_us", queued)
-        question_ = Question(
-            encoded.vectors[0],
-            tuple((e.index, e.score) for e in topics),
-            top_k,
-            max_hops,
-            encoded.token_states[0] if encoded.token_states else None,
+        asked = [
+            Question(
+                encoded.vectors[i],
+                tuple((e.index, e.score) for e in reading_topics),
+                top_k,
+                max_hops,
+                encoded.token_states[i] if encoded.token_states else None,
+            )
+            for i, (reading_topics, _) in enumerate(readings)
+        ]
+        reasonings = await asyncio.gather(  # batched with each other and with other callers' questions
+            *(self._reasoner_batcher.submit(state, q, deadline) for q in asked)
         )
-        reasoning = await self._reasoner_batcher.submit(state, question_, deadline)  # batched with others
+        best = max(range(len(readings)), key=lambda i: _top_score(reasonings[i]))
+        reasoning = reasonings[best]
+        if len(readings) > 1:
+            topics = readings[best][0]
         clock.add("reason_us", queued)
         answers = [
             AnswerResult(
@@ -824,6 +822,26 @@ class GraphService:
             _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method) for m in mentions for e in m.entities
         ]
         return topics, strip_mentions(question, mentions, placeholder)
+
+    @staticmethod
+    def _readings(
+        state: GraphState, question: str, topics: list[_Topic], text: str, given: bool
+    ) -> list[tuple[list[_Topic], str]]:
+        """The ways to read a question: its topics and the text left for relation matching. With several
+        mentions found in the text and the zero-shot reasoner, each mention is tried as the topic, the others
+        left as words ("What is a succubus a kind of?": "kind" is an entity of WordNet too); otherwise one
+        reading with every topic."""
+        mentions = list(dict.fromkeys(t.mention for t in topics))
+        if given or len(mentions) < 2 or not isinstance(state.reasoner, ZeroShotReasoner):
+            return [(topics, text)]
+        placeholder = state.reasoner.topic_placeholder
+        readings = []
+        for mention in mentions[:MAX_READINGS]:
+            chosen = [t for t in topics if t.mention == mention]
+            readings.append(
+                (chosen, strip_topics(state.linker, question, (t.index for t in chosen), placeholder))
+            )
+        return readings
 
     def _nearest_topic(self, state: GraphState, vector: Tensor) -> list[_Topic]:
         if state.graph.num_entities == 0:
@@ -1033,6 +1051,10 @@ class GraphService:
 
         linked = await self._on_compute_with_vectors(run, clock, None, truncate)
         return linked, clock.done()
+
+
+def _top_score(reasoning: Reasoning) -> float:
+    return reasoning.answers[0].score if reasoning.answers else 0.0
 
 
 @dataclass(frozen=True)

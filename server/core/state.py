@@ -13,7 +13,7 @@ from torch import Tensor
 
 from graphfuse.encoder import TextEncoder
 from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
-from graphfuse.gnn.data.records import Record, has_words
+from graphfuse.gnn.data.records import Record, RelationRecord, has_words
 from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.inference.link_predictions import LinkInference
 from graphfuse.gnn.inference.linking import EntityLinker
@@ -142,6 +142,18 @@ class GraphState:
             )
         return self._relations
 
+    def relation_words(self, limit: int) -> list[tuple[RelationRecord, RelationPhrases]]:
+        """The first ``limit`` relations by id: the words their records gave (a bare record when none did)
+        and the phrases questions are matched against, as encoded (compute thread)."""
+        graph = self.graph
+        words = []
+        for relation in sorted(graph.relation_ids)[:limit]:
+            r = graph.relation_index[relation]
+            phrases = self._phrases[r] if r < len(self._phrases) else None
+            record = graph.relation_records.get(r) or RelationRecord(relation)
+            words.append((record, phrases or graph.relation_phrases(r)))
+        return words
+
     def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
         """Add records to the graph and index their names for linking; returns the names left to embed.
 
@@ -152,11 +164,10 @@ class GraphState:
         self.linker.update(update.changed_entities)
         return update, self.names_to_embed(update.changed_entities, update.described_relations)
 
-    def _relations_to_phrase(self, described: Sequence[int]) -> list[int]:
+    def _relations_to_phrase(self, described: Sequence[int], counts: list[int]) -> list[int]:
         """Relations whose phrases may have changed: new, described by a record, grown to twice the edges
         they were phrased with (their typical entities may differ), or all when entity kinds changed."""
         graph = self.graph
-        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
         grown = self._phrased_edges + [0] * (graph.num_relations - len(self._phrased_edges))
         if graph.type_changes != self._type_changes:
             self._type_changes = graph.type_changes
@@ -184,8 +195,11 @@ class GraphState:
         grown = graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:
             self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
+        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
         relations = (
-            self._relations_to_phrase(described) if entities is not None else list(range(graph.num_relations))
+            self._relations_to_phrase(described, counts)
+            if entities is not None
+            else list(range(graph.num_relations))
         )
         grown = graph.num_relations - self.relation_vectors.shape[0]
         if grown > 0:
@@ -195,7 +209,6 @@ class GraphState:
             self._phrased_edges += [0] * grown
             self._phrase_vectors += [(empty, empty, torch.zeros(2, dimensions))] * grown
             self._relations = None
-        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist() if relations else []
         phrases = []
         for r in relations:
             phrased = graph.relation_phrases(r)

@@ -278,8 +278,8 @@ def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
     before = stats.misses
     acks = client.ingest("batched", [TripleRecord(n, "inhibits", "batched enzyme") for n in names])
     assert all(a.accepted for a in acks)
-    # 6 entity names, the relation's phrase each way and the names of its most connected heads, none cached
-    assert stats.misses - before == len(names) + 4
+    # 6 entity names, the relation's phrase each way and what its answers are each way, none cached before
+    assert stats.misses - before == len(names) + 5
 
     before = stats.misses
     assert client.lookup("batched", head="batched compound 3", relation="inhibits").total_facts == 1

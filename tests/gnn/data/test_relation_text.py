@@ -76,7 +76,8 @@ def test_relation_phrases_read_both_ways_with_the_answer_side():
 def test_relation_phrases_without_kinds_describe_answers_by_typical_names():
     phrases = relation_phrases("directed_by", head_examples=["Heat", "Alien"], tail_examples=["Michael Mann"])
     assert phrases.forward == ("directed by",) and phrases.inverse == ("directed",)
-    assert (phrases.forward_answers, phrases.inverse_answers) == ("Michael Mann", "Heat, Alien")
+    assert phrases.forward_answers == "directed by: Michael Mann"
+    assert phrases.inverse_answers == "directed: Heat, Alien"
 
 
 def test_relation_records_give_names_aliases_and_descriptions():
@@ -89,7 +90,7 @@ def test_relation_records_give_names_aliases_and_descriptions():
 def test_graph_phrases_relations_from_its_records_and_entities():
     triples = [TripleRecord(f"film{i}", "rel_7", "Ann Lee" if i < 3 else "Bo Chan") for i in range(4)]
     graph = KnowledgeGraph([], triples)
-    assert graph.relation_phrases(0).forward_answers == "Ann Lee, Bo Chan"  # most connected first
+    assert graph.relation_phrases(0).forward_answers == "rel: Ann Lee, Bo Chan"  # most connected first
     update = graph.add([RelationRecord("rel_7", "directed by", aliases=("helmed by",))])
     assert update.described_relations == [0]
     assert graph.relation_phrases(0).forward == ("directed by", "helmed by")

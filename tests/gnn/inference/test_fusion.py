@@ -78,7 +78,14 @@ def test_fused_text_names_answers_with_their_first_evidence_and_score(films):
     ("score", "shown"), [(1.0, "1.00"), (0.999, "1.00"), (0.125, "0.12"), (1e-4, "0.00")]
 )
 def test_fused_score_has_two_decimals(films, score, shown):
-    assert fuse_answer_text(films, [answer(TOP_HAT, score)]) == f"Top Hat ({shown})"
+    assert fuse_answer_text(films, [answer(TOP_HAT, score)]).endswith(f"Top Hat ({shown})")
+
+
+def test_a_low_top_score_says_that_no_path_fits(films):
+    assert fuse_answer_text(films, [answer(TOP_HAT, 0.9)]) == "Top Hat (0.90)"
+    unsure = fuse_answer_text(films, [answer(TOP_HAT, 0.1)])
+    assert unsure.startswith("No relation path of the graph fits this question well")
+    assert unsure.endswith("the closest answers: Top Hat (0.10)")
 
 
 def test_no_answer_sentence(films):

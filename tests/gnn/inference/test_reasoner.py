@@ -12,6 +12,7 @@ import torch
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, TripleRecord
 from graphfuse.gnn.inference.reasoner import Question, ReasonerConfig, ZeroShotReasoner
+from graphfuse.gnn.inference.relation_vectors import RelationVectors
 
 TRIPLES = [
     ("Top Hat", "starred_actors", "Ginger Rogers"),
@@ -95,11 +96,48 @@ def test_max_hops_bounds_the_search(graph: KnowledgeGraph) -> None:
     assert all(len(p.directions) <= 2 for p in result.paths)
 
 
-def test_probabilities_form_a_distribution_over_paths(graph: KnowledgeGraph) -> None:
+def test_probabilities_form_a_distribution_over_paths_and_no_path_fits(graph: KnowledgeGraph) -> None:
     result = ask(graph, "Gunga Din", ["directed_by"])
-    assert sum(p.probability for p in result.paths) == pytest.approx(1.0, abs=1e-5)
+    assert sum(p.probability for p in result.paths) == pytest.approx(1.0, abs=1e-3)  # an exact match
     assert result.answers[0].score == pytest.approx(max(a.score for a in result.answers))
     assert graph.names[result.answers[0].entity] == "George Stevens"
+
+
+def test_a_question_no_relation_fits_gets_low_scores(graph: KnowledgeGraph) -> None:
+    vectors = relation_vectors(graph)
+    unrelated = torch.eye(8)[7]  # orthogonal to every relation
+    question = Question(unrelated, ((graph.entity_index["Gunga Din"], 1.0),), 5, 2)
+    result = ZeroShotReasoner().reason(graph, vectors, [question])[0]
+    assert sum(p.probability for p in result.paths) < 0.01  # the mass stays on "no path fits"
+    assert all(a.score < 0.2 for a in result.answers)
+    fitting = ask(graph, "Gunga Din", ["directed_by"]).answers[0].score
+    assert fitting > 0.5
+
+
+def test_a_right_typed_answer_wins_over_a_wrong_typed_one() -> None:
+    """Two relations leave a drug, worded alike; the question asks for a disease, which only one reaches."""
+    kinds = [("aspirin", "Compound"), ("headache", "Disease"), ("stomach bleeding", "SideEffect")]
+    records = [EntityRecord(e, type=k) for e, k in kinds]
+    graph = KnowledgeGraph(
+        records,
+        [
+            TripleRecord("aspirin", "treats", "headache"),
+            TripleRecord("aspirin", "causes", "stomach bleeding"),
+        ],
+    )
+    treats, causes = graph.relation_index["treats"], graph.relation_index["causes"]
+    axes = torch.eye(8)
+    names = torch.stack([axes[0], axes[0]])  # the words of both relations match the question equally
+    answers = torch.zeros(4, 8)
+    answers[treats] = axes[1]  # treats: its answers are diseases
+    answers[causes] = axes[2]  # causes: side effects
+    relations = RelationVectors.from_names(names)
+    relations = RelationVectors(relations.names, relations.texts, relations.text_direction, answers)
+    question = torch.nn.functional.normalize(axes[0] + 0.5 * axes[1], dim=0)  # "which disease ..."
+    asked = Question(question, ((graph.entity_index["aspirin"], 1.0),), 5, 1)
+    result = ZeroShotReasoner().reason(graph, relations, [asked])[0]
+    assert [graph.entity_ids[a.entity] for a in result.answers][0] == "headache"
+    assert result.answers[0].score > result.answers[1].score
 
 
 def test_batch_gives_the_same_answers_as_single_questions(graph: KnowledgeGraph) -> None:

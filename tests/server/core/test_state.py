@@ -1,0 +1,50 @@
+"""A served graph's relation phrases: encoded each way, re-encoded when their words change."""
+
+import torch
+
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.server.core.state import GraphState
+
+DIMENSIONS = 4
+
+
+def fake_vectors(texts: list[str]) -> torch.Tensor:
+    """A distinct unit vector per text (stands in for the encoder)."""
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(len(texts), DIMENSIONS, generator=generator)
+    return vectors / vectors.norm(dim=-1, keepdim=True)
+
+
+def loaded(triples: list[TripleRecord]) -> GraphState:
+    state = GraphState("films", KnowledgeGraph([], triples), DIMENSIONS)
+    names = state.names_to_embed()
+    state.set_name_vectors(names, fake_vectors(names.texts))
+    return state
+
+
+def test_every_relation_is_phrased_each_way_and_encoded():
+    state = loaded([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    relations = state.relations
+    assert relations.names.shape == (1, DIMENSIONS) and relations.answers.shape == (2, DIMENSIONS)
+    assert relations.text_direction.tolist() == [0, 1]  # "directed by", then "directed"
+    record, phrases = state.relation_words(10)[0]
+    assert record == RelationRecord("directed_by") and phrases.inverse == ("directed",)
+
+
+def test_a_relation_record_re_phrases_its_relation():
+    state = loaded([TripleRecord("Heat", "rel_7", "Michael Mann")])
+    _, names = state.apply([RelationRecord("rel_7", "directed by", aliases=("helmed by",))])
+    assert names.relations == [0] and "helmed by" in names.texts
+    state.set_name_vectors(names, fake_vectors(names.texts))
+    assert state.relations.text_direction.tolist() == [0, 0, 1]  # the alias is a second forward phrase
+    _, again = state.apply([RelationRecord("rel_7", aliases=("helmed by",))])
+    assert again.relations == []  # nothing changed: nothing to encode
+
+
+def test_new_kinds_re_phrase_relations():
+    state = loaded([TripleRecord("aspirin", "treats", "headache")])
+    assert state.relation_words(1)[0][1].forward == ("treats",)
+    kinds = [EntityRecord("aspirin", type="Compound"), EntityRecord("headache", type="Disease")]
+    _, names = state.apply(kinds)
+    assert names.phrases[0].forward == ("compound treats disease",)
