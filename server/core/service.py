@@ -986,14 +986,24 @@ class GraphService:
 
     @staticmethod
     def _match_relation(state: GraphState, text: str) -> int | None:
-        """The relation whose id ``text`` is, exactly or once normalised, without embeddings."""
+        """The relation whose id, name or alias ``text`` is, exactly or normalised, without embeddings."""
         graph = state.graph
         exact = graph.relation_index.get(text)
         if exact is not None:
             return exact
         wanted = normalize(text)
-        return next(
+        found = next(
             (r for r in range(graph.num_relations) if normalize(graph.relation_ids[r]) == wanted), None
+        )
+        if found is not None:
+            return found
+        return next(
+            (
+                r
+                for r, record in graph.relation_records.items()
+                if wanted in {normalize(word) for word in (record.name or "", *record.aliases)}
+            ),
+            None,
         )
 
     def _resolve_entity(
@@ -1015,8 +1025,8 @@ class GraphService:
         matched = self._match_relation(state, text)
         if matched is not None:
             return matched
-        if graph.num_relations:
-            scores = state.relation_vectors @ vectors[text]  # (R,)
+        if graph.num_relations:  # its best head-to-tail phrase (name, aliases, description)
+            scores = state.relations.direction_similarity(vectors[text][None])[0, : graph.num_relations]
             best = int(torch.argmax(scores))
             if float(scores[best]) >= self.config.link_threshold:
                 return best

@@ -451,6 +451,10 @@ def test_relation_records_give_relations_their_words(client: Client, running_ser
     assert "treats" in treats.forward_phrases[0] and "treated by" in treats.inverse_phrases[0]
     assert (info.relation_words[0].name, info.relation_words[0].aliases) == ("palliates", [])
     assert client.lookup("terse", head="aspirin", relation="treats").resolved_relation == "CtD"
+    assert client.lookup("terse", head="aspirin", relation="Cures").resolved_relation == "CtD"  # an alias
+    assert client.lookup("terse", head="aspirin", relation="used as therapy for").resolved_relation == "CtD"
+    answer = client.ask("what is aspirin a therapy for", graph="terse", max_hops=1).answers[0]
+    assert answer.entity_id == "headache"  # matched by the alias, not by the terse id
     assert client.graph_info("terse").relation_words == info.relation_words  # read again: the same
     assert all(a.accepted for a in client.ingest("terse", [RelationRecord("CpD", aliases=("eases",))]))
     assert list(client.graph_info("terse").relation_words[0].aliases) == ["eases"]  # a write shows at once
