@@ -67,7 +67,10 @@ def records_of(name: str, data: GraphData) -> tuple[list[Record], dict[str, str]
         for abbreviation, description in data.relation_descriptions.items():
             verb = re.split(r" [->] ", description)[1]  # "Compound - treats - Disease", "Gene > ..."
             relation_id[abbreviation] = f"{verb.upper().replace(' ', '_')}_{abbreviation}"
-    entities = [EntityRecord(i, n or None, (), data.kinds.get(i)) for i, n in data.entities.items()]
+    # names as a user's loader would clean them: Hetionet has a few with trailing blanks
+    entities = [
+        EntityRecord(i, " ".join(n.split()) or None, (), data.kinds.get(i)) for i, n in data.entities.items()
+    ]
     triples = [TripleRecord(h, relation_id[r], t) for h, r, t in data.triples]
     return [*entities, *triples], relation_id
 
@@ -150,7 +153,9 @@ async def run_graph(name: str, args: argparse.Namespace, folder: Path) -> list[s
     await service.start()
     started = time.perf_counter()
     for start in range(0, len(records), CHUNK):
-        await service.ingest(name, records[start : start + CHUNK], create=True)
+        result = await service.ingest(name, records[start : start + CHUNK], create=True)
+        if not result.accepted:
+            raise SystemExit(f"{name}: records {start}-{start + CHUNK} rejected: {result.errors[:3]}")
     ingest_s = time.perf_counter() - started
     graph = service.graphs[name].graph
     texts = {r: graph.relation_text(graph.relation_index[r]) for r in relation_id.values()}
