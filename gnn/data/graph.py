@@ -578,6 +578,7 @@ class KnowledgeGraph:
         self.relation_ids: list[str] = []
         self.relation_index: dict[str, int] = {}
         self.relation_records: dict[int, RelationRecord] = {}  # the words users gave, merged, by relation
+        self._has_kinds: tuple[int, bool] | None = None  # (type_changes when scanned, whether any is typed)
         self._heads = torch.empty(0, dtype=torch.long)
         self._rels = torch.empty(0, dtype=torch.long)
         self._tails = torch.empty(0, dtype=torch.long)
@@ -1054,7 +1055,7 @@ class KnowledgeGraph:
         edges, _ = self._position_index("rels", self._rels).positions(self._rels, torch.tensor([r]))
         heads, tails = self._heads[edges], self._tails[edges]
         record = self.relation_records.get(r)
-        if any(self.types):
+        if self.has_kinds():
             sample = slice(0, KIND_SAMPLE)
             return relation_phrases(
                 self.relation_ids[r],
@@ -1068,6 +1069,12 @@ class KnowledgeGraph:
             head_examples=self._most_connected(heads),
             tail_examples=self._most_connected(tails),
         )
+
+    def has_kinds(self) -> bool:
+        """Whether any entity has a node type (one scan per change of types, not per call)."""
+        if self._has_kinds is None or self._has_kinds[0] != self.type_changes:
+            self._has_kinds = (self.type_changes, any(self.types))
+        return self._has_kinds[1]
 
     def _most_connected(self, entities: Tensor, k: int = EXAMPLES_PER_SIDE) -> list[str]:
         """Names of the ``k`` entities most frequent in ``entities``, most frequent first."""

@@ -332,10 +332,10 @@ def _iter_metaqa(path: Path) -> Iterator[Record]:
         yield _triple(path, number, fields, "'|'-separated")
 
 
-def _iter_csv(path: Path) -> Iterator[Record]:
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a CSV file with their first line; blank rows and ``#`` comments skipped."""
     # csv wants the line endings (newline='' semantics) to keep newlines inside quoted fields.
     reader = csv.reader(text for _, text in iter_lines(path))
-    first = True
     while True:
         start = reader.line_num + 1  # a quoted field may span lines: report the row's first line
         try:
@@ -344,8 +344,13 @@ def _iter_csv(path: Path) -> Iterator[Record]:
             return
         except csv.Error as error:
             raise LoadError(path, f"invalid CSV ({error})", line=start) from None
-        if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
-            continue
+        if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#"):
+            yield start, row
+
+
+def _iter_csv(path: Path) -> Iterator[Record]:
+    first = True
+    for start, row in _csv_rows(path):
         if first and _is_header(row):
             first = False
             continue
@@ -425,21 +430,11 @@ def _jsonl_relation(path: Path, line: int, value: object) -> RelationRecord:
 def _table_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """The rows of a table with their first line: ``csv`` rows for a ``.csv`` file, else tab-separated
     lines; blank lines and ``#`` comments skipped."""
-    if path.suffix.lower() != ".csv":
-        for number, text in _content_lines(path):
-            yield number, text.split("\t")
+    if path.suffix.lower() == ".csv":
+        yield from _csv_rows(path)
         return
-    reader = csv.reader(text for _, text in iter_lines(path))
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise LoadError(path, f"invalid CSV ({error})", line=start) from None
-        if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#"):
-            yield start, row
+    for number, text in _content_lines(path):
+        yield number, text.split("\t")
 
 
 def _iter_relations(path: Path) -> Iterator[RelationRecord]:

@@ -93,6 +93,7 @@ def search_relation_paths(
     touched_edges = torch.zeros(num_questions)
     found: list[list[tuple[tuple[int, ...], float, float]]] = [[] for _ in range(num_questions)]
 
+    ceiling = 1.0 + max(config.answer_weight, 0.0)  # the best score a path can have
     for hop in range(1, max(max_hops, default=0) + 1):
         edge_counts = (degree @ frontier).T  # (P, 2R) edges leaving each frontier along each direction
         cand_dot = dot[:, None] + direction_similarity[owner]  # (P, 2R)
@@ -115,7 +116,6 @@ def search_relation_paths(
         next_frontier.masked_fill_(topics[:, owner] > 0, 0.0)  # paths never revisit a topic entity
 
         path_score = score[keep_path, keep_dir]
-        ceiling = 1.0 + max(config.answer_weight, 0.0)  # the best score a path can have
         weight = torch.exp((path_score - ceiling) / config.temperature)  # <= 1: no overflow
         weight = weight * (next_frontier.sum(0) > 0)  # a path that only led back to the topic answers nothing
         weighted_reach.index_add_(1, owner, next_frontier * weight)
@@ -137,7 +137,6 @@ def search_relation_paths(
         frontier = next_frontier
 
     if config.abstain_score is not None:
-        ceiling = 1.0 + max(config.answer_weight, 0.0)
         normaliser += math.exp((config.abstain_score - ceiling) / config.temperature)
     probability = weighted_reach / normaliser.clamp_min(1e-30)
     probability = probability.clamp_(max=1.0).masked_fill_(topics > 0, 0.0)

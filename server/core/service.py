@@ -283,7 +283,6 @@ class GraphService:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
-        # graph -> (its state, its writes, its relation words then): phrasing every relation reads every edge
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -740,7 +739,7 @@ class GraphService:
         clock = _Clock()
         queued = time.perf_counter()
 
-        def link() -> tuple[list[_Topic], list[tuple[list[_Topic], str]], int]:
+        def link() -> tuple[list[tuple[list[_Topic], str]], int]:
             clock.add("queue_us", queued)
             tokens = encoder.count_tokens([question])[0]
             if tokens > encoder.max_tokens and not truncate:
@@ -748,10 +747,9 @@ class GraphService:
                     f"question has {tokens} tokens, more than the model's limit of {encoder.max_tokens}; "
                     "shorten it or ask for truncation"
                 )
-            topics, text = self._topics(state, question, topic_entities)
-            return topics, self._readings(state, question, topics, text, bool(topic_entities)), tokens
+            return self._readings(state, question, topic_entities), tokens
 
-        topics, readings, tokens = await self.on_compute(link)
+        readings, tokens = await self.on_compute(link)
         began = time.perf_counter()
         encoded = await self._batcher.encode(
             [text for _, text in readings],
@@ -761,10 +759,9 @@ class GraphService:
         )
         queued = clock.add("encode_us", began)
 
-        if not topics:  # link by meaning: the whole question against the entity names
+        if not readings[0][0]:  # nothing linked: by meaning, the whole question against the entity names
             vector = (await self._batcher.encode([question], truncate=True, deadline=deadline)).vectors[0]
-            topics = await self.on_compute(self._nearest_topic, state, vector)
-            readings = [(topics, readings[0][1])]
+            readings = [(await self.on_compute(self._nearest_topic, state, vector), readings[0][1])]
             queued = clock.add("encode_us", queued)
         asked = [
             Question(
@@ -780,9 +777,7 @@ class GraphService:
             *(self._reasoner_batcher.submit(state, q, deadline) for q in asked)
         )
         best = max(range(len(readings)), key=lambda i: _top_score(reasonings[i]))
-        reasoning = reasonings[best]
-        if len(readings) > 1:
-            topics = readings[best][0]
+        reasoning, topics = reasonings[best], readings[best][0]
         clock.add("reason_us", queued)
         answers = [
             AnswerResult(
@@ -805,9 +800,12 @@ class GraphService:
             clock.done(),
         )
 
-    def _topics(self, state: GraphState, question: str, given: Sequence[str]) -> tuple[list[_Topic], str]:
-        """Topic entities (given ones resolved, else found in the text) and the question without them, as
-        the graph's reasoner reads it."""
+    @staticmethod
+    def _readings(state: GraphState, question: str, given: Sequence[str]) -> list[tuple[list[_Topic], str]]:
+        """The ways to read a question: topic entities (given ones resolved, else found in the text) and the
+        question without them, as the graph's reasoner reads it. With several mentions found in the text and
+        the zero-shot reasoner, each mention is tried as the topic, the others left as words ("What is a
+        succubus a kind of?": "kind" is an entity of WordNet too); otherwise one reading with every topic."""
         placeholder = state.reasoner.topic_placeholder
         if given:
             topics = []
@@ -816,31 +814,20 @@ class GraphService:
                 if not found:
                     raise NotFound(f"topic_entities[{i}] {text!r} is not an entity of graph {state.name!r}")
                 topics += [_Topic(e, 1.0, text, "given") for e, _ in found]
-            return topics, strip_topics(state.linker, question, (t.index for t in topics), placeholder)
+            return [(topics, strip_topics(state.linker, question, (t.index for t in topics), placeholder))]
         mentions = state.linker.find_mentions(question)
         topics = [
             _Topic(e, MATCH_CONFIDENCE[m.method], m.text, m.method) for m in mentions for e in m.entities
         ]
-        return topics, strip_mentions(question, mentions, placeholder)
-
-    @staticmethod
-    def _readings(
-        state: GraphState, question: str, topics: list[_Topic], text: str, given: bool
-    ) -> list[tuple[list[_Topic], str]]:
-        """The ways to read a question: its topics and the text left for relation matching. With several
-        mentions found in the text and the zero-shot reasoner, each mention is tried as the topic, the others
-        left as words ("What is a succubus a kind of?": "kind" is an entity of WordNet too); otherwise one
-        reading with every topic."""
-        mentions = list(dict.fromkeys(t.mention for t in topics))
-        if given or len(mentions) < 2 or not isinstance(state.reasoner, ZeroShotReasoner):
-            return [(topics, text)]
-        placeholder = state.reasoner.topic_placeholder
+        texts = list(dict.fromkeys(t.mention for t in topics))
+        if len(texts) < 2 or not isinstance(state.reasoner, ZeroShotReasoner):
+            return [(topics, strip_mentions(question, mentions, placeholder))]
         readings = []
-        for mention in mentions[:MAX_READINGS]:
-            chosen = [t for t in topics if t.mention == mention]
-            readings.append(
-                (chosen, strip_topics(state.linker, question, (t.index for t in chosen), placeholder))
-            )
+        for text in texts[:MAX_READINGS]:
+            chosen = [t for t in topics if t.mention == text]
+            entities = {t.index for t in chosen}
+            stripped = [m for m in mentions if entities & set(m.entities)]  # as strip_topics finds them
+            readings.append((chosen, strip_mentions(question, stripped, placeholder)))
         return readings
 
     def _nearest_topic(self, state: GraphState, vector: Tensor) -> list[_Topic]:

@@ -165,15 +165,17 @@ class GraphState:
         return update, self.names_to_embed(update.changed_entities, update.described_relations)
 
     def _relations_to_phrase(self, described: Sequence[int], counts: list[int]) -> list[int]:
-        """Relations whose phrases may have changed: new, described by a record, grown to twice the edges
-        they were phrased with (their typical entities may differ), or all when entity kinds changed."""
+        """Relations whose phrases may have changed: never phrased, described by a record, grown to twice
+        the edges they were phrased with (their typical entities may differ), or all when kinds changed."""
         graph = self.graph
-        grown = self._phrased_edges + [0] * (graph.num_relations - len(self._phrased_edges))
         if graph.type_changes != self._type_changes:
             self._type_changes = graph.type_changes
             return list(range(graph.num_relations))
-        wanted = set(described) | {r for r in range(graph.num_relations) if counts[r] >= 2 * max(grown[r], 1)}
-        wanted |= set(range(len(self._phrases), graph.num_relations))
+        wanted = set(described) | {
+            r
+            for r in range(graph.num_relations)
+            if self._phrases[r] is None or counts[r] >= 2 * max(self._phrased_edges[r], 1)
+        }
         return sorted(wanted)
 
     def names_to_embed(
@@ -195,12 +197,6 @@ class GraphState:
         grown = graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:
             self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
-        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
-        relations = (
-            self._relations_to_phrase(described, counts)
-            if entities is not None
-            else list(range(graph.num_relations))
-        )
         grown = graph.num_relations - self.relation_vectors.shape[0]
         if grown > 0:
             empty = torch.zeros(0, dimensions)
@@ -209,8 +205,9 @@ class GraphState:
             self._phrased_edges += [0] * grown
             self._phrase_vectors += [(empty, empty, torch.zeros(2, dimensions))] * grown
             self._relations = None
+        counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
         phrases = []
-        for r in relations:
+        for r in self._relations_to_phrase(described, counts):
             phrased = graph.relation_phrases(r)
             self._phrased_edges[r] = counts[r]
             if phrased != self._phrases[r]:

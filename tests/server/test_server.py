@@ -486,3 +486,16 @@ def test_invalid_relation_records_are_refused_naming_the_field(client: Client) -
     empty = pb.IngestChunk(graph="terse_bad", records=[pb.Record()])
     (ack,) = client.graphs.Ingest(iter([empty]), timeout=30)
     assert not ack.accepted and "set triple, remove_triple, entity or relation" in ack.errors[0].reason
+
+
+def test_each_mention_is_tried_as_the_topic(client: Client) -> None:
+    """WordNet-like graphs name common words too: "kind" is an entity, yet the question is about succubus."""
+    records = [
+        TripleRecord("succubus", "_hypernym", "demon"),
+        TripleRecord("kind", "_hypernym", "category"),
+        TripleRecord("kind", "_derivationally_related_form", "kindly"),
+    ]
+    assert all(a.accepted for a in client.ingest("words", records))
+    response = client.ask("What is succubus a kind of?", graph="words", max_hops=1)
+    assert [t.id for t in response.topic_entities] == ["succubus"]  # the reading that fits best
+    assert response.answers[0].entity_id == "demon"
