@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from graphfuse.gnn.data.records import Record, TripleRecord
 from graphfuse.gnn.formats.loaders import FORMATS, InteractionLayout, LoadError, iter_records, iter_relations
+from graphfuse.gnn.formats.node_edge import iter_node_edge_records
 from graphfuse.server.core.config import Limits
 
 DEFAULT_TARGET = "localhost:50051"
@@ -367,8 +368,24 @@ def serve(
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--graph", required=True, help="Graph to load into (created when missing).")
+@click.option(
+    "--nodes",
+    "nodes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A node table (with --edges, instead of FILE): TSV/CSV, optionally .gz, header id (or :ID), "
+    "name, kind (or type, :LABEL).",
+)
+@click.option(
+    "--edges",
+    "edges_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The edge table beside --nodes: TSV/SIF/CSV, optionally .gz, header source, relation (or "
+    "metaedge, type, :TYPE), target (or :START_ID/:END_ID).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Default: from the extension."
 )
@@ -385,15 +402,18 @@ def serve(
     "relations_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="A relation table giving relations their words, sent before FILE: a TSV (CSV for .csv), header "
-    "id, name, inverse_name, aliases ('|'-separated), description; or Hetionet's metaedges.tsv.",
+    help="A relation table giving relations their words, sent before FILE (or --nodes/--edges): a TSV (CSV "
+    "for .csv), header id, name, inverse_name, aliases ('|'-separated), description; or Hetionet's "
+    "metaedges.tsv.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_client_command
 def ingest(
     client: Any,
-    file: Path,
+    file: Path | None,
     graph: str,
+    nodes_file: Path | None,
+    edges_file: Path | None,
     fmt: str | None,
     chunk_size: int,
     interaction: str,
@@ -401,24 +421,44 @@ def ingest(
     as_json: bool,
 ) -> None:
     """Load a graph file (TSV, CSV, JSONL, MetaQA, adjacency lists, GraphML, GML, GEXF, edge list, relation
-    table) into GRAPH."""
+    table) into GRAPH, or a node table and an edge table together (--nodes and --edges: Hetionet's nodes.tsv
+    and edges.sif.gz, Neo4j import CSVs, id,name,type / source,target,relation tables)."""
     load_error: list[LoadError] = []
     parts = interaction.split(":")
     if len(parts) != 3 or not all(parts):
         raise click.BadParameter(f"expected RELATION:USER_TYPE:ITEM_TYPE (got {interaction!r})")
     layout = InteractionLayout(*parts)
+    if (nodes_file is None) != (edges_file is None):
+        raise click.UsageError("--nodes and --edges go together: give both, or neither and a FILE")
+    if (file is None) == (nodes_file is None):
+        raise click.UsageError("give either a graph FILE or --nodes and --edges, not both or neither")
+    if nodes_file is not None and fmt is not None:
+        raise click.UsageError("--format applies to FILE, not to --nodes and --edges")
+    if nodes_file is not None and edges_file is not None:
+        try:  # the files' kinds are checked here; the tables are read as records stream
+            source = iter_node_edge_records(nodes_file, edges_file, relations_file)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        name = f"{nodes_file.name} + {edges_file.name}"
+    else:
+        assert file is not None
 
-    def records() -> Iterator[Record]:
-        try:
+        def file_records() -> Iterator[Record]:
             if relations_file is not None:  # first, so relations have their words when their triples arrive
                 yield from iter_relations(relations_file)
             yield from iter_records(file, fmt, layout)
+
+        source, name = file_records(), file.name
+
+    def records() -> Iterator[Record]:
+        try:
+            yield from source
         except LoadError as error:
             load_error.append(error)
 
     totals = {"records": 0, "new_triples": 0, "new_entities": 0, "rejected_chunks": 0}
     rejected = []
-    with tqdm(desc=f"ingest {file.name}", unit="rec", disable=as_json or None) as bar:
+    with tqdm(desc=f"ingest {name}", unit="rec", disable=as_json or None) as bar:
         for ack in client.ingest(graph, records(), chunk_size=chunk_size):
             bar.update(ack.records)
             totals["records"] += ack.records

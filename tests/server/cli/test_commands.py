@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -120,6 +121,76 @@ def test_ingest_with_a_relation_table_then_info_shows_the_words(
     bad.write_text("id\tname\nCtD\t\x00\n")
     code, out = run(running_server, "ingest", str(triples), "--graph", "cli_words", "--relations", str(bad))
     assert code == 1 and "bad.tsv:2" in out and "relation name" in out
+
+
+def test_ingest_a_node_table_and_an_edge_table(running_server: RunningServer, tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.tsv"
+    nodes.write_text(
+        "id\tname\tkind\n"
+        "Compound::DB00945\tAspirin\tCompound\n"
+        "Compound::DB01050\tIbuprofen \tCompound\n"
+        "Disease::DOID:10763\thypertension\tDisease\n"
+        "Gene::7124\tTNF\tGene\n"
+    )
+    edges = tmp_path / "edges.sif.gz"
+    with gzip.open(edges, "wt", encoding="utf-8") as file:
+        file.write(
+            "source\tmetaedge\ttarget\n"
+            "Compound::DB00945\tCtD\tDisease::DOID:10763\n"
+            "Compound::DB01050\tupregulates\tGene::7124\n"
+            "Disease::DOID:10763\tupregulates\tGene::7124\n"
+        )
+    metaedges = tmp_path / "metaedges.tsv"
+    metaedges.write_text("metaedge\tabbreviation\nCompound - treats - Disease\tCtD\n")
+    args = [
+        "--graph",
+        "cli_nodes",
+        "--nodes",
+        str(nodes),
+        "--edges",
+        str(edges),
+        "--relations",
+        str(metaedges),
+    ]
+    code, out = run(running_server, "ingest", *args, "--json")
+    assert code == 0, out
+    summary = json.loads(out)  # 1 relation table row, 4 nodes, 2 relations split by kinds, 3 edges
+    assert (summary["records"], summary["new_triples"], summary["rejected_chunks"]) == (10, 3, 0)
+    code, out = run(running_server, "lookup", "--graph", "cli_nodes", "--tail", "Gene::7124", "--json")
+    assert code == 0, out
+    facts = [(t["head_name"], t["relation"], t["tail_name"]) for t in json.loads(out)["triples"]]
+    assert sorted(facts) == [  # names joined to ids, 'Ibuprofen ' stripped; the verb split by kinds
+        ("Ibuprofen", "Compound upregulates Gene", "TNF"),
+        ("hypertension", "Disease upregulates Gene", "TNF"),
+    ]
+    code, out = run(running_server, "info", "--graph", "cli_nodes", "--json")
+    assert code == 0, out
+    words = {w["id"]: w for w in json.loads(out)["relation_words"]}
+    assert sorted(words) == ["Compound upregulates Gene", "CtD", "Disease upregulates Gene"]
+    assert words["CtD"]["name"] == "treats"
+    assert words["Compound upregulates Gene"]["name"] == "upregulates"
+    assert words["Compound upregulates Gene"]["forward_answers"].lower() == "gene"  # the tails' kind
+    assert words["Disease upregulates Gene"]["inverse_answers"].lower() == "disease"  # the heads' kind
+
+
+def test_ingest_takes_a_file_or_nodes_and_edges(running_server: RunningServer, tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("id,name\na,A\n")
+    edges = tmp_path / "edges.csv"
+    edges.write_text("source,target,relation\na,b,r\n")
+    for args, message in [
+        ([], "give either a graph FILE or --nodes and --edges"),
+        ([str(edges), "--nodes", str(nodes), "--edges", str(edges)], "not both or neither"),
+        (["--nodes", str(nodes)], "--nodes and --edges go together"),
+        (["--edges", str(edges)], "--nodes and --edges go together"),
+        (["--nodes", str(nodes), "--edges", str(edges), "--format", "csv"], "--format applies to FILE"),
+    ]:
+        code, out = run(running_server, "ingest", *args, "--graph", "cli_usage")
+        assert code == 2 and message in out, (args, out)
+    code, out = run(
+        running_server, "ingest", "--graph", "cli_usage", "--nodes", str(nodes), "--edges", str(edges)
+    )
+    assert code == 1 and "edges.csv:2: target 'b' is not a node id of nodes.csv" in out, out
 
 
 def test_serve_starts_reports_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
