@@ -29,6 +29,7 @@ class EvidenceHop:
 class Evidence:
     hops: tuple[EvidenceHop, ...]
     weight: float
+    pattern: str = ""  # the relation-path pattern this path is an example of, when evidence is grouped so
 
 
 class EvidenceWalker:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -20,6 +21,22 @@ from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor
 
 MAX_EXPLAIN_EDGES = 512  # the most important edges an explanation's path search may use
 MAX_EXPANSIONS = 4096  # DFS steps one explanation may take
+
+
+class LinkScorer(Protocol):
+    """What Lookup infers triples with: a link predictor bound to the relations it knows."""
+
+    description: str
+
+    def knows(self, graph: KnowledgeGraph, relation: int) -> bool: ...
+
+    def known_relations(self, graph: KnowledgeGraph) -> list[int]: ...
+
+    def tail_probabilities(self, graph: KnowledgeGraph, heads: Tensor, directions: Tensor) -> Tensor: ...
+
+    def explain_many(
+        self, graph: KnowledgeGraph, triples: Sequence[tuple[int, int, int]], paths: int = 3
+    ) -> list[tuple[Evidence, ...]]: ...
 
 
 class LinkInference:
@@ -180,7 +197,7 @@ class InferredTriple:
 
 
 def infer_many(
-    predictor: LinkInference, graph: KnowledgeGraph, patterns: Sequence[LinkPattern], paths: int = 3
+    predictor: LinkScorer, graph: KnowledgeGraph, patterns: Sequence[LinkPattern], paths: int = 3
 ) -> list[list[InferredTriple]]:
     """The most probable triples of each pattern that are not stored facts, best first, with explanations.
 
@@ -216,7 +233,7 @@ def infer_many(
 
 
 def _plan(
-    predictor: LinkInference, graph: KnowledgeGraph, pattern: LinkPattern
+    predictor: LinkScorer, graph: KnowledgeGraph, pattern: LinkPattern
 ) -> tuple[list[int], list[int], list[int]] | None:
     """``(relations, query heads, query directions)``: one query per relation, from the head (or the tail)."""
     if pattern.head is None and pattern.tail is None or pattern.top_k <= 0:
@@ -245,7 +262,7 @@ def _pick(
     width = probabilities.shape[1]
     out: list[tuple[int, int, int, float]] = []
     for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-        if score < pattern.min_score or len(out) == pattern.top_k:
+        if score < pattern.min_score or score <= 0.0 or len(out) == pattern.top_k:  # 0: not a candidate
             break
         r, other = relations[index // width], index % width
         h, t = (head, tail if width == 1 else other) if head is not None else (other, tail)

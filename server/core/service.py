@@ -86,6 +86,7 @@ class NamedEvidence:
     hops: tuple[NamedHop, ...]
     weight: float
     inferred: bool = False
+    pattern: str = ""  # the relation-path pattern the path is an example of (Lookup's pattern evidence)
 
 
 @dataclass(frozen=True)
@@ -1130,4 +1131,4 @@ def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:
         )
         for h in evidence.hops
     )
-    return NamedEvidence(hops, evidence.weight)
+    return NamedEvidence(hops, evidence.weight, pattern=evidence.pattern)

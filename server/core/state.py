@@ -15,12 +15,14 @@ from graphfuse.encoder import TextEncoder
 from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
 from graphfuse.gnn.data.records import Record, RelationRecord, has_words
 from graphfuse.gnn.data.relation_text import RelationPhrases
-from graphfuse.gnn.inference.link_predictions import LinkInference
+from graphfuse.gnn.inference.link_predictions import LinkInference, LinkScorer
 from graphfuse.gnn.inference.linking import EntityLinker
+from graphfuse.gnn.inference.pattern_links import PatternLinkInference
 from graphfuse.gnn.inference.reasoner import TrainedReasoner, ZeroShotReasoner
 from graphfuse.gnn.inference.recommendations import Recommendation
 from graphfuse.gnn.inference.relation_vectors import RelationVectors
 from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor
+from graphfuse.gnn.models.path_patterns import PathPatternPredictor
 from graphfuse.gnn.models.question_reasoner import QuestionReasoner
 from graphfuse.server.storage.checkpoints import load_checkpoint
 from graphfuse.server.storage.store import GraphStore
@@ -47,7 +49,7 @@ class GraphState:
         self._phrase_vectors: list[tuple[Tensor, Tensor, Tensor]] = []  # forward, inverse, (2, D) answers
         self._relations: RelationVectors | None = None
         self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
-        self.link_predictor: LinkInference | None = None
+        self.link_predictor: LinkScorer | None = None
         self.recommender: Recommendation | None = None
         self._checkpoint_mtimes: dict[str, float | None] = {"qa": None, "link": None, "recommend": None}
 
@@ -97,6 +99,10 @@ class GraphState:
                 return False
             self.recommender = model.to(self.device)
             log.info("graph %s: recommending with %s on %s", self.name, description, self.device)
+            return True
+        if task == "link" and isinstance(model, PathPatternPredictor):
+            self.link_predictor = PatternLinkInference(model, description)
+            log.info("graph %s: inferring Lookup triples with %s", self.name, description)
             return True
         if task == "link":
             if not isinstance(model, LinkPredictor | LinkEnsemble) or "relation_ids" not in meta:

@@ -1,5 +1,8 @@
 """`graphfuse train --task link` and `graphfuse eval --task link`: fit and score a graph's link predictor.
 
+With ``--relation``, the predictor is a path-pattern regression for the named relations
+(:mod:`graphfuse.gnn.models.path_patterns`); otherwise a message-passing predictor for every relation.
+
 Both read the graph from the store (safe beside a running server) and work in-process. Training writes the
 checkpoint atomically to ``<data dir>/checkpoints/link/<graph>.pt``; a running server picks it up within
 seconds and starts inferring Lookup triples.
@@ -18,9 +21,10 @@ import torch
 from torch import Tensor
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
-from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord, default_name
 from graphfuse.gnn.inference.link_predictions import LinkInference
 from graphfuse.gnn.models.link_predictor import LinkEnsemble
+from graphfuse.gnn.models.path_patterns import PathPatternConfig
 from graphfuse.gnn.training.link_predictor import (
     KnownAnswers,
     LinkMetrics,
@@ -33,6 +37,7 @@ from graphfuse.gnn.training.link_predictor import (
     link_metrics,
     train_link_predictor,
 )
+from graphfuse.gnn.training.path_patterns import PatternFitReport, train_path_patterns
 from graphfuse.server.storage.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from graphfuse.server.storage.store import GraphStore
 
@@ -195,3 +200,78 @@ def evaluate_link_graph(
             graph.num_entities,
         )
     return LinkEvalReport(link_metrics(ranks), skipped, hidden)
+
+
+@dataclass
+class PatternTrainReport:
+    checkpoint: Path
+    relations: list[PatternFitReport]
+    seconds: float
+    description: str
+
+
+def resolve_relations(graph: KnowledgeGraph, texts: Sequence[str]) -> list[int]:
+    """The relations ``texts`` name: by id; else by a record's name or alias (any case); else by the words of
+    the id (``treats`` names ``TREATS_CtD``). A text may name several relations (a verb that several kinds of
+    edge share); one that names none raises KeyError."""
+    found: list[int] = []
+    for text in texts:
+        wanted = " ".join(text.lower().split())
+        matches = [graph.relation_index[text]] if text in graph.relation_index else []
+        if not matches:
+            matches = [
+                r
+                for r, record in graph.relation_records.items()
+                if wanted in {w.lower() for w in (record.name, record.inverse_name, *record.aliases) if w}
+            ]
+        if not matches:
+            matches = [
+                r
+                for r, relation_id in enumerate(graph.relation_ids)
+                if f" {wanted} " in f" {default_name(relation_id).lower()} "
+            ]
+        if not matches:
+            shown = ", ".join(graph.relation_ids[:20]) + (", ..." if graph.num_relations > 20 else "")
+            raise KeyError(f"no relation of the graph is named {text!r} (its relations: {shown})")
+        found += [r for r in sorted(matches) if r not in found]
+    return found
+
+
+def train_pattern_graph(
+    data_dir: Path,
+    graph_name: str,
+    relations: Sequence[str],
+    config: PathPatternConfig | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> PatternTrainReport:
+    """Fit path-pattern regressions for the named relations of a stored graph (every other edge is context)
+    and write them as the graph's link predictor."""
+    started = time.perf_counter()
+    config = config or PathPatternConfig()
+    store = GraphStore(data_dir)
+    try:
+        entities, stored = store.read_graph(graph_name)
+        described = store.read_relations(graph_name)
+    finally:
+        store.close()
+    graph = KnowledgeGraph(entities, stored)
+    graph.add(described)
+    targets = resolve_relations(graph, relations)
+    predictor, reports = train_path_patterns(graph, targets, config, on_step)
+    fitted = ", ".join(f"{r.relation} (out-of-fold AUROC {r.auroc:.3f})" for r in reports)
+    description = (
+        f"PathPatternPredictor for {fitted} on {graph.num_edges} triples, "
+        f"trained {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    path = checkpoint_path(data_dir, graph_name, "link")
+    save_checkpoint(
+        path,
+        predictor,
+        {
+            "description": description,
+            "graph": graph_name,
+            "relations": [vars(r) for r in reports],
+            "created_at": time.time(),
+        },
+    )
+    return PatternTrainReport(path, reports, time.perf_counter() - started, description)

@@ -17,9 +17,10 @@ import torch
 
 from graphfuse.gnn.inference.recommendations import Recommendation
 from graphfuse.gnn.models.link_predictor import LinkEnsemble, LinkPredictor
+from graphfuse.gnn.models.path_patterns import PathPatternPredictor
 from graphfuse.gnn.models.question_reasoner import QuestionReasoner
 
-Model = QuestionReasoner | LinkPredictor | LinkEnsemble | Recommendation
+Model = QuestionReasoner | LinkPredictor | LinkEnsemble | PathPatternPredictor | Recommendation
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -57,6 +58,8 @@ def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
             return LinkPredictor.from_checkpoint(checkpoint), checkpoint.get("meta", {})
         if checkpoint.get("kind") == "link_ensemble":
             return LinkEnsemble.from_checkpoint(checkpoint), checkpoint.get("meta", {})
+        if checkpoint.get("kind") == PathPatternPredictor.kind:
+            return PathPatternPredictor.from_checkpoint(checkpoint), checkpoint.get("meta", {})
         if checkpoint.get("kind") == "recommender":
             meta = checkpoint.get("meta", {})
             return Recommendation.from_checkpoint(checkpoint, meta.get("description", path.name)), meta

@@ -100,6 +100,7 @@ def _evidence(e: NamedEvidence) -> pb.EvidencePath:
         ],
         weight=e.weight,
         kind=KIND_INFERRED if e.inferred else KIND_FACT,
+        pattern=e.pattern,
     )
 
 

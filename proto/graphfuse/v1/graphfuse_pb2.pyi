@@ -64,14 +64,16 @@ class Hop(_message.Message):
     def __init__(self, head_id: _Optional[str] = ..., head_name: _Optional[str] = ..., relation: _Optional[str] = ..., tail_id: _Optional[str] = ..., tail_name: _Optional[str] = ..., reversed: _Optional[bool] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class EvidencePath(_message.Message):
-    __slots__ = ("hops", "weight", "kind")
+    __slots__ = ("hops", "weight", "kind", "pattern")
     HOPS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
     hops: _containers.RepeatedCompositeFieldContainer[Hop]
     weight: float
     kind: AnswerKind
-    def __init__(self, hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., weight: _Optional[float] = ..., kind: _Optional[_Union[AnswerKind, str]] = ...) -> None: ...
+    pattern: str
+    def __init__(self, hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., weight: _Optional[float] = ..., kind: _Optional[_Union[AnswerKind, str]] = ..., pattern: _Optional[str] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()

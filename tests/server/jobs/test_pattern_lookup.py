@@ -1,0 +1,81 @@
+"""`graphfuse train --task link --relation R` over the real server: the relation resolved by its words, a
+path-pattern predictor written and served, Lookup inferring triples with evidence grouped by pattern."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import RelationRecord
+from graphfuse.server.cli.commands import main
+from graphfuse.server.jobs.link_training import resolve_relations
+from tests.helpers.pharmacology import pharmacology
+from tests.server.conftest import RunningServer, server_config
+
+INFERRED = 2
+
+
+@pytest.fixture(scope="module")
+def pattern_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    data_dir = tmp_path_factory.mktemp("pattern-data")
+    config = server_config(data_dir, demo=False)
+    config.checkpoint_poll_seconds = 0.2
+    server = RunningServer(config)
+    entities, triples = pharmacology()
+    records = [
+        *entities,
+        RelationRecord("CtD", "treats", None, ("is indicated for",)),
+        *[t if t.relation != "treats" else type(t)(t.head, "CtD", t.tail) for t in triples],
+    ]
+    with server.client() as client:
+        assert all(ack.accepted for ack in client.ingest("pharma", records))
+    yield server, data_dir
+    server.stop()
+
+
+def test_train_a_named_relation_then_lookup_infers_it_with_patterns(pattern_server) -> None:  # noqa: ANN001
+    server, data_dir = pattern_server
+    result = CliRunner().invoke(
+        main,
+        ["train", "--task", "link", "--graph", "pharma", "--relation", "is indicated for"]
+        + ["--data-dir", str(data_dir), "--target", server.target],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| CtD |" in result.output and "now serves pharma with the new checkpoint" in result.output
+    with server.client() as client:
+        response = client.lookup("pharma", head="c3", relation="treats", top_k=5, exclude_facts=True)
+        bare = client.lookup(
+            "pharma", head="c3", relation="treats", top_k=5, exclude_facts=True, no_evidence=True
+        )
+        reverse = client.lookup("pharma", relation="treats", tail="d2", top_k=5, exclude_facts=True)
+        gene = client.lookup("pharma", head="g1", relation="treats", top_k=5, exclude_facts=True)
+    assert response.link_predictor.startswith("PathPatternPredictor for CtD")
+    assert response.triples and all(t.kind == INFERRED for t in response.triples)
+    assert [t.score for t in response.triples] == [t.score for t in bare.triples]
+    assert all(not t.evidence for t in bare.triples)
+    patterns = {p.pattern for t in response.triples for p in t.evidence}
+    assert patterns and all(p.startswith("Compound -") and p.endswith(" Disease") for p in patterns)
+    assert not any("CtD" in p for p in patterns)  # relations shown by their record's name
+    assert all(t.tail_id == "d2" and t.head_id.startswith("c") for t in reverse.triples)
+    assert not gene.triples  # a gene treats nothing
+
+
+def test_a_relation_nobody_named_is_refused(pattern_server) -> None:  # noqa: ANN001
+    _, data_dir = pattern_server
+    arguments = ["train", "--task", "link", "--graph", "pharma", "--relation", "cures"]
+    result = CliRunner().invoke(main, [*arguments, "--data-dir", str(data_dir)])
+    assert result.exit_code != 0 and "no relation of the graph is named 'cures'" in result.output
+
+
+def test_relations_resolve_by_id_record_words_or_id_words() -> None:
+    entities, triples = pharmacology()
+    graph = KnowledgeGraph(entities, triples)
+    graph.add([RelationRecord("binds", "binds to", None, ("targets",))])
+    graph.add([RelationRecord("UPREGULATES_CuG", None), RelationRecord("UPREGULATES_DuG", None)])
+    r = graph.relation_index
+    assert resolve_relations(graph, ["treats"]) == [r["treats"]]
+    assert resolve_relations(graph, ["Targets"]) == [r["binds"]]
+    assert resolve_relations(graph, ["upregulates"]) == [r["UPREGULATES_CuG"], r["UPREGULATES_DuG"]]
+    with pytest.raises(KeyError, match="'cures'"):
+        resolve_relations(graph, ["cures"])
