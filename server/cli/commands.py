@@ -1172,7 +1172,10 @@ def _evaluate_link(
         return
     click.echo(_link_table({"test": report.metrics}))
     if report.skipped_triples:
-        click.echo(f"{report.skipped_triples} test triples skipped (entity or relation not in the graph)")
+        click.echo(
+            f"{report.skipped_triples} test triples skipped (entity or relation not in the graph, "
+            "or a relation the predictor does not predict)"
+        )
     if report.hidden_triples:
         click.echo(
             f"{report.hidden_triples} test triples are stored facts: hidden from the graph while ranked"

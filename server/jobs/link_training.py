@@ -23,8 +23,9 @@ from torch import Tensor
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, TripleRecord, default_name
 from graphfuse.gnn.inference.link_predictions import LinkInference
+from graphfuse.gnn.inference.pattern_links import PatternLinkInference
 from graphfuse.gnn.models.link_predictor import LinkEnsemble
-from graphfuse.gnn.models.path_patterns import PathPatternConfig
+from graphfuse.gnn.models.path_patterns import PathPatternConfig, PathPatternPredictor
 from graphfuse.gnn.training.link_predictor import (
     KnownAnswers,
     LinkMetrics,
@@ -183,6 +184,8 @@ def evaluate_link_graph(
         )
     model, meta = load_checkpoint(path)
     entities, stored = _read(data_dir, graph_name)
+    if isinstance(model, PathPatternPredictor):
+        return _evaluate_patterns(model, entities, stored, test, known)
     graph = KnowledgeGraph(entities, stored)
     predictor = LinkInference(model, meta["relation_ids"], meta.get("description", ""))  # type: ignore[arg-type]
     tests, skipped = index_triples(graph, test)
@@ -200,6 +203,33 @@ def evaluate_link_graph(
             graph.num_entities,
         )
     return LinkEvalReport(link_metrics(ranks), skipped, hidden)
+
+
+def _evaluate_patterns(
+    model: PathPatternPredictor,
+    entities: list[EntityRecord],
+    stored: list[TripleRecord],
+    test: Sequence[TripleRecord],
+    known: Sequence[TripleRecord],
+) -> LinkEvalReport:
+    """As :func:`evaluate_link_graph`, for the relations a path-pattern predictor knows (test triples of other
+    relations are skipped); stored test triples are removed from the graph, as their own edge would be a
+    feature of theirs."""
+    tested = set(test)
+    graph = KnowledgeGraph(entities, [t for t in stored if t not in tested])
+    inference = PatternLinkInference(model, "")
+    tests, _ = index_triples(graph, [t for t in test if t.relation in model.targets])
+    extra, _ = index_triples(graph, known)
+    filters = KnownAnswers([torch.stack(graph.edges, 1), extra, tests], graph.num_relations)
+    with torch.no_grad():
+        ranks = filtered_ranks(
+            lambda e, d: inference.tail_probabilities(graph, e, d),
+            both_directions(tests, graph.num_relations),
+            filters,
+            graph.num_entities,
+        )
+    hidden = len(stored) - graph.num_edges
+    return LinkEvalReport(link_metrics(ranks), len(test) - tests.shape[0], hidden)
 
 
 @dataclass

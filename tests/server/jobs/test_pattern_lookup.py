@@ -61,6 +61,20 @@ def test_train_a_named_relation_then_lookup_infers_it_with_patterns(pattern_serv
     assert not gene.triples  # a gene treats nothing
 
 
+def test_eval_ranks_stored_treatments_hidden_from_the_graph(pattern_server, tmp_path) -> None:  # noqa: ANN001
+    server, data_dir = pattern_server
+    with server.client() as client:
+        stored = client.lookup("pharma", relation="CtD", top_k=200, facts_only=True).triples
+    test = tmp_path / "test.tsv"
+    test.write_text("".join(f"{t.head_id}\tCtD\t{t.tail_id}\n" for t in stored[:20]) + "c1\tbinds\tg1\n")
+    arguments = ["eval", "--task", "link", "--graph", "pharma", "--test", str(test)]
+    result = CliRunner().invoke(main, [*arguments, "--data-dir", str(data_dir), "--target", server.target])
+    assert result.exit_code == 0, result.output
+    assert "1 test triples skipped" in result.output  # binds: not a relation the predictor knows
+    mrr = float(result.output.split("| test |")[1].split("|")[2])
+    assert mrr > 0.2
+
+
 def test_a_relation_nobody_named_is_refused(pattern_server) -> None:  # noqa: ANN001
     _, data_dir = pattern_server
     arguments = ["train", "--task", "link", "--graph", "pharma", "--relation", "cures"]
