@@ -32,7 +32,8 @@ ROW_CHUNK = 512  # start entities whose walks are multiplied out together
 @dataclass
 class PathPatternConfig:
     max_length: int = 3  # hops of the longest pattern
-    max_patterns: int = 200  # patterns kept per relation (those weighing most); each costs lookup time
+    max_candidates: int = 2000  # patterns counted for every fitted pair (screened on a sample beyond this)
+    max_patterns: int = 100  # patterns kept per relation (those weighing most); each costs lookup time
     damping: float = 0.4  # degree damping of each edge's weight (Rephetio's w)
     folds: int = 3  # a pair's own edge is hidden from its features by training on folds
     max_negatives: int = 200_000  # pairs without the relation fitted on (sampled beyond this)

@@ -31,6 +31,7 @@ from graphfuse.gnn.models.path_patterns import (
     profile_scores,
 )
 
+SCREEN_PAIRS = 256  # edges (and 4x as many pairs without the relation) patterns are screened on
 PROFILE_SHARE = 0.5  # an untyped candidate's relations must cover this share of a typical member's
 
 
@@ -119,6 +120,10 @@ def fit_relation(
         )
 
     negatives = _sample_negatives(positives, head_set, tail_set, config.max_negatives, rng)
+    if len(patterns) > config.max_candidates:
+        patterns = _screen(graph, target, patterns, positives, negatives, config, rng)
+        if on_step:
+            on_step(f"{graph.relation_ids[target]}: {len(patterns)} patterns kept after screening")
     pairs = np.concatenate([positives, negatives])
     labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     fold = rng.integers(0, config.folds, size=pairs.shape[0])
@@ -218,6 +223,33 @@ def train_path_patterns(
         fitted.append(relation)
         reports.append(report)
     return PathPatternPredictor(fitted, config), reports
+
+
+def _screen(
+    graph: KnowledgeGraph,
+    target: int,
+    patterns: list[tuple[int, ...]],
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    config: PathPatternConfig,
+    rng: np.random.Generator,
+) -> list[tuple[int, ...]]:
+    """The ``max_candidates`` patterns separating a sample of the relation's edges (hidden from the graph)
+    from a sample of pairs without it best: by the difference of their mean asinh-scaled walk counts, in
+    units of its spread."""
+    sample = positives[rng.permutation(len(positives))[:SCREEN_PAIRS]]
+    others = negatives[rng.permutation(len(negatives))[: 4 * SCREEN_PAIRS]]
+    hidden = torch.from_numpy(np.stack([sample[:, 0], np.full(len(sample), target), sample[:, 1]], 1))
+    walks = _pair_walks(
+        DirectionMatrices(graph, config.damping, hidden), patterns, np.concatenate([sample, others])
+    )
+    counted = (walks > 0).sum(1, keepdims=True)
+    scale = np.where(counted > 0, walks.sum(1, keepdims=True) / np.maximum(counted, 1), 1.0)
+    scaled = np.arcsinh(walks / scale)
+    gap = scaled[:, : len(sample)].mean(1) - scaled[:, len(sample) :].mean(1)
+    separation = np.abs(gap) / (scaled.std(1) + 1e-6)
+    kept = np.sort(np.argsort(-separation)[: config.max_candidates])
+    return [patterns[i] for i in kept.tolist()]
 
 
 def _regression(config: PathPatternConfig) -> LogisticRegression:

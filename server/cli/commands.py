@@ -675,7 +675,8 @@ RELATION_OPTION = click.option(
     "--relation",
     default=None,
     help="recommend: the interaction relation (default: the graph's only one). link: the relations to "
-    "predict (comma-separated ids, names or aliases), fitted as path-pattern regressions in minutes; "
+    "predict (comma-separated ids, names or aliases; 'all': every relation), fitted as path-pattern "
+    "regressions in minutes; "
     "without it, a message-passing predictor of every relation.",
 )
 K_OPTION = click.option("--k", "k", default=20, show_default=True, help="recommend: Recall@K and NDCG@K.")

@@ -232,6 +232,10 @@ def _evaluate_patterns(
     return LinkEvalReport(link_metrics(ranks), len(test) - tests.shape[0], hidden)
 
 
+EVERY_RELATION = "all"
+MIN_EDGES_TO_FIT = 6  # two per fold
+
+
 @dataclass
 class PatternTrainReport:
     checkpoint: Path
@@ -241,13 +245,17 @@ class PatternTrainReport:
 
 
 def resolve_relations(graph: KnowledgeGraph, texts: Sequence[str]) -> list[int]:
-    """The relations ``texts`` name: by id; else by a record's name or alias (any case); else by the words of
-    the id (``treats`` names ``TREATS_CtD``). A text may name several relations (a verb that several kinds of
-    edge share); one that names none raises KeyError."""
+    """The relations ``texts`` name: by id; ``all``: every relation with enough edges to fit; else by a
+    record's name or alias (any case); else by the words of the id (``treats`` names ``TREATS_CtD``). A text
+    may name several relations (a verb that several kinds of edge share); one that names none raises
+    KeyError."""
     found: list[int] = []
     for text in texts:
         wanted = " ".join(text.lower().split())
         matches = [graph.relation_index[text]] if text in graph.relation_index else []
+        if not matches and wanted == EVERY_RELATION:
+            counts = torch.bincount(graph.edges[1], minlength=graph.num_relations)
+            matches = [r for r in range(graph.num_relations) if int(counts[r]) >= MIN_EDGES_TO_FIT]
         if not matches:
             matches = [
                 r

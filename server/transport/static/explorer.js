@@ -211,8 +211,22 @@ function tripleItem(t) {
     `${t.headName || t.headId} -${t.relation}-> ${t.tailName || t.tailId}`,
     el("span", { class: "score" }, t.score.toFixed(3)),
     el("span", { class: `kind ${kindName(t.kind)}` }, kindName(t.kind)),
-    ...(kindName(t.kind) === "inferred" ? t.evidence.map((p) => el("div", { class: "path" }, pathText(p))) : []),
+    ...(kindName(t.kind) === "inferred" ? evidenceItems(t.evidence) : []),
   );
+}
+
+// Paths grouped by pattern (a path-pattern predictor's evidence) come under their pattern and its share.
+function evidenceItems(paths) {
+  const items = [];
+  let shown = null;
+  for (const p of paths) {
+    if (p.pattern && p.pattern !== shown) {
+      items.push(el("div", { class: "pattern" }, `${p.pattern} (${Math.round(100 * p.weight)}% of the evidence)`));
+      shown = p.pattern;
+    }
+    items.push(el("div", { class: "path" }, pathText(p)));
+  }
+  return items;
 }
 
 async function lookup(request, title) {

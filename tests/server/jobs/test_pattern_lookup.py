@@ -91,5 +91,6 @@ def test_relations_resolve_by_id_record_words_or_id_words() -> None:
     assert resolve_relations(graph, ["treats"]) == [r["treats"]]
     assert resolve_relations(graph, ["Targets"]) == [r["binds"]]
     assert resolve_relations(graph, ["upregulates"]) == [r["UPREGULATES_CuG"], r["UPREGULATES_DuG"]]
+    assert resolve_relations(graph, ["all"]) == [r["binds"], r["associates"], r["treats"]]  # >= 6 edges each
     with pytest.raises(KeyError, match="'cures'"):
         resolve_relations(graph, ["cures"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+from graphfuse.server.jobs.link_training import train_pattern_graph
 from tests.server.transport.test_gateway import ADMIN, Http, served  # noqa: F401 - served is a fixture
 
 ARTIFACTS = Path(
@@ -158,3 +161,20 @@ def test_graph_view_lists_each_relations_words(page) -> None:  # noqa: ANN001
     assert 'name "treats"' in given and 'inverse "treated by"' in given and 'aliases "cures"' in given
     assert "head \u2192 tail: " in given and "treated by" in given.split("tail \u2192 head: ")[1]
     assert "no words given" in page.inner_text("#relations li[data-relation='rel_12']")
+
+
+def test_inferred_triples_show_their_evidence_by_pattern(page, served) -> None:  # noqa: ANN001, F811
+    page, http = page
+    train_pattern_graph(served[0].app.config.data_dir, "umls", ["treats"])
+    deadline = time.monotonic() + 30
+    while not http("GET", "/v1/graphs/umls")[1].get("linkPredictor", "").startswith("PathPatternPredictor"):
+        assert time.monotonic() < deadline, "the server never picked up the path-pattern predictor"
+        time.sleep(0.2)
+    page.goto(f"{http.base}/")
+    page.wait_for_function("document.querySelector('#graph').value === 'umls'")
+    page.fill("#lookup-head", "antibiotic")
+    page.fill("#lookup-relation", "treats")
+    page.click("#lookup-form button")
+    page.wait_for_selector("#lookup-results .pattern")
+    pattern = page.inner_text("#lookup-results .pattern")  # the first inferred triple's strongest pattern
+    assert re.fullmatch(r"\S+( (-[^>]+->|<-.+-) \S+)+ \(\d+% of the evidence\)", pattern), pattern
