@@ -35,7 +35,11 @@ def fuse_answer_text(graph: KnowledgeGraph, answers: Sequence[Answer], max_answe
     pieces = []
     for answer in answers[:max_answers]:
         name = graph.names[answer.entity]
-        if answer.evidence:
+        if answer.inferred:  # a predicted triple: its strongest pattern (or path) is why
+            first = answer.evidence[0] if answer.evidence else None
+            why = (first.pattern or path_text(graph, first.hops)) if first else ""
+            pieces.append(f"{name}, inferred{f' from {why}' if why else ''} ({answer.score:.2f})")
+        elif answer.evidence:
             pieces.append(f"{name}, via {path_text(graph, answer.evidence[0].hops)} ({answer.score:.2f})")
         else:
             pieces.append(f"{name} ({answer.score:.2f})")

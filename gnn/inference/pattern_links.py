@@ -50,8 +50,8 @@ class PatternLinkInference:
     @torch.no_grad()
     def tail_probabilities(self, graph: KnowledgeGraph, heads: Tensor, directions: Tensor) -> Tensor:
         """Probability of every entity as the answer of each query ``(entity, graph direction)``, ``(B, N)``
-        (0 outside the candidates of the answer's side, and for a query entity that is not a candidate of
-        its own side)."""
+        (0 outside the candidates of the answer's side, and on a typed graph for a query entity of a kind its
+        side does not have; on an untyped graph the query entity is taken as given)."""
         out = torch.zeros(heads.numel(), graph.num_entities)
         matrices = self._current(graph)
         for d in directions.unique().tolist():
@@ -78,8 +78,9 @@ class PatternLinkInference:
             logits = target.logits(
                 walks, np.broadcast_to(head_degree, shape), np.broadcast_to(tail_degree, shape)
             )
-            eligible = torch.from_numpy(np.isin(starts, self._side(graph, target, tail=back)))
-            scores = torch.sigmoid(logits) * eligible[:, None]  # a start of the wrong kind has no answers
+            scores = torch.sigmoid(logits)
+            if target.tail_kinds if back else target.head_kinds:  # a start of the wrong kind has no answers
+                scores *= torch.from_numpy(np.isin(starts, self._side(graph, target, tail=back)))[:, None]
             out[rows[:, None], torch.from_numpy(answers)[None, :]] = scores
         return out
 

@@ -34,6 +34,7 @@ from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.formats.datasets import load_umls_demo
 from graphfuse.gnn.inference.evidence import Evidence, EvidenceHop
 from graphfuse.gnn.inference.fusion import fuse_answer_text
+from graphfuse.gnn.inference.inferred_answers import with_inferred_answers
 from graphfuse.gnn.inference.link_predictions import InferredTriple, LinkPattern, infer_many
 from graphfuse.gnn.inference.linking import nearest_entities, normalize, strip_mentions, strip_topics
 from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner, ZeroShotReasoner
@@ -779,6 +780,18 @@ class GraphService:
         )
         best = max(range(len(readings)), key=lambda i: _top_score(reasonings[i]))
         reasoning, topics = reasonings[best], readings[best][0]
+        found = reasoning.answers
+        if state.link_predictor is not None and topics:
+            topic = max(topics, key=lambda t: t.score).index
+            found = await self.on_compute(
+                with_inferred_answers,
+                state.link_predictor,
+                state.graph,
+                reasoning,
+                topic,
+                top_k,
+                state.reasoner.config.calibration,
+            )
         clock.add("reason_us", queued)
         answers = [
             AnswerResult(
@@ -787,13 +800,13 @@ class GraphService:
                 a.score,
                 a.inferred,
                 a.hops,
-                tuple(_named_evidence(state.graph, e) for e in a.evidence),
+                tuple(_named_evidence(state.graph, e, a.inferred) for e in a.evidence),
             )
-            for a in reasoning.answers
+            for a in found
         ]
         return AskResult(
             answers,
-            fuse_answer_text(state.graph, reasoning.answers),
+            fuse_answer_text(state.graph, found),
             [t.linked(state.graph) for t in topics],
             tokens,
             reasoning.touched_entities,
@@ -1118,7 +1131,7 @@ def _infer_lookups(state: GraphState, patterns: list[LinkPattern]) -> list[list[
     return found
 
 
-def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:
+def _named_evidence(graph: KnowledgeGraph, evidence: Evidence, inferred: bool = False) -> NamedEvidence:
     hops = tuple(
         NamedHop(
             graph.entity_ids[h.head],
@@ -1131,4 +1144,4 @@ def _named_evidence(graph: KnowledgeGraph, evidence: Evidence) -> NamedEvidence:
         )
         for h in evidence.hops
     )
-    return NamedEvidence(hops, evidence.weight, pattern=evidence.pattern)
+    return NamedEvidence(hops, evidence.weight, inferred, evidence.pattern)

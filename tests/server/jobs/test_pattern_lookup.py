@@ -30,17 +30,17 @@ def pattern_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     ]
     with server.client() as client:
         assert all(ack.accepted for ack in client.ingest("pharma", records))
-    yield server, data_dir
-    server.stop()
-
-
-def test_train_a_named_relation_then_lookup_infers_it_with_patterns(pattern_server) -> None:  # noqa: ANN001
-    server, data_dir = pattern_server
-    result = CliRunner().invoke(
+    trained = CliRunner().invoke(
         main,
         ["train", "--task", "link", "--graph", "pharma", "--relation", "is indicated for"]
         + ["--data-dir", str(data_dir), "--target", server.target],
     )
+    yield server, data_dir, trained
+    server.stop()
+
+
+def test_train_a_named_relation_then_lookup_infers_it_with_patterns(pattern_server) -> None:  # noqa: ANN001
+    server, _, result = pattern_server
     assert result.exit_code == 0, result.output
     assert "| CtD |" in result.output and "now serves pharma with the new checkpoint" in result.output
     with server.client() as client:
@@ -61,8 +61,24 @@ def test_train_a_named_relation_then_lookup_infers_it_with_patterns(pattern_serv
     assert not gene.triples  # a gene treats nothing
 
 
+def test_ask_answers_stored_treatments_then_inferred_ones(pattern_server) -> None:  # noqa: ANN001
+    server, _, _ = pattern_server
+    with server.client() as client:
+        facts_only = client.lookup("pharma", head="c3", relation="CtD", facts_only=True)
+        stored = {t.tail_id for t in facts_only.triples}
+        answer = client.ask("which diseases could c3 treat", graph="pharma", top_k=8)
+    assert answer.topic_entities[0].id == "c3"
+    inferred = [a for a in answer.answers if a.kind == INFERRED]
+    assert inferred and not {a.entity_id for a in inferred} & stored
+    assert all(a.entity_id.startswith("d") and 0 < a.score < 1 and a.evidence for a in inferred)
+    assert all(p.kind == INFERRED and p.pattern for a in inferred for p in a.evidence)
+    best_stored = max(a.score for a in answer.answers if a.entity_id in stored)
+    assert best_stored > max(a.score for a in inferred)  # the stored answer of the same reading ranks first
+    assert [a.score for a in answer.answers] == sorted((a.score for a in answer.answers), reverse=True)
+
+
 def test_eval_ranks_stored_treatments_hidden_from_the_graph(pattern_server, tmp_path) -> None:  # noqa: ANN001
-    server, data_dir = pattern_server
+    server, data_dir, _ = pattern_server
     with server.client() as client:
         stored = client.lookup("pharma", relation="CtD", top_k=200, facts_only=True).triples
     test = tmp_path / "test.tsv"
@@ -76,7 +92,7 @@ def test_eval_ranks_stored_treatments_hidden_from_the_graph(pattern_server, tmp_
 
 
 def test_a_relation_nobody_named_is_refused(pattern_server) -> None:  # noqa: ANN001
-    _, data_dir = pattern_server
+    _, data_dir, _ = pattern_server
     arguments = ["train", "--task", "link", "--graph", "pharma", "--relation", "cures"]
     result = CliRunner().invoke(main, [*arguments, "--data-dir", str(data_dir)])
     assert result.exit_code != 0 and "no relation of the graph is named 'cures'" in result.output
