@@ -17,12 +17,14 @@ MIN_WEIGHT = 0.01  # relations weighted below this are only followed where no st
 
 @dataclass(frozen=True, slots=True)
 class EvidenceHop:
-    """One stored edge ``head -relation-> tail``; ``reversed`` when the path walked it from tail to head."""
+    """One stored edge ``head -relation-> tail``; ``reversed`` when the path walked it from tail to head;
+    ``weight``: how strongly the reasoner followed this relation at this step (1 on a path it prescribes)."""
 
     head: int
     relation: int
     tail: int
     reversed: bool
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class EvidenceWalker:
                 relation, reverse = self.graph.relation_of(d)
                 source, node = path[h], path[h + 1]
                 head, tail = (node, source) if reverse else (source, node)
-                edges.append(EvidenceHop(head, relation, tail, reverse))
+                edges.append(EvidenceHop(head, relation, tail, reverse, float(self._weights[h, d])))
             paths.append(Evidence(tuple(edges), weight))
         return sorted(paths, key=lambda evidence: -evidence.weight)
 

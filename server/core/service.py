@@ -1140,7 +1140,7 @@ def _named_evidence(graph: KnowledgeGraph, evidence: Evidence, inferred: bool = 
             graph.entity_ids[h.tail],
             graph.names[h.tail],
             h.reversed,
-            evidence.weight,
+            h.weight,
         )
         for h in evidence.hops
     )

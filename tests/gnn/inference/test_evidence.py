@@ -44,6 +44,7 @@ def test_paths_come_strongest_first_with_the_product_of_their_weights():
         [("t", "r", "a"), ("a", "s", "x")],
     ]
     assert [round(e.weight, 6) for e in found] == [0.4, 0.4]
+    assert [[round(h.weight, 6) for h in e.hops] for e in found] == [[0.8, 0.5], [0.8, 0.5]]  # each hop's own
     assert len(walk.walk(graph.entity_index["x"], 2, 1)) == 1  # the limit
     (direct,) = walk.walk(graph.entity_index["x"], 1, 5)  # one hop: x straight from the topic
     assert named(graph, direct.hops) == [("t", "q", "x")] and direct.weight == torch.tensor(0.2).item()
