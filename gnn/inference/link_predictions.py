@@ -27,6 +27,7 @@ class LinkScorer(Protocol):
     """What Lookup infers triples with: a link predictor bound to the relations it knows."""
 
     description: str
+    answers_questions: bool  # cheap enough to infer answers of every Ask along a relation it knows
 
     def knows(self, graph: KnowledgeGraph, relation: int) -> bool: ...
 
@@ -58,6 +59,7 @@ class LinkInference:
         self.model = model.eval().requires_grad_(False)  # explanations differentiate edges, never weights
         self.relation_ids = list(relation_ids)
         self.description = description
+        self.answers_questions = False  # a pass over the whole graph per query: Lookup only
         self._index = {r: i for i, r in enumerate(self.relation_ids)}
 
     def direction_map(self, graph: KnowledgeGraph) -> Tensor:

@@ -38,6 +38,7 @@ class PatternLinkInference:
     def __init__(self, predictor: PathPatternPredictor, description: str) -> None:
         self.predictor = predictor
         self.description = description
+        self.answers_questions = True
         self._matrices: tuple[tuple[int, ...], DirectionMatrices] | None = None
         self._candidates: dict[tuple[tuple[int, ...], str, bool], np.ndarray] = {}
 
