@@ -1,8 +1,8 @@
 """Serving a :class:`PathPatternPredictor` on a live graph: Lookup scores and evidence grouped by pattern.
 
 Scores are computed against the candidates of the queried side only (entities of the kinds the relation
-connects, see :mod:`graphfuse.gnn.training.path_patterns`); every other entity scores 0. The weighted
-adjacency is rebuilt when the graph has changed since the last lookup.
+connects, or already in that role, see :mod:`graphfuse.gnn.training.path_patterns`); every other entity
+scores 0. The weighted adjacency is rebuilt when the graph has changed since the last lookup.
 """
 
 from __future__ import annotations
@@ -161,7 +161,12 @@ class PatternLinkInference:
                 found_direction = self._directions(graph, (hop,))
                 if found_direction is not None:
                     directions[found_direction[0]] = share
-            found = self._candidates[key] = candidates(graph, kinds, directions, threshold)
+            found = candidates(graph, kinds, directions, threshold)
+            relation = graph.relation_index.get(target.relation)
+            if relation is not None:  # entities in that role already are candidates whatever their profile
+                heads, rels, tails = graph.edges
+                found = np.union1d(found, (tails if tail else heads)[rels == relation].numpy())
+            self._candidates[key] = found
         return found
 
 

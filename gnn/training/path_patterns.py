@@ -51,8 +51,9 @@ def like(
     graph: KnowledgeGraph, members: np.ndarray, outward: int
 ) -> tuple[tuple[str, ...], dict[int, float], float]:
     """How to find entities like ``members`` (a relation's heads or tails, ``outward`` being the relation's
-    direction leaving them): their kinds on a typed graph; otherwise the share of members with an edge along
-    each direction but ``outward``, and half of a typical member's score by those shares."""
+    direction leaving them): their kinds on a typed graph; otherwise a weight per direction but ``outward``
+    (the share of members with an edge along it, times the share of the entities with one that are members:
+    a direction every kind has says little), and half of a typical member's score by those weights."""
     kinds = tuple(sorted({graph.types[i] for i in members.tolist()} - {""}))
     if kinds:
         return kinds, {}, 0.0
@@ -62,9 +63,10 @@ def like(
         if d == outward:  # else entities without the relation could never be candidates for it
             continue
         relation, back = graph.relation_of(d)
-        share = float(np.isin(members, tails[rels == relation] if back else heads[rels == relation]).mean())
-        if share > 0:
-            profile[d] = share
+        sources = np.unique(tails[rels == relation] if back else heads[rels == relation])
+        shared = np.isin(members, sources).sum()
+        if shared:
+            profile[d] = float(shared / members.size) * float(shared / sources.size)
     typical = float(np.median(profile_scores(graph, profile)[members]))
     return kinds, profile, PROFILE_SHARE * typical
 
