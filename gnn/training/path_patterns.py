@@ -130,30 +130,7 @@ def fit_relation(
     labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     fold = rng.integers(0, config.folds, size=pairs.shape[0])
 
-    uses_target = [i for i, p in enumerate(patterns) if target in p or target + num_relations in p]
-    others = [i for i in range(len(patterns)) if i not in set(uses_target)]
-    walks = np.zeros((len(patterns), pairs.shape[0]), dtype=np.float32)
-    head_degree = np.zeros(pairs.shape[0])
-    tail_degree = np.zeros(pairs.shape[0])
-    full = DirectionMatrices(graph, config.damping)
-    walks[others] = _pair_walks(full, [patterns[i] for i in others], pairs)
-    for k in range(config.folds):
-        members = np.flatnonzero(fold == k)
-        hidden = positives[fold[: len(positives)] == k]
-        hidden_triples = torch.from_numpy(
-            np.stack([hidden[:, 0], np.full(len(hidden), target), hidden[:, 1]], 1).astype(np.int64)
-        )
-        matrices = DirectionMatrices(graph, config.damping, hidden_triples)
-        if uses_target:
-            walks[np.ix_(uses_target, members)] = _pair_walks(
-                matrices, [patterns[i] for i in uses_target], pairs[members]
-            )
-        out_degree, in_degree = matrices.degrees[target]
-        head_degree[members] = out_degree[pairs[members, 0]]
-        tail_degree[members] = in_degree[pairs[members, 1]]
-        if on_step:
-            on_step(f"{graph.relation_ids[target]}: fold {k + 1} of {config.folds} counted")
-
+    walks, head_degree, tail_degree = _count(graph, target, patterns, positives, pairs, fold, config, on_step)
     used = (walks > 0).any(1)
     patterns = [p for p, u in zip(patterns, used.tolist(), strict=True) if u]
     walks = walks[used]
@@ -225,6 +202,46 @@ def train_path_patterns(
         fitted.append(relation)
         reports.append(report)
     return PathPatternPredictor(fitted, config), reports
+
+
+def _count(
+    graph: KnowledgeGraph,
+    target: int,
+    patterns: list[tuple[int, ...]],
+    positives: np.ndarray,
+    pairs: np.ndarray,
+    fold: np.ndarray,
+    config: PathPatternConfig,
+    on_step: Callable[[str], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(P, K)`` walk counts of the pairs along each pattern and ``(K,)`` their head's and tail's numbers of
+    target edges, each pair's counted with its fold's edges hidden (patterns without the target relation,
+    which hiding cannot change, counted once)."""
+    num_relations = graph.num_relations
+    uses_target = [i for i, p in enumerate(patterns) if target in p or target + num_relations in p]
+    others = sorted(set(range(len(patterns))) - set(uses_target))
+    walks = np.zeros((len(patterns), pairs.shape[0]), dtype=np.float32)
+    head_degree = np.zeros(pairs.shape[0])
+    tail_degree = np.zeros(pairs.shape[0])
+    full = DirectionMatrices(graph, config.damping)
+    walks[others] = _pair_walks(full, [patterns[i] for i in others], pairs)
+    for k in range(config.folds):
+        members = np.flatnonzero(fold == k)
+        hidden = positives[fold[: len(positives)] == k]
+        hidden_triples = torch.from_numpy(
+            np.stack([hidden[:, 0], np.full(len(hidden), target), hidden[:, 1]], 1).astype(np.int64)
+        )
+        matrices = DirectionMatrices(graph, config.damping, hidden_triples)
+        if uses_target:
+            walks[np.ix_(uses_target, members)] = _pair_walks(
+                matrices, [patterns[i] for i in uses_target], pairs[members]
+            )
+        out_degree, in_degree = matrices.degrees[target]
+        head_degree[members] = out_degree[pairs[members, 0]]
+        tail_degree[members] = in_degree[pairs[members, 1]]
+        if on_step:
+            on_step(f"{graph.relation_ids[target]}: fold {k + 1} of {config.folds} counted")
+    return walks, head_degree, tail_degree
 
 
 def _screen(
