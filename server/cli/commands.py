@@ -679,6 +679,7 @@ RELATION_OPTION = click.option(
     "regressions in minutes; "
     "without it, a message-passing predictor of every relation.",
 )
+UNSEEN_DEFAULT = 300  # generated questions per hop count a graph-alone reasoner must beat zero-shot on
 K_OPTION = click.option("--k", "k", default=20, show_default=True, help="recommend: Recall@K and NDCG@K.")
 
 
@@ -723,15 +724,17 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
 )
 @click.option(
     "--unseen",
-    default=0,
-    show_default=True,
+    default=None,
+    type=int,
     help="qa: also compare with zero-shot on this many fresh generated questions per hop count, worded with "
-    "templates training never uses.",
+    "templates training never uses (default: 300 when keeping only if better, else 0).",
 )
 @click.option(
-    "--keep-if-better",
-    is_flag=True,
-    help="qa, with --unseen: write the checkpoint only if its mean Hits@1 there is at least zero-shot's.",
+    "--keep-if-better/--keep-always",
+    default=None,
+    help="qa: write the checkpoint only if its mean Hits@1 on the --unseen questions is at least zero-shot's "
+    "(default when training from the graph alone, without --questions: a graph never gets a reasoner "
+    "worse than none).",
 )
 @RELATION_OPTION
 @K_OPTION
@@ -767,8 +770,8 @@ def train(
     data_dir: Path,
     holdout: float | None,
     generated: int,
-    unseen: int,
-    keep_if_better: bool,
+    unseen: int | None,
+    keep_if_better: bool | None,
     relation: str | None,
     k: int,
     ensemble: int,
@@ -811,8 +814,12 @@ def train(
 
     if not question_files and not generated:
         raise click.UsageError("give --questions FILE or --generated N (or both)")
+    if keep_if_better is None:
+        keep_if_better = not question_files
+    if unseen is None:
+        unseen = UNSEEN_DEFAULT if keep_if_better else 0
     if keep_if_better and not unseen:
-        raise click.UsageError("--keep-if-better compares on unseen phrasings: give --unseen N too")
+        raise click.UsageError("--keep-if-better compares on unseen phrasings: give --unseen N > 0")
     examples = [e for path in question_files for e in load_qa_file(path)]
     defaults = TrainConfig()
     try:

@@ -165,7 +165,16 @@ def test_trained_on_generated_questions_alone_the_reasoner_also_reads_the_zero_s
     trained_server,  # noqa: ANN001
 ) -> None:
     server, data_dir = trained_server
-    arguments = ["train", "--graph", "world", "--data-dir", str(data_dir), "--generated", "40"]
+    arguments = [
+        "train",
+        "--graph",
+        "world",
+        "--data-dir",
+        str(data_dir),
+        "--generated",
+        "40",
+        "--keep-always",
+    ]
     result = CliRunner().invoke(main, [*arguments, "--epochs", "2", "--target", server.target])
     assert result.exit_code == 0, result.output
     model, _ = load_checkpoint(checkpoint_path(data_dir, "world"))
@@ -176,6 +185,20 @@ def test_trained_on_generated_questions_alone_the_reasoner_also_reads_the_zero_s
             assert response.answers and all(0.0 < a.score <= 1.0 for a in response.answers)
     finally:
         checkpoint_path(data_dir, "world").unlink()
+
+
+def test_trained_from_the_graph_alone_a_reasoner_is_kept_only_if_it_beats_zero_shot(
+    trained_server,  # noqa: ANN001
+) -> None:
+    _, data_dir = trained_server
+    checkpoint_path(data_dir, "world").unlink(missing_ok=True)
+    arguments = ["train", "--graph", "world", "--data-dir", str(data_dir), "--generated", "20"]
+    result = CliRunner().invoke(main, [*arguments, "--epochs", "1", "--unseen", "10"])
+    assert result.exit_code == 0, result.output
+    assert "unseen phrasings, Hits@1 (trained / zero-shot)" in result.output  # compared without being asked
+    kept = checkpoint_path(data_dir, "world").exists()
+    assert kept != ("checkpoint not written" in result.output)
+    checkpoint_path(data_dir, "world").unlink(missing_ok=True)
 
 
 def test_the_demo_graph_gets_a_reasoner_when_it_has_none(tmp_path: Path) -> None:
