@@ -679,6 +679,7 @@ RELATION_OPTION = click.option(
     "regressions in minutes; "
     "without it, a message-passing predictor of every relation.",
 )
+LARGE_GRAPH = 50_000  # stored triples beyond which train --task link fits path patterns by default
 UNSEEN_DEFAULT = 300  # generated questions per hop count a graph-alone reasoner must beat zero-shot on
 K_OPTION = click.option("--k", "k", default=20, show_default=True, help="recommend: Recall@K and NDCG@K.")
 
@@ -739,6 +740,12 @@ def _triples(paths: tuple[str, ...]) -> list[TripleRecord]:
 @RELATION_OPTION
 @K_OPTION
 @click.option(
+    "--message-passing",
+    is_flag=True,
+    help=f"link: the message-passing predictor of every relation even beyond {LARGE_GRAPH:,} triples "
+    "(hours there).",
+)
+@click.option(
     "--ensemble",
     default=1,
     show_default=True,
@@ -774,6 +781,7 @@ def train(
     keep_if_better: bool | None,
     relation: str | None,
     k: int,
+    message_passing: bool,
     ensemble: int,
     epochs: int | None,
     batch_size: int | None,
@@ -800,6 +808,15 @@ def train(
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.update(1)
 
+    every_relation = task == "link" and not relation and not message_passing
+    if every_relation and _stored_triples(data_dir, graph) > LARGE_GRAPH:
+        relation = "all"
+        click.echo(
+            f"{graph} has over {LARGE_GRAPH} triples: passing messages over all of them at every step would "
+            "take hours, so every relation is fitted as path patterns (--relation all); --message-passing "
+            "trains that predictor anyway",
+            err=True,
+        )
     if task == "link" and relation:
         bar.close()
         return _train_link_patterns(graph, data_dir, relation, seed, server)
@@ -939,6 +956,18 @@ def _train_link(
     click.echo(f"checkpoint: {report.checkpoint}")
     if server:
         _wait_for_checkpoint(server, graph, data_dir, lambda info: info.link_predictor == report.description)
+
+
+def _stored_triples(data_dir: Path, graph: str) -> int:
+    from graphfuse.server.storage.store import GraphNotFoundError, GraphStore
+
+    store = GraphStore(data_dir)
+    try:
+        return store.get_graph(graph).triples
+    except GraphNotFoundError:
+        return 0  # the training job reports the missing graph
+    finally:
+        store.close()
 
 
 def _train_link_patterns(

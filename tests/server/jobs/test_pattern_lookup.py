@@ -8,8 +8,10 @@ from click.testing import CliRunner
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import RelationRecord
+from graphfuse.server.cli import commands
 from graphfuse.server.cli.commands import main
 from graphfuse.server.jobs.link_training import resolve_relations
+from graphfuse.server.storage.checkpoints import checkpoint_path, load_checkpoint
 from tests.helpers.pharmacology import pharmacology
 from tests.server.conftest import RunningServer, server_config
 
@@ -110,3 +112,14 @@ def test_relations_resolve_by_id_record_words_or_id_words() -> None:
     assert resolve_relations(graph, ["all"]) == [r["binds"], r["associates"], r["treats"]]  # >= 6 edges each
     with pytest.raises(KeyError, match="'cures'"):
         resolve_relations(graph, ["cures"])
+
+
+def test_a_large_graph_gets_path_patterns_for_every_relation_by_default(pattern_server, monkeypatch) -> None:  # noqa: ANN001
+    _, data_dir, _ = pattern_server
+    monkeypatch.setattr(commands, "LARGE_GRAPH", 100)  # the pharmacology graph has a few hundred triples
+    arguments = ["train", "--task", "link", "--graph", "pharma", "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert "(--relation all)" in result.output and "| binds |" in result.output and "| CtD |" in result.output
+    model, _ = load_checkpoint(checkpoint_path(data_dir, "pharma", "link"))
+    assert set(model.targets) == {"binds", "associates", "CtD"}
