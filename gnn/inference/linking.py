@@ -152,8 +152,11 @@ class EntityLinker:
                 mentions.append(self._mention(text, begin, end, self._as_written_in(text, begin, end, found)))
         # A text that names something with capitals or digits ("what film genre is Little Fockers") uses its
         # single lowercase words that happen to be entity names ("film") as ordinary words.
-        if any(_is_named(m.text) for m in mentions):
-            mentions = [m for m in mentions if _is_named(m.text) or " " in m.text.strip()]
+        # A sentence's first word is capitalised whatever it is ("Give the broader term for mart").
+        opening = len(text) - len(text.lstrip())
+        named = [m for m in mentions if _is_named(m.text[1:] if m.start == opening else m.text)]
+        if named:
+            mentions = [m for m in mentions if m in named or " " in m.text.strip()]
         return sorted(mentions, key=lambda m: m.start)
 
     def _spellings(self, entity: int) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ one store thread. Every graph is read and mutated on the compute thread only, so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -836,9 +837,13 @@ class GraphService:
         texts = list(dict.fromkeys(t.mention for t in topics))
         if len(texts) < 2 or not isinstance(state.reasoner, ZeroShotReasoner):
             return [(topics, strip_mentions(question, mentions, placeholder))]
+        named = {text: sum(t.mention == text for t in topics) for text in texts}
+        texts.sort(key=lambda text: (named[text], -len(text)))  # the most specific mentions are tried first
         readings = []
         for text in texts[:MAX_READINGS]:
             chosen = [t for t in topics if t.mention == text]
+            # a mention names one entity: naming several, each is that one only so likely
+            chosen = [dataclasses.replace(t, score=t.score / len(chosen)) for t in chosen]
             entities = {t.index for t in chosen}
             stripped = [m for m in mentions if entities & set(m.entities)]  # as strip_topics finds them
             readings.append((chosen, strip_mentions(question, stripped, placeholder)))

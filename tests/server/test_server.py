@@ -499,3 +499,14 @@ def test_each_mention_is_tried_as_the_topic(client: Client) -> None:
     response = client.ask("What is succubus a kind of?", graph="words", max_hops=1)
     assert [t.id for t in response.topic_entities] == ["succubus"]  # the reading that fits best
     assert response.answers[0].entity_id == "demon"
+
+
+def test_a_mention_naming_many_entities_weighs_each_of_them_less(client: Client) -> None:
+    """"give" names four senses, each with a broader term; "mart" one: the question is about mart."""
+    senses = [EntityRecord(f"give.{i}", "give") for i in range(4)]
+    records = [*senses, *(TripleRecord(f"give.{i}", "_hypernym", f"transfer.{i}") for i in range(4))]
+    records += [TripleRecord("mart", "_hypernym", "sales outlet")]
+    assert all(a.accepted for a in client.ingest("senses", records))
+    response = client.ask("Give the broader term for mart.", graph="senses", max_hops=1)
+    assert [t.id for t in response.topic_entities] == ["mart"]
+    assert response.answers[0].entity_id == "sales outlet"

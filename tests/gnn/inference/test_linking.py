@@ -416,3 +416,11 @@ def test_lowercase_single_words_yield_to_a_named_mention() -> None:
     assert [m.text for m in linker.find_mentions("what film genre is Little Fockers")] == ["Little Fockers"]
     assert [m.text for m in linker.find_mentions("which film is about a film")] == ["film", "film"]
     assert [m.text for m in linker.find_mentions("the actors in Time Bandits")] == ["Time Bandits"]
+
+
+def test_a_capital_that_only_opens_the_sentence_does_not_make_a_name() -> None:
+    graph = KnowledgeGraph([EntityRecord("give"), EntityRecord("mart"), EntityRecord("Little Fockers")], [])
+    linker = EntityLinker(graph)
+    assert [m.text for m in linker.find_mentions("Give the broader term for mart.")] == ["Give", "mart"]
+    assert [m.text for m in linker.find_mentions("  Give the genre of Little Fockers")] == ["Little Fockers"]
+    assert [m.text for m in linker.find_mentions("Little Fockers: give its genre")] == ["Little Fockers"]
