@@ -502,7 +502,7 @@ def test_each_mention_is_tried_as_the_topic(client: Client) -> None:
 
 
 def test_a_mention_naming_many_entities_weighs_each_of_them_less(client: Client) -> None:
-    """"give" names four senses, each with a broader term; "mart" one: the question is about mart."""
+    """ "give" names four senses, each with a broader term; "mart" one: the question is about mart."""
     senses = [EntityRecord(f"give.{i}", "give") for i in range(4)]
     records = [*senses, *(TripleRecord(f"give.{i}", "_hypernym", f"transfer.{i}") for i in range(4))]
     records += [TripleRecord("mart", "_hypernym", "sales outlet")]
