@@ -13,7 +13,9 @@ treatment:
   (:mod:`graphfuse.gnn.models.path_patterns`), scored as Lookup scores it.
 
 Reported: AUROC and AUPRC of the held-out treatments against every other pair; MRR and Hits@10 of each
-held-out treatment among its compound's diseases (training treatments filtered), and the fitting time.
+held-out treatment among its compound's diseases (training treatments filtered), and the fitting time; and
+how the predictor's probabilities hold up: their sum against the number of held-out treatments, and over the
+100 most probable pairs their mean against the share that are held-out treatments.
 
 ``--as names`` loads the graph as a names TSV carries it (no node kinds; edge kinds by their verb alone), the
 way `graphfuse ingest names.tsv` would; the evaluation grid still uses the kinds.
@@ -133,7 +135,23 @@ def run(
     return {
         "degree prior": ranking(prior.astype(np.float64), truth, known),
         "DWPC, paths of length 2-3": ranking(dwpc.astype(np.float64), truth, known),
-        "path patterns (Lookup)": {**ranking(learned.astype(np.float64), truth, known), "fit s": fit_s},
+        "path patterns (Lookup)": {
+            **ranking(learned.astype(np.float64), truth, known),
+            **calibration(learned.astype(np.float64), truth, known),
+            "fit s": fit_s,
+        },
+    }
+
+
+def calibration(probability: np.ndarray, truth: np.ndarray, known: np.ndarray) -> dict[str, float]:
+    """How the probabilities hold up: their sum over the candidate pairs against the held-out treatments
+    among them, and over the 100 most probable pairs, their mean against the share that are held out."""
+    candidates = ~known
+    top = np.argsort(-probability[candidates])[:100]
+    return {
+        "expected / held out": float(probability[candidates].sum() / truth[candidates].sum()),
+        "top 100 mean p": float(probability[candidates][top].mean()),
+        "top 100 held out": float(truth[candidates][top].mean()),
     }
 
 
@@ -159,6 +177,7 @@ def main() -> None:
         f"# bench.hetionet_treats: {platform.machine()}, {torch.get_num_threads()} threads; "
         f"{len(triples)} edges; {args.share:.0%} of treatments held out; seeds {args.seeds} (mean)\n"
     )
+    calibrated: list[str] = []
     print("| loaded as | split | scorer | AUROC | AUPRC | MRR | Hits@10 | fit s |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for form in args.forms:
@@ -169,12 +188,24 @@ def main() -> None:
             for scorer in results[0]:
                 mean = {k: float(np.mean([r[scorer][k] for r in results])) for k in results[0][scorer]}
                 fit = f"{mean['fit s']:.0f}" if "fit s" in mean else ""
+                if "top 100 mean p" in mean:
+                    calibrated.append(
+                        f"| {form} | {'compound-disjoint' if disjoint else 'random'} | "
+                        f"{mean['expected / held out']:.2f} | {mean['top 100 mean p']:.3f} | "
+                        f"{mean['top 100 held out']:.3f} |"
+                    )
                 print(
                     f"| {form} | {'compound-disjoint' if disjoint else 'random'} | {scorer} | "
                     f"{mean['AUROC']:.3f} | {mean['AUPRC']:.3f} | {mean['MRR']:.3f} | {mean['Hits@10']:.3f} "
                     f"| {fit} |",
                     flush=True,
                 )
+
+    print("\nPath patterns' probabilities: summed over the candidate pairs, against the held-out treatments;")
+    print("over the 100 most probable pairs, their mean against the share of held-out treatments there.\n")
+    print("| loaded as | split | sum / held out | top 100 mean p | top 100 held out |")
+    print("|---|---|---:|---:|---:|")
+    print("\n".join(calibrated))
 
 
 if __name__ == "__main__":
