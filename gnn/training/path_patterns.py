@@ -6,7 +6,8 @@ an untyped graph, entities whose relations look like its heads' and tails'), eve
 pairs of candidates without it (sampled beyond ``max_negatives``). The edges are split into folds and each
 fold's features are counted with that fold's edges hidden, so that no pair is described by its own edge;
 out-of-fold predictions give the reported validation figures, and the final regression is fitted on every
-fold. The intercept is corrected for the negatives left out, so probabilities hold over all candidate pairs.
+fold. The intercept is corrected for the negatives left out, so the probabilities are those of all candidate
+pairs, not of the sample.
 """
 
 from __future__ import annotations
