@@ -174,10 +174,14 @@ class RelationPatterns:
     tail_profile: dict[tuple[str, bool], float]
     head_threshold: float
     tail_threshold: float
+    # Platt scaling (slope, offset), fitted on how the logits would serve pairs whose edge is missing
+    calibration: tuple[float, float] = (1.0, 0.0)
 
     def logits(self, walks: np.ndarray, head_degree: np.ndarray, tail_degree: np.ndarray) -> Tensor:
-        """Logits of pairs from their ``(P, ...)`` walk counts and ``(...)`` degrees in the relation."""
-        return self.features(walks, head_degree, tail_degree) @ self.weights + self.bias
+        """Calibrated logits of pairs from their ``(P, ...)`` walk counts and ``(...)`` degrees in the
+        relation."""
+        slope, offset = self.calibration
+        return slope * (self.features(walks, head_degree, tail_degree) @ self.weights + self.bias) + offset
 
     def features(self, walks: np.ndarray, head_degree: np.ndarray, tail_degree: np.ndarray) -> Tensor:
         """``(..., P + 2)`` standardised features."""
@@ -207,6 +211,7 @@ class RelationPatterns:
             "head_profile": [[r, back, share] for (r, back), share in self.head_profile.items()],
             "tail_profile": [[r, back, share] for (r, back), share in self.tail_profile.items()],
             "thresholds": [self.head_threshold, self.tail_threshold],
+            "calibration": list(self.calibration),
         }
 
     @classmethod
@@ -224,6 +229,7 @@ class RelationPatterns:
             {(r, bool(back)): float(share) for r, back, share in state["head_profile"]},
             {(r, bool(back)): float(share) for r, back, share in state["tail_profile"]},
             *(float(x) for x in state["thresholds"]),
+            tuple(float(x) for x in state.get("calibration", (1.0, 0.0))),  # type: ignore[arg-type]
         )
 
 

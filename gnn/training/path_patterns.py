@@ -156,7 +156,17 @@ def fit_relation(
         out_of_fold[test] = model.decision_function(features[test])
     model = _regression(config).fit(features, labels)
     total_negatives = head_set.size * tail_set.size - len(positives)
-    bias = float(model.intercept_[0]) + math.log(len(negatives) / max(total_negatives, len(negatives)))
+    sampled = math.log(len(negatives) / max(total_negatives, len(negatives)))
+    bias = float(model.intercept_[0]) + sampled
+    transform = (scale, mean, std)
+    serving = _serving_logits(
+        graph, target, patterns, positives, pairs, labels, fold, features, transform, config
+    )
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(serving[:, None], labels)
+    slope, offset = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    calibration = (slope, offset + sampled - slope * sampled)  # on logits whose bias counts every negative
+    if on_step:
+        on_step(f"{graph.relation_ids[target]}: calibrated (slope {slope:.2f}, offset {offset:.2f})")
 
     def by_id(profile: dict[int, float]) -> dict[tuple[str, bool], float]:
         return {(graph.relation_ids[d % num_relations], d >= num_relations): s for d, s in profile.items()}
@@ -175,6 +185,7 @@ def fit_relation(
         by_id(tail_like[1]),
         head_like[2],
         tail_like[2],
+        calibration,
     )
     report = PatternFitReport(
         graph.relation_ids[target],
@@ -228,11 +239,7 @@ def _count(
     walks[others] = _pair_walks(full, [patterns[i] for i in others], pairs)
     for k in range(config.folds):
         members = np.flatnonzero(fold == k)
-        hidden = positives[fold[: len(positives)] == k]
-        hidden_triples = torch.from_numpy(
-            np.stack([hidden[:, 0], np.full(len(hidden), target), hidden[:, 1]], 1).astype(np.int64)
-        )
-        matrices = DirectionMatrices(graph, config.damping, hidden_triples)
+        matrices = DirectionMatrices(graph, config.damping, _fold_triples(positives, fold, (k,), target))
         if uses_target:
             walks[np.ix_(uses_target, members)] = _pair_walks(
                 matrices, [patterns[i] for i in uses_target], pairs[members]
@@ -243,6 +250,60 @@ def _count(
         if on_step:
             on_step(f"{graph.relation_ids[target]}: fold {k + 1} of {config.folds} counted")
     return walks, head_degree, tail_degree
+
+
+def _serving_logits(
+    graph: KnowledgeGraph,
+    target: int,
+    patterns: list[tuple[int, ...]],
+    positives: np.ndarray,
+    pairs: np.ndarray,
+    labels: np.ndarray,
+    fold: np.ndarray,
+    features: np.ndarray,
+    transform: tuple[np.ndarray, np.ndarray, np.ndarray],
+    config: PathPatternConfig,
+) -> np.ndarray:
+    """``(K,)`` each pair's logit as a predictor would serve it if its fold's edges were missing: fitted on
+    the other folds' pairs, their features counted with their own fold *and* that fold hidden (as training
+    hides a fold of what it sees), then applied to the pair's features with only its fold hidden (as a
+    served pair sees every stored edge). Serving counts more walks than training did; these logits carry
+    that shift, so a calibration fitted on them holds for edges that are missing.
+
+    ``transform``: the ``(P,)`` scale and ``(P + 2,)`` mean and spread that standardise the features."""
+    scale, mean, std = transform
+    count = len(patterns)
+    uses_target = [i for i, p in enumerate(patterns) if target in p or target + graph.num_relations in p]
+    out = np.zeros(pairs.shape[0])
+    for k in range(config.folds):
+        inner = features.copy()
+        for j in range(config.folds):
+            if j == k:
+                continue
+            members = np.flatnonzero(fold == j)
+            hidden = _fold_triples(positives, fold, (j, k), target)
+            matrices = DirectionMatrices(graph, config.damping, hidden)
+            if uses_target:
+                walks = _pair_walks(matrices, [patterns[i] for i in uses_target], pairs[members])
+                scaled = np.arcsinh(walks / scale[uses_target, None]).T
+                inner[np.ix_(members, uses_target)] = (scaled - mean[uses_target]) / std[uses_target]
+            out_degree, in_degree = matrices.degrees[target]
+            degrees = np.log1p(np.stack([out_degree[pairs[members, 0]], in_degree[pairs[members, 1]]], 1))
+            inner[members, count:] = (degrees - mean[count:]) / std[count:]
+        train = fold != k
+        model = _regression(config).fit(inner[train], labels[train])
+        out[fold == k] = model.decision_function(features[fold == k])
+    return out
+
+
+def _fold_triples(
+    positives: np.ndarray, fold: np.ndarray, folds: tuple[int, ...], target: int
+) -> torch.Tensor:
+    """``(H, 3)`` the relation's edges in ``folds``, as triples to hide."""
+    hidden = positives[np.isin(fold[: len(positives)], folds)]
+    return torch.from_numpy(
+        np.stack([hidden[:, 0], np.full(len(hidden), target), hidden[:, 1]], 1).astype(np.int64)
+    )
 
 
 def _screen(

@@ -88,6 +88,7 @@ def test_checkpoint_round_trip() -> None:
         {("has", False): 1.0},
         0.0,
         0.5,
+        (0.7, -0.4),
     )
     predictor = PathPatternPredictor([fitted], PathPatternConfig(damping=0.3))
     again = PathPatternPredictor.from_checkpoint(predictor.checkpoint())
@@ -97,3 +98,5 @@ def test_checkpoint_round_trip() -> None:
     walks = np.array([[0.0, 1.0]], dtype=np.float32)
     degrees = np.array([1.0, 2.0])
     assert torch.equal(restored.logits(walks, degrees, degrees), fitted.logits(walks, degrees, degrees))
+    raw = fitted.features(walks, degrees, degrees) @ fitted.weights + fitted.bias
+    assert torch.allclose(fitted.logits(walks, degrees, degrees), 0.7 * raw - 0.4)  # Platt-scaled
