@@ -9,9 +9,11 @@ parsed whole by networkx and then streamed node by node and edge by edge. Every 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import re
 import xml.etree.ElementTree as ElementTree
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,20 +250,27 @@ def load_records(path: str | Path, format: str | None = None) -> list[Record]:
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    r"""The UTF-8 lines of a file with their 1-based numbers, line endings kept and a leading BOM dropped.
+    r"""The UTF-8 lines of a file with their 1-based numbers, line endings kept and a leading BOM dropped;
+    a file ending in ``.gz`` is gunzipped as it is read.
 
     Args:
-        path (str or Path): The file; a line that is not valid UTF-8 raises :class:`LoadError`.
+        path (str or Path): The file; a line that is not valid UTF-8, or a ``.gz`` file that is not gzip,
+            raises :class:`LoadError`.
     """
     path = Path(path)
-    with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                reason = f"not valid UTF-8 ({error.reason} at byte {error.start})"
-                raise LoadError(path, reason, line=number) from None
-            yield number, text
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    number = 0
+    try:
+        with opener(path, "rb") as file:
+            for number, raw in enumerate(file, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as error:
+                    reason = f"not valid UTF-8 ({error.reason} at byte {error.start})"
+                    raise LoadError(path, reason, line=number) from None
+                yield number, text
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise LoadError(path, f"cannot be read as gzip ({error})", line=number + 1) from None
 
 
 def _content_lines(path: Path, comments: bool = True) -> Iterator[tuple[int, str]]:

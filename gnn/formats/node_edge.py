@@ -9,15 +9,12 @@ Node ids are joined: each node becomes an :class:`EntityRecord` with its name an
 
 from __future__ import annotations
 
-import csv
-import gzip
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from graphfuse.gnn.data.records import EntityRecord, Record, RelationRecord, TripleRecord
-from graphfuse.gnn.formats.loaders import LoadError, _checked, iter_relations
+from graphfuse.gnn.formats.loaders import LoadError, _checked, _content_lines, _csv_rows, iter_relations
 
 __all__ = ["iter_node_edge_records"]
 
@@ -218,43 +215,11 @@ def _words(text: str) -> str | None:
     return " ".join(text.split()) or None
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The UTF-8 lines of a file, gunzipped when it ends in ``.gz``, with their 1-based numbers; line endings
-    kept, a leading BOM dropped. Decoded line by line, so a bad byte is reported with its line."""
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    number = 0
-    try:
-        with opener(path, "rb") as file:
-            for number, raw in enumerate(file, start=1):
-                try:
-                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError as error:
-                    reason = f"not valid UTF-8 ({error.reason} at byte {error.start})"
-                    raise LoadError(path, reason, line=number) from None
-                yield number, text
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise LoadError(path, f"cannot be read as gzip ({error})", line=number + 1) from None
-
-
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """The rows of a table with their first line: ``csv`` rows for ``.csv`` (``.csv.gz``), else tab-separated
     lines; blank lines and ``#`` comments skipped."""
     if _layout(path, "a table") == "tsv":
-        for number, text in _lines(path):
-            text = text.rstrip("\r\n")
-            stripped = text.strip()
-            if stripped and not stripped.startswith("#"):
-                yield number, text.split("\t")
+        for number, text in _content_lines(path):
+            yield number, text.split("\t")
         return
-    # csv wants the line endings (newline='' semantics) to keep newlines inside quoted fields.
-    reader = csv.reader(text for _, text in _lines(path))
-    while True:
-        start = reader.line_num + 1  # a quoted field may span lines: report the row's first line
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise LoadError(path, f"invalid CSV ({error})", line=start) from None
-        if row and not (len(row) == 1 and not row[0].strip()) and not row[0].lstrip().startswith("#"):
-            yield start, row
+    yield from _csv_rows(path)
