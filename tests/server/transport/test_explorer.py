@@ -81,14 +81,19 @@ def test_ask_draws_answers_and_their_evidence(page) -> None:  # noqa: ANN001
     assert "bacterium" in page.inner_text("#entity")
 
 
-def test_lookup_form_lists_facts(page) -> None:  # noqa: ANN001
-    page, http = page
+def look_up(page, http, head: str, relation: str, shown: str) -> None:  # noqa: ANN001
+    """Send the demo graph's Lookup form and wait until ``shown`` (a selector) is in its results."""
     page.goto(f"{http.base}/")
     page.wait_for_function("document.querySelector('#graph').value === 'umls'")
-    page.fill("#lookup-head", "antibiotic")
-    page.fill("#lookup-relation", "treats")
+    page.fill("#lookup-head", head)
+    page.fill("#lookup-relation", relation)
     page.click("#lookup-form button")
-    page.wait_for_selector("#lookup-results li")
+    page.wait_for_selector(f"#lookup-results {shown}")
+
+
+def test_lookup_form_lists_facts(page) -> None:  # noqa: ANN001
+    page, http = page
+    look_up(page, http, "antibiotic", "treats", "li")
     text = page.inner_text("#lookup-results")
     assert "antibiotic -treats->" in text and "fact" in text
 
@@ -170,11 +175,6 @@ def test_inferred_triples_show_their_evidence_by_pattern(page, served) -> None: 
     while not http("GET", "/v1/graphs/umls")[1].get("linkPredictor", "").startswith("PathPatternPredictor"):
         assert time.monotonic() < deadline, "the server never picked up the path-pattern predictor"
         time.sleep(0.2)
-    page.goto(f"{http.base}/")
-    page.wait_for_function("document.querySelector('#graph').value === 'umls'")
-    page.fill("#lookup-head", "antibiotic")
-    page.fill("#lookup-relation", "treats")
-    page.click("#lookup-form button")
-    page.wait_for_selector("#lookup-results .pattern")
+    look_up(page, http, "antibiotic", "treats", ".pattern")
     pattern = page.inner_text("#lookup-results .pattern")  # the first inferred triple's strongest pattern
     assert re.fullmatch(r"\S+( (-[^>]+->|<-.+-) \S+)+ \(\d+% of the evidence\)", pattern), pattern
