@@ -189,20 +189,12 @@ def evaluate_link_graph(
     graph = KnowledgeGraph(entities, stored)
     predictor = LinkInference(model, meta["relation_ids"], meta.get("description", ""))  # type: ignore[arg-type]
     tests, skipped = index_triples(graph, test)
-    extra, _ = index_triples(graph, known)
-    filters = KnownAnswers([torch.stack(graph.edges, 1), extra, tests], graph.num_relations)
     hidden = sum(graph.has_edge(*t) for t in tests.tolist())
     values = None
     if hidden:
         values = hide_edges(graph, edge_value_keys(graph), tests)
-    with torch.no_grad():
-        ranks = filtered_ranks(
-            lambda e, d: predictor.logits(graph, e, d, values),
-            both_directions(tests, graph.num_relations),
-            filters,
-            graph.num_entities,
-        )
-    return LinkEvalReport(link_metrics(ranks), skipped, hidden)
+    metrics = _filtered_metrics(graph, tests, known, lambda e, d: predictor.logits(graph, e, d, values))
+    return LinkEvalReport(metrics, skipped, hidden)
 
 
 def _evaluate_patterns(
@@ -219,17 +211,24 @@ def _evaluate_patterns(
     graph = KnowledgeGraph(entities, [t for t in stored if t not in tested])
     inference = PatternLinkInference(model, "")
     tests, _ = index_triples(graph, [t for t in test if t.relation in model.targets])
+    metrics = _filtered_metrics(graph, tests, known, lambda e, d: inference.tail_probabilities(graph, e, d))
+    return LinkEvalReport(metrics, len(test) - tests.shape[0], len(stored) - graph.num_edges)
+
+
+def _filtered_metrics(
+    graph: KnowledgeGraph,
+    tests: Tensor,
+    known: Sequence[TripleRecord],
+    score: Callable[[Tensor, Tensor], Tensor],
+) -> LinkMetrics:
+    """The ``(T, 3)`` test triples ranked both ways by ``score`` against every entity, every stored, known
+    and test triple but the one ranked filtered out."""
     extra, _ = index_triples(graph, known)
     filters = KnownAnswers([torch.stack(graph.edges, 1), extra, tests], graph.num_relations)
     with torch.no_grad():
-        ranks = filtered_ranks(
-            lambda e, d: inference.tail_probabilities(graph, e, d),
-            both_directions(tests, graph.num_relations),
-            filters,
-            graph.num_entities,
-        )
-    hidden = len(stored) - graph.num_edges
-    return LinkEvalReport(link_metrics(ranks), len(test) - tests.shape[0], hidden)
+        queries = both_directions(tests, graph.num_relations)
+        ranks = filtered_ranks(score, queries, filters, graph.num_entities)
+    return link_metrics(ranks)
 
 
 EVERY_RELATION = "all"
