@@ -60,15 +60,12 @@ class PatternLinkInference:
             relation, back = graph.relation_of(d)
             target = self.predictor.targets[graph.relation_ids[relation]]
             answers = self._side(graph, target, tail=not back)
-            patterns = [self._directions(graph, p) for p in target.patterns]
-            known = [i for i, p in enumerate(patterns) if p is not None]
             starts = heads[rows].numpy()
-            walks = np.zeros((len(patterns), starts.size, answers.size), dtype=np.float32)
+            indices, known = self._known_patterns(graph, target)
+            walks = np.zeros((len(target.patterns), starts.size, answers.size), dtype=np.float32)
             if known:
-                walked = [patterns[i] for i in known]
-                if back:
-                    walked = [reversed_pattern(p, graph.num_relations) for p in walked]
-                walks[known] = matrices.walks(starts, walked, answers)
+                walked = [reversed_pattern(p, graph.num_relations) for p in known] if back else known
+                walks[indices] = matrices.walks(starts, walked, answers)
             out_degree, in_degree = matrices.degrees[relation]
             start_degree = (in_degree if back else out_degree)[starts][:, None]
             answer_degree = (out_degree if back else in_degree)[answers][None, :]
@@ -98,14 +95,11 @@ class PatternLinkInference:
             by_relation.setdefault(relation, []).append(i)
         for relation, members in by_relation.items():
             target = self.predictor.targets[graph.relation_ids[relation]]
-            patterns = [self._directions(graph, p) for p in target.patterns]
-            known = [i for i, p in enumerate(patterns) if p is not None]
             pairs = np.array([(triples[i][0], triples[i][2]) for i in members]).reshape(-1, 2)
-            walks = np.zeros((len(patterns), len(members)), dtype=np.float32)
+            indices, known = self._known_patterns(graph, target)
+            walks = np.zeros((len(target.patterns), len(members)), dtype=np.float32)
             if known:
-                starts, start_at = np.unique(pairs[:, 0], return_inverse=True)
-                ends, end_at = np.unique(pairs[:, 1], return_inverse=True)
-                walks[known] = matrices.walks(starts, [patterns[i] for i in known], ends, (start_at, end_at))
+                walks[indices] = matrices.pair_walks(known, pairs)
             parts = target.contributions(walks).clamp_min(0.0)  # (K, P)
             for row, i in enumerate(members):
                 total = float(parts[row].sum())
@@ -127,6 +121,14 @@ class PatternLinkInference:
                     evidence.append(Evidence(walk.hops, share, pattern_label(graph, walk.hops)))
             found.append(tuple(evidence))
         return found
+
+    def _known_patterns(
+        self, graph: KnowledgeGraph, target: RelationPatterns
+    ) -> tuple[list[int], list[tuple[int, ...]]]:
+        """The positions of ``target``'s patterns whose relations the graph has, and their directions."""
+        found = [(i, self._directions(graph, p)) for i, p in enumerate(target.patterns)]
+        known = [(i, d) for i, d in found if d is not None]
+        return [i for i, _ in known], [d for _, d in known]
 
     def _directions(
         self, graph: KnowledgeGraph, pattern: tuple[tuple[str, bool], ...]

@@ -129,6 +129,14 @@ class DirectionMatrices:
                     out[p, begin : begin + rows.shape[0]] = counts.toarray()
         return out
 
+    def pair_walks(self, patterns: Sequence[tuple[int, ...]], pairs: np.ndarray) -> np.ndarray:
+        """``(P, K)`` walk counts of ``K`` ``(start, end)`` entity pairs along each pattern."""
+        if not patterns:
+            return np.zeros((0, pairs.shape[0]), dtype=np.float32)
+        starts, start_at = np.unique(pairs[:, 0], return_inverse=True)
+        ends, end_at = np.unique(pairs[:, 1], return_inverse=True)
+        return self.walks(starts, patterns, ends, (start_at, end_at))
+
 
 def candidates(
     graph: KnowledgeGraph, kinds: Sequence[str], profile: dict[int, float], threshold: float

@@ -236,14 +236,13 @@ def _count(
     head_degree = np.zeros(pairs.shape[0])
     tail_degree = np.zeros(pairs.shape[0])
     full = DirectionMatrices(graph, config.damping)
-    walks[others] = _pair_walks(full, [patterns[i] for i in others], pairs)
+    walks[others] = full.pair_walks([patterns[i] for i in others], pairs)
     for k in range(config.folds):
         members = np.flatnonzero(fold == k)
         matrices = DirectionMatrices(graph, config.damping, _fold_triples(positives, fold, (k,), target))
         if uses_target:
-            walks[np.ix_(uses_target, members)] = _pair_walks(
-                matrices, [patterns[i] for i in uses_target], pairs[members]
-            )
+            chosen = [patterns[i] for i in uses_target]
+            walks[np.ix_(uses_target, members)] = matrices.pair_walks(chosen, pairs[members])
         out_degree, in_degree = matrices.degrees[target]
         head_degree[members] = out_degree[pairs[members, 0]]
         tail_degree[members] = in_degree[pairs[members, 1]]
@@ -284,7 +283,7 @@ def _serving_logits(
             hidden = _fold_triples(positives, fold, (j, k), target)
             matrices = DirectionMatrices(graph, config.damping, hidden)
             if uses_target:
-                walks = _pair_walks(matrices, [patterns[i] for i in uses_target], pairs[members])
+                walks = matrices.pair_walks([patterns[i] for i in uses_target], pairs[members])
                 scaled = np.arcsinh(walks / scale[uses_target, None]).T
                 inner[np.ix_(members, uses_target)] = (scaled - mean[uses_target]) / std[uses_target]
             out_degree, in_degree = matrices.degrees[target]
@@ -321,9 +320,8 @@ def _screen(
     sample = positives[rng.permutation(len(positives))[:SCREEN_PAIRS]]
     others = negatives[rng.permutation(len(negatives))[: 4 * SCREEN_PAIRS]]
     hidden = torch.from_numpy(np.stack([sample[:, 0], np.full(len(sample), target), sample[:, 1]], 1))
-    walks = _pair_walks(
-        DirectionMatrices(graph, config.damping, hidden), patterns, np.concatenate([sample, others])
-    )
+    matrices = DirectionMatrices(graph, config.damping, hidden)
+    walks = matrices.pair_walks(patterns, np.concatenate([sample, others]))
     counted = (walks > 0).sum(1, keepdims=True)
     scale = np.where(counted > 0, walks.sum(1, keepdims=True) / np.maximum(counted, 1), 1.0)
     scaled = np.arcsinh(walks / scale)
@@ -350,14 +348,3 @@ def _sample_negatives(
     drawn = np.unique(drawn, axis=0)
     drawn = np.array([p for p in drawn.tolist() if tuple(p) not in known], dtype=np.int64)
     return drawn[rng.permutation(len(drawn))[:limit]]
-
-
-def _pair_walks(
-    matrices: DirectionMatrices, patterns: Sequence[tuple[int, ...]], pairs: np.ndarray
-) -> np.ndarray:
-    """``(P, K)`` walk counts of ``K`` (head, tail) pairs along each pattern."""
-    if not patterns:
-        return np.zeros((0, pairs.shape[0]), dtype=np.float32)
-    starts, start_at = np.unique(pairs[:, 0], return_inverse=True)
-    ends, end_at = np.unique(pairs[:, 1], return_inverse=True)
-    return matrices.walks(starts, patterns, ends, (start_at, end_at))
