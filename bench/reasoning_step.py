@@ -27,14 +27,14 @@ CALLERS = 32
 
 async def measure(data_dir: Path, graph: str, files: list[str], asks: int, repeats: int) -> list[str]:
     service = GraphService(ServerConfig(data_dir=data_dir, demo=False, port=0))
-    reason = service._reason  # noqa: SLF001 - the step measured
+    reason = service.asks._reason  # noqa: SLF001 - the step measured
     captured: list = []
 
     def capture(state, questions):  # noqa: ANN001, ANN202
         captured.append((state, list(questions)))
         return reason(state, questions)
 
-    service._reason = capture  # noqa: SLF001 - before start: the batcher binds it then
+    service.asks._reason = capture  # noqa: SLF001 - before start: the batcher binds it then
     await service.start()
     rows = []
     try:
@@ -56,8 +56,8 @@ async def measure(data_dir: Path, graph: str, files: list[str], asks: int, repea
                     reason(state, batch)
                 return time.perf_counter() - started
 
-            await service._on_compute(timed)  # noqa: SLF001 - a warm-up pass
-            times = [await service._on_compute(timed) / questions * 1e3 for _ in range(repeats)]  # noqa: SLF001
+            await service.on_compute(timed)  # a warm-up pass
+            times = [await service.on_compute(timed) / questions * 1e3 for _ in range(repeats)]
             rows.append(
                 f"| {path} | {len(batches)} | {questions} | {statistics.median(times):.2f} "
                 f"| {min(times):.2f}-{max(times):.2f} |"

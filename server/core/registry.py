@@ -1,0 +1,579 @@
+"""The graph registry: the store, the model and the served graphs; their lifecycle, ingest and merges, Embed
+and Info, and what the Ask and Lookup handlers share (validation, the compute thread, the encode batcher).
+
+Model and graph work runs on one compute thread (the event loop stays free for I/O); durable writes run on
+one store thread. Every graph is read and mutated on the compute thread only, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graphfuse.encoder import BatcherConfig, EncodeBatcher, EncoderConfig, TextEncoder
+from graphfuse.gnn.data.graph import KnowledgeGraph, warm_up_kernels
+from graphfuse.gnn.data.records import (
+    EntityRecord,
+    Record,
+    RelationRecord,
+    Retraction,
+    TripleRecord,
+    validate_record,
+)
+from graphfuse.gnn.data.relation_text import RelationPhrases
+from graphfuse.gnn.formats.datasets import load_umls_demo
+from graphfuse.server.core.config import ServerConfig
+from graphfuse.server.core.errors import InvalidArgument, NotFound, Unavailable
+from graphfuse.server.core.permissions import authorize, visible
+from graphfuse.server.core.state import GraphState
+from graphfuse.server.storage.checkpoints import TASKS, checkpoint_path
+from graphfuse.server.storage.store import (
+    GraphExistsError,
+    GraphMeta,
+    GraphNotFoundError,
+    GraphStore,
+    WriteResult,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class Timing:
+    queue_us: int = 0
+    encode_us: int = 0
+    reason_us: int = 0
+    total_us: int = 0
+
+
+@dataclass
+class EmbedResult:
+    vectors: Tensor  # (n, D)
+    tokens: list[int]
+    timing: Timing
+
+
+@dataclass
+class IngestResult:
+    accepted: bool
+    records: int
+    new_triples: int = 0
+    new_entities: int = 0
+    removed_triples: int = 0
+    stream_sequence: int = 0  # replicated mode: the chunk's last sequence on the update stream
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+
+
+@dataclass(frozen=True)
+class GraphModels:
+    """What answers a graph's calls: Ask's reasoner, Lookup's link predictor and recommender."""
+
+    reasoner: str
+    link_predictor: str
+    recommender: str
+
+
+@dataclass(frozen=True)
+class RelationWords:
+    """A relation's words: those its relation records gave (a bare record when none did) and the phrases
+    questions are matched against, each way, built from them."""
+
+    record: RelationRecord
+    phrases: RelationPhrases
+
+
+@dataclass(frozen=True)
+class GraphDetails:
+    """What GetGraphInfo says of a graph: stored metadata, relation ids and words (at most
+    :data:`MAX_LISTED_RELATIONS` of each, sorted by id; none while the graph is not loaded), and the
+    models that serve it."""
+
+    meta: GraphMeta
+    relations: list[str]
+    models: GraphModels
+    relation_words: list[RelationWords] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    model: str
+    dimensions: int
+    device: str
+    precision: str
+    max_tokens: int
+    graphs: list[str]
+    applied_sequence: int = 0
+
+
+def _retraction_errors(state: GraphState, records: Sequence[Record]) -> list[tuple[int, str]]:
+    """Retractions naming a relation or entity the graph does not have (nor gains earlier in the chunk)."""
+    graph = state.graph
+    relations: set[str] = set()
+    entities: set[str] = set()
+    errors = []
+    for i, record in enumerate(records):
+        if isinstance(record, TripleRecord):
+            relations.add(record.relation)
+            entities.update((record.head, record.tail))
+        elif isinstance(record, EntityRecord):
+            entities.add(record.id)
+        elif isinstance(record, RelationRecord):
+            relations.add(record.id)
+        elif isinstance(record, Retraction):
+            if record.relation not in graph.relation_index and record.relation not in relations:
+                errors.append(
+                    (i, f"remove_triple: relation {record.relation!r} is not in graph {state.name!r}")
+                )
+                continue
+            for what, entity in (("head", record.head), ("tail", record.tail)):
+                if entity not in graph.entity_index and entity not in entities:
+                    errors.append(
+                        (i, f"remove_triple: {what} {entity!r} is not an entity of graph {state.name!r}")
+                    )
+                    break
+    return errors
+
+
+class Unembedded(Exception):
+    """Raised on the compute thread by work that needs vectors of `texts` it was not given."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts)
+        self.texts = texts
+
+
+class Clock:
+    """Stage timer: ``clock.add("encode_us", since)`` adds the microseconds since ``since`` to that stage."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timing = Timing()
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        setattr(self.timing, stage, getattr(self.timing, stage) + int((now - since) * 1e6))
+        return now
+
+    def done(self) -> Timing:
+        self.timing.total_us = int((time.perf_counter() - self.start) * 1e6)
+        return self.timing
+
+
+# ----------------------------------------------------------------------------------------- registry
+class GraphRegistry:
+    """The store, the encoder and the served graphs behind typed async methods, and the threads they run on.
+
+    Args:
+        config: server configuration (limits, data directory, model).
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.encoder: TextEncoder | None = None
+        self.batcher: EncodeBatcher | None = None
+        # With an update stream (replication/stream.py): Ingest publishes there, and this replica applies it
+        self.publisher: Any = None  # has `async publish(graph, records, create, key) -> sequence`
+        self.consumer: Any = None  # has `applied` and `async wait_for(sequence, timeout) -> bool`
+        self.store: GraphStore | None = None
+        self.graphs: dict[str, GraphState] = {}
+        self.ready = False  # set by the service once its handlers run too
+        self.compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
+        self._watcher: asyncio.Task | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
+        self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
+        self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
+
+    # ---------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Open the store, load the model and every stored graph, warm up, start the shared encode batcher
+        and the checkpoint watcher."""
+        self.store = await self._on_io(GraphStore, self.config.data_dir)
+        self.encoder = await self.on_compute(
+            TextEncoder,
+            EncoderConfig(
+                model_dir=self.config.model_dir, device=self.config.device, precision=self.config.precision
+            ),
+        )
+        if self.config.demo and not await self._on_io(self.store.has_graph, self.config.default_graph):
+            log.info("loading the UMLS demo graph into %s", self.store.path)
+            await self._on_io(self._store_demo)
+        for meta in await self._on_io(self.store.list_graphs):
+            await self._load_graph(meta.name)
+        await self.on_compute(self.encoder.encode, ["warm-up question about a graph"])
+        await self.on_compute(warm_up_kernels)
+        self.batcher = EncodeBatcher(  # model and graph work share one thread: no oversubscription on 2 cores
+            self.encoder,
+            BatcherConfig(
+                max_wait_ms=self.config.batch_wait_ms, max_queued_texts=self.limits.max_queued_texts
+            ),
+            executor=self.compute,
+        )
+        await self.batcher.start()
+        self._watcher = asyncio.create_task(self._watch_checkpoints())
+
+    def _store_demo(self) -> None:
+        assert self.store is not None
+        self.store.create_graph(self.config.default_graph, "UMLS semantic network (demo, from pykeen)")
+        self.store.write(self.config.default_graph, load_umls_demo())
+
+    async def _load_graph(self, name: str) -> None:
+        assert self.store is not None and self.encoder is not None
+        entities, triples = await self._on_io(self.store.read_graph, name)
+        relations = await self._on_io(self.store.read_relations, name)
+
+        def build() -> GraphState:
+            assert self.encoder is not None and self.store is not None
+            graph = KnowledgeGraph(entities, triples)
+            graph.add(relations)  # after the triples, so relations are numbered as before relation records
+            state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device)
+            state.graph.prepare()
+            state.embed_names(self.encoder, self.store)
+            for task in TASKS:
+                state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)
+            return state
+
+        state = await self.on_compute(build)
+        self.graphs[name] = state
+        log.info("graph %s: %s", name, state.graph)
+
+    async def _watch_checkpoints(self) -> None:
+        """Pick up checkpoints written by `graphfuse train` (or removed) without a restart."""
+        while True:
+            await asyncio.sleep(self.config.checkpoint_poll_seconds)
+            for name, state in list(self.graphs.items()):
+                for task in TASKS:
+                    path = checkpoint_path(self.config.data_dir, name, task)
+                    try:
+                        await self.on_compute(state.use_checkpoint, path, task)
+                    except Exception:  # one bad file must not stop the watching of every other
+                        log.exception("graph %s: reading %s failed", name, path)
+
+    async def close(self) -> None:
+        self.ready = False
+        for task in (self._watcher, *self._merges.values()):
+            if task is not None:
+                task.cancel()
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.store is not None:
+            await self._on_io(self.store.close)
+        self.compute.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+        self._merger.shutdown(wait=False, cancel_futures=True)
+
+    async def on_compute(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.compute, fn, *args)
+
+    async def _on_io(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    # --------------------------------------------------------------------------- shared by handlers
+    def check_ready(self) -> tuple[TextEncoder, GraphStore]:
+        if not self.ready or self.encoder is None or self.store is None:
+            raise Unavailable("the server is starting (loading the model and graphs); retry shortly")
+        return self.encoder, self.store
+
+    @property
+    def shared_batcher(self) -> EncodeBatcher:
+        """The encode batcher every caller's texts share."""
+        self.check_ready()
+        assert self.batcher is not None
+        return self.batcher
+
+    def graph(self, name: str) -> GraphState:
+        """The served graph ``name`` (the default graph when empty), if the caller may read it."""
+        self.check_ready()
+        graph = name or self.config.default_graph
+        _check_graph_name(graph)
+        authorize(graph)
+        state = self.graphs.get(graph)
+        if state is None:
+            raise NotFound(f"graph {graph!r} not found (known: {', '.join(sorted(self.graphs)) or 'none'})")
+        return state
+
+    def check_text(self, text: str, what: str) -> None:
+        if not text.strip():
+            raise InvalidArgument(f"{what} is empty")
+        if len(text) > self.limits.max_text_chars:
+            raise InvalidArgument(
+                f"{what} has {len(text)} characters, more than the limit of {self.limits.max_text_chars}"
+            )
+
+    def check_top_k(self, top_k: int, field_name: str = "top_k") -> int:
+        if top_k < 0 or top_k > self.limits.max_top_k:
+            raise InvalidArgument(f"{field_name} must be between 0 and {self.limits.max_top_k} (got {top_k})")
+        return top_k or self.limits.default_top_k
+
+    async def on_compute_with_vectors(
+        self,
+        fn: Callable[[dict[str, Tensor]], T],
+        clock: Clock,
+        deadline: float | None,
+        truncate: bool = True,
+    ) -> T:
+        """``fn(vectors)`` on the compute thread. When it raises `Unembedded`, those texts are encoded
+        through the shared batcher and it runs again with their vectors (queue_us and encode_us count)."""
+        vectors: dict[str, Tensor] = {}
+        while True:
+            submitted = time.perf_counter()
+
+            def attempt(submitted: float = submitted) -> T:
+                clock.add("queue_us", submitted)
+                return fn(vectors)
+
+            try:
+                return await self.on_compute(attempt)
+            except Unembedded as missing:
+                texts = [text for text in missing.texts if text not in vectors]
+                assert texts, "asked again for vectors it was given"
+                began = time.perf_counter()
+                encoded = await self.shared_batcher.encode(texts, truncate=truncate, deadline=deadline)
+                vectors.update(zip(texts, encoded.vectors, strict=True))
+                clock.add("encode_us", began)
+
+    # --------------------------------------------------------------------------------------- info
+    def info(self) -> ServiceInfo:
+        encoder, _ = self.check_ready()
+        return ServiceInfo(
+            encoder.name,
+            encoder.dimensions,
+            str(encoder.device),
+            encoder.precision,
+            encoder.max_tokens,
+            visible(sorted(self.graphs)),
+            self.consumer.applied if self.consumer is not None else 0,
+        )
+
+    # -------------------------------------------------------------------------------------- embed
+    async def embed(self, texts: Sequence[str], truncate: bool, deadline: float | None = None) -> EmbedResult:
+        """Encode ``texts`` batched with other callers' texts; ``deadline`` is a ``time.monotonic()`` time."""
+        self.check_ready()
+        if not texts:
+            raise InvalidArgument("texts is empty; send at least one text")
+        if len(texts) > self.limits.max_texts:
+            raise InvalidArgument(
+                f"texts has {len(texts)} entries, more than the limit of {self.limits.max_texts}"
+            )
+        for i, text in enumerate(texts):
+            self.check_text(text, f"texts[{i}]")
+        clock = Clock()
+        encoded = await self.shared_batcher.encode(texts, truncate=truncate, deadline=deadline)
+        clock.add("encode_us", clock.start)
+        return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
+
+    async def _embed_names(self, texts: list[str]) -> Tensor:
+        """Vectors (len(texts), D) of graph names: from the store's cache where it has them, the rest through
+        the shared batcher one window at a time (so other callers' texts interleave), then cached."""
+        encoder, store = self.check_ready()
+        cached = await self._on_io(store.get_embeddings, encoder.name, texts)
+        todo = sorted({text for text in texts if text not in cached})
+        chunk = self.shared_batcher.max_window_texts
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            encoded = await self.shared_batcher.encode(part, truncate=True)
+            cached.update((text, vector.numpy()) for text, vector in zip(part, encoded.vectors, strict=True))
+        if todo:
+            await self._on_io(store.put_embeddings, encoder.name, {text: cached[text] for text in todo})
+        return torch.from_numpy(np.stack([cached[text] for text in texts]))
+
+    # ------------------------------------------------------------------------------------- graphs
+    async def create_graph(self, name: str, description: str = "", replicate: bool = True) -> GraphMeta:
+        """Create an empty graph; with an update stream (and ``replicate``), on every replica through it."""
+        _, store = self.check_ready()
+        _check_graph_name(name)
+        authorize(name, write=True)
+        if self.publisher is not None and replicate:
+            if name in self.graphs:
+                raise GraphExistsError(f"graph {name!r} exists")
+            sequence = await self.publisher.publish(name, [], True, uuid.uuid4().hex, description)
+            await self.wait_for_sequence(sequence, None)
+            return await self._on_io(store.get_graph, name)
+        meta = await self._on_io(store.create_graph, name, description)
+        encoder = self.encoder
+        assert encoder is not None
+        self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions, encoder.device)
+        return meta
+
+    async def delete_graph(self, name: str, replicate: bool = True) -> bool:
+        """Delete a graph; with an update stream (and ``replicate``), on every replica through it."""
+        _, store = self.check_ready()
+        _check_graph_name(name)
+        authorize(name, write=True)
+        if self.publisher is not None and replicate:
+            if name not in self.graphs:
+                return False
+            await self.wait_for_sequence(await self.publisher.delete_graph(name, uuid.uuid4().hex), None)
+            return True
+        deleted = await self._on_io(store.delete_graph, name)
+        self.graphs.pop(name, None)
+        return deleted
+
+    async def list_graphs(self) -> list[GraphMeta]:
+        _, store = self.check_ready()
+        graphs = await self._on_io(store.list_graphs)
+        readable = set(visible(g.name for g in graphs))
+        return [g for g in graphs if g.name in readable]
+
+    async def graph_info(self, name: str) -> GraphDetails:
+        """Stored metadata, relation ids and words, and the models that serve a graph."""
+        _, store = self.check_ready()
+        _check_graph_name(name)
+        authorize(name)
+        try:
+            meta = await self._on_io(store.get_graph, name)
+        except GraphNotFoundError as error:
+            raise NotFound(str(error)) from error
+        state = self.graphs.get(name)
+        if state is None:
+            return GraphDetails(meta, [], GraphModels("", "", ""))
+        words = [
+            RelationWords(record, phrases)
+            for record, phrases in await self.on_compute(state.relation_words, MAX_LISTED_RELATIONS)
+        ]
+        return GraphDetails(
+            meta,
+            [w.record.id for w in words],
+            GraphModels(state.reasoner_name, state.link_predictor_name, state.recommender_name),
+            words,
+        )
+
+    async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
+        """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
+        _, store = self.check_ready()
+        clock = Clock()
+        _check_graph_name(graph, "chunk graph")
+        authorize(graph, write=True)
+        if len(records) > self.limits.max_records_per_chunk:
+            raise InvalidArgument(
+                f"chunk has {len(records)} records, more than the limit of "
+                f"{self.limits.max_records_per_chunk}"
+            )
+        errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
+        if errors:
+            return IngestResult(False, len(records), errors=errors, timing=clock.done())
+        missing = graph not in self.graphs
+        if missing and not create:
+            raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
+        if not missing:
+            errors = await self.retraction_errors(graph, records)
+            if errors:
+                return IngestResult(False, len(records), errors=errors, timing=clock.done())
+        if self.publisher is not None:  # replicated: every replica applies it from the stream
+            _check_graph_name(graph, "chunk graph")
+            sequence = await self.publisher.publish(graph, records, missing, uuid.uuid4().hex)
+            return IngestResult(True, len(records), stream_sequence=sequence, timing=clock.done())
+        if missing:
+            try:
+                await self.create_graph(graph)
+            except ValueError:  # created meanwhile by another stream
+                pass
+        began = time.perf_counter()
+        written = await self.write_and_apply(graph, records)
+        clock.add("encode_us", began)
+        return IngestResult(
+            True,
+            len(records),
+            written.new_triples,
+            written.new_entities,
+            written.removed_triples,
+            timing=clock.done(),
+        )
+
+    async def wait_for_sequence(self, sequence: int, deadline: float | None) -> None:
+        """Return once this replica has applied update ``sequence`` (read-your-writes), else UNAVAILABLE
+        when the deadline (default 5 s) passes first."""
+        if not sequence:
+            return
+        if self.consumer is None:
+            raise InvalidArgument("min_sequence needs a server that consumes an update stream (--nats)")
+        timeout = 5.0 if deadline is None else max(0.0, deadline - time.monotonic() - 0.05)
+        if not await self.consumer.wait_for(sequence, timeout):
+            applied = self.consumer.applied
+            raise Unavailable(
+                f"this replica has applied update sequence {applied}, {sequence - applied} behind the "
+                f"requested min_sequence {sequence}; retry, or ask another replica"
+            )
+
+    async def retraction_errors(self, graph: str, records: Sequence[Record]) -> list[tuple[int, str]]:
+        """``(index, reason)`` of retractions naming a relation or entity the graph lacks."""
+        if not any(isinstance(record, Retraction) for record in records):
+            return []  # nothing to check: no hop to the compute thread
+        return await self.on_compute(_retraction_errors, self.graphs[graph], records)
+
+    async def stream_position(self, stream: str) -> int:
+        _, store = self.check_ready()
+        return await self._on_io(store.stream_position, stream)
+
+    async def set_stream_position(self, stream: str, sequence: int) -> None:
+        _, store = self.check_ready()
+        await self._on_io(store.set_stream_position, stream, sequence)
+
+    async def write_and_apply(
+        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
+    ) -> WriteResult:
+        """Make valid records durable (with the stream ``position`` they come from, in the same transaction),
+        then visible: graph, linker, and name vectors through the shared batcher."""
+        _, store = self.check_ready()
+        written: WriteResult = await self._on_io(store.write, graph, records, position)
+        state = self.graphs[graph]
+        _, names = await self.on_compute(state.apply, records)
+        self._merge_when_due(state)
+        if names.texts:
+            vectors = await self._embed_names(names.texts)
+            await self.on_compute(state.set_name_vectors, names, vectors)
+        return written
+
+    def _merge_when_due(self, state: GraphState) -> None:
+        """Fold the graph's delta into its merged transitions in the background once it has grown: the
+        snapshot and the swap take the compute thread briefly, the build runs on the merge thread."""
+        if state.name in self._merges or not state.graph.merge_due():
+            return
+        name = state.name
+        task = self._merges[name] = asyncio.create_task(self._merge(state))
+        task.add_done_callback(
+            lambda done: self._merges.pop(name) if self._merges.get(name) is done else None
+        )
+
+    async def _merge(self, state: GraphState) -> None:
+        graph = state.graph
+        started = time.perf_counter()
+        try:
+            job = await self.on_compute(graph.start_merge)
+            merged = await asyncio.get_running_loop().run_in_executor(self._merger, job.build)
+            installed = await self.on_compute(graph.finish_merge, job, merged)
+        except Exception:  # the delta stays readable; a later update tries again
+            log.exception("graph %s: background merge failed", state.name)
+            return
+        log.debug(
+            "graph %s: merged %d edges in %.2f s (installed: %s, delta now %d)",
+            state.name,
+            job.heads.numel(),
+            time.perf_counter() - started,
+            installed,
+            graph.delta_size,
+        )
+
+
+def _check_graph_name(name: str, what: str = "graph") -> None:
+    if not GRAPH_NAME.match(name):
+        raise InvalidArgument(
+            f"{what} {name!r} is not a valid graph name (1-64 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit)"
+        )
