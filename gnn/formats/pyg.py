@@ -3,7 +3,7 @@
 records, so that a PyG dataset can be ingested like any other graph file.
 
 Ids, names and relation names travel as plain-Python list attributes (``node_ids``, ``node_names``,
-``node_types``, ``relation_names``) beside the tensors. Needs the ``pyg`` extra.
+``node_types``, ``relation_names``) beside the tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ try:
     from torch_geometric.data import Data, HeteroData
 except ModuleNotFoundError as error:  # pragma: no cover - depends on the environment
     raise ModuleNotFoundError(
-        "graphfuse.gnn.formats.pyg needs the pyg extra: pip install 'graphfuse[pyg]'"
+        "graphfuse.gnn.formats.pyg needs torch-geometric, a graphfuse dependency: "
+        "pip install 'torch-geometric==2.8.1'"
     ) from error
 
 __all__ = ["UNTYPED", "records_from_data", "split_records", "to_data", "to_hetero_data"]

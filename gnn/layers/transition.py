@@ -152,6 +152,34 @@ def fused_transition(
     return cpu_kernels.propagate(stacked.edge_block(values), delta, x, weights, **options)
 
 
+def directed_edge_index(
+    edge_index: Tensor, edge_type: Tensor | None, num_relations: int
+) -> tuple[Tensor, Tensor]:
+    """A PyG edge list over relations as one over directed relations, in the order of
+    :class:`~graphfuse.gnn.data.graph.StackedTransitions`: the edges ``(u, r, v)``, then their inverses
+    ``(v, r + R, u)``.
+
+    Args:
+        edge_index: ``(2, E)`` sources, then targets (PyG's ``source_to_target`` flow).
+        edge_type: ``(E,)`` relation of each edge, in ``[0, num_relations)``.
+        num_relations: R.
+
+    Shapes:
+        returns ``edge_index`` ``(2, 2E)`` and ``edge_type`` ``(2E,)``.
+    """
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"Expected 'edge_index' of shape (2, E) (got {tuple(edge_index.shape)})")
+    edges = edge_index.shape[1]
+    if edge_type is None or edge_type.shape != (edges,):
+        got = None if edge_type is None else tuple(edge_type.shape)
+        raise ValueError(f"Expected 'edge_type' of shape {(edges,)} beside 'edge_index' (got {got})")
+    if edges and not 0 <= int(edge_type.min()) <= int(edge_type.max()) < num_relations:
+        low, high = int(edge_type.min()), int(edge_type.max())
+        raise ValueError(f"Expected 'edge_type' in [0, {num_relations}) (got {low}..{high})")
+    inverse = edge_index.flip(0)
+    return torch.cat([edge_index, inverse], dim=1), torch.cat([edge_type, edge_type + num_relations])
+
+
 def scale_by_direction(moved: Tensor, weights: Tensor, offsets: list[int], first_row: int = 0) -> None:
     """Multiply, in place, each row of ``moved`` (rows ``first_row ..`` of the stacked matrix) by its
     direction's weight per column: rows come in one block per direction, so a broadcast per block replaces

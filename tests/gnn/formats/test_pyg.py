@@ -2,15 +2,12 @@ import importlib
 import sys
 
 import pytest
+import torch
+from torch_geometric.data import Data
 
-pytest.importorskip("torch_geometric")
-
-import torch  # noqa: E402
-from torch_geometric.data import Data  # noqa: E402
-
-from graphfuse.gnn.data.graph import KnowledgeGraph  # noqa: E402
-from graphfuse.gnn.data.records import EntityRecord, TripleRecord  # noqa: E402
-from graphfuse.gnn.formats.pyg import (  # noqa: E402
+from graphfuse.gnn.data.graph import KnowledgeGraph
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from graphfuse.gnn.formats.pyg import (
     records_from_data,
     split_records,
     to_data,
@@ -114,9 +111,9 @@ def test_edge_type_without_names_and_given_names():
     assert triples == [TripleRecord("a", "cites", "b"), TripleRecord("b", "likes", "c")]
 
 
-def test_missing_extra_names_it(monkeypatch):
+def test_missing_torch_geometric_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_geometric", None)
     monkeypatch.setitem(sys.modules, "torch_geometric.data", None)
     monkeypatch.delitem(sys.modules, "graphfuse.gnn.formats.pyg")
-    with pytest.raises(ModuleNotFoundError, match=r"pip install 'graphfuse\[pyg\]'"):
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'torch-geometric==2\.8\.1'"):
         importlib.import_module("graphfuse.gnn.formats.pyg")

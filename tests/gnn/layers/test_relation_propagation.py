@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_geometric.nn import MessagePassing
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import TripleRecord
+from graphfuse.gnn.formats.pyg import to_data
 from graphfuse.gnn.kernels import cpu as cpu_kernels
 from graphfuse.gnn.layers import RelationPropagation
 from graphfuse.gnn.layers.transition import Cells, Frontier
@@ -128,3 +130,57 @@ def test_a_frontier_started_from_known_cells_is_the_one_read_from_the_block(
     if fused:
         assert np.array_equal(read.summary.active, given.summary.active)
         assert np.array_equal(read.summary.alive, given.summary.alive)
+
+
+def test_is_a_fused_message_passing_layer() -> None:
+    layer = RelationPropagation()
+    assert isinstance(layer, MessagePassing) and layer.fuse and layer.node_dim == 0
+    # PyG's generated propagate: its fused path hands the sparse matrix on without reading its indices
+    assert type(layer).propagate is not MessagePassing.propagate
+    assert repr(layer) == "RelationPropagation()"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("grad", [True, False])
+def test_knowledge_graph_and_pyg_edge_index_move_the_same_mass(seed: int, grad: bool) -> None:
+    """The fused path (``message_and_aggregate``: Frontier.move, the numba kernel without gradients) against
+    PyG's per-edge messages and sum over the same graph as a ``Data`` gives it: capped, topics cleared."""
+    graph = random_graph(seed, nodes=50, relations=4, edges=300)
+    data = to_data(graph)
+    generator = torch.Generator().manual_seed(seed)
+    batch = 6
+    mass = torch.rand(graph.num_entities, batch, generator=generator) * 1.5
+    weights = torch.rand(batch, 2 * graph.num_relations, generator=generator)
+    topics = torch.randint(0, graph.num_entities, (batch,), generator=generator)
+    cells = Cells(topics, torch.arange(batch), graph.num_entities)
+    frontier = Frontier.start(mass, 0.3)[0]
+    layer = RelationPropagation()
+    calls = {"message_and_aggregate": 0, "message": 0}
+    layer.register_message_and_aggregate_forward_hook(lambda *args: calls.update(message_and_aggregate=1))
+    layer.register_message_forward_hook(lambda *args: calls.update(message=1))
+    with torch.set_grad_enabled(grad):
+        fused = layer(graph, frontier, weights, exclude=cells)
+        assert calls == {"message_and_aggregate": 1, "message": 0}
+        assert (fused.summary is not None) == (not grad and cpu_kernels.available(mass))
+        edge_index, edge_type = data.edge_index, data.edge_type
+        per_edge = layer(edge_index, Frontier(mass, 0.3), weights, exclude=cells, edge_type=edge_type)
+        assert calls == {"message_and_aggregate": 1, "message": 1}
+    torch.testing.assert_close(fused.mass, per_edge.mass, atol=1e-5, rtol=1e-5)
+    assert fused.mass.max() == 1.0 and not fused.mass[cells.nodes, cells.columns].any()
+    assert per_edge.threshold == 0.3
+
+
+def test_pyg_inputs_are_checked() -> None:
+    graph = random_graph(0)
+    data = to_data(graph)
+    frontier = Frontier(torch.zeros(graph.num_entities, 2), 0.5)
+    layer = RelationPropagation()
+    weights = torch.zeros(2, 2 * graph.num_relations)
+    with pytest.raises(ValueError, match="Expected 'weights' of shape"):
+        layer(data.edge_index, frontier, torch.zeros(2, 7), edge_type=data.edge_type)
+    with pytest.raises(ValueError, match="Expected 'edge_type' of shape"):
+        layer(data.edge_index, frontier, weights)
+    with pytest.raises(ValueError, match="only the fused CPU kernel mixes levels"):
+        layer(data.edge_index, frontier, weights, mix_into=object(), edge_type=data.edge_type)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Expected no 'edge_type'"):
+        layer(graph, frontier, weights, edge_type=data.edge_type)
