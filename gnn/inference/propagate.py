@@ -23,8 +23,20 @@ from graphfuse.gnn.data.graph import KnowledgeGraph
 
 @dataclass
 class PathSearchConfig:
+    """How relation paths are searched and scored.
+
+    A path loses ``length_penalty`` per hop beyond the first, for a question of ``reference_words`` words;
+    each word more takes ``penalty_per_word`` off the penalty (each word fewer adds it), within
+    ``penalty_range``: the bag of a longer path's relations fits a question's vector more easily, and a
+    question that says more is the likelier to ask along more relations. A question of unknown length gets
+    the reference penalty.
+    """
+
     beam: int = 8  # paths kept per question at each hop
-    length_penalty: float = 0.06  # subtracted from a path's score per hop beyond the first
+    length_penalty: float = 0.06
+    penalty_per_word: float = 0.0
+    reference_words: int = 5
+    penalty_range: tuple[float, float] = (0.0, float("inf"))
     temperature: float = 0.05  # softmax temperature from path scores to path probabilities
     answer_weight: float = 0.0  # weight of the answer fit of a path's last direction in its score
     # Score of "no path fits": a path must beat it to carry most of a question's mass; None: no such option
@@ -56,6 +68,7 @@ def search_relation_paths(
     max_hops: list[int],
     config: PathSearchConfig | None = None,
     answer_fit: Tensor | None = None,
+    words: list[int] | None = None,
 ) -> PathSearchResult:
     """Score relation paths of up to ``max_hops[b]`` hops from each question's topic entities.
 
@@ -67,6 +80,8 @@ def search_relation_paths(
         max_hops: hop limit per question.
         config: beam width, length penalty, temperature and answer weight.
         answer_fit: ``(B, 2R)`` how well each direction's answers fit each question (None: not scored).
+        words: the number of words each question has, as read (0 or None: unknown); sets its length
+            penalty (see :class:`PathSearchConfig`).
     """
     config = config or PathSearchConfig()
     num_questions, num_directions = direction_similarity.shape
@@ -78,6 +93,7 @@ def search_relation_paths(
     base = torch.arange(num_directions) % num_relations  # directed relation -> relation
     self_match = relation_gram.diagonal()[base]
     hop_limit = torch.tensor(max_hops)
+    penalty = length_penalties(config, words or [0] * num_questions)
     degree = graph.out_degree()
 
     frontier = topics.float()  # (N, P): one column per live path; P = B at the start
@@ -98,7 +114,7 @@ def search_relation_paths(
         edge_counts = (degree @ frontier).T  # (P, 2R) edges leaving each frontier along each direction
         cand_dot = dot[:, None] + direction_similarity[owner]  # (P, 2R)
         cand_norm_sq = norm_sq[:, None] + 2 * (bag @ relation_gram)[:, base] + self_match
-        score = cand_dot / cand_norm_sq.clamp_min(1e-12).sqrt() - config.length_penalty * (hop - 1)
+        score = cand_dot / cand_norm_sq.clamp_min(1e-12).sqrt() - (penalty[owner] * (hop - 1))[:, None]
         if answer_fit is not None and config.answer_weight:
             score = score + config.answer_weight * answer_fit[owner]
         alive = (edge_counts > 0) & (hop_limit[owner] >= hop)[:, None]
@@ -147,6 +163,14 @@ def search_relation_paths(
         paths.append([RelationPath(dirs, s, w / total) for dirs, s, w in ranked])
     touched = ((reach + topics) > 0).sum(0).tolist()
     return PathSearchResult(probability, paths, touched, [int(e) for e in touched_edges.tolist()])
+
+
+def length_penalties(config: PathSearchConfig, words: list[int]) -> Tensor:
+    """``(B,)`` each question's penalty per hop beyond the first, from its number of words (0: unknown)."""
+    counts = torch.tensor(words, dtype=torch.float32)
+    extra = torch.where(counts > 0, counts - config.reference_words, torch.zeros_like(counts))
+    low, high = config.penalty_range
+    return (config.length_penalty - config.penalty_per_word * extra).clamp(low, high)
 
 
 def _top_extensions(score: Tensor, owner: Tensor, num_questions: int, beam: int) -> tuple[Tensor, Tensor]:

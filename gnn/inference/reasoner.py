@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,15 @@ class Question:
     top_k: int = 10
     max_hops: int = 3
     tokens: Tensor | None = None  # (L, D) the encoder's token states, for reasoners that attend over words
+    words: int = 0  # words of the text as read (see `count_words`); 0: unknown
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def count_words(text: str) -> int:
+    """Words of a question as the reasoner reads it (runs of letters)."""
+    return len(_WORD.findall(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +71,21 @@ class ReasonerConfig:
 
 def zero_shot_config() -> ReasonerConfig:
     """The zero-shot reasoner's settings, chosen on the development wordings of five graphs
-    (``python -m bench.any_graph --questions dev``): a longer path must match the question clearly better
-    (length penalty 0.1), what a direction's answers are counts (0.2), a question that no path matches
-    better than 0.5 keeps most of its mass on "no path fits", and the probabilities are Platt-scaled to
-    the rate at which the top answer was right."""
+    (``python -m bench.any_graph --questions dev``): a longer path must match the question clearly better,
+    the more so the shorter the question (length penalty 0.2 at five words, 0.04 less per word more, between
+    0.05 and 0.3), what a direction's answers are counts (0.2), a question that no path matches better than
+    0.5 keeps most of its mass on "no path fits", and the probabilities are Platt-scaled to the rate at
+    which the top answer was right."""
     return ReasonerConfig(
-        PathSearchConfig(length_penalty=0.1, answer_weight=0.2, abstain_score=0.5), calibration=(0.4, 0.25)
+        PathSearchConfig(
+            length_penalty=0.2,
+            penalty_per_word=0.04,
+            reference_words=5,
+            penalty_range=(0.05, 0.3),
+            answer_weight=0.2,
+            abstain_score=0.5,
+        ),
+        calibration=(0.33, 0.52),
     )
 
 
@@ -109,7 +128,13 @@ class ZeroShotReasoner:
         vectors = torch.stack([q.vector for q in questions])  # (B, D)
         topics = topic_mass(graph.num_entities, questions)
         result = search_paths(
-            graph, relation_vectors, vectors, topics, [q.max_hops for q in questions], self.config.search
+            graph,
+            relation_vectors,
+            vectors,
+            topics,
+            [q.max_hops for q in questions],
+            self.config.search,
+            [q.words for q in questions],
         )
         return [
             Reasoning(
@@ -169,9 +194,10 @@ def search_paths(
     topics: Tensor,
     max_hops: list[int],
     config: PathSearchConfig,
+    words: list[int] | None = None,
 ) -> PathSearchResult:
-    """The zero-shot relation-path search for questions ``(B, D)`` from their ``(N, B)`` topic mass; relations
-    given by their names alone match the same both ways."""
+    """The zero-shot relation-path search for questions ``(B, D)`` of ``words`` words each from their
+    ``(N, B)`` topic mass; relations given by their names alone match the same both ways."""
     relations = (
         relation_vectors
         if isinstance(relation_vectors, RelationVectors)
@@ -186,6 +212,7 @@ def search_paths(
         max_hops,
         config,
         relations.answer_fit(vectors),
+        words,
     )
 
 

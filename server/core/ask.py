@@ -14,7 +14,13 @@ from torch import Tensor
 from graphfuse.gnn.inference.fusion import fuse_answer_text
 from graphfuse.gnn.inference.inferred_answers import with_inferred_answers
 from graphfuse.gnn.inference.linking import nearest_entities, strip_mentions, strip_topics
-from graphfuse.gnn.inference.reasoner import Question, Reasoning, TrainedReasoner, ZeroShotReasoner
+from graphfuse.gnn.inference.reasoner import (
+    Question,
+    Reasoning,
+    TrainedReasoner,
+    ZeroShotReasoner,
+    count_words,
+)
 from graphfuse.gnn.inference.subgraph import SubgraphConfig, reason_capped
 from graphfuse.server.core.errors import InvalidArgument, NotFound
 from graphfuse.server.core.named import MATCH_CONFIDENCE, LinkedEntity, NamedEvidence, Topic, named_evidence
@@ -137,8 +143,9 @@ class AskHandler:
                 top_k,
                 max_hops,
                 encoded.token_states[i] if encoded.token_states else None,
+                count_words(text),
             )
-            for i, (reading_topics, _) in enumerate(readings)
+            for i, (reading_topics, text) in enumerate(readings)
         ]
         reasonings = await asyncio.gather(  # batched with each other and with other callers' questions
             *(self._reasoner_batcher.submit(state, q, deadline) for q in asked)

@@ -11,7 +11,14 @@ import torch
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, TripleRecord
-from graphfuse.gnn.inference.reasoner import Question, ReasonerConfig, ZeroShotReasoner
+from graphfuse.gnn.inference.propagate import PathSearchConfig, length_penalties
+from graphfuse.gnn.inference.reasoner import (
+    Question,
+    ReasonerConfig,
+    ZeroShotReasoner,
+    count_words,
+    zero_shot_config,
+)
 from graphfuse.gnn.inference.relation_vectors import RelationVectors
 
 TRIPLES = [
@@ -36,10 +43,17 @@ def relation_vectors(graph: KnowledgeGraph, dims: int = 8) -> torch.Tensor:
     return torch.eye(graph.num_relations, dims)
 
 
-def ask(graph: KnowledgeGraph, topic: str, relations: list[str], max_hops: int = 3, top_k: int = 10):  # noqa: ANN201
+def ask(  # noqa: ANN201
+    graph: KnowledgeGraph,
+    topic: str,
+    relations: list[str],
+    max_hops: int = 3,
+    top_k: int = 10,
+    words: int = 0,
+):
     vectors = relation_vectors(graph)
     q = sum(vectors[graph.relation_index[r]] for r in relations)
-    question = Question(q / q.norm(), ((graph.entity_index[topic], 1.0),), top_k, max_hops)
+    question = Question(q / q.norm(), ((graph.entity_index[topic], 1.0),), top_k, max_hops, words=words)
     return ZeroShotReasoner().reason(graph, vectors, [question])[0]
 
 
@@ -79,7 +93,8 @@ def test_two_hop_directors_of_an_actors_movies(graph: KnowledgeGraph) -> None:
 
 
 def test_three_hop_birthplaces_of_directors(graph: KnowledgeGraph) -> None:
-    result = ask(graph, "Ginger Rogers", ["starred_actors", "directed_by", "born_in"])
+    # "Where were the directors of the films <topic> starred in born?": ten words as read
+    result = ask(graph, "Ginger Rogers", ["starred_actors", "directed_by", "born_in"], words=10)
     assert top_names(graph, result, 2) == {"New York", "Oakland"}
     oakland = next(a for a in result.answers if graph.names[a.entity] == "Oakland")
     assert edges(graph, oakland.evidence[0]) == [
@@ -94,6 +109,34 @@ def test_max_hops_bounds_the_search(graph: KnowledgeGraph) -> None:
     result = ask(graph, "Ginger Rogers", ["starred_actors", "directed_by", "born_in"], max_hops=2)
     assert not {"New York", "Oakland"} & {graph.names[a.entity] for a in result.answers}
     assert all(len(p.directions) <= 2 for p in result.paths)
+
+
+def test_a_longer_question_may_ask_along_a_longer_path(graph: KnowledgeGraph) -> None:
+    """The same vector, mostly "starred" and partly "directed": a short question gets the one hop it names
+    best (Ginger Rogers' films), a long one the two hops (their directors)."""
+    vectors = relation_vectors(graph)
+    q = (
+        1.0 * vectors[graph.relation_index["starred_actors"]]
+        + 0.6 * vectors[graph.relation_index["directed_by"]]
+    )
+    config = zero_shot_config().search
+    assert config.penalty_per_word > 0
+
+    def top(words: int) -> str:
+        question = Question(q / q.norm(), ((graph.entity_index["Ginger Rogers"], 1.0),), 5, 2, words=words)
+        return graph.names[ZeroShotReasoner().reason(graph, vectors, [question])[0].answers[0].entity]
+
+    assert top(3) in {"Top Hat", "Swing Time"}
+    assert top(14) in {"Mark Sandrich", "George Stevens"}
+
+
+def test_length_penalty_falls_with_words_within_its_range() -> None:
+    config = PathSearchConfig(
+        length_penalty=0.2, penalty_per_word=0.05, reference_words=5, penalty_range=(0.05, 0.3)
+    )
+    penalties = length_penalties(config, [0, 5, 1, 7, 40]).tolist()
+    assert penalties == pytest.approx([0.2, 0.2, 0.3, 0.1, 0.05])  # 0 words: unknown, the reference penalty
+    assert count_words("Which films did  star in, in 1936?") == 6
 
 
 def test_probabilities_form_a_distribution_over_paths_and_no_path_fits(graph: KnowledgeGraph) -> None:
