@@ -8,8 +8,9 @@ import asyncio
 import functools
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from graphfuse.gnn.training.question_reasoner import TrainConfig
 from graphfuse.server.core.service import GraphService
@@ -19,10 +20,41 @@ from graphfuse.server.jobs.recommend_training import infer_schema, train_recomme
 from graphfuse.server.storage.checkpoints import checkpoint_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a new daemon thread, awaited: unlike an executor's worker, the interpreter does not
+    wait for it at exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():  # the awaiting task was cancelled
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as raised:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, raised
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the event loop has closed: nobody waits for the result
+            pass
+
+    threading.Thread(target=run, name="graphfuse-refit", daemon=True).start()
+    return await done
 
 
 class BackgroundJobs:
-    """The jobs a server runs beside its queries, each on the refit thread.
+    """The jobs a server runs beside its queries, one at a time, each on a daemon thread of its own: a fit
+    still running when the server stops is abandoned rather than waited for at exit (what a job writes,
+    it writes atomically, so nothing half-written is left).
 
     Args:
         service: the started service whose graphs the jobs read; its checkpoint watcher loads what the
@@ -32,7 +64,7 @@ class BackgroundJobs:
     def __init__(self, service: GraphService) -> None:
         self.service = service
         self.config = service.config
-        self._refit = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-refit")
+        self._one_at_a_time = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self.demo_training: asyncio.Task | None = None
         self._not_interactions: dict[str, int] = {}  # graph -> edges when it was found not to be one
@@ -47,10 +79,10 @@ class BackgroundJobs:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        self._refit.shutdown(wait=False, cancel_futures=True)
 
     async def _on_refit(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._refit, fn, *args)
+        async with self._one_at_a_time:
+            return await on_daemon_thread(fn, *args)
 
     async def _refresh_recommenders(self) -> None:
         """Refit a recommender's global structures on the live graph once its interactions moved enough; the
