@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from graphfuse.encoder import EncodeBatcher, TextEncoder
-from graphfuse.gnn.data.records import Record
 from graphfuse.server.core.ask import AnswerResult, AskHandler, AskResult
 from graphfuse.server.core.config import Limits, ServerConfig
 from graphfuse.server.core.lookup import FactResult, LookupHandler, LookupResult
@@ -30,7 +28,7 @@ from graphfuse.server.core.registry import (
     Timing,
 )
 from graphfuse.server.core.state import GraphState
-from graphfuse.server.storage.store import GraphMeta, GraphStore, WriteResult
+from graphfuse.server.storage.store import GraphStore
 
 __all__ = [
     "AnswerResult",
@@ -64,6 +62,24 @@ class GraphService:
         self.registry = GraphRegistry(config)
         self.asks = AskHandler(self.registry)
         self.lookups = LookupHandler(self.registry)
+        # each call is its owner's own method, with its signature and documentation
+        self.ask = self.asks.ask
+        self.lookup = self.lookups.lookup
+        self.link = self.lookups.link
+        registry = self.registry
+        self.info = registry.info
+        self.embed = registry.embed
+        self.create_graph = registry.create_graph
+        self.delete_graph = registry.delete_graph
+        self.list_graphs = registry.list_graphs
+        self.graph_info = registry.graph_info
+        self.ingest = registry.ingest
+        self.wait_for_sequence = registry.wait_for_sequence
+        self.retraction_errors = registry.retraction_errors
+        self.stream_position = registry.stream_position
+        self.set_stream_position = registry.set_stream_position
+        self.write_and_apply = registry.write_and_apply
+        self.on_compute = registry.on_compute
 
     async def start(self) -> None:
         """Start the registry (store, model, every stored graph, warm-up), then the handlers' batchers; then
@@ -88,110 +104,6 @@ class GraphService:
         await self.asks.close()
         await self.lookups.close()
         await self.registry.close()
-
-    # ---------------------------------------------------------------------------------- handlers
-    async def ask(
-        self,
-        graph: str,
-        question: str,
-        topic_entities: Sequence[str] = (),
-        top_k: int = 0,
-        max_hops: int = 0,
-        truncate: bool = False,
-        deadline: float | None = None,
-        min_sequence: int = 0,
-    ) -> AskResult:
-        """See `AskHandler.ask`."""
-        return await self.asks.ask(
-            graph, question, topic_entities, top_k, max_hops, truncate, deadline, min_sequence
-        )
-
-    async def lookup(
-        self,
-        graph: str,
-        head: str = "",
-        relation: str = "",
-        tail: str = "",
-        top_k: int = 0,
-        *,
-        exclude_facts: bool = False,
-        facts_only: bool = False,
-        min_score: float = 0.0,
-        evidence: bool = True,
-        deadline: float | None = None,
-        min_sequence: int = 0,
-    ) -> LookupResult:
-        """See `LookupHandler.lookup`."""
-        return await self.lookups.lookup(
-            graph,
-            head,
-            relation,
-            tail,
-            top_k,
-            exclude_facts=exclude_facts,
-            facts_only=facts_only,
-            min_score=min_score,
-            evidence=evidence,
-            deadline=deadline,
-            min_sequence=min_sequence,
-        )
-
-    async def link(
-        self, graph: str, text: str, top_k: int = 0, truncate: bool = False
-    ) -> tuple[list[LinkedEntity], Timing]:
-        """See `LookupHandler.link`."""
-        return await self.lookups.link(graph, text, top_k, truncate)
-
-    # ---------------------------------------------------------------------------------- registry
-    def info(self) -> ServiceInfo:
-        return self.registry.info()
-
-    async def embed(self, texts: Sequence[str], truncate: bool, deadline: float | None = None) -> EmbedResult:
-        """See `GraphRegistry.embed`."""
-        return await self.registry.embed(texts, truncate, deadline)
-
-    async def create_graph(self, name: str, description: str = "", replicate: bool = True) -> GraphMeta:
-        """See `GraphRegistry.create_graph`."""
-        return await self.registry.create_graph(name, description, replicate)
-
-    async def delete_graph(self, name: str, replicate: bool = True) -> bool:
-        """See `GraphRegistry.delete_graph`."""
-        return await self.registry.delete_graph(name, replicate)
-
-    async def list_graphs(self) -> list[GraphMeta]:
-        return await self.registry.list_graphs()
-
-    async def graph_info(self, name: str) -> GraphDetails:
-        """See `GraphRegistry.graph_info`."""
-        return await self.registry.graph_info(name)
-
-    async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
-        """See `GraphRegistry.ingest`."""
-        return await self.registry.ingest(graph, records, create)
-
-    async def wait_for_sequence(self, sequence: int, deadline: float | None) -> None:
-        """See `GraphRegistry.wait_for_sequence`."""
-        await self.registry.wait_for_sequence(sequence, deadline)
-
-    async def retraction_errors(self, graph: str, records: Sequence[Record]) -> list[tuple[int, str]]:
-        """See `GraphRegistry.retraction_errors`."""
-        return await self.registry.retraction_errors(graph, records)
-
-    async def stream_position(self, stream: str) -> int:
-        return await self.registry.stream_position(stream)
-
-    async def set_stream_position(self, stream: str, sequence: int) -> None:
-        await self.registry.set_stream_position(stream, sequence)
-
-    async def write_and_apply(
-        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
-    ) -> WriteResult:
-        """See `GraphRegistry.write_and_apply`."""
-        return await self.registry.write_and_apply(graph, records, position)
-
-    async def on_compute(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` on the compute thread, where every graph is read and mutated."""
-        return await self.registry.on_compute(fn, *args)
 
     # -------------------------------------------------------------------------------- attributes
     @property
