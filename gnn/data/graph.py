@@ -514,49 +514,96 @@ class _PositionIndex:
         return index
 
 
-class _EdgeKeySet(set):
-    """The ``(head, relation, tail)`` keys of a graph built from tensors, filled from them on first use.
-
-    Filling is one Python tuple per edge (~0.4 s per million edges), which a graph built for one batch of
-    questions (:meth:`KnowledgeGraph.subgraph`) never needs: only updates and ``has_edge`` read the keys.
+class _EdgeKeys:
+    """The ``(head, relation, tail)`` keys of a graph's edges as a set: sorted arrays (12 bytes a key: the
+    ``head << 32 | tail`` pair and the relation), with the keys added and removed since they were sorted in
+    small Python sets that are folded into the arrays once they grow. A graph built from tensors sorts its
+    keys on first use, which a graph built for one batch of questions (:meth:`KnowledgeGraph.subgraph`)
+    never needs: only updates and ``has_edge`` read them.
     """
 
-    def __init__(self, heads: Tensor, rels: Tensor, tails: Tensor) -> None:
-        super().__init__()
-        self._pending: tuple[Tensor, Tensor, Tensor] | None = (heads, rels, tails)
+    def __init__(self, heads: Tensor | None = None, rels: Tensor | None = None, tails: Tensor | None = None):
+        self._pending = (heads, rels, tails) if heads is not None and heads.numel() else None
+        self._pairs = np.empty(0, dtype=np.int64)  # ascending, then by relation
+        self._relations = np.empty(0, dtype=np.int32)
+        self._added: set[EdgeKey] = set()
+        self._removed: set[EdgeKey] = set()
+        self._known: dict[EdgeKey, bool] = {}  # stored in the arrays or not, for the keys looked up
 
-    def _fill(self) -> None:
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
         pending = self._pending
-        if pending is not None:  # two threads may both fill: adding the same keys twice is harmless
-            super().update(zip(*(column.tolist() for column in pending), strict=True))
+        if pending is not None:  # two threads may both sort: the same arrays either way
+            heads, rels, tails = (column.numpy() for column in pending)
+            pairs = (heads.astype(np.int64) << 32) | tails
+            order = np.lexsort((rels, pairs))
+            self._pairs, self._relations = pairs[order], rels[order].astype(np.int32)
             self._pending = None
+        return self._pairs, self._relations
+
+    def look_up(self, keys: list[EdgeKey]) -> None:
+        """Search the arrays for many keys at once; membership tests of them are dictionary reads until
+        :meth:`forget` (an update's triples are looked up together, not one search each)."""
+        pairs, relations = self._sorted()
+        if not keys or not pairs.size:
+            return
+        wanted = np.array(keys, dtype=np.int64)
+        pair = (wanted[:, 0] << 32) | wanted[:, 2]
+        lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
+        found = np.zeros(len(keys), dtype=bool)
+        for step in range(int((hi - lo).max())):  # the relations stored between the same two entities
+            at = np.minimum(lo + step, pairs.size - 1)
+            found |= (lo + step < hi) & (relations[at] == wanted[:, 1])
+        self._known = dict(zip(keys, found.tolist(), strict=True))
+
+    def forget(self) -> None:
+        self._known = {}
+
+    def _stored(self, key: EdgeKey) -> bool:
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        pairs, relations = self._sorted()
+        pair = (key[0] << 32) | key[2]
+        lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
+        return bool((relations[lo:hi] == key[1]).any())
 
     def __contains__(self, key: object) -> bool:
-        self._fill()
-        return super().__contains__(key)
+        if key in self._added:
+            return True
+        return key not in self._removed and self._stored(key)  # type: ignore[arg-type]
+
+    def add(self, key: EdgeKey) -> None:
+        if key in self._removed:
+            self._removed.discard(key)
+        elif not self._stored(key):
+            self._added.add(key)
+        self._fold_when_due()
+
+    def discard(self, key: EdgeKey) -> None:
+        if key in self._added:
+            self._added.discard(key)
+        elif self._stored(key):
+            self._removed.add(key)
+        self._fold_when_due()
 
     def __len__(self) -> int:
-        self._fill()
-        return super().__len__()
+        return self._sorted()[0].size + len(self._added) - len(self._removed)
 
-    def __iter__(self):  # noqa: ANN204
-        self._fill()
-        return super().__iter__()
-
-    def add(self, key: tuple[int, int, int]) -> None:
-        self._fill()
-        super().add(key)
-
-    def discard(self, key: tuple[int, int, int]) -> None:
-        self._fill()
-        super().discard(key)
-
-    def remove(self, key: tuple[int, int, int]) -> None:
-        self._fill()
-        super().remove(key)
-
-    def __reduce__(self) -> tuple[type, tuple[list[tuple[int, int, int]]]]:  # copies and pickles as a set
-        return set, (list(self),)
+    def _fold_when_due(self) -> None:
+        pairs, relations = self._sorted()
+        if len(self._added) + len(self._removed) <= max(UNINDEXED_EDGES, pairs.size // 8):
+            return
+        keep = np.ones(pairs.size, dtype=bool)
+        for h, r, t in self._removed:
+            pair = (h << 32) | t
+            lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
+            keep[lo + np.flatnonzero(relations[lo:hi] == r)] = False
+        added = np.array(list(self._added), dtype=np.int64).reshape(-1, 3)
+        pairs = np.concatenate([pairs[keep], (added[:, 0] << 32) | added[:, 2]])
+        relations = np.concatenate([relations[keep], added[:, 1].astype(np.int32)])
+        order = np.lexsort((relations, pairs))
+        self._pairs, self._relations = pairs[order], relations[order]
+        self._added, self._removed, self._known = set(), set(), {}
 
 
 class KnowledgeGraph:
@@ -582,7 +629,7 @@ class KnowledgeGraph:
         self._heads = torch.empty(0, dtype=torch.long)
         self._rels = torch.empty(0, dtype=torch.long)
         self._tails = torch.empty(0, dtype=torch.long)
-        self._edge_keys: set[EdgeKey] = set()
+        self._edge_keys = _EdgeKeys()
         self._merged: MergedEdges | None = None  # transitions built from a snapshot of the edges
         self._added: dict[EdgeKey, None] = {}  # edges added since that snapshot (the delta)
         self._removed: set[EdgeKey] = set()  # merged edges retracted since (masked)
@@ -724,7 +771,7 @@ class KnowledgeGraph:
         graph.relation_ids = relation_ids
         graph.relation_index = dict(zip(relation_ids, range(len(relation_ids)), strict=True))
         graph._heads, graph._rels, graph._tails = heads, rels, tails
-        graph._edge_keys = _EdgeKeySet(heads, rels, tails)
+        graph._edge_keys = _EdgeKeys(heads, rels, tails)
         return graph
 
     # ------------------------------------------------------------------------------------------ sizes
@@ -760,6 +807,7 @@ class KnowledgeGraph:
         described: set[int] = set()
         added: dict[tuple[int, int, int], None] = {}  # new edges, in order
         retracted: set[tuple[int, int, int]] = set()  # stored edges to drop
+        self._edge_keys.look_up([key for record in records if (key := self._known_key(record)) is not None])
         for record in records:
             if isinstance(record, Retraction):
                 key = self._key(record)
@@ -801,6 +849,7 @@ class KnowledgeGraph:
                 retracted.discard(key)
             else:
                 added[key] = None
+        self._edge_keys.forget()
         if retracted:
             self._drop(retracted)
         if added:
@@ -821,7 +870,11 @@ class KnowledgeGraph:
             new_entities, sorted(changed), new_relations, len(added), len(retracted), sorted(described)
         )
 
-    def _key(self, record: Retraction) -> tuple[int, int, int] | None:
+    def _known_key(self, record: Record) -> EdgeKey | None:
+        """The key of a triple or retraction whose entities and relation exist already."""
+        return self._key(record) if isinstance(record, TripleRecord | Retraction) else None
+
+    def _key(self, record: Retraction | TripleRecord) -> tuple[int, int, int] | None:
         """The edge a retraction names, when its entities and relation exist."""
         h = self.entity_index.get(record.head)
         r = self.relation_index.get(record.relation)
@@ -1042,6 +1095,14 @@ class KnowledgeGraph:
     def has_edge(self, head: int, relation: int, tail: int) -> bool:
         """Whether ``head -relation-> tail`` is a stored fact."""
         return (head, relation, tail) in self._edge_keys
+
+    def has_edges(self, keys: list[EdgeKey]) -> list[bool]:
+        """:meth:`has_edge` of many ``(head, relation, tail)`` keys, searched together."""
+        self._edge_keys.look_up(keys)
+        try:
+            return [key in self._edge_keys for key in keys]
+        finally:
+            self._edge_keys.forget()
 
     def relation_text(self, r: int) -> str:
         """The text a relation is encoded from: its name (given by a relation record, else its id in plain

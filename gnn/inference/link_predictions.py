@@ -262,16 +262,16 @@ def _pick(
     flat = probabilities.flatten()
     top = torch.topk(flat, min(flat.numel(), pattern.top_k + stored))
     width = probabilities.shape[1]
-    out: list[tuple[int, int, int, float]] = []
+    candidates: list[tuple[int, int, int, float]] = []
     for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-        if score < pattern.min_score or score <= 0.0 or len(out) == pattern.top_k:  # 0: not a candidate
+        if score < pattern.min_score or score <= 0.0:  # 0: not a candidate
             break
         r, other = relations[index // width], index % width
         h, t = (head, tail if width == 1 else other) if head is not None else (other, tail)
         assert h is not None and t is not None
-        if not graph.has_edge(h, r, t):
-            out.append((h, r, t, score))
-    return out
+        candidates.append((h, r, t, score))
+    stored_already = graph.has_edges([c[:3] for c in candidates])
+    return [c for c, fact in zip(candidates, stored_already, strict=True) if not fact][: pattern.top_k]
 
 
 def _hop(graph: KnowledgeGraph, source: int, direction: int, destination: int) -> EvidenceHop:

@@ -235,12 +235,21 @@ class GraphRegistry:
 
     async def _load_graph(self, name: str) -> None:
         assert self.store is not None and self.encoder is not None
-        entities, triples = await self._on_io(self.store.read_graph, name)
+        stored = await self._on_io(self.store.read_columns, name)
         relations = await self._on_io(self.store.read_relations, name)
 
         def build() -> GraphState:
             assert self.encoder is not None and self.store is not None
-            graph = KnowledgeGraph(entities, triples)
+            graph = KnowledgeGraph.from_tensors(
+                stored.entity_ids,
+                stored.relation_ids,
+                torch.from_numpy(stored.heads),
+                torch.from_numpy(stored.rels),
+                torch.from_numpy(stored.tails),
+                names=stored.names,
+                types=stored.types,
+                aliases=stored.aliases,
+            )
             graph.add(relations)  # after the triples, so relations are numbered as before relation records
             state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device)
             state.graph.prepare()

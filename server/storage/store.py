@@ -43,6 +43,8 @@ from graphfuse.gnn.data.records import (
     TripleRecord,
     default_name,
 )
+from graphfuse.gnn.formats.bulk import GraphColumns
+from graphfuse.server.storage.columns import StoredColumns, insert_columns, select_columns
 
 __all__ = [
     "DB_FILENAME",
@@ -584,6 +586,33 @@ class GraphStore:
             if position is not None:
                 conn.execute(_ADVANCE_POSITION, position)
         return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)
+
+    def write_columns(self, graph: str, columns: GraphColumns) -> WriteResult:
+        """Store a bulk load (:func:`graphfuse.gnn.formats.bulk.read_columns`) in one transaction: its
+        entities, relations and triples, then its records (relation words, aliases). All or nothing, as
+        :meth:`write`; the columns are expected to be valid (every reader checks them).
+
+        Raises:
+            GraphNotFoundError: no graph ``graph``.
+            StoreError: SQLite failed; nothing of the load is stored.
+        """
+        with self._transaction("bulk write") as conn:
+            graph_id = self._graph_row(conn, graph)[0]
+            new_entities, _, new_triples = insert_columns(conn, graph_id, columns)
+            if columns.records:
+                added = self._insert(conn, graph_id, _prepare(columns.records))
+                new_entities += added.new_entities
+        return WriteResult(new_triples=new_triples, new_entities=new_entities)
+
+    def read_columns(self, name: str) -> StoredColumns:
+        """A graph's entities, relations and triples as :class:`StoredColumns` (no object per triple): what
+        :meth:`read_graph` returns, as a restart reads it.
+
+        Raises:
+            GraphNotFoundError: no graph ``name``.
+        """
+        with self._transaction("read_columns", immediate=False) as conn:
+            return select_columns(conn, self._graph_row(conn, name)[0])
 
     def set_stream_position(self, stream: str, sequence: int) -> None:
         """Record that ``stream`` was consumed up to ``sequence`` (positions only grow)."""

@@ -1,0 +1,181 @@
+"""Graph size against load time, memory, restart time and query latency, on synthetic knowledge graphs.
+
+For each size, a synthetic graph (``bench.synthetic_kg``: power-law degrees, 20 entity kinds, 250 relations,
+one entity per ten edges) is written as a TSV of id-named triples (entity ids are numbers, so there are no
+names to embed), then:
+
+- ``graphfuse ingest --offline`` loads it into a fresh data directory (wall time of the command, process
+  start included, and the load's own time as it reports it);
+- a real ``graphfuse serve --no-demo`` starts on that directory (seconds until it is ready: the restart time
+  of a server whose store holds the graph), and its resident memory (VmRSS) is read beside that of a server
+  on an empty directory: the difference per edge is what the graph costs in memory;
+- one caller over gRPC: ``Lookup(head, relation)`` of stored facts (facts only) and ``Ask`` with the topic
+  given by id at 1, 2 and 3 hops (``max_hops``), each for 200 random entities with at least one edge, after
+  10 warm-up calls; p50 and p99.
+
+With ``--online`` the smallest size is also loaded through a running server (``graphfuse ingest`` in
+acknowledged chunks of 5,000), for the ratio of the two load paths.
+
+Usage: python -m bench.scaling [--sizes 1000000,2250000,10000000] [--online]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.hetionet_lookup import ENV, rss_mb
+from bench.synthetic_kg import generate
+from bench.umls_qa import GRAPHFUSE, percentile, start_server, stop_server
+from graphfuse.server.client import Client
+
+QUERIES = 200
+WARM_UP = 10
+
+
+def write_id_tsv(num_edges: int, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The graph as ``id<TAB>relation<TAB>id`` lines; returns the edges' heads and relations, and the
+    relation names."""
+    graph = generate(num_edges)
+    relations = np.array(graph.relations)
+    with open(path, "w", encoding="utf-8") as out:
+        for start in range(0, graph.heads.size, 1_000_000):
+            part = slice(start, start + 1_000_000)
+            lines = np.char.add(
+                np.char.add(np.char.add(graph.heads[part].astype(str), "\t"), relations[graph.rels[part]]),
+                np.char.add("\t", graph.tails[part].astype(str)),
+            )
+            out.write("\n".join(lines.tolist()) + "\n")
+    return graph.heads, graph.rels, graph.relations
+
+
+def timed_command(*args: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = subprocess.run([*GRAPHFUSE, *args], capture_output=True, text=True, env=ENV)
+    if done.returncode:
+        raise RuntimeError(f"graphfuse {args[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    seconds = time.perf_counter() - started
+    try:
+        return seconds, json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return seconds, {}
+
+
+def latencies(call, arguments: list) -> tuple[float, float]:
+    for argument in arguments[:WARM_UP]:
+        call(argument)
+    times = []
+    for argument in arguments:
+        started = time.perf_counter()
+        call(argument)
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 0.5), percentile(times, 0.99)
+
+
+def measure(num_edges: int, folder: Path, empty_rss: float, online: bool) -> dict:
+    path = folder / f"kg-{num_edges}.tsv"
+    heads, rels, relation_names = write_id_tsv(num_edges, path)
+    data_dir = folder / f"data-{num_edges}"
+    wall, summary = timed_command(
+        "ingest", str(path), "--graph", "kg", "--offline", "--data-dir", str(data_dir), "--json"
+    )
+    row = {
+        "edges": int(heads.size),
+        "entities": summary["entities"],
+        "offline_s": wall,
+        "offline_load_s": summary["seconds"],
+    }
+    process, target, ready_s = start_server(data_dir, "--no-demo")
+    try:
+        row["restart_s"] = ready_s
+        row["rss_mb"] = rss_mb(process.pid)
+        row["bytes_per_edge"] = (row["rss_mb"] - empty_rss) * 2**20 / heads.size
+        rng = random.Random(0)
+        picks = [rng.randrange(heads.size) for _ in range(QUERIES)]
+        with Client(target, timeout=120) as client:
+            lookups = [(str(heads[i]), relation_names[rels[i]]) for i in picks]
+            row["lookup_ms"] = latencies(
+                lambda a: client.lookup("kg", head=a[0], relation=a[1], facts_only=True, top_k=10), lookups
+            )
+            for hops in (1, 2, 3):
+                topics = [str(heads[i]) for i in picks]
+                row[f"ask{hops}_ms"] = latencies(
+                    lambda topic, hops=hops: client.ask(
+                        "which things are linked to this one?", "kg", 10, hops, [topic]
+                    ),
+                    topics,
+                )
+    finally:
+        stop_server(process)
+    if online:
+        empty = folder / f"online-{num_edges}"
+        process, target, _ = start_server(empty, "--no-demo")
+        try:
+            seconds, _ = timed_command(
+                "ingest", str(path), "--graph", "kg", "--target", target, "--chunk-size", "5000", "--json"
+            )
+            row["online_s"] = seconds
+        finally:
+            stop_server(process)
+    path.unlink()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000000,2250000,10000000")
+    parser.add_argument("--online", action="store_true", help="also load the smallest size through a server")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    print(f"{platform.machine()}, {os.cpu_count()} cores, sizes {sizes}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="graphfuse-scaling-") as tmp:
+        folder = Path(tmp)
+        process, _, _ = start_server(folder / "empty", "--no-demo")
+        empty_rss = rss_mb(process.pid)
+        stop_server(process)
+        print(f"empty server: {empty_rss:.0f} MB", flush=True)
+        for i, size in enumerate(sizes):
+            rows.append(measure(size, folder, empty_rss, args.online and i == 0))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    print(
+        "\n| edges | entities | offline ingest s (triples/s) | restart s | RSS MB | bytes/edge "
+        "| Lookup p50/p99 ms | Ask 1 hop | Ask 2 hops | Ask 3 hops |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        cells = [
+            f"{row['edges']:,}",
+            f"{row['entities']:,}",
+            f"{row['offline_s']:.1f} ({row['edges'] / row['offline_s']:,.0f})",
+            f"{row['restart_s']:.1f}",
+            f"{row['rss_mb']:.0f}",
+            f"{row['bytes_per_edge']:.0f}",
+            *(f"{row[k][0]:.1f} / {row[k][1]:.1f}" for k in ("lookup_ms", "ask1_ms", "ask2_ms", "ask3_ms")),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        if "online_s" in row:
+            print(
+                f"\nthrough a running server ({row['edges']:,} edges): {row['online_s']:.1f} s "
+                f"({row['edges'] / row['online_s']:,.0f} triples/s); offline {row['offline_s']:.1f} s: "
+                f"{row['online_s'] / row['offline_s']:.1f}x faster"
+            )
+
+
+if __name__ == "__main__":
+    main()

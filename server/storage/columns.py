@@ -1,0 +1,159 @@
+"""A graph's rows written and read as columns: bulk loads and restarts without a Python object per triple.
+
+Writes insert entities and relations first, read their rowids back in one query, and insert the triples as
+rowid tuples sorted by the unique index's key, so that SQLite appends to that index instead of seeking
+through it. Reads fetch the triple rowids in blocks into integer arrays and turn them into entity and
+relation positions with a sorted search.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from graphfuse.gnn.data.records import default_name
+from graphfuse.gnn.formats.bulk import GraphColumns
+
+__all__ = ["StoredColumns", "insert_columns", "select_columns"]
+
+_FETCH_ROWS = 1_000_000
+
+
+@dataclass
+class StoredColumns:
+    """A stored graph: entity ``i`` (in insertion order) is ``entity_ids[i]`` with ``names[i]``,
+    ``types[i]`` ("" when untyped) and ``aliases.get(i, ())``; relation ``r`` is ``relation_ids[r]``,
+    numbered by first use in a triple (in insertion order; relations no triple uses are left out); edge
+    ``j`` is ``(heads[j], rels[j], tails[j])``, in insertion order."""
+
+    entity_ids: list[str]
+    names: list[str]
+    types: list[str]
+    aliases: dict[int, tuple[str, ...]]
+    relation_ids: list[str]
+    heads: np.ndarray  # (E,) int64
+    rels: np.ndarray
+    tails: np.ndarray
+
+
+def insert_columns(conn: sqlite3.Connection, graph_id: int, columns: GraphColumns) -> tuple[int, int, int]:
+    """Insert ``columns`` into graph ``graph_id`` inside the caller's transaction; ``(new entities, new
+    relations, new triples)``. Existing entities take the names and kinds given for them."""
+    cursor = conn.cursor()
+    had_entities = conn.execute("SELECT entities FROM graphs WHERE id = ?", (graph_id,)).fetchone()[0]
+    ids, names, types = columns.entity_ids, columns.names, columns.types
+    changes = conn.total_changes
+    cursor.executemany(
+        "INSERT OR IGNORE INTO entities (graph_id, entity_id, name, type) VALUES (?, ?, ?, ?)",
+        (
+            (graph_id, id, default_name(id) if name is None else name, type or "")
+            for id, name, type in zip(ids.tolist(), names.tolist(), types.tolist(), strict=True)
+        ),
+    )
+    new_entities = conn.total_changes - changes
+    if had_entities:  # entities that existed take the names and kinds given now
+        cursor.executemany(
+            "UPDATE entities SET name = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND name IS NOT ?1",
+            (
+                (name, graph_id, id)
+                for id, name in zip(ids.tolist(), names.tolist(), strict=True)
+                if name is not None
+            ),
+        )
+        cursor.executemany(
+            "UPDATE entities SET type = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND type IS NOT ?1",
+            (
+                (type, graph_id, id)
+                for id, type in zip(ids.tolist(), types.tolist(), strict=True)
+                if type is not None
+            ),
+        )
+    changes = conn.total_changes
+    cursor.executemany(
+        "INSERT OR IGNORE INTO relations (graph_id, name) VALUES (?, ?)",
+        ((graph_id, relation) for relation in columns.relation_ids.tolist()),
+    )
+    new_relations = conn.total_changes - changes
+    entity_rows = _rowids(conn, "SELECT id, entity_id FROM entities WHERE graph_id = ?", graph_id, ids)
+    relation_rows = _rowids(
+        conn, "SELECT id, name FROM relations WHERE graph_id = ?", graph_id, columns.relation_ids
+    )
+    heads, rels, tails = entity_rows[columns.heads], relation_rows[columns.rels], entity_rows[columns.tails]
+    order = np.lexsort((tails, rels, heads))
+    changes = conn.total_changes
+    for start in range(0, order.size, _FETCH_ROWS):
+        part = order[start : start + _FETCH_ROWS]
+        cursor.executemany(
+            "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
+            zip(
+                [graph_id] * part.size,
+                heads[part].tolist(),
+                rels[part].tolist(),
+                tails[part].tolist(),
+                strict=True,
+            ),
+        )
+    new_triples = conn.total_changes - changes
+    conn.execute(
+        "UPDATE graphs SET entities = entities + ?, relations = relations + ?, triples = triples + ?, "
+        "updated_at = ? WHERE id = ?",
+        (new_entities, new_relations, new_triples, time.time(), graph_id),
+    )
+    return new_entities, new_relations, new_triples
+
+
+def _rowids(conn: sqlite3.Connection, query: str, graph_id: int, wanted: np.ndarray) -> np.ndarray:
+    """``(len(wanted),)`` the rowid of each wanted id."""
+    rows = conn.execute(query, (graph_id,)).fetchall()
+    rowids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    positions = pd.Index([row[1] for row in rows]).get_indexer(wanted)
+    assert (positions >= 0).all(), "every id was inserted in this transaction"
+    return rowids[positions]
+
+
+def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
+    """Graph ``graph_id`` as columns, inside the caller's transaction."""
+    entity_rows = conn.execute(
+        "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
+    ).fetchall()
+    entity_rowids = np.fromiter((row[0] for row in entity_rows), dtype=np.int64, count=len(entity_rows))
+    position = {rowid: i for i, rowid in enumerate(entity_rowids.tolist())}
+    aliases: dict[int, list[str]] = {}
+    for entity, alias in conn.execute(
+        "SELECT a.entity, a.alias FROM aliases AS a JOIN entities AS e ON e.id = a.entity "
+        "WHERE e.graph_id = ? ORDER BY a.id",
+        (graph_id,),
+    ):
+        aliases.setdefault(position[entity], []).append(alias)
+    relation_rows = conn.execute(
+        "SELECT id, name FROM relations WHERE graph_id = ? ORDER BY id", (graph_id,)
+    ).fetchall()
+    relation_rowids = np.array([row[0] for row in relation_rows], dtype=np.int64)
+    cursor = conn.execute(
+        "SELECT head, relation, tail FROM triples WHERE graph_id = ? ORDER BY id", (graph_id,)
+    )
+    blocks = []
+    while rows := cursor.fetchmany(_FETCH_ROWS):
+        blocks.append(np.array(rows, dtype=np.int64).reshape(-1, 3))
+    edges = np.concatenate(blocks) if blocks else np.empty((0, 3), dtype=np.int64)
+    heads = np.searchsorted(entity_rowids, edges[:, 0])
+    tails = np.searchsorted(entity_rowids, edges[:, 2])
+    stored_rels = np.searchsorted(relation_rowids, edges[:, 1])
+    used, first = np.unique(stored_rels, return_index=True)
+    numbering = used[np.argsort(first)]  # relations by first use; the relation records add the others
+    renumber = np.full(len(relation_rows), -1, dtype=np.int64)
+    renumber[numbering] = np.arange(numbering.size)
+    return StoredColumns(
+        [row[1] for row in entity_rows],
+        [row[2] for row in entity_rows],
+        [row[3] for row in entity_rows],
+        {i: tuple(a) for i, a in aliases.items()},
+        [relation_rows[i][1] for i in numbering.tolist()],
+        heads,
+        renumber[stored_rels],
+        tails,
+    )
