@@ -1,5 +1,6 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -530,3 +531,24 @@ def test_retractions_apply_in_order_and_rebuild_the_adjacency() -> None:
     assert graph.has_edge(1, 0, 2) and not graph.has_edge(2, 0, 0)
     heads, rels, tails = graph.edges
     assert sorted(zip(heads.tolist(), rels.tolist(), tails.tolist(), strict=True)) == [(0, 1, 2), (1, 0, 2)]
+
+
+def test_edge_keys_stay_a_set_through_updates_and_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph_module, "UNINDEXED_EDGES", 4)  # fold the added and removed keys early
+    rng = np.random.default_rng(0)
+    heads, rels, tails = (torch.from_numpy(rng.integers(0, n, 40)) for n in (9, 3, 9))
+    graph = KnowledgeGraph.from_tensors([f"e{i}" for i in range(9)], ["a", "b", "c"], heads, rels, tails)
+    expected = set(zip(*(c.tolist() for c in graph.edges), strict=True))
+    keys = graph._edge_keys
+    for _ in range(60):
+        key = tuple(int(x) for x in (rng.integers(9), rng.integers(3), rng.integers(9)))
+        if rng.random() < 0.5:
+            keys.add(key)
+            expected.add(key)
+        else:
+            keys.discard(key)
+            expected.discard(key)
+        assert len(keys) == len(expected)
+    every = [(h, r, t) for h in range(9) for r in range(3) for t in range(9)]
+    assert [key in keys for key in every] == [key in expected for key in every]
+    assert graph.has_edges(every) == [key in expected for key in every]
