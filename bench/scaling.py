@@ -31,31 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.hetionet_lookup import ENV, rss_mb
-from bench.synthetic_kg import generate
+from bench.synthetic_kg import generate, write_tsv
 from bench.umls_qa import GRAPHFUSE, percentile, start_server, stop_server
 from graphfuse.server.client import Client
 
 QUERIES = 200
 WARM_UP = 10
-
-
-def write_id_tsv(num_edges: int, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The graph as ``id<TAB>relation<TAB>id`` lines; returns the edges' heads and relations, and the
-    relation names."""
-    graph = generate(num_edges)
-    relations = np.array(graph.relations)
-    with open(path, "w", encoding="utf-8") as out:
-        for start in range(0, graph.heads.size, 1_000_000):
-            part = slice(start, start + 1_000_000)
-            lines = np.char.add(
-                np.char.add(np.char.add(graph.heads[part].astype(str), "\t"), relations[graph.rels[part]]),
-                np.char.add("\t", graph.tails[part].astype(str)),
-            )
-            out.write("\n".join(lines.tolist()) + "\n")
-    return graph.heads, graph.rels, graph.relations
 
 
 def timed_command(*args: str) -> tuple[float, dict]:
@@ -83,7 +65,9 @@ def latencies(call, arguments: list) -> tuple[float, float]:
 
 def measure(num_edges: int, folder: Path, empty_rss: float, online: bool) -> dict:
     path = folder / f"kg-{num_edges}.tsv"
-    heads, rels, relation_names = write_id_tsv(num_edges, path)
+    graph = generate(num_edges)
+    write_tsv(graph, path, id_prefix="")  # plain numbers: no names to embed
+    heads, rels, relation_names = graph.heads, graph.rels, graph.relations
     data_dir = folder / f"data-{num_edges}"
     wall, summary = timed_command(
         "ingest", str(path), "--graph", "kg", "--offline", "--data-dir", str(data_dir), "--json"

@@ -5,9 +5,10 @@ to a tail kind and has a Zipf-distributed share of the edges; within a relation,
 from their kind with a popularity that falls as a power of the entity's rank, so degrees follow a power law
 (a few hubs with tens of thousands of edges, most entities with a handful). Entities are named by
 pronounceable pseudo-words that are unique per entity ("Tovaremi Kel"), so a names TSV of them reads like a
-real export; ``--ids`` writes opaque ids (``Q123``) instead, the id-named triples bulk loaders are rated on.
+real export; ``--ids`` writes opaque ids (``Q123``, or plain numbers with ``--ids ''``) instead.
 
-Usage: python -m bench.synthetic_kg --edges 1000000 --out graph.tsv [--entities N] [--relations 250] [--ids]
+Usage: python -m bench.synthetic_kg --edges 1000000 --out graph.tsv [--entities N] [--relations 250]
+       [--ids [PREFIX]]
 """
 
 from __future__ import annotations
@@ -97,9 +98,15 @@ def _power_law_ranks(rng: np.random.Generator, size: int, count: int, exponent: 
     return np.minimum(np.searchsorted(weights, rng.random(count) * weights[-1]), size - 1)
 
 
-def write_tsv(graph: SyntheticGraph, path: Path, ids: bool = False, chunk: int = 2_000_000) -> None:
-    """Write ``head<TAB>relation<TAB>tail`` lines: entity names, or ``Q{index}`` ids with ``ids``."""
-    labels = np.char.add("Q", np.arange(graph.names.size).astype(str)) if ids else graph.names
+def write_tsv(
+    graph: SyntheticGraph, path: Path, id_prefix: str | None = None, chunk: int = 2_000_000
+) -> None:
+    """Write ``head<TAB>relation<TAB>tail`` lines: entity names, or with ``id_prefix`` ids
+    ``{id_prefix}{index}`` (``Q123``; plain numbers, which carry no words to embed, with ``""``)."""
+    if id_prefix is None:
+        labels = graph.names
+    else:
+        labels = np.char.add(id_prefix, np.arange(graph.names.size).astype(str))
     relations = np.array(graph.relations)
     with open(path, "w", encoding="utf-8") as out:
         for start in range(0, graph.heads.size, chunk):
@@ -122,12 +129,15 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=None)
     parser.add_argument("--relations", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ids", action="store_true", help="Opaque ids (Q123) instead of names.")
+    parser.add_argument(
+        "--ids", nargs="?", const="Q", default=None, metavar="PREFIX",
+        help="Ids (PREFIX then the index; default prefix Q, '' for plain numbers) instead of names.",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     started = time.perf_counter()
     graph = generate(args.edges, args.entities, args.relations, args.seed)
-    write_tsv(graph, args.out, ids=args.ids)
+    write_tsv(graph, args.out, id_prefix=args.ids)
     degree = np.bincount(np.concatenate([graph.heads, graph.tails]), minlength=graph.names.size)
     print(
         f"{args.out}: {graph.heads.size} edges, {graph.names.size} entities, "

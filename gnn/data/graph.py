@@ -514,6 +514,15 @@ class _PositionIndex:
         return index
 
 
+def first_appearances(
+    heads: np.ndarray, rels: np.ndarray, tails: np.ndarray, num_entities: int, num_relations: int
+) -> np.ndarray | None:
+    """Positions of each distinct edge's first appearance, ascending; None when no edge repeats."""
+    keys = (heads.astype(np.int64) * max(num_relations, 1) + rels) * max(num_entities, 1) + tails
+    _, first = np.unique(keys, return_index=True)
+    return None if first.size == keys.size else np.sort(first)
+
+
 class _EdgeKeys:
     """The ``(head, relation, tail)`` keys of a graph's edges as a set: sorted arrays (12 bytes a key: the
     ``head << 32 | tail`` pair and the relation), with the keys added and removed since they were sorted in
@@ -540,20 +549,23 @@ class _EdgeKeys:
             self._pending = None
         return self._pairs, self._relations
 
+    def _positions(self, keys: list[EdgeKey] | set[EdgeKey]) -> np.ndarray:
+        """``(K,)`` where each key is in the sorted arrays, -1 where it is not."""
+        pairs, relations = self._sorted()
+        wanted = np.array(list(keys), dtype=np.int64).reshape(-1, 3)
+        pair = (wanted[:, 0] << 32) | wanted[:, 2]
+        lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
+        out = np.full(len(wanted), -1, dtype=np.int64)
+        for step in range(int((hi - lo).max(initial=0))):  # the relations stored between two entities
+            at = np.minimum(lo + step, pairs.size - 1)
+            out = np.where((lo + step < hi) & (relations[at] == wanted[:, 1]), at, out)
+        return out
+
     def look_up(self, keys: list[EdgeKey]) -> None:
         """Search the arrays for many keys at once; membership tests of them are dictionary reads until
         :meth:`forget` (an update's triples are looked up together, not one search each)."""
-        pairs, relations = self._sorted()
-        if not keys or not pairs.size:
-            return
-        wanted = np.array(keys, dtype=np.int64)
-        pair = (wanted[:, 0] << 32) | wanted[:, 2]
-        lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
-        found = np.zeros(len(keys), dtype=bool)
-        for step in range(int((hi - lo).max())):  # the relations stored between the same two entities
-            at = np.minimum(lo + step, pairs.size - 1)
-            found |= (lo + step < hi) & (relations[at] == wanted[:, 1])
-        self._known = dict(zip(keys, found.tolist(), strict=True))
+        if keys:
+            self._known = dict(zip(keys, (self._positions(keys) >= 0).tolist(), strict=True))
 
     def forget(self) -> None:
         self._known = {}
@@ -562,9 +574,9 @@ class _EdgeKeys:
         known = self._known.get(key)
         if known is not None:
             return known
-        pairs, relations = self._sorted()
+        pairs, relations = self._sorted()  # one key: a scalar search, a tenth of _positions' cost
         pair = (key[0] << 32) | key[2]
-        lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
+        lo, hi = pairs.searchsorted(pair, "left"), pairs.searchsorted(pair, "right")
         return bool((relations[lo:hi] == key[1]).any())
 
     def __contains__(self, key: object) -> bool:
@@ -594,10 +606,7 @@ class _EdgeKeys:
         if len(self._added) + len(self._removed) <= max(UNINDEXED_EDGES, pairs.size // 8):
             return
         keep = np.ones(pairs.size, dtype=bool)
-        for h, r, t in self._removed:
-            pair = (h << 32) | t
-            lo, hi = np.searchsorted(pairs, pair, "left"), np.searchsorted(pairs, pair, "right")
-            keep[lo + np.flatnonzero(relations[lo:hi] == r)] = False
+        keep[self._positions(self._removed)] = False  # every removed key is stored
         added = np.array(list(self._added), dtype=np.int64).reshape(-1, 3)
         pairs = np.concatenate([pairs[keep], (added[:, 0] << 32) | added[:, 2]])
         relations = np.concatenate([relations[keep], added[:, 1].astype(np.int32)])
@@ -689,13 +698,9 @@ class KnowledgeGraph:
         for name, values in (("names", names), ("types", types)):
             if values is not None and len(values) != n:
                 raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
-        if heads.numel():  # keep the first of each repeated edge, in order
-            _, inverse = torch.unique((heads * r + relations) * n + tails, return_inverse=True)
-            first = torch.full((int(inverse.max()) + 1,), heads.numel(), dtype=torch.long)
-            first = first.scatter_reduce_(0, inverse, torch.arange(heads.numel()), "amin")
-            if first.numel() < heads.numel():
-                keep = torch.sort(first).values
-                heads, relations, tails = heads[keep], relations[keep], tails[keep]
+        keep = first_appearances(heads.numpy(), relations.numpy(), tails.numpy(), n, r)
+        if keep is not None:
+            heads, relations, tails = (column[torch.from_numpy(keep)] for column in (heads, relations, tails))
         return cls._from_parts(
             list(entity_ids),
             list(names) if names is not None else [default_name(i) for i in entity_ids],
@@ -875,7 +880,7 @@ class KnowledgeGraph:
         return self._key(record) if isinstance(record, TripleRecord | Retraction) else None
 
     def _key(self, record: Retraction | TripleRecord) -> tuple[int, int, int] | None:
-        """The edge a retraction names, when its entities and relation exist."""
+        """The edge a retraction or triple names, when its entities and relation exist."""
         h = self.entity_index.get(record.head)
         r = self.relation_index.get(record.relation)
         t = self.entity_index.get(record.tail)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from graphfuse.gnn.data.graph import first_appearances
 from graphfuse.gnn.data.records import (
     MAX_ID_CHARS,
     EntityRecord,
@@ -133,7 +134,7 @@ def columns_from_records(records: Iterable[Record], source: str | Path = "record
 
 def _read_tsv(path: Path) -> GraphColumns | None:
     """The fast reader; None when the file needs the line-by-line one."""
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
     first_content = True
     try:
         reader = pd.read_csv(
@@ -184,7 +185,7 @@ def _read_tsv(path: Path) -> GraphColumns | None:
                 entity_codes, entities = pd.factorize(np.concatenate([h, t]))
                 relation_codes, relations = pd.factorize(r)
                 chunks.append((entity_codes, np.asarray(entities, dtype=object), relation_codes,
-                               np.asarray(relations, dtype=object), np.array([h.size])))  # fmt: skip
+                               np.asarray(relations, dtype=object), h.size))  # fmt: skip
                 offset += len(frame)
     except pd.errors.EmptyDataError:
         chunks = []
@@ -209,8 +210,8 @@ def _joined(chunks: list) -> GraphColumns:
         entity_start += chunk_entities.size
         relation_start += chunk_relations.size
         both = entity_map[local_entities]
-        heads.append(both[: size[0]])
-        tails.append(both[size[0] :])
+        heads.append(both[:size])
+        tails.append(both[size:])
         rels.append(relation_map[local_relations])
     n, r = len(entities), len(relations)
     heads_, rels_, tails_ = (np.concatenate(c).astype(np.int64) for c in (heads, rels, tails))
@@ -224,14 +225,9 @@ def _distinct(
     heads: np.ndarray, rels: np.ndarray, tails: np.ndarray, n: int, r: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each edge once, in the order of first appearance."""
-    if heads.size == 0:
-        return heads.astype(np.int64), rels.astype(np.int64), tails.astype(np.int64)
-    keys = (heads.astype(np.int64) * max(r, 1) + rels) * max(n, 1) + tails
-    _, first = np.unique(keys, return_index=True)
-    if first.size == keys.size:
-        return heads, rels, tails
-    first.sort()
-    return heads[first], rels[first], tails[first]
+    keep = first_appearances(heads, rels, tails, n, r)
+    columns = (heads, rels, tails) if keep is None else (heads[keep], rels[keep], tails[keep])
+    return tuple(column.astype(np.int64) for column in columns)  # type: ignore[return-value]
 
 
 def _lines(path: Path, numbers: np.ndarray) -> dict[int, str]:

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from tqdm import tqdm
 
 from graphfuse.gnn.data.records import Record, TripleRecord
-from graphfuse.gnn.formats.bulk import columns_from_records, read_columns
+from graphfuse.gnn.formats.bulk import GraphColumns, columns_from_records, read_columns
 from graphfuse.gnn.formats.loaders import FORMATS, InteractionLayout, LoadError, iter_records, iter_relations
 from graphfuse.gnn.formats.node_edge import iter_node_edge_records
 from graphfuse.server.core.config import Limits
@@ -470,7 +470,17 @@ def ingest(
         source, name = file_records(), file.name
 
     if offline:
-        _ingest_offline(data_dir, graph, file, fmt, layout, relations_file, nodes_file, edges_file, as_json)
+
+        def read_whole() -> GraphColumns:
+            if nodes_file is not None:
+                return columns_from_records(source, edges_file)
+            assert file is not None
+            columns = read_columns(file, fmt, layout)
+            if relations_file is not None:
+                columns.records[:0] = list(iter_relations(relations_file))
+            return columns
+
+        _ingest_offline(data_dir, graph, read_whole, as_json)
         return
 
     def records() -> Iterator[Record]:
@@ -519,15 +529,7 @@ def ingest(
 
 
 def _ingest_offline(
-    data_dir: Path,
-    graph: str,
-    file: Path | None,
-    fmt: str | None,
-    layout: InteractionLayout,
-    relations_file: Path | None,
-    nodes_file: Path | None,
-    edges_file: Path | None,
-    as_json: bool,
+    data_dir: Path, graph: str, read_whole: Callable[[], GraphColumns], as_json: bool
 ) -> None:
     """Read the whole input as columns, then store it in one transaction: a bad line stores nothing."""
     from graphfuse.server.storage.store import GraphStore, StoreError
@@ -535,15 +537,7 @@ def _ingest_offline(
     started = time.perf_counter()
     try:
         with DataDirLock(data_dir, "an offline graphfuse ingest"):
-            if nodes_file is not None and edges_file is not None:
-                columns = columns_from_records(
-                    iter_node_edge_records(nodes_file, edges_file, relations_file), edges_file
-                )
-            else:
-                assert file is not None
-                columns = read_columns(file, fmt, layout)
-                if relations_file is not None:
-                    columns.records[:0] = list(iter_relations(relations_file))
+            columns = read_whole()
             read_s = time.perf_counter() - started
             with GraphStore(data_dir) as store:
                 if not store.has_graph(graph):

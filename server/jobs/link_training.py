@@ -189,7 +189,7 @@ def evaluate_link_graph(
     graph = KnowledgeGraph(entities, stored)
     predictor = LinkInference(model, meta["relation_ids"], meta.get("description", ""))  # type: ignore[arg-type]
     tests, skipped = index_triples(graph, test)
-    hidden = sum(graph.has_edge(*t) for t in tests.tolist())
+    hidden = sum(graph.has_edges([tuple(t) for t in tests.tolist()]))
     values = None
     if hidden:
         values = hide_edges(graph, edge_value_keys(graph), tests)
