@@ -167,7 +167,7 @@ class _StreamStream(_AsyncBearerToken, grpc.aio.StreamStreamClientInterceptor):
 
 
 def _chunks(
-    graph: str, records: Iterable[Record], chunk_size: int, create_graph: bool
+    graph: str, records: Iterable[Record], chunk_size: int, create_graph: bool, wait_for_names: bool
 ) -> Iterator[pb.IngestChunk]:
     it = iter(records)
     number = 0
@@ -177,6 +177,7 @@ def _chunks(
             chunk_id=str(number),
             records=[record_to_proto(r) for r in batch],
             create_graph=create_graph,
+            wait_for_names=wait_for_names,
         )
         number += 1
 
@@ -342,9 +343,11 @@ class Client(_Calls):
         records: Iterable[Record],
         chunk_size: int = 1000,
         create_graph: bool = True,
+        wait_for_names: bool = False,
     ) -> Iterator[pb.IngestAck]:
-        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives."""
-        yield from self.graphs.Ingest(_chunks(graph, records, chunk_size, create_graph))
+        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives (with
+        ``wait_for_names``, once the graph's new names have vectors too)."""
+        yield from self.graphs.Ingest(_chunks(graph, records, chunk_size, create_graph, wait_for_names))
 
 
 class AsyncClient(_Calls):
@@ -383,7 +386,11 @@ class AsyncClient(_Calls):
         records: Iterable[Record],
         chunk_size: int = 1000,
         create_graph: bool = True,
+        wait_for_names: bool = False,
     ) -> AsyncIterator[pb.IngestAck]:
-        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives."""
-        async for ack in self.graphs.Ingest(_chunks(graph, records, chunk_size, create_graph)):
+        """Stream ``records`` in chunks; yields each chunk's acknowledgement as it arrives (with
+        ``wait_for_names``, once the graph's new names have vectors too)."""
+        async for ack in self.graphs.Ingest(
+            _chunks(graph, records, chunk_size, create_graph, wait_for_names)
+        ):
             yield ack

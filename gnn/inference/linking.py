@@ -206,10 +206,18 @@ def strip_topics(linker: EntityLinker, text: str, topics: Iterable[int], placeho
 def nearest_entities(query: Tensor, entity_vectors: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top-``k`` entities by cosine similarity to each query.
 
+    Vectors stored in half precision are scanned in it; the best ``4k + 16`` of the scan are then scored
+    in the query's precision, so their ranking is that of the stored vectors without the scan's rounding.
+
     Shapes:
         query: ``(B, D)`` or ``(D,)`` normalised; entity_vectors: ``(N, D)`` normalised.
         returns ``(scores, indices)``, each ``(B, k)`` (or ``(k,)``).
     """
     k = min(k, entity_vectors.shape[0])
-    similarity = query @ entity_vectors.T  # (B, N)
-    return torch.topk(similarity, k, dim=-1)
+    if entity_vectors.dtype == query.dtype:
+        return torch.topk(query @ entity_vectors.T, k, dim=-1)  # (B, N) scanned exactly
+    scan = query.to(entity_vectors.dtype) @ entity_vectors.T
+    wide = torch.topk(scan.float(), min(4 * k + 16, entity_vectors.shape[0]), dim=-1).indices  # (B, W)
+    rescored = (entity_vectors[wide].to(query.dtype) @ query.unsqueeze(-1)).squeeze(-1)
+    scores, order = torch.topk(rescored, k, dim=-1)
+    return scores, wide.gather(-1, order)

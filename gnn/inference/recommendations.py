@@ -307,7 +307,7 @@ class Recommendation:
             cold = self.cold_items(graph, entity_vectors)
             if cold.numel():
                 taste = profiles(entity_vectors, known)
-                text = self.text(taste @ entity_vectors[cold].T)  # (B, C)
+                text = self.text(taste @ entity_vectors[cold].float().T)  # (B, C)
                 text[taste.abs().sum(1) == 0] = -1.0  # a user without named items: no taste to match
                 for b, items in enumerate(known):
                     text[b, torch.isin(cold, items)] = -1.0
@@ -409,8 +409,8 @@ class Recommendation:
 
 def profiles(entity_vectors: Tensor, known: Sequence[Tensor]) -> Tensor:
     """``(B, D)``: each user's taste as the normalised mean name vector of their items (zero without any)."""
-    zero = entity_vectors.new_zeros(entity_vectors.shape[1])
-    sums = torch.stack([entity_vectors[k].sum(0) if k.numel() else zero for k in known])
+    zero = torch.zeros(entity_vectors.shape[1])
+    sums = torch.stack([entity_vectors[k].float().sum(0) if k.numel() else zero for k in known])
     return torch.nn.functional.normalize(sums, dim=1)
 
 
@@ -421,7 +421,7 @@ def _similar_names(
     interaction), weighted by that similarity."""
     if entity_vectors is None or not known.numel():
         return ()
-    similarity = entity_vectors[known] @ entity_vectors[item]
+    similarity = entity_vectors[known].float() @ entity_vectors[item].float()
     best = int(torch.argmax(similarity))
     return (
         Evidence(

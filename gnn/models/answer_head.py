@@ -50,7 +50,8 @@ def candidate_features(
     top = scores.T.gather(1, candidates)  # (B, K)
     per_hop = torch.stack([h.T.gather(1, candidates) for h in hop_scores], dim=-1)  # (B, K, T)
     weighted = per_hop * hop_attention[:, None, :]  # (B, K, T)
-    similarity = torch.einsum("bkd,bd->bk", entity_vectors[candidates], questions)  # (B, K)
+    named = entity_vectors[candidates].to(questions.dtype)  # (B, K, D); stored vectors may be fp16
+    similarity = torch.einsum("bkd,bd->bk", named, questions)  # (B, K)
     logit = torch.logit(top.clamp(1e-4, 1 - 1e-4))  # in [-9.2, 9.2]
     features = [logit[..., None], similarity[..., None], per_hop, weighted]
     if zero_shot is not None:

@@ -165,6 +165,15 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     "fp16 or bf16 (CUDA only).",
 )
 @click.option(
+    "--name-vectors",
+    type=click.Choice(["fp16", "fp32"]),
+    default="fp16",
+    envvar="GRAPHFUSE_NAME_VECTORS",
+    show_default=True,
+    help="How entity name vectors are held in memory: fp16 (half the memory; linking by meaning re-scores "
+    "its best candidates in fp32) or fp32.",
+)
+@click.option(
     "--demo/--no-demo",
     default=True,
     envvar="GRAPHFUSE_DEMO",
@@ -300,6 +309,7 @@ def serve(
     model_dir: str | None,
     device: str,
     precision: str,
+    name_vectors: str,
     demo: bool,
     train_demo: bool,
     default_graph: str,
@@ -339,6 +349,7 @@ def serve(
         model_dir=model_dir,
         device=device,
         precision=precision,
+        name_vectors=name_vectors,
         demo=demo,
         train_demo=train_demo,
         default_graph=default_graph,
@@ -419,6 +430,12 @@ def serve(
     help="Write the store in --data-dir directly, in one transaction, while no server runs on it (a bulk "
     "load: additions only; the server embeds names when it starts).",
 )
+@click.option(
+    "--wait-for-names",
+    is_flag=True,
+    help="Have each chunk acknowledged once the graph's names have vectors (by default they are embedded "
+    "in the background while the graph already answers by ids and exact names).",
+)
 @DATA_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @_client_command
@@ -433,6 +450,7 @@ def ingest(
     interaction: str,
     relations_file: Path | None,
     offline: bool,
+    wait_for_names: bool,
     data_dir: Path,
     as_json: bool,
 ) -> None:
@@ -489,11 +507,12 @@ def ingest(
         except LoadError as error:
             load_error.append(error)
 
-    totals = {"records": 0, "new_triples": 0, "new_entities": 0, "rejected_chunks": 0}
+    totals = {"records": 0, "new_triples": 0, "new_entities": 0, "rejected_chunks": 0, "names_pending": 0}
     rejected = []
     with tqdm(desc=f"ingest {name}", unit="rec", disable=as_json or None) as bar:
-        for ack in client.ingest(graph, records(), chunk_size=chunk_size):
+        for ack in client.ingest(graph, records(), chunk_size=chunk_size, wait_for_names=wait_for_names):
             bar.update(ack.records)
+            totals["names_pending"] = ack.names_pending
             totals["records"] += ack.records
             if ack.accepted:
                 totals["new_triples"] += ack.new_triples
@@ -518,6 +537,11 @@ def ingest(
             f"{graph}: {totals['records']} records sent, {totals['new_triples']} new triples, "
             f"{totals['new_entities']} new entities, {totals['rejected_chunks']} chunks rejected"
         )
+        if totals["names_pending"]:
+            click.echo(
+                f"{totals['names_pending']} names are being embedded in the background: the graph answers by "
+                f"ids and exact names now (`graphfuse info --graph {graph}` shows how far embedding has come)"
+            )
         for chunk, index, reason in rejected[:20]:
             click.echo(f"  chunk {chunk} record {index}: {reason}", err=True)
     if load_error:
@@ -1335,6 +1359,8 @@ def info(client: Any, graph: str | None, as_json: bool) -> None:
             + (f"; link predictor {details.link_predictor}" if details.link_predictor else "")
             + (f"; recommender {details.recommender}" if details.recommender else "")
         )
+        if details.names_total:
+            click.echo(f"names embedded: {details.names_embedded} of {details.names_total}")
         shown = len(details.relation_words)
         more = f" (the first {shown} by id)" if shown < details.relations else ""
         click.echo(f"relations and the words questions are matched against{more}:")

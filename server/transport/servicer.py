@@ -219,6 +219,8 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         info.reasoner = details.models.reasoner
         info.link_predictor = details.models.link_predictor
         info.recommender = details.models.recommender
+        info.names_embedded = details.names_embedded
+        info.names_total = details.names_total
         info.relation_words.extend(_relation_words(w) for w in details.relation_words)
         return info
 
@@ -237,7 +239,13 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                     errors=[pb.RecordError(index=i, reason=reason) for i, reason in empty],
                 )
                 continue
-            result = await self.service.ingest(chunk.graph, records, chunk.create_graph)  # type: ignore[arg-type]
+            result = await self.service.ingest(
+                chunk.graph,
+                records,  # type: ignore[arg-type]
+                chunk.create_graph,
+                chunk.wait_for_names,
+                _deadline(context),
+            )
             yield pb.IngestAck(
                 chunk_id=chunk.chunk_id,
                 accepted=result.accepted,
@@ -246,6 +254,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 new_entities=result.new_entities,
                 removed_triples=result.removed_triples,
                 stream_sequence=result.stream_sequence,
+                names_pending=result.names_pending,
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )

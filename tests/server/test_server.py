@@ -276,7 +276,9 @@ def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
     stats = running_server.app.service.batcher.stats
     names = [f"batched compound {i}" for i in range(5)]
     before = stats.misses
-    acks = client.ingest("batched", [TripleRecord(n, "inhibits", "batched enzyme") for n in names])
+    acks = client.ingest(
+        "batched", [TripleRecord(n, "inhibits", "batched enzyme") for n in names], wait_for_names=True
+    )
     assert all(a.accepted for a in acks)
     # 6 entity names, the relation's phrase each way and what its answers are each way, none cached before
     assert stats.misses - before == len(names) + 5

@@ -154,7 +154,7 @@ class EmbedResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., dimensions: _Optional[int] = ..., model: _Optional[str] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class GraphInfo(_message.Message):
-    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor", "recommender", "relation_words")
+    __slots__ = ("name", "description", "entities", "relations", "triples", "relation_names", "created_at", "updated_at", "timing", "reasoner", "link_predictor", "recommender", "relation_words", "names_embedded", "names_total")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,8 @@ class GraphInfo(_message.Message):
     LINK_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDER_FIELD_NUMBER: _ClassVar[int]
     RELATION_WORDS_FIELD_NUMBER: _ClassVar[int]
+    NAMES_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    NAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     entities: int
@@ -181,7 +183,9 @@ class GraphInfo(_message.Message):
     link_predictor: str
     recommender: str
     relation_words: _containers.RepeatedCompositeFieldContainer[RelationWords]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ..., recommender: _Optional[str] = ..., relation_words: _Optional[_Iterable[_Union[RelationWords, _Mapping]]] = ...) -> None: ...
+    names_embedded: int
+    names_total: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., entities: _Optional[int] = ..., relations: _Optional[int] = ..., triples: _Optional[int] = ..., relation_names: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., reasoner: _Optional[str] = ..., link_predictor: _Optional[str] = ..., recommender: _Optional[str] = ..., relation_words: _Optional[_Iterable[_Union[RelationWords, _Mapping]]] = ..., names_embedded: _Optional[int] = ..., names_total: _Optional[int] = ...) -> None: ...
 
 class RelationWords(_message.Message):
     __slots__ = ("id", "name", "inverse_name", "aliases", "description", "forward_phrases", "inverse_phrases", "forward_answers", "inverse_answers")
@@ -300,16 +304,18 @@ class RecordBatch(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
 class IngestChunk(_message.Message):
-    __slots__ = ("graph", "chunk_id", "records", "create_graph")
+    __slots__ = ("graph", "chunk_id", "records", "create_graph", "wait_for_names")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_NAMES_FIELD_NUMBER: _ClassVar[int]
     graph: str
     chunk_id: str
     records: _containers.RepeatedCompositeFieldContainer[Record]
     create_graph: bool
-    def __init__(self, graph: _Optional[str] = ..., chunk_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., create_graph: _Optional[bool] = ...) -> None: ...
+    wait_for_names: bool
+    def __init__(self, graph: _Optional[str] = ..., chunk_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., create_graph: _Optional[bool] = ..., wait_for_names: _Optional[bool] = ...) -> None: ...
 
 class RecordError(_message.Message):
     __slots__ = ("index", "reason")
@@ -320,7 +326,7 @@ class RecordError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing", "removed_triples", "stream_sequence")
+    __slots__ = ("chunk_id", "accepted", "records", "new_triples", "new_entities", "errors", "timing", "removed_triples", "stream_sequence", "names_pending")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +336,7 @@ class IngestAck(_message.Message):
     TIMING_FIELD_NUMBER: _ClassVar[int]
     REMOVED_TRIPLES_FIELD_NUMBER: _ClassVar[int]
     STREAM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NAMES_PENDING_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     accepted: bool
     records: int
@@ -339,7 +346,8 @@ class IngestAck(_message.Message):
     timing: Timing
     removed_triples: int
     stream_sequence: int
-    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., removed_triples: _Optional[int] = ..., stream_sequence: _Optional[int] = ...) -> None: ...
+    names_pending: int
+    def __init__(self, chunk_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., records: _Optional[int] = ..., new_triples: _Optional[int] = ..., new_entities: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ..., removed_triples: _Optional[int] = ..., stream_sequence: _Optional[int] = ..., names_pending: _Optional[int] = ...) -> None: ...
 
 class AskRequest(_message.Message):
     __slots__ = ("graph", "question", "topic_entities", "top_k", "max_hops", "truncation", "request_id", "min_sequence")

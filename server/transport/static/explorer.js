@@ -72,6 +72,7 @@ async function loadStats() {
       `${g.entities} entities, ${g.relations} relations, ${g.triples} triples; reasoner ${g.reasoner}` +
       (g.linkPredictor ? `; link predictor ${g.linkPredictor}` : "") +
       (g.recommender ? `; recommender ${g.recommender}` : "");
+    showNameProgress(Number(g.namesEmbedded || 0), Number(g.namesTotal || 0));
     $("relations").replaceChildren(...(g.relationWords || []).map(relationItem));
     showError(null);
   } catch (error) {
@@ -79,6 +80,18 @@ async function loadStats() {
     $("relations").replaceChildren();
     showError(error);
   }
+}
+
+// Names still being embedded in the background: a progress bar, refreshed until every name has its vector.
+let progressTimer = null;
+function showNameProgress(embedded, total) {
+  const bar = $("names");
+  clearTimeout(progressTimer);
+  bar.hidden = embedded >= total;
+  bar.max = total;
+  bar.value = embedded;
+  bar.title = `names embedded: ${embedded} of ${total}`;
+  if (!bar.hidden) progressTimer = setTimeout(loadStats, 2000);
 }
 
 // A relation's words: those relation records gave it, then the phrases each way with what they answer.

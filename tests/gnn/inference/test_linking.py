@@ -424,3 +424,16 @@ def test_a_capital_that_only_opens_the_sentence_does_not_make_a_name() -> None:
     assert [m.text for m in linker.find_mentions("Give the broader term for mart.")] == ["Give", "mart"]
     assert [m.text for m in linker.find_mentions("  Give the genre of Little Fockers")] == ["Little Fockers"]
     assert [m.text for m in linker.find_mentions("Little Fockers: give its genre")] == ["Little Fockers"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nearest_entities_over_half_precision_vectors_rank_as_their_upcast_values(dtype):
+    generator = torch.Generator().manual_seed(0)
+    table = torch.nn.functional.normalize(torch.randn(5000, 32, generator=generator), dim=1).to(dtype)
+    queries = torch.nn.functional.normalize(torch.randn(4, 32, generator=generator), dim=1)
+    scores, indices = nearest_entities(queries, table, 10)
+    expected_scores, expected = torch.topk(queries @ table.float().T, 10, dim=1)
+    assert scores.dtype == torch.float32 and indices.tolist() == expected.tolist()
+    torch.testing.assert_close(scores, expected_scores)
+    single_scores, single = nearest_entities(queries[0], table, 3)
+    assert single.tolist() == expected[0, :3].tolist() and single_scores.shape == (3,)

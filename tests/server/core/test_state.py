@@ -48,3 +48,30 @@ def test_new_kinds_re_phrase_relations():
     kinds = [EntityRecord("aspirin", type="Compound"), EntityRecord("headache", type="Disease")]
     _, names = state.apply(kinds)
     assert names.phrases[0].forward == ("compound treats disease",)
+
+
+def test_entity_names_wait_in_a_queue_and_a_rename_meanwhile_is_embedded_again():
+    state = loaded([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    update, names = state.apply([EntityRecord("Heat", "Heat (1995)"), EntityRecord("user:7", type="user")])
+    assert names.entities == [] and state.names_pending == 1  # `user:7` has no words to embed
+    assert state.name_progress() == (0, 1)
+    taken = state.next_names(10)
+    assert taken.texts == ["Heat (1995)"] and state.names_pending == 1  # in flight
+    state.apply([EntityRecord("Heat", "Heat, the film")])  # renamed while its old name was being embedded
+    heat = state.graph.entity_index["Heat"]
+    before = state.entity_vectors[heat].clone()
+    state.set_queued_vectors(taken, -fake_vectors(taken.texts))
+    torch.testing.assert_close(state.entity_vectors[heat], before)  # the stale name's vector is not kept
+    again = state.next_names(10)
+    assert again.texts == ["Heat, the film"]
+    state.set_queued_vectors(again, -fake_vectors(again.texts))
+    torch.testing.assert_close(state.entity_vectors[heat], -fake_vectors(again.texts)[0])
+    assert state.name_progress() == (1, 1)
+
+
+def test_names_whose_embedding_failed_go_back_to_the_front_of_the_queue():
+    state = loaded([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    state.queue_names()
+    first = state.next_names(1)
+    state.requeue(first)
+    assert state.next_names(2).entities[0] == first.entities[0] and state.names_pending == 2

@@ -63,7 +63,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     assert ingested.exit_code == 0, ingested.output
     with server.client() as client:
         names = [EntityRecord(f"item:{i}", item_name(i)) for i in range(40)]
-        assert all(a.accepted for a in client.ingest("shop", names))
+        assert all(a.accepted for a in client.ingest("shop", names, wait_for_names=True))
         before = client.lookup("shop", head="user:0", relation=RELATION, top_k=5)
         assert not before.link_predictor and all(t.kind != INFERRED for t in before.triples)
     trained = runner.invoke(
@@ -169,7 +169,7 @@ def test_a_named_item_without_interactions_is_recommended_by_its_name(shop) -> N
     server, _ = shop
     with server.client() as client:
         new = [EntityRecord("item:200", "Misty coffee roasters downtown", type="item")]
-        assert all(a.accepted for a in client.ingest("shop", new))
+        assert all(a.accepted for a in client.ingest("shop", new, wait_for_names=True))
         coffee = client.lookup("shop", head="user:5", relation=RELATION, top_k=20).triples
         trails = client.lookup("shop", head="user:45", relation=RELATION, top_k=20).triples
     cold = [t for t in coffee if t.tail_id == "item:200"]
@@ -187,7 +187,7 @@ def test_global_structures_are_refreshed_in_the_background(shop) -> None:  # noq
     new_item = [EntityRecord("item:100", "Blue Bottle Coffee", type="item")]
     likes = [TripleRecord(f"user:{u}", RELATION, "item:100") for u in range(12)]
     with server.client() as client:
-        assert all(a.accepted for a in client.ingest("shop", new_item + likes))
+        assert all(a.accepted for a in client.ingest("shop", new_item + likes, wait_for_names=True))
         deadline = time.monotonic() + 60
         while True:  # an earlier test's refit may finish first: wait for the one that sees these likes
             found = client.lookup("shop", head="user:14", relation=RELATION, top_k=40).triples

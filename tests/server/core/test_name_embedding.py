@@ -1,0 +1,78 @@
+"""Names embedded in the background: a graph answers by ids and exact names before its vectors are ready,
+says how far embedding has come, and an Ingest can wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from graphfuse.gnn.data.records import EntityRecord, TripleRecord
+from tests.server.conftest import RunningServer, server_config
+
+DRUGS = ["aspirin", "ibuprofen", "paracetamol", "naproxen"]
+
+
+@pytest.fixture()
+def held(tmp_path: Path) -> Iterator[tuple[RunningServer, threading.Event]]:
+    """A server whose background name embedding waits until the returned event is set."""
+    server = RunningServer(server_config(tmp_path, demo=False))
+    registry = server.app.service.registry
+    release = threading.Event()
+    embed = registry._embed_names
+
+    async def gated(texts: list[str], piece: int = 0):  # noqa: ANN202
+        if asyncio.current_task() is registry._name_embedder:  # the background pass, not relation phrases
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        return await embed(texts, piece)
+
+    registry._embed_names = gated
+    yield server, release
+    release.set()
+    server.stop()
+
+
+def test_a_graph_answers_by_exact_names_while_its_names_are_embedded(held) -> None:  # noqa: ANN001
+    server, release = held
+    records = [TripleRecord(drug, "relieves", "headache") for drug in DRUGS]
+    with server.client() as client:
+        (ack,) = client.ingest("pharmacy", records)
+        assert ack.accepted and ack.names_pending == len(DRUGS) + 1
+        info = client.graph_info("pharmacy")
+        assert (info.names_embedded, info.names_total) == (0, len(DRUGS) + 1)
+        answer = client.ask("what does naproxen relieve?", graph="pharmacy")
+        assert answer.answers[0].entity_id == "headache"  # linked by its exact name, phrases matched
+
+        release.set()
+        (ack,) = client.ingest("pharmacy", [EntityRecord("naproxen", "naproxen sodium")], wait_for_names=True)
+        assert ack.accepted and ack.names_pending == 0
+        info = client.graph_info("pharmacy")
+        assert info.names_embedded == info.names_total == len(DRUGS) + 1
+
+
+def test_a_restarted_server_serves_before_its_names_are_embedded(tmp_path: Path) -> None:
+    first = RunningServer(server_config(tmp_path, demo=False))
+    with first.client() as client:
+        acks = client.ingest("pharmacy", [TripleRecord(d, "relieves", "headache") for d in DRUGS])
+        assert all(a.accepted for a in acks)
+    first.stop()
+
+    second = RunningServer(server_config(tmp_path, demo=False), start_service=False)
+    second.app.service.registry._embed_queued_names = _never  # names stay queued
+    second._run(second.app.start())
+    try:
+        with second.client() as client:
+            info = client.graph_info("pharmacy")
+            assert (info.names_embedded, info.names_total) == (0, len(DRUGS) + 1)
+            answer = client.ask("what does ibuprofen relieve?", graph="pharmacy")
+            assert answer.answers[0].entity_id == "headache"
+    finally:
+        second.stop()
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
