@@ -11,10 +11,7 @@ edges) is loaded, each way in one run, on this machine, with a real ``graphfuse 
   until it is ready, and until every name is embedded: the store caches no vector yet), then a second start
   on the same directory (every vector read back from the store's cache);
 - **while names are embedded**: ``Lookup(head, relation)`` by exact name, facts only, one caller over gRPC,
-  p50 / p99 during the first start's embedding and after it;
-- **memory per named entity**: resident memory (VmRSS) of a server on the named graph, every name embedded,
-  with name vectors held in fp16 and in fp32 (``--name-vectors``), less that of a server on the same graph
-  with numeric ids (no names to embed), per entity.
+  p50 / p99 during the first start's embedding and after it.
 
 Usage: python -m bench.name_embedding [--edges 200000]
 """
@@ -29,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.hetionet_lookup import rss_mb
 from bench.scaling import timed_command
 from bench.synthetic_kg import generate, write_tsv
 from bench.umls_qa import percentile, start_server, stop_server
@@ -115,22 +111,6 @@ def main() -> None:
             finally:
                 stop_server(process)
 
-        ids = folder / "ids.tsv"
-        write_tsv(graph, ids, id_prefix="")
-        timed_command("ingest", str(ids), "--graph", GRAPH, "--offline", "--data-dir", str(folder / "ids"))
-        process, _, _ = start_server(folder / "ids", "--no-demo")
-        unnamed = rss_mb(process.pid)
-        stop_server(process)
-        memory = {}
-        for vectors in ("fp16", "fp32"):
-            process, target, _ = start_server(data_dir, "--no-demo", "--name-vectors", vectors)
-            try:
-                with Client(target, timeout=120) as client:
-                    until_embedded(client, time.perf_counter())
-                memory[vectors] = (rss_mb(process.pid) - unnamed) * 2**20 / graph.names.size
-            finally:
-                stop_server(process)
-
     print("\n| load | answers by ids and exact names after s | every name embedded after s |")
     print("|---|---:|---:|")
     for label, ready, embedded in rows:
@@ -139,10 +119,6 @@ def main() -> None:
     print(
         f"\nLookup by exact name, facts only, p50 / p99 ms: {during[0]:.1f} / {during[1]:.1f} while names "
         f"are embedded ({during[2]} calls), {after[0]:.1f} / {after[1]:.1f} after"
-    )
-    print(
-        "Resident memory per named entity beyond the same graph with numeric ids: "
-        + ", ".join(f"{bytes_:,.0f} bytes with {vectors} vectors" for vectors, bytes_ in memory.items())
     )
 
 

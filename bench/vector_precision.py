@@ -5,7 +5,8 @@ The names of two real graphs in ``--data`` (Hetionet's nodes, WN18RR's entity te
 the queries. Every query is linked to its nearest name (``nearest_entities``: the scan, then the best
 candidates re-scored in fp32) with the table stored in fp32, fp16 and bf16, in one run: how often the top
 name is the one the typo came from (or a name spelt the same), how often it agrees with fp32, bytes per
-vector, and the scan's milliseconds per query (batches of 32).
+vector, and milliseconds per query, one query at a time as Ask and Lookup link (and per query in batches of
+32).
 
 Usage: python -m bench.vector_precision --data ../shared/data [--queries 2000]
 """
@@ -70,23 +71,27 @@ def main() -> None:
     for i, name in enumerate(names):
         spelt.setdefault(name.lower(), set()).add(i)
     exact = None
-    print("| stored as | bytes per vector | top name right | same as fp32 | scan ms per query |")
-    print("|---|---:|---:|---:|---:|")
+    print("| stored as | bytes per vector | top name right | same as fp32 | ms per query | batched |")
+    print("|---|---:|---:|---:|---:|---:|")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         stored = table.to(dtype)
         top, seconds = [], 0.0
-        for start in range(0, args.queries, BATCH):
+        for query in queries:
             began = time.perf_counter()
-            _, indices = nearest_entities(queries[start : start + BATCH], stored, 1)
+            _, indices = nearest_entities(query, stored, 1)
             seconds += time.perf_counter() - began
-            top += indices[:, 0].tolist()
+            top.append(int(indices[0]))
+        began = time.perf_counter()
+        for start in range(0, args.queries, BATCH):
+            nearest_entities(queries[start : start + BATCH], stored, 1)
+        batched = time.perf_counter() - began
         exact = exact or top
         right = sum(t in spelt[names[s].lower()] for t, s in zip(top, sources, strict=True)) / args.queries
         same = sum(a == b for a, b in zip(top, exact, strict=True)) / args.queries
         size = stored.element_size() * stored.shape[1]
         print(
             f"| {str(dtype).removeprefix('torch.')} | {size} | {right:.4f} | {same:.4f} | "
-            f"{1000 * seconds / args.queries:.2f} |"
+            f"{1000 * seconds / args.queries:.2f} | {1000 * batched / args.queries:.2f} |"
         )
 
 

@@ -107,6 +107,7 @@ class AskHandler:
         if max_hops < 0 or max_hops > limits.max_hops:
             raise InvalidArgument(f"max_hops must be between 0 and {limits.max_hops} (got {max_hops})")
         max_hops = max_hops or limits.default_hops
+        registry.check_queue_delay("question")
         clock = Clock()
         queued = time.perf_counter()
 

@@ -121,6 +121,7 @@ class LookupHandler:
             raise InvalidArgument(f"min_score must be between 0 and 1 (got {min_score})")
         if exclude_facts and facts_only:
             raise InvalidArgument("exclude_facts and facts_only together leave nothing to return")
+        registry.check_queue_delay("lookup")
         clock = Clock()
 
         def resolve(

@@ -33,8 +33,9 @@ from graphfuse.gnn.data.records import (
 )
 from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.formats.datasets import load_umls_demo
+from graphfuse.server.core.compute import ComputeThread
 from graphfuse.server.core.config import ServerConfig
-from graphfuse.server.core.errors import InvalidArgument, NotFound, Unavailable
+from graphfuse.server.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from graphfuse.server.core.permissions import authorize, visible
 from graphfuse.server.core.state import GraphState
 from graphfuse.server.storage.checkpoints import TASKS, checkpoint_path
@@ -202,7 +203,7 @@ class GraphRegistry:
         self.store: GraphStore | None = None
         self.graphs: dict[str, GraphState] = {}
         self.ready = False  # set by the service once its handlers run too
-        self.compute = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-compute")
+        self.compute = ComputeThread()
         self._watcher: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
@@ -345,6 +346,16 @@ class GraphRegistry:
                 f"{what} has {len(text)} characters, more than the limit of {self.limits.max_text_chars}"
             )
 
+    def check_queue_delay(self, what: str) -> None:
+        """Refuse a call at once while the work queued for the compute thread has waited longer than
+        ``max_queue_ms``: under overload the admitted calls keep their latency, the rest are told to retry."""
+        bound = self.limits.max_queue_ms / 1000
+        if bound and (waited := self.compute.queue_delay()) > bound:
+            raise ResourceExhausted(
+                f"{what} refused: work for the compute thread has waited {waited * 1000:.0f} ms, more than "
+                f"max_queue_ms ({self.limits.max_queue_ms} ms); retry later"
+            )
+
     def check_top_k(self, top_k: int, field_name: str = "top_k") -> int:
         if top_k < 0 or top_k > self.limits.max_top_k:
             raise InvalidArgument(f"{field_name} must be between 0 and {self.limits.max_top_k} (got {top_k})")
@@ -402,6 +413,7 @@ class GraphRegistry:
             )
         for i, text in enumerate(texts):
             self.check_text(text, f"texts[{i}]")
+        self.check_queue_delay("embed")
         clock = Clock()
         encoded = await self.shared_batcher.encode(texts, truncate=truncate, deadline=deadline)
         clock.add("encode_us", clock.start)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -166,6 +168,34 @@ def test_graph_view_lists_each_relations_words(page) -> None:  # noqa: ANN001
     assert 'name "treats"' in given and 'inverse "treated by"' in given and 'aliases "cures"' in given
     assert "head \u2192 tail: " in given and "treated by" in given.split("tail \u2192 head: ")[1]
     assert "no words given" in page.inner_text("#relations li[data-relation='rel_12']")
+
+
+def test_graph_view_shows_names_still_being_embedded(page, served) -> None:  # noqa: ANN001, F811
+    page, http = page
+    registry = served[0].app.service.registry
+    release = threading.Event()
+    embed = registry._embed_names
+
+    async def held(texts: list[str], piece: int = 0):  # noqa: ANN202
+        if asyncio.current_task() is registry._name_embedder:  # the background pass only
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        return await embed(texts, piece)
+
+    registry._embed_names = held
+    try:
+        triples = [{"triple": {"head": f"drug {i}", "relation": "treats", "tail": "pain"}} for i in range(3)]
+        assert http("POST", "/v1/graphs/pending/ingest", {"createGraph": True, "records": triples})[1][
+            "accepted"
+        ]
+        page.goto(f"{http.base}/?graph=pending")
+        page.wait_for_selector("#names", state="visible")
+        assert page.eval_on_selector("#names", "bar => [bar.value, bar.max]") == [0, 4]
+        release.set()
+        page.wait_for_selector("#names", state="hidden", timeout=10_000)  # refreshed until every name is in
+    finally:
+        release.set()
+        registry._embed_names = embed
 
 
 def test_inferred_triples_show_their_evidence_by_pattern(page, served) -> None:  # noqa: ANN001, F811

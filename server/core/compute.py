@@ -1,0 +1,41 @@
+"""The server's compute thread: the model and the graph work share it, and it tells how long the work queued
+for it has been waiting (the queue-delay bound sheds calls by that, as Triton's queue policy and CoDel do,
+not by a count of calls)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+
+class ComputeThread(ThreadPoolExecutor):
+    """One worker thread that knows when each job still waiting for it was submitted."""
+
+    def __init__(self) -> None:
+        super().__init__(1, thread_name_prefix="graphfuse-compute")
+        self._lock = threading.Lock()
+        self._submitted: collections.deque[float] = collections.deque()  # of the jobs waiting, oldest first
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        def started() -> Any:
+            with self._lock:
+                self._submitted.popleft()  # one worker: jobs start in the order they were submitted
+            return fn(*args, **kwargs)
+
+        with self._lock:
+            self._submitted.append(time.monotonic())
+            try:
+                return super().submit(started)
+            except RuntimeError:  # shut down: nothing was queued
+                self._submitted.pop()
+                raise
+
+    def queue_delay(self) -> float:
+        """Seconds the oldest job still waiting has waited (0 when none waits): work submitted now waits at
+        least as long behind it."""
+        with self._lock:
+            return time.monotonic() - self._submitted[0] if self._submitted else 0.0
