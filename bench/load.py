@@ -37,6 +37,8 @@ from graphfuse.gnn.training.generated_questions import generate_questions
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
+STAGES = ("queue", "encode", "reason", "total")  # the server's Timing of a response
+
 
 def metrics_url(lines: list[str]) -> str:
     """The metrics address a server started with ``--metrics-port`` printed before it was ready."""
@@ -70,17 +72,21 @@ def resident_mib(pid: int) -> float:
 
 
 class Outcomes:
-    """Latencies (ms) of the calls that succeeded and status counts of all, for one load phase."""
+    """Latencies (ms) of the calls that succeeded, the server's stage timings of their responses (ms, summed)
+    and status counts of all, for one load phase."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.stages: Counter[str] = Counter()
         self.codes: Counter[str] = Counter()
 
     async def call(self, stub_method, request: object, timeout: float) -> None:  # noqa: ANN001
         began = time.perf_counter()
         try:
-            await stub_method(request, timeout=timeout)
+            response = await stub_method(request, timeout=timeout)
             self.latencies.append((time.perf_counter() - began) * 1000)
+            for stage in STAGES:
+                self.stages[stage] += getattr(response.timing, f"{stage}_us") / 1000
             self.codes["OK"] += 1
         except grpc.aio.AioRpcError as error:
             self.codes[error.code().name] += 1
@@ -109,7 +115,7 @@ async def open_loop(
     requests: Iterator,
     rate: float,
     seconds: float,  # noqa: ANN001
-) -> tuple[list[float], Counter]:
+) -> Outcomes:
     outcomes = Outcomes()
     tasks = []
     started = time.perf_counter()
@@ -121,7 +127,19 @@ async def open_loop(
             sent += 1
         await asyncio.sleep(0.002)
     await asyncio.gather(*tasks)
-    return outcomes.latencies, outcomes.codes
+    return outcomes
+
+
+def stage_shares(outcomes: Outcomes) -> str:
+    """Where an admitted call's wall time went, as shares: the server's stages, the rest of its handler,
+    and everything outside it (transport, protobuf, the event loop, the client)."""
+    wall = sum(outcomes.latencies)
+    if not wall:
+        return "no call admitted"
+    stages = {f"{stage} (server)": outcomes.stages[stage] for stage in ("queue", "encode", "reason")}
+    stages["rest of the handler"] = outcomes.stages["total"] - sum(stages.values())
+    stages["outside the handler"] = wall - outcomes.stages["total"]
+    return ", ".join(f"{name} {100 * ms / wall:.0f} %" for name, ms in stages.items())
 
 
 def row(name: str, clients: int, seconds: float, latencies: list[float], codes: Counter, batch: float) -> str:
@@ -163,7 +181,8 @@ async def run(target: str, metrics: str, pid: int, args: argparse.Namespace) -> 
                     best_ask = max(best_ask, len(latencies) / seconds)
         rss_start = resident_mib(pid)
         rate = 2 * best_ask
-        latencies, codes = await open_loop(methods["Ask"][0], ask, rate, args.overload_seconds)
+        overload = await open_loop(methods["Ask"][0], ask, rate, args.overload_seconds)
+        latencies, codes = overload.latencies, overload.codes
         rss_end = resident_mib(pid)
 
     print("# graphfuse under load: UMLS demo graph, gRPC on loopback, client and server on the same machine")
@@ -194,6 +213,7 @@ async def run(target: str, metrics: str, pid: int, args: argparse.Namespace) -> 
         f"| {total} | {codes['OK']} | {codes['RESOURCE_EXHAUSTED']} | {other} | {p50} | {p99} | {p999} "
         f"| {rss_start:.0f} | {rss_end:.0f} |"
     )
+    print(f"\nWhere an admitted call's time went: {stage_shares(overload)}")
 
 
 def main() -> None:

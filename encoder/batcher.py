@@ -180,6 +180,10 @@ class EncodeBatcher:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def queue_delay(self) -> float:
+        """Seconds the oldest request still queued has waited for a window (0 when none waits)."""
+        return time.monotonic() - self._queue[0].enqueued if self._queue else 0.0
+
     def _ensure_started(self) -> None:
         if self._closed:
             raise BatcherClosed("the encoder batcher is closed")

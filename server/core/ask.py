@@ -72,6 +72,7 @@ class AskHandler:
             max_queued=self.registry.limits.max_queued_texts,
         )
         await self.batcher.start()
+        self.registry.queues.append(self.batcher)
 
     async def close(self) -> None:
         if self.batcher is not None:

@@ -76,6 +76,7 @@ class LookupHandler:
         )
         await self.link_batcher.start()
         await self.recommend_batcher.start()
+        self.registry.queues += [self.link_batcher, self.recommend_batcher]
 
     async def close(self) -> None:
         for batcher in (self.link_batcher, self.recommend_batcher):

@@ -5,6 +5,7 @@ instead of queueing."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
@@ -55,11 +56,16 @@ class ReasonBatcher:
         self.items = 0
         self.seconds = 0.0  # spent in ``run`` (on the executor), summed over batches
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._enqueued: collections.deque[float] = collections.deque()  # when each queued item arrived
         self._task: asyncio.Task | None = None
 
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    def queue_delay(self) -> float:
+        """Seconds the oldest item still queued has waited (0 when none is)."""
+        return time.monotonic() - self._enqueued[0] if self._enqueued else 0.0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -67,6 +73,7 @@ class ReasonBatcher:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._enqueued.clear()
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if not item.future.done():
@@ -82,6 +89,7 @@ class ReasonBatcher:
             )
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(state, work, future, deadline))
+        self._enqueued.append(time.monotonic())
         return await future
 
     def _timed(self, state: GraphState, work: list[Any]) -> Sequence[Any]:
@@ -107,6 +115,8 @@ class ReasonBatcher:
                     window.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
+            for _ in window:  # items leave the queue in the order they arrived
+                self._enqueued.popleft()
             now = time.monotonic()
             for item in window:
                 if item.deadline is not None and now >= item.deadline and not item.future.done():

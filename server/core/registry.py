@@ -52,8 +52,9 @@ T = TypeVar("T")
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
 NAMES_PER_CHUNK = 512  # entity names taken off a graph's queue at a time by the background embedder
-# names per encoder pass in the background: a caller's work waits behind one such pass at most (~50 ms)
-BACKGROUND_PIECE = 64
+# names per encoder pass in the background, each started once no caller's work waits: a caller arriving
+# meanwhile waits behind one such pass at most (~15 ms)
+BACKGROUND_PIECE = 16
 NAMES_WAIT_S = 60.0  # the longest an Ingest waits for its names' vectors when the call has no deadline
 NAME_VECTOR_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # ServerConfig.name_vectors
 
@@ -204,6 +205,7 @@ class GraphRegistry:
         self.graphs: dict[str, GraphState] = {}
         self.ready = False  # set by the service once its handlers run too
         self.compute = ComputeThread()
+        self.queues: list[Any] = [self.compute]  # where calls' work waits: each has queue_delay()
         self._watcher: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
@@ -243,6 +245,7 @@ class GraphRegistry:
             executor=self.compute,
         )
         await self.batcher.start()
+        self.queues.append(self.batcher)
         self._watcher = asyncio.create_task(self._watch_checkpoints())
         self._name_embedder = asyncio.create_task(self._embed_queued_names())
 
@@ -347,13 +350,14 @@ class GraphRegistry:
             )
 
     def check_queue_delay(self, what: str) -> None:
-        """Refuse a call at once while the work queued for the compute thread has waited longer than
-        ``max_queue_ms``: under overload the admitted calls keep their latency, the rest are told to retry."""
+        """Refuse a call at once while the oldest work queued for the compute thread, the encoder or a
+        reasoner has waited longer than ``max_queue_ms``: under overload the admitted calls keep their
+        latency, the rest are told to retry."""
         bound = self.limits.max_queue_ms / 1000
-        if bound and (waited := self.compute.queue_delay()) > bound:
+        if bound and (waited := max(queue.queue_delay() for queue in self.queues)) > bound:
             raise ResourceExhausted(
-                f"{what} refused: work for the compute thread has waited {waited * 1000:.0f} ms, more than "
-                f"max_queue_ms ({self.limits.max_queue_ms} ms); retry later"
+                f"{what} refused: queued work has waited {waited * 1000:.0f} ms, more than max_queue_ms "
+                f"({self.limits.max_queue_ms} ms); retry later"
             )
 
     def check_top_k(self, top_k: int, field_name: str = "top_k") -> int:
@@ -430,11 +434,20 @@ class GraphRegistry:
         chunk = piece or batcher.max_window_texts
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
+            if piece:
+                await self._yield_to_callers()
             encoded = await batcher.encode(part, truncate=True)
             cached.update((text, vector.numpy()) for text, vector in zip(part, encoded.vectors, strict=True))
         if todo:
             await self._on_io(store.put_embeddings, encoder.name, {text: cached[text] for text in todo})
         return torch.from_numpy(np.stack([cached[text] for text in texts]))
+
+    async def _yield_to_callers(self, patience: float = 0.1) -> None:
+        """Wait, up to ``patience`` seconds, until no call's work is queued anywhere: background work goes
+        after callers' (and still moves on under sustained load)."""
+        until = time.monotonic() + patience
+        while any(queue.queue_delay() for queue in self.queues) and time.monotonic() < until:
+            await asyncio.sleep(0.005)
 
     async def _embed_queued_names(self) -> None:
         """Embed the graphs' queued entity names, a chunk at a time through the shared batcher (so callers'

@@ -568,6 +568,8 @@ def test_a_fresh_replica_starts_from_a_snapshot_and_applies_only_later_updates(
             facts = [TripleRecord(f"drug_{i}", "treats", f"illness_{i % 7}") for i in range(40)]
             (ack,) = a.ingest("shared", names + facts)
             a.lookup("shared", relation="treats", min_sequence=ack.stream_sequence)
+        # names are embedded in the background: the snapshot carries their cached vectors once they are
+        assert first._run(first.app.service.registry.wait_for_names("shared", 60))
         (tmp_path / "a" / "checkpoints").mkdir()
         (tmp_path / "a" / "checkpoints" / "other.pt").write_bytes(b"trained weights")
         taken = first._run(first.app.snapshotter.snapshot())
