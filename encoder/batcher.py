@@ -77,6 +77,7 @@ class _Request:
     remaining: int  # positions still to fill
     token_states: list[torch.Tensor | None] | None = None  # per text, when the caller asked for them
     enqueued: float = field(default_factory=time.monotonic)
+    max_queue_delay: float | None = None  # seconds it may wait for a window; past it: Overloaded
     waiting: bool = True  # on the queue, not yet taken into a window
     started: bool = False  # some of its texts reached the model: its deadline no longer applies
     timer: asyncio.TimerHandle | None = None
@@ -197,6 +198,7 @@ class EncodeBatcher:
         truncate: bool = False,
         deadline: float | None = None,
         token_states: bool = False,
+        max_queue_delay: float | None = None,
     ) -> Encoded:
         """Embeds `texts`, in order, sharing forward passes with concurrent callers.
 
@@ -207,10 +209,13 @@ class EncodeBatcher:
             deadline: absolute `time.monotonic()` seconds after which the texts are no longer wanted;
                 None = no deadline (default).
             token_states: also return each text's token states (see `TextEncoder.encode`).
+            max_queue_delay: seconds the texts may wait in the queue for a window; past it the call fails
+                with Overloaded (a queue-delay bound, as Triton's queue policy rejects); None = no bound.
 
         Raises:
             TextTooLongError: a text is over the limit and `truncate` is False (this caller only).
-            Overloaded: the queue would hold more than `max_queued_texts` texts.
+            Overloaded: the queue would hold more than `max_queued_texts` texts, or the texts waited longer
+                than `max_queue_delay`.
             DeadlineExpired: the deadline passed before the texts reached the model.
             BatcherClosed: the batcher is closed.
 
@@ -252,6 +257,7 @@ class EncodeBatcher:
             misses=misses,
             remaining=n - hits,
             token_states=states,
+            max_queue_delay=max_queue_delay,
         )
         self.stats.hits += hits
         self.stats.misses += len(misses)
@@ -336,7 +342,19 @@ class EncodeBatcher:
             while self._queue and (not window or size + len(self._queue[0].misses) <= self.max_window_texts):
                 request = self._queue.popleft()
                 self._take(request)
-                if request.live:
+                waited = taken_at - request.enqueued
+                # the batching window's own wait (max_wait_ms) is not queueing
+                bound = request.max_queue_delay
+                if request.live and bound is not None and waited > bound + self.config.max_wait_ms / 1e3:
+                    self.stats.overloaded += 1
+                    self._fail(
+                        request,
+                        Overloaded(
+                            f"{len(request.misses)} texts waited {waited * 1e3:.0f} ms for the encoder, more "
+                            f"than the {bound * 1e3:.0f} ms bound; retry later"
+                        ),
+                    )
+                elif request.live:
                     window.append(request)
                     size += len(request.misses)
                     self.stats.queue_seconds += taken_at - request.enqueued

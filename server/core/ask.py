@@ -129,12 +129,15 @@ class AskHandler:
             truncate=True,
             deadline=deadline,
             token_states=state.reasoner.wants_token_states,
+            max_queue_delay=registry.queue_bound,
         )
         queued = clock.add("encode_us", began)
 
         if not readings[0][0]:  # nothing linked: by meaning, the whole question against the entity names
             vector = (
-                await registry.shared_batcher.encode([question], truncate=True, deadline=deadline)
+                await registry.shared_batcher.encode(
+                    [question], truncate=True, deadline=deadline, max_queue_delay=registry.queue_bound
+                )
             ).vectors[0]
             readings = [(await registry.on_compute(self._nearest_topic, state, vector), readings[0][1])]
             queued = clock.add("encode_us", queued)
@@ -150,7 +153,7 @@ class AskHandler:
             for i, (reading_topics, text) in enumerate(readings)
         ]
         reasonings = await asyncio.gather(  # batched with each other and with other callers' questions
-            *(self._reasoner_batcher.submit(state, q, deadline) for q in asked)
+            *(self._reasoner_batcher.submit(state, q, deadline, registry.queue_bound) for q in asked)
         )
         best = max(range(len(readings)), key=lambda i: _top_score(reasonings[i]))
         reasoning, topics = reasonings[best], readings[best][0]

@@ -168,7 +168,8 @@ class LookupHandler:
         inferred: list[FactResult] = []
         if predictor is not None:
             batcher = self._lookup_batcher(recommending)
-            found = await batcher.submit(state, pattern, deadline)  # batched with other lookups of its kind
+            # batched with other lookups of its kind
+            found = await batcher.submit(state, pattern, deadline, registry.queue_bound)
             inferred = [
                 _triple_result(state.graph, t.head, t.relation, t.tail, t.score, t.evidence, True)
                 for t in found

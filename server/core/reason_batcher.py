@@ -23,6 +23,7 @@ class _Item:
     work: Any  # one question, one lookup...
     future: asyncio.Future
     deadline: float | None = None  # time.monotonic() time after which the caller no longer waits
+    shed_at: float | None = None  # time.monotonic() time after which it is refused if still queued
 
 
 class ReasonBatcher:
@@ -79,8 +80,15 @@ class ReasonBatcher:
             if not item.future.done():
                 item.future.set_exception(Unavailable("the server is shutting down"))
 
-    async def submit(self, state: GraphState, work: Any, deadline: float | None = None) -> Any:
-        """The result of ``work``, computed with the other items that arrive within the window."""
+    async def submit(
+        self,
+        state: GraphState,
+        work: Any,
+        deadline: float | None = None,
+        max_queue_delay: float | None = None,
+    ) -> Any:
+        """The result of ``work``, computed with the other items that arrive within the window; refused
+        with :class:`ResourceExhausted` when it waited longer than ``max_queue_delay`` seconds to be taken."""
         if self._task is None or self._task.done():
             raise Unavailable("the reasoner is not running")
         if self._queue.qsize() >= self.max_queued:
@@ -88,8 +96,11 @@ class ReasonBatcher:
                 f"the reasoner queue is full ({self._queue.qsize()} {self.what} waiting); retry later"
             )
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(state, work, future, deadline))
-        self._enqueued.append(time.monotonic())
+        now = time.monotonic()
+        # the batching window's own wait (max_wait) is not queueing
+        shed_at = None if max_queue_delay is None else now + max_queue_delay + self.max_wait
+        self._queue.put_nowait(_Item(state, work, future, deadline, shed_at))
+        self._enqueued.append(now)
         return await future
 
     def _timed(self, state: GraphState, work: list[Any]) -> Sequence[Any]:
@@ -122,6 +133,13 @@ class ReasonBatcher:
                 if item.deadline is not None and now >= item.deadline and not item.future.done():
                     item.future.set_exception(
                         DeadlineExpired(f"the deadline passed while the {self.what} waited to be batched")
+                    )
+                elif item.shed_at is not None and now > item.shed_at and not item.future.done():
+                    item.future.set_exception(
+                        ResourceExhausted(
+                            f"the {self.what} waited longer than the queue-delay bound (max_queue_ms) to be "
+                            "batched; retry later"
+                        )
                     )
             window = [item for item in window if not item.future.done()]  # gone or late callers cost nothing
             groups: dict[int, list[_Item]] = {}

@@ -349,6 +349,11 @@ class GraphRegistry:
                 f"{what} has {len(text)} characters, more than the limit of {self.limits.max_text_chars}"
             )
 
+    @property
+    def queue_bound(self) -> float | None:
+        """``max_queue_ms`` in seconds: how long a call's work may wait in any queue (None: no bound)."""
+        return self.limits.max_queue_ms / 1000 or None
+
     def check_queue_delay(self, what: str) -> None:
         """Refuse a call at once while the oldest work queued for the compute thread, the encoder or a
         reasoner has waited longer than ``max_queue_ms``: under overload the admitted calls keep their
@@ -388,7 +393,9 @@ class GraphRegistry:
                 texts = [text for text in missing.texts if text not in vectors]
                 assert texts, "asked again for vectors it was given"
                 began = time.perf_counter()
-                encoded = await self.shared_batcher.encode(texts, truncate=truncate, deadline=deadline)
+                encoded = await self.shared_batcher.encode(
+                    texts, truncate=truncate, deadline=deadline, max_queue_delay=self.queue_bound
+                )
                 vectors.update(zip(texts, encoded.vectors, strict=True))
                 clock.add("encode_us", began)
 
@@ -419,7 +426,9 @@ class GraphRegistry:
             self.check_text(text, f"texts[{i}]")
         self.check_queue_delay("embed")
         clock = Clock()
-        encoded = await self.shared_batcher.encode(texts, truncate=truncate, deadline=deadline)
+        encoded = await self.shared_batcher.encode(
+            texts, truncate=truncate, deadline=deadline, max_queue_delay=self.queue_bound
+        )
         clock.add("encode_us", clock.start)
         return EmbedResult(encoded.vectors, encoded.tokens, clock.done())
 

@@ -326,3 +326,22 @@ async def test_token_states_for_callers_that_ask_and_shared_passes_for_those_tha
     direct = enc.encode(texts, token_states=True)
     for ours, expected in zip(with_states.token_states, direct.token_states, strict=True):
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
+
+
+async def test_texts_queued_past_their_queue_delay_bound_are_overloaded(enc, monkeypatch):
+    spy = ForwardSpy(enc, monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        async with EncodeBatcher(
+            enc, BatcherConfig(max_wait_ms=1, max_window_texts=1), executor=pool
+        ) as batcher:
+            busy = pool.submit(time.sleep, 0.2)  # the first window's forward pass waits behind it
+            first, bounded, unbounded = await gather(
+                batcher.encode(["taken into the first window"]),
+                batcher.encode(["waits too long"], max_queue_delay=0.05),
+                batcher.encode(["waits as long as it takes"]),
+            )
+            busy.result()
+            assert isinstance(bounded, Overloaded) and "bound" in str(bounded)
+            assert first.vectors.shape == unbounded.vectors.shape == (1, enc.dimensions)
+            assert batcher.queue_delay() == 0.0
+    assert not spy.saw(ids_of(enc, "waits too long"))

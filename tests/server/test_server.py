@@ -331,6 +331,7 @@ def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
 def test_encoder_overload_is_resource_exhausted_and_the_server_recovers(tmp_path) -> None:  # noqa: ANN001
     config = server_config(tmp_path, demo=False)
     config.limits.max_queued_texts = 8
+    config.limits.max_queue_ms = 0  # the count bound alone
     config.batch_wait_ms = 50.0
     server = RunningServer(config)
     try:

@@ -104,3 +104,22 @@ async def test_questions_past_their_deadline_are_dropped_before_reasoning(execut
         assert reasoner.batch_sizes == [1]  # the late question cost no reasoning
     finally:
         await batcher.close()
+
+
+async def test_items_queued_past_the_queue_delay_bound_are_refused(executor) -> None:  # noqa: ANN001
+    batcher = ReasonBatcher(executor, ask, max_wait_ms=1, max_batch=1)
+    await batcher.start()
+    state = FakeState(RecordingReasoner())
+    busy = executor.submit(time.sleep, 0.2)  # the compute thread is busy: the first window waits behind it
+    try:
+        outcomes = await asyncio.gather(
+            *(batcher.submit(state, question(i), max_queue_delay=0.05) for i in range(3)),
+            batcher.submit(state, question(3)),  # no bound: answered however long it waits
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, ResourceExhausted)]
+        assert refused and "max_queue_ms" in str(refused[0]) and isinstance(outcomes[3], Reasoning)
+        assert batcher.queue_delay() == 0.0
+    finally:
+        busy.result()
+        await batcher.close()
