@@ -19,7 +19,7 @@ class Limits:
     max_concurrent_requests: int = 256  # calls in flight (a stream counts once); beyond it RESOURCE_EXHAUSTED
     # Ask, Lookup and Embed are refused at once while the oldest work waiting for the compute thread has
     # waited longer than this; 0: no bound
-    max_queue_ms: int = 50
+    max_queue_ms: int = 150
 
 
 @dataclass
