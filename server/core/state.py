@@ -201,7 +201,7 @@ class GraphState:
 
     def next_names(self, limit: int) -> NamesToEmbed:
         """Up to ``limit`` queued entity names, oldest first, taken off the queue until
-        :meth:`set_name_vectors` (which queues again any renamed meanwhile) or :meth:`requeue`."""
+        :meth:`set_queued_vectors` (which queues again any renamed meanwhile) or :meth:`requeue`."""
         taken = list(itertools.islice(self._pending, limit))
         for i in taken:
             del self._pending[i]
@@ -278,7 +278,8 @@ class GraphState:
         vector is zero)."""
         split = len(names.entities)
         if names.entities:
-            self.entity_vectors[torch.tensor(names.entities, dtype=torch.long)] = vectors[:split]
+            rows = torch.tensor(names.entities, dtype=torch.long)
+            self.entity_vectors[rows] = vectors[:split].to(self.entity_vectors.dtype)
         at = split
         for r, phrased in zip(names.relations, names.phrases, strict=True):
             forward = vectors[at : at + len(phrased.forward)]
@@ -303,16 +304,15 @@ class GraphState:
         same = torch.tensor([now[i] == text for i, text in zip(names.entities, names.texts, strict=True)])
         if same.any():
             rows = torch.tensor(names.entities, dtype=torch.long)
-            self.entity_vectors[rows[same]] = vectors[same]
+            self.entity_vectors[rows[same]] = vectors[same].to(self.entity_vectors.dtype)
         self.queue_names(i for i, kept in zip(names.entities, same.tolist(), strict=True) if not kept)
 
     def _grow_entity_vectors(self) -> None:
         """Zero rows for entities added since (the table always matches the graph's size once grown)."""
         grown = self.graph.num_entities - self.entity_vectors.shape[0]
         if grown > 0:
-            self.entity_vectors = torch.cat(
-                [self.entity_vectors, torch.zeros(grown, self.entity_vectors.shape[1])]
-            )
+            rows = self.entity_vectors.new_zeros(grown, self.entity_vectors.shape[1])  # the table's dtype
+            self.entity_vectors = torch.cat([self.entity_vectors, rows])
 
     def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
         """Encode every name at once on the calling thread (training jobs; the store caches vectors)."""

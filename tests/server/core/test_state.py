@@ -75,3 +75,12 @@ def test_names_whose_embedding_failed_go_back_to_the_front_of_the_queue():
     first = state.next_names(1)
     state.requeue(first)
     assert state.next_names(2).entities[0] == first.entities[0] and state.names_pending == 2
+
+
+def test_half_precision_name_vectors_stay_half_as_the_graph_grows():
+    state = GraphState("films", KnowledgeGraph(), DIMENSIONS, vector_dtype=torch.float16)
+    state.apply([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    names = state.next_names(10)
+    state.set_queued_vectors(names, fake_vectors(names.texts))
+    state.apply([TripleRecord("Collateral", "directed_by", "Michael Mann")])
+    assert state.entity_vectors.dtype == torch.float16 and state.entity_vectors.shape == (3, DIMENSIONS)
