@@ -183,7 +183,7 @@ def shared_data_dir() -> Path:
         directory = Path(configured).expanduser()
         source = f"${SHARED_DATA_ENV}"
     else:
-        directory = Path(__file__).resolve().parents[2] / "shared" / "data"
+        directory = Path(__file__).resolve().parents[3] / "shared" / "data"  # gnn/formats/ -> ../shared
         source = f"the default beside the repository (set ${SHARED_DATA_ENV} to choose another)"
     if not directory.is_dir():
         raise FileNotFoundError(

@@ -162,7 +162,7 @@ def test_shared_data_dir_follows_the_environment(tmp_path, monkeypatch):
 
 def test_shared_data_dir_default_is_beside_the_repository(monkeypatch):
     monkeypatch.delenv(SHARED_DATA_ENV, raising=False)
-    expected = Path(__file__).resolve().parents[3] / "shared" / "data"
+    expected = Path(__file__).resolve().parents[4] / "shared" / "data"  # tests/gnn/formats/ -> ../shared
     if expected.is_dir():
         assert shared_data_dir() == expected
     else:
