@@ -357,7 +357,7 @@ class EncodeBatcher:
                 elif request.live:
                     window.append(request)
                     size += len(request.misses)
-                    self.stats.queue_seconds += taken_at - request.enqueued
+                    self.stats.queue_seconds += waited
             try:
                 await self._encode_window(window)
             except Exception as error:  # a failing model fails this window's callers, not the batcher

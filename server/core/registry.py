@@ -354,12 +354,15 @@ class GraphRegistry:
         """``max_queue_ms`` in seconds: how long a call's work may wait in any queue (None: no bound)."""
         return self.limits.max_queue_ms / 1000 or None
 
+    def queue_delay(self) -> float:
+        """Seconds the oldest work queued for the compute thread, the encoder or a reasoner has waited."""
+        return max(queue.queue_delay() for queue in self.queues)
+
     def check_queue_delay(self, what: str) -> None:
-        """Refuse a call at once while the oldest work queued for the compute thread, the encoder or a
-        reasoner has waited longer than ``max_queue_ms``: under overload the admitted calls keep their
-        latency, the rest are told to retry."""
-        bound = self.limits.max_queue_ms / 1000
-        if bound and (waited := max(queue.queue_delay() for queue in self.queues)) > bound:
+        """Refuse a call at once while the oldest queued work (:meth:`queue_delay`) has waited longer than
+        ``max_queue_ms``: under overload the admitted calls keep their latency, the rest are told to retry."""
+        bound = self.queue_bound
+        if bound and (waited := self.queue_delay()) > bound:
             raise ResourceExhausted(
                 f"{what} refused: queued work has waited {waited * 1000:.0f} ms, more than max_queue_ms "
                 f"({self.limits.max_queue_ms} ms); retry later"
@@ -455,7 +458,7 @@ class GraphRegistry:
         """Wait, up to ``patience`` seconds, until no call's work is queued anywhere: background work goes
         after callers' (and still moves on under sustained load)."""
         until = time.monotonic() + patience
-        while any(queue.queue_delay() for queue in self.queues) and time.monotonic() < until:
+        while self.queue_delay() and time.monotonic() < until:
             await asyncio.sleep(0.005)
 
     async def _embed_queued_names(self) -> None:
