@@ -164,7 +164,10 @@ def fit_relation(
     )
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(serving[:, None], labels)
     slope, offset = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    calibration = (slope, offset + sampled - slope * sampled)  # on logits whose bias counts every negative
+    # On logits whose bias counts every negative, and for a graph missing one fold of the relation's edges:
+    # the serving logits describe every edge as missing, one fold at a time, so the pooled fit saw `folds`
+    # times as many missing edges as any one of those graphs has.
+    calibration = (slope, offset + sampled - slope * sampled - math.log(config.folds))
     if on_step:
         on_step(f"{graph.relation_ids[target]}: calibrated (slope {slope:.2f}, offset {offset:.2f})")
 
