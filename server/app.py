@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.service import GraphService
 from graphfuse.server.jobs.background import BackgroundJobs
+from graphfuse.server.replication.kafka import KafkaUpdates
 from graphfuse.server.replication.snapshots import (
     JetStreamSnapshots,
     SnapshotInfo,
@@ -88,6 +89,7 @@ class App:
         self.http_port: int | None = None
         self.serving = False  # health SERVING: loaded, and caught up with the update stream
         self.consumer: UpdateConsumer | None = None
+        self.kafka: KafkaUpdates | None = None
         self._consuming: asyncio.Task[None] | None = None
         self.snapshots: JetStreamSnapshots | None = None
         self.snapshotter: Snapshotter | None = None  # with --nats: `await snapshotter.snapshot()` takes one
@@ -135,11 +137,15 @@ class App:
         """Listen at once, load the model and graphs and warm up, then report SERVING."""
         started = time.perf_counter()
         await self.listen()
+        if self.config.nats_url and self.config.kafka_bootstrap:
+            raise ValueError("give --nats or --kafka, not both")
         source = await self._connect_stream(self.config.nats_url) if self.config.nats_url else None
         await self.service.start()
         self.jobs.start()
         if source is not None:
             await self._consume(source)
+        if self.config.kafka_bootstrap:
+            await self._consume_kafka(self.config.kafka_bootstrap)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
@@ -185,6 +191,23 @@ class App:
         if every > 0:
             self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
 
+    async def _consume_kafka(self, bootstrap: str) -> None:
+        """Apply the Kafka update topic from each partition's stored offset on, Ingest through it, and catch
+        up to within the allowed lag (health stays NOT_SERVING until then)."""
+        config = self.config
+        self.kafka = KafkaUpdates(
+            self.service,
+            bootstrap,
+            config.kafka_topic,
+            config.kafka_dead_letter_topic,
+            config.kafka_partitions,
+            publish_records=config.stream_batch_records,
+        )
+        await self.kafka.connect()
+        self.service.publisher = self.service.consumer = self.kafka
+        self.kafka.start()
+        await self.kafka.catch_up(config.stream_max_lag)
+
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""
         self.serving = False
@@ -196,6 +219,8 @@ class App:
             await asyncio.gather(self._snapshotting, return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
+        if self.kafka is not None:
+            await self.kafka.stop()
         if self._consuming is not None:
             self._consuming.cancel()  # unacknowledged messages are delivered again after the restart
             await asyncio.gather(self._consuming, return_exceptions=True)

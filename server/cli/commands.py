@@ -220,6 +220,36 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     "cluster), subjects graphfuse.<graph>.updates.",
 )
 @click.option(
+    "--kafka",
+    "kafka_bootstrap",
+    default=None,
+    envvar="GRAPHFUSE_KAFKA",
+    help="Apply graph updates from a Kafka topic on these brokers (HOST:PORT, comma-separated); each "
+    "message's key names its graph.",
+)
+@click.option(
+    "--kafka-topic",
+    default="graphfuse.updates",
+    show_default=True,
+    envvar="GRAPHFUSE_KAFKA_TOPIC",
+    help="With --kafka: the update topic (created when missing).",
+)
+@click.option(
+    "--kafka-dead-letter-topic",
+    default="",
+    envvar="GRAPHFUSE_KAFKA_DEAD_LETTER_TOPIC",
+    help="With --kafka: where messages that cannot be applied go, with the reason  "
+    "[default: TOPIC.deadletter]",
+)
+@click.option(
+    "--kafka-partitions",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="GRAPHFUSE_KAFKA_PARTITIONS",
+    help="With --kafka: partitions of the update topic, when this server creates it.",
+)
+@click.option(
     "--stream-replicas",
     default=1,
     show_default=True,
@@ -232,8 +262,9 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     default=0,
     show_default=True,
     envvar="GRAPHFUSE_MAX_LAG",
-    help="With --nats: stream messages (a batch of records counts once) a replica may trail the stream by at "
-    "start and still report SERVING (0: once it applied every update the stream held when it started).",
+    help="With --nats or --kafka: messages (a batch of records counts once) a replica may trail the stream "
+    "(each Kafka partition) by at start and still report SERVING (0: once it applied every update the "
+    "stream held when it started).",
 )
 @click.option(
     "--stream-batch-records",
@@ -241,8 +272,8 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     show_default=True,
     type=click.IntRange(min=1),
     envvar="GRAPHFUSE_STREAM_BATCH_RECORDS",
-    help="With --nats: records per update message that Ingest publishes, up to 10,000 (1: one message per "
-    "record, for replicas from before batch messages).",
+    help="With --nats or --kafka: records per update message that Ingest publishes, up to 10,000 (1: one "
+    "message per record, for replicas from before batch messages).",
 )
 @click.option(
     "--snapshot-every",
@@ -320,6 +351,10 @@ def serve(
     keepalive_timeout: float,
     metrics_port: int | None,
     nats_url: str | None,
+    kafka_bootstrap: str | None,
+    kafka_topic: str,
+    kafka_dead_letter_topic: str,
+    kafka_partitions: int,
     stream_replicas: int,
     max_lag: int,
     stream_batch_records: int,
@@ -361,6 +396,10 @@ def serve(
         metrics_port=metrics_port,
         http_port=http_port,
         nats_url=nats_url,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic=kafka_topic,
+        kafka_dead_letter_topic=kafka_dead_letter_topic,
+        kafka_partitions=kafka_partitions,
         stream_max_lag=max_lag,
         stream_replicas=stream_replicas,
         stream_batch_records=stream_batch_records,

@@ -100,7 +100,7 @@ class AskHandler:
         ``min_sequence``: first wait until this replica has applied that update (see `wait_for_sequence`).
         """
         registry, limits = self.registry, self.registry.limits
-        await registry.wait_for_sequence(min_sequence, deadline)
+        await registry.wait_for_sequence(min_sequence, deadline, graph)
         state = registry.graph(graph)
         encoder, _ = registry.check_ready()
         registry.check_text(question, "question")

@@ -72,6 +72,10 @@ class ServerConfig:
     stream_replicas: int = 1  # copies of the update stream JetStream keeps, when this server creates it
     stream_max_lag: int = 0  # stream messages a replica may trail the stream by at start and still be SERVING
     stream_batch_records: int = 1000  # records per update message Ingest publishes (1: a message per record)
+    kafka_bootstrap: str | None = None  # consume graph updates from this Kafka topic's brokers (kafka.py)
+    kafka_topic: str = "graphfuse.updates"
+    kafka_dead_letter_topic: str = ""  # default <topic>.deadletter
+    kafka_partitions: int = 1  # of the update topic, when this server creates it
     snapshot_every: float = 0.0  # store a snapshot for fresh replicas this often, in seconds (0 = never)
     snapshot_restore: bool = True  # with nats_url: a replica without a store starts from the newest snapshot
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)

@@ -109,7 +109,7 @@ class LookupHandler:
         ``top_k`` bounds the facts and the inferred triples separately; ``min_sequence`` as for `ask`.
         """
         registry = self.registry
-        await registry.wait_for_sequence(min_sequence, deadline)
+        await registry.wait_for_sequence(min_sequence, deadline, graph)
         state = registry.graph(graph)
         registry.check_ready()
         if not (head or relation or tail):

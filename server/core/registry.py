@@ -510,7 +510,7 @@ class GraphRegistry:
             if name in self.graphs:
                 raise GraphExistsError(f"graph {name!r} exists")
             sequence = await self.publisher.publish(name, [], True, uuid.uuid4().hex, description)
-            await self.wait_for_sequence(sequence, None)
+            await self.wait_for_sequence(sequence, None, name)
             return await self._on_io(store.get_graph, name)
         meta = await self._on_io(store.create_graph, name, description)
         encoder = self.encoder
@@ -528,7 +528,8 @@ class GraphRegistry:
         if self.publisher is not None and replicate:
             if name not in self.graphs:
                 return False
-            await self.wait_for_sequence(await self.publisher.delete_graph(name, uuid.uuid4().hex), None)
+            sequence = await self.publisher.delete_graph(name, uuid.uuid4().hex)
+            await self.wait_for_sequence(sequence, None, name)
             return True
         deleted = await self._on_io(store.delete_graph, name)
         self.graphs.pop(name, None)
@@ -620,16 +621,18 @@ class GraphRegistry:
             timing=clock.done(),
         )
 
-    async def wait_for_sequence(self, sequence: int, deadline: float | None) -> None:
-        """Return once this replica has applied update ``sequence`` (read-your-writes), else UNAVAILABLE
-        when the deadline (default 5 s) passes first."""
+    async def wait_for_sequence(self, sequence: int, deadline: float | None, graph: str) -> None:
+        """Return once this replica has applied ``graph``'s update ``sequence`` (read-your-writes: a JetStream
+        sequence, or a position in the graph's Kafka partition), else UNAVAILABLE when the deadline (default
+        5 s) passes first."""
         if not sequence:
             return
+        graph = graph or self.config.default_graph
         if self.consumer is None:
-            raise InvalidArgument("min_sequence needs a server that consumes an update stream (--nats)")
+            raise InvalidArgument("min_sequence needs a server applying an update stream (--nats, --kafka)")
         timeout = 5.0 if deadline is None else max(0.0, deadline - time.monotonic() - 0.05)
-        if not await self.consumer.wait_for(sequence, timeout):
-            applied = self.consumer.applied
+        if not await self.consumer.wait_for(sequence, timeout, graph):
+            applied = self.consumer.position(graph)
             raise Unavailable(
                 f"this replica has applied update sequence {applied}, {sequence - applied} behind the "
                 f"requested min_sequence {sequence}; retry, or ask another replica"

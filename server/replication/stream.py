@@ -69,11 +69,12 @@ _SUBJECT = re.compile(r"^graphfuse\.([^.]+)\.updates$")
 class StreamMessage:
     """One update as the source delivered it; ``handle`` is the source's own message object."""
 
-    subject: str
+    subject: str  # JetStream's subject; where a Kafka message came from
     sequence: int  # position in the stream, increasing
     data: bytes
     headers: dict[str, str] = field(default_factory=dict)
     handle: Any = None
+    graph: str = ""  # the graph a source names apart from the subject (a Kafka message's key)
 
 
 class UpdateSource(Protocol):
@@ -104,10 +105,15 @@ class BadUpdate(ValueError):
 
 
 def graph_of(message: StreamMessage) -> str:
-    """The graph an update's subject names; raises BadUpdate when it is not ``graphfuse.<graph>.updates``."""
+    """The graph an update names (its source's, or its subject ``graphfuse.<graph>.updates``); raises
+    BadUpdate when it names none."""
+    if message.graph:
+        return message.graph
     match = _SUBJECT.match(message.subject)
     if match is None:
-        raise BadUpdate(f"subject {message.subject!r} is not graphfuse.<graph>.updates")
+        if message.subject.startswith("graphfuse."):
+            raise BadUpdate(f"subject {message.subject!r} is not graphfuse.<graph>.updates")
+        raise BadUpdate(f"{message.subject} names no graph: give it the graph as its key")
     return match.group(1)
 
 
@@ -456,6 +462,7 @@ class UpdateConsumer:
         self.service = service
         self.source = source
         self.applied = 0  # last stream sequence applied or dead-lettered
+        self.applied_records = 0  # since start
         self.dead_letters = 0
         self.progress = asyncio.Condition()
         self._stopping = False
@@ -486,8 +493,12 @@ class UpdateConsumer:
         async for batch in self.source.batches(self.applied):
             await self._apply(batch)
 
-    async def wait_for(self, sequence: int, timeout: float | None) -> bool:
-        """Whether ``sequence`` was applied within ``timeout`` seconds."""
+    def position(self, graph: str = "") -> int:
+        """The last sequence applied (one stream holds every graph)."""
+        return self.applied
+
+    async def wait_for(self, sequence: int, timeout: float | None, graph: str = "") -> bool:
+        """Whether ``sequence`` was applied within ``timeout`` seconds (one stream holds every graph)."""
         async with self.progress:
             try:
                 await asyncio.wait_for(self.progress.wait_for(lambda: self.applied >= sequence), timeout)
@@ -554,6 +565,7 @@ class UpdateConsumer:
         last = run[-1][0].sequence
         if kept:
             await self.service.write_and_apply(graph, kept, (self.source.name, last))
+            self.applied_records += len(kept)
         else:
             await self.service.set_stream_position(self.source.name, last)
         for message, _ in run:
@@ -582,8 +594,11 @@ class UpdateConsumer:
 
     async def _dead_letter(self, message: StreamMessage, reason: str) -> None:
         """Set a whole message aside, acknowledge it and store that it is done with."""
-        match = _SUBJECT.match(message.subject)
-        await self._keep_aside(message, match.group(1) if match else "_", reason)
+        try:
+            graph = graph_of(message)
+        except BadUpdate:
+            graph = "_"
+        await self._keep_aside(message, graph, reason)
         await self.source.ack(message)
         await self._consumed(message)
 

@@ -147,6 +147,7 @@ class ServiceCollector(Collector):
                 f"{kind.capitalize()} calls waiting for the reasoner",
                 value=batcher.queued,
             )
+        yield from _update_stream_metrics(service.consumer)
         sizes = GaugeMetricFamily("graphfuse_graph_size", "Graph sizes in memory", labels=["graph", "kind"])
         for name, state in list(service.graphs.items()):
             graph = state.graph
@@ -163,3 +164,34 @@ class ServiceCollector(Collector):
         for name, state in list(service.graphs.items()):
             merges.add_metric([name], state.graph.merges)
         yield merges
+
+
+def _update_stream_metrics(consumer: object) -> Iterator:
+    """Per update source (the JetStream stream, or each Kafka partition): its position, the records applied
+    and the messages dead-lettered since start, and, where the source knows its end, how far behind it is."""
+    if consumer is None:
+        return
+    consumers = getattr(consumer, "consumers", [consumer])
+    position = GaugeMetricFamily(
+        "graphfuse_updates_position", "Last update-stream position applied", labels=["source"]
+    )
+    records = CounterMetricFamily(
+        "graphfuse_updates_applied_records", "Records applied from the update stream", labels=["source"]
+    )
+    dead = CounterMetricFamily(
+        "graphfuse_updates_dead_letters", "Update messages set aside as dead letters", labels=["source"]
+    )
+    lag = GaugeMetricFamily(
+        "graphfuse_updates_lag",
+        "Update messages not yet applied (Kafka: to the last fetch's end offset)",
+        labels=["source"],
+    )
+    for each in consumers:
+        name = each.source.name
+        position.add_metric([name], each.applied)
+        records.add_metric([name], each.applied_records)
+        dead.add_metric([name], each.dead_letters)
+        end = getattr(each.source, "highwater", None)
+        if end is not None:
+            lag.add_metric([name], max(0, end - each.applied))
+    yield from (position, records, dead, lag)
