@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup serve test test-all proto lint bench bench-encoder clean
+.PHONY: setup serve test test-all proto lint bench bench-encoder flink-env clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	GRAPHFUSE_SLOW=1 $(BIN)/pytest -q $(ARGS)
 
+flink-env:  # the Flink job's environment (.flink-venv/, flink/lib/); its test skips without it
+	PYTHON=$(PYTHON) flink/setup.sh
+
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
 
@@ -43,4 +46,4 @@ bench-encoder: $(STAMP)
 	$(BIN)/python -m bench.encoder_backends
 
 clean:
-	rm -rf $(VENV) .graphfuse .pytest_cache
+	rm -rf $(VENV) .flink-venv flink/lib .graphfuse .pytest_cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from graphfuse.gnn.data.records import Retraction, TripleRecord
 from graphfuse.server.replication.kafka import partition_of
 from graphfuse.server.replication.stream import BATCH_HEADER, CREATE_GRAPH_HEADER, batch_bodies
 from graphfuse.v1 import graphfuse_pb2 as pb
-from tests.helpers.kafka_broker import KafkaBroker
+from tests.helpers.kafka_broker import start_or_skip
 from tests.server.conftest import RunningServer, server_config
 from tests.server.replication.test_stream import eventually, triple_json
 
@@ -24,12 +23,7 @@ TOPIC = "graphfuse.updates"
 
 @pytest.fixture()
 def kafka() -> Iterator[str]:
-    try:
-        broker = KafkaBroker.start()
-    except FileNotFoundError as missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing} (CI installs it in .ci/run)")
-        pytest.skip(str(missing))
+    broker = start_or_skip()
     yield broker.bootstrap
     broker.stop()
 
