@@ -17,6 +17,7 @@ from graphfuse.server.jobs.background import BackgroundJobs
 from graphfuse.server.replication.kafka import KafkaUpdates
 from graphfuse.server.replication.snapshots import (
     JetStreamSnapshots,
+    S3Snapshots,
     SnapshotInfo,
     Snapshotter,
     restore_newest,
@@ -91,7 +92,7 @@ class App:
         self.consumer: UpdateConsumer | None = None
         self.kafka: KafkaUpdates | None = None
         self._consuming: asyncio.Task[None] | None = None
-        self.snapshots: JetStreamSnapshots | None = None
+        self.snapshots: JetStreamSnapshots | S3Snapshots | None = None
         self.snapshotter: Snapshotter | None = None  # with --nats: `await snapshotter.snapshot()` takes one
         self.restored: SnapshotInfo | None = None  # the snapshot this replica started from
         self._snapshotting: asyncio.Task[None] | None = None
@@ -140,12 +141,14 @@ class App:
         if self.config.nats_url and self.config.kafka_bootstrap:
             raise ValueError("give --nats or --kafka, not both")
         source = await self._connect_stream(self.config.nats_url) if self.config.nats_url else None
+        if self.config.kafka_bootstrap:
+            await self._connect_kafka(self.config.kafka_bootstrap)
         await self.service.start()
         self.jobs.start()
         if source is not None:
             await self._consume(source)
-        if self.config.kafka_bootstrap:
-            await self._consume_kafka(self.config.kafka_bootstrap)
+        if self.kafka is not None:
+            await self._consume_kafka(self.kafka)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
         log.info("serving on %s:%d after %.1f s", self.config.host, self.port, time.perf_counter() - started)
@@ -191,9 +194,9 @@ class App:
         if every > 0:
             self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
 
-    async def _consume_kafka(self, bootstrap: str) -> None:
-        """Apply the Kafka update topic from each partition's stored offset on, Ingest through it, and catch
-        up to within the allowed lag (health stays NOT_SERVING until then)."""
+    async def _connect_kafka(self, bootstrap: str) -> None:
+        """Connect to the Kafka update topic and, with --snapshot-s3, its snapshots; a fresh replica (no store
+        yet) installs the newest snapshot first, so that it applies only the updates after it."""
         config = self.config
         self.kafka = KafkaUpdates(
             self.service,
@@ -204,9 +207,28 @@ class App:
             publish_records=config.stream_batch_records,
         )
         await self.kafka.connect()
-        self.service.publisher = self.service.consumer = self.kafka
-        self.kafka.start()
-        await self.kafka.catch_up(config.stream_max_lag)
+        if config.snapshot_s3:
+            self.snapshots = S3Snapshots(config.snapshot_s3, config.s3_endpoint)
+            await self.snapshots.connect()
+            if config.snapshot_restore and not (config.data_dir / DB_FILENAME).exists():
+                self.restored = await restore_newest(self.snapshots, config.data_dir, self.kafka.epoch)
+
+    async def _consume_kafka(self, kafka: KafkaUpdates) -> None:
+        """Apply the Kafka update topic from each partition's stored offset on, Ingest through it, and catch
+        up to within the allowed lag (health stays NOT_SERVING until then); then, with --snapshot-s3, take
+        snapshots every --snapshot-every seconds."""
+        self.service.publisher = self.service.consumer = kafka
+        kafka.start()
+        await kafka.catch_up(self.config.stream_max_lag)
+        if self.snapshots is None or self.service.store is None:
+            return
+        every = self.config.snapshot_every
+        streams = [source.name for source in kafka.sources]
+        self.snapshotter = Snapshotter(
+            self.service.store, self.snapshots, streams, kafka.epoch, lambda: kafka.applied, every
+        )
+        if every > 0:
+            self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
 
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""

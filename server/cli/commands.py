@@ -250,6 +250,19 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     help="With --kafka: partitions of the update topic, when this server creates it.",
 )
 @click.option(
+    "--snapshot-s3",
+    default=None,
+    envvar="GRAPHFUSE_SNAPSHOT_S3",
+    help="With --kafka: keep snapshots for fresh replicas in this S3-compatible bucket "
+    "(s3://BUCKET[/PREFIX]; credentials from the usual AWS environment or profile).",
+)
+@click.option(
+    "--s3-endpoint",
+    default=None,
+    envvar="GRAPHFUSE_S3_ENDPOINT",
+    help="With --snapshot-s3: the object store's URL when it is not AWS's (http://minio:9000).",
+)
+@click.option(
     "--stream-replicas",
     default=1,
     show_default=True,
@@ -280,15 +293,17 @@ def _parse_limits(overrides: tuple[str, ...]) -> Limits:
     default=0.0,
     show_default=True,
     envvar="GRAPHFUSE_SNAPSHOT_EVERY",
-    help="With --nats: this often (seconds), store a snapshot of this replica (store and checkpoints) in the "
-    "JetStream object store, when it has applied updates past the newest one stored (0: never).",
+    help="With --nats (or --kafka and --snapshot-s3): this often (seconds), store a snapshot of this replica "
+    "(store and checkpoints) in the JetStream object store (or the S3 bucket), when it has applied updates "
+    "past the newest one stored (0: never).",
 )
 @click.option(
     "--snapshot-restore/--no-snapshot-restore",
     default=True,
     show_default=True,
     envvar="GRAPHFUSE_SNAPSHOT_RESTORE",
-    help="With --nats and no store in the data directory: start from the newest snapshot, then apply only "
+    help="With --nats (or --kafka and --snapshot-s3) and no store in the data directory: start from the "
+    "newest snapshot, then apply only "
     "the updates after it.",
 )
 @click.option(
@@ -355,6 +370,8 @@ def serve(
     kafka_topic: str,
     kafka_dead_letter_topic: str,
     kafka_partitions: int,
+    snapshot_s3: str | None,
+    s3_endpoint: str | None,
     stream_replicas: int,
     max_lag: int,
     stream_batch_records: int,
@@ -400,6 +417,8 @@ def serve(
         kafka_topic=kafka_topic,
         kafka_dead_letter_topic=kafka_dead_letter_topic,
         kafka_partitions=kafka_partitions,
+        snapshot_s3=snapshot_s3,
+        s3_endpoint=s3_endpoint,
         stream_max_lag=max_lag,
         stream_replicas=stream_replicas,
         stream_batch_records=stream_batch_records,
@@ -1422,7 +1441,7 @@ def info(client: Any, graph: str | None, as_json: bool) -> None:
 @click.option(
     "--nats",
     "nats_url",
-    required=True,
+    default=None,
     envvar="GRAPHFUSE_NATS",
     help="The NATS JetStream server of the update stream (nats://HOST:PORT; comma-separated for a cluster).",
 )
@@ -1433,14 +1452,42 @@ def info(client: Any, graph: str | None, as_json: bool) -> None:
     envvar="GRAPHFUSE_STREAM_REPLICAS",
     help="Copies JetStream keeps of the snapshot bucket, when this creates it.",
 )
-def snapshot(data_dir: Path, nats_url: str, stream_replicas: int) -> None:
-    """Store a snapshot of a replica's data directory (store and checkpoints) in the JetStream object store;
-    a replica started with --nats and an empty data directory starts from it. The replica may be running."""
-    from graphfuse.server.replication.snapshots import SnapshotError, snapshot_data_dir
+@click.option(
+    "--snapshot-s3",
+    default=None,
+    envvar="GRAPHFUSE_SNAPSHOT_S3",
+    help="Instead of JetStream: the S3-compatible bucket of a Kafka replica's snapshots (s3://BUCKET[/PREFIX]).",
+)
+@click.option("--s3-endpoint", default=None, envvar="GRAPHFUSE_S3_ENDPOINT", help="With --snapshot-s3.")
+@click.option(
+    "--kafka-topic",
+    default="graphfuse.updates",
+    show_default=True,
+    envvar="GRAPHFUSE_KAFKA_TOPIC",
+    help="With --snapshot-s3: the replica's update topic.",
+)
+def snapshot(
+    data_dir: Path,
+    nats_url: str | None,
+    stream_replicas: int,
+    snapshot_s3: str | None,
+    s3_endpoint: str | None,
+    kafka_topic: str,
+) -> None:
+    """Store a snapshot of a replica's data directory (store and checkpoints) in the JetStream object store
+    (--nats) or an S3 bucket (--snapshot-s3, a Kafka replica's); a replica started the same way on an empty
+    data directory starts from it. The replica may be running."""
+    from graphfuse.server.replication.snapshots import SnapshotError, snapshot_data_dir, snapshot_data_dir_s3
 
+    if bool(nats_url) == bool(snapshot_s3):
+        raise click.UsageError("give --nats or --snapshot-s3 (a Kafka replica's bucket)")
     try:
-        info = asyncio.run(snapshot_data_dir(data_dir, nats_url, stream_replicas))
-    except (SnapshotError, OSError) as error:
+        if nats_url:
+            info = asyncio.run(snapshot_data_dir(data_dir, nats_url, stream_replicas))
+        else:
+            assert snapshot_s3 is not None
+            info = asyncio.run(snapshot_data_dir_s3(data_dir, snapshot_s3, s3_endpoint, kafka_topic))
+    except (SnapshotError, OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"stored {info.name}: the store as of stream sequence {info.sequence}, {info.size:,} bytes")
 

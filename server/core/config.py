@@ -76,6 +76,10 @@ class ServerConfig:
     kafka_topic: str = "graphfuse.updates"
     kafka_dead_letter_topic: str = ""  # default <topic>.deadletter
     kafka_partitions: int = 1  # of the update topic, when this server creates it
+    snapshot_s3: str | None = (
+        None  # with kafka: snapshots in this s3://BUCKET[/PREFIX] (JetStream's otherwise)
+    )
+    s3_endpoint: str | None = None  # the S3-compatible store's URL when it is not AWS's
     snapshot_every: float = 0.0  # store a snapshot for fresh replicas this often, in seconds (0 = never)
     snapshot_restore: bool = True  # with nats_url: a replica without a store starts from the newest snapshot
     http_port: int | None = None  # HTTP/JSON gateway and explorer page on this port (0 = any free port)

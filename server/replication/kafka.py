@@ -52,6 +52,21 @@ FETCH_WAIT_MS = 50  # the longest a broker may hold a fetch while the partition 
 POLL_MS = 1000
 
 
+def topic_epoch(topic: str) -> str:
+    """What snapshots of replicas of ``topic`` are tagged with (a topic created again is not told apart)."""
+    return f"kafka:{topic}"
+
+
+def partition_prefix(topic: str) -> str:
+    """What the names of the topic's partitions' stored positions start with."""
+    return f"kafka:{topic}:"
+
+
+def partition_source_name(topic: str, partition: int) -> str:
+    """The name a partition's position is stored under."""
+    return f"{partition_prefix(topic)}{partition}"
+
+
 def partition_of(graph: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a message keyed ``graph``."""
     from aiokafka.partitioner import murmur2
@@ -70,7 +85,7 @@ class KafkaPartitionSource:
     def __init__(self, updates: KafkaUpdates, partition: int) -> None:
         self.updates = updates
         self.partition = partition
-        self.name = f"kafka:{updates.topic}:{partition}"
+        self.name = partition_source_name(updates.topic, partition)
         self.epoch = ""
         self.highwater = 0  # the partition's end offset, as the last fetch saw it
         self._closed = asyncio.Event()
@@ -84,6 +99,7 @@ class KafkaPartitionSource:
             client_id=f"graphfuse-{self.name}",
             group_id=None,
             enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a position the partition no longer holds: skip the least
             isolation_level="read_committed",  # what a transactional producer (Flink) aborts never applies
             max_partition_fetch_bytes=max(FETCH_BYTES, MAX_BATCH_BYTES),
             fetch_max_wait_ms=FETCH_WAIT_MS,
@@ -169,7 +185,7 @@ class KafkaUpdates:
         self.batch = batch
         self.publish_records = publish_records
         self.name = f"kafka:{topic}"
-        self.epoch = ""
+        self.epoch = topic_epoch(topic)
         self.sources: list[KafkaPartitionSource] = []
         self.consumers: list[UpdateConsumer] = []
         self._producer: Any = None
@@ -214,16 +230,16 @@ class KafkaUpdates:
         self.sources = [KafkaPartitionSource(self, p) for p in sorted(partitions)]
         self.consumers = [UpdateConsumer(self.service, source) for source in self.sources]
 
-    async def end_offsets(self) -> list[int]:
-        """Each partition's end offset now (the position a replica must reach to be up to date)."""
+    async def offsets(self) -> list[tuple[int, int]]:
+        """Each partition's beginning and end offsets now (a replica must reach the end to be up to date)."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
             parts = [TopicPartition(self.topic, s.partition) for s in self.sources]
-            ends = await consumer.end_offsets(parts)
-            return [ends[p] for p in parts]
+            starts, ends = await consumer.beginning_offsets(parts), await consumer.end_offsets(parts)
+            return [(starts[p], ends[p]) for p in parts]
         finally:
             await consumer.stop()
 
@@ -232,8 +248,20 @@ class KafkaUpdates:
         self._tasks = [asyncio.create_task(c.run_forever()) for c in self.consumers]
 
     async def catch_up(self, max_lag: int) -> None:
-        """Return once every partition is within ``max_lag`` messages of its end offset now."""
-        for consumer, end in zip(self.consumers, await self.end_offsets(), strict=True):
+        """Return once every partition is within ``max_lag`` messages of its end offset now; a stored position
+        the partition no longer holds (removed by retention, or a topic created again) is logged."""
+        for consumer, (start, end) in zip(self.consumers, await self.offsets(), strict=True):
+            stored = await self.service.stream_position(consumer.source.name)
+            if stored < start or stored > end:
+                log.error(
+                    "this replica applied %s up to offset %d, but the partition now holds offsets %d to %d: "
+                    "updates it never applied were removed, or the topic was created again; start it on an "
+                    "empty data directory",
+                    consumer.source.name,
+                    stored,
+                    start,
+                    end,
+                )
             if end - max_lag > consumer.applied:
                 log.info("catching up on %s: to %d (at %d)", consumer.source.name, end, consumer.applied)
                 await consumer.wait_for(end - max_lag, None)

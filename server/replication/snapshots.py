@@ -7,7 +7,8 @@ sequence and with the stream's epoch (its creation time): a snapshot of a stream
 created again is never used.
 
 Snapshots live in a snapshot store behind a small interface (:class:`SnapshotStore`: list, put, get), as
-updates come from an UpdateSource; :class:`JetStreamSnapshots` keeps them in the JetStream object store. A
+updates come from an UpdateSource; :class:`JetStreamSnapshots` keeps them in the JetStream object store,
+:class:`S3Snapshots` in an S3-compatible bucket (for replicas that reach only Kafka and an object store). A
 replica started with ``--snapshot-every SECONDS`` (:class:`Snapshotter`) or ``graphfuse snapshot``
 (:func:`snapshot_data_dir`) writes them; a replica whose data directory has no store yet installs the
 newest one before it opens its store (:func:`restore_newest`), then consumes the stream after its sequence.
@@ -20,7 +21,7 @@ import logging
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -71,15 +72,17 @@ class SnapshotStore(Protocol):
 
 
 # ----------------------------------------------------------------------------------------- archives
-def write_snapshot(store: GraphStore, archive: Path, stream: str) -> int:
+def write_snapshot(store: GraphStore, archive: Path, stream: str | Sequence[str]) -> int:
     """Write a snapshot of ``store`` and the checkpoints beside it to the tar file ``archive``; returns the
-    last sequence of ``stream`` the copy holds. Runs beside a live store: writers go on meanwhile."""
+    last sequence of ``stream`` the copy holds (of several, such as a Kafka topic's partitions, the sum of
+    their positions). Runs beside a live store: writers go on meanwhile."""
+    streams = [stream] if isinstance(stream, str) else list(stream)
     data_dir = store.data_dir
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".snapshot-") as tmp:
         copy = Path(tmp) / DB_FILENAME
         store.backup(copy)
         with GraphStore(tmp) as copied:  # checks the copy (quick_check) before anyone installs it
-            sequence = copied.stream_position(stream)
+            sequence = sum(copied.stream_position(name) for name in streams)
         with tarfile.open(archive, "w") as tar:
             tar.add(copy, DB_FILENAME)
             for path in _checkpoint_files(data_dir):
@@ -144,7 +147,9 @@ def _checkpoint_files(data_dir: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------- taking, restoring
-async def take_snapshot(store: GraphStore, snapshots: SnapshotStore, stream: str, epoch: str) -> SnapshotInfo:
+async def take_snapshot(
+    store: GraphStore, snapshots: SnapshotStore, stream: str | Sequence[str], epoch: str
+) -> SnapshotInfo:
     """Write a snapshot of ``store`` (on a worker thread) and put it in ``snapshots``."""
     with tempfile.TemporaryDirectory(dir=store.data_dir, prefix=".snapshot-") as tmp:
         archive = Path(tmp) / "snapshot.tar"
@@ -187,7 +192,7 @@ class Snapshotter:
     Args:
         store: the replica's store.
         snapshots: where snapshots go.
-        stream: the update source's name (its position in the store).
+        stream: the update source's name (its position in the store), or the names of several.
         epoch: the update source's epoch.
         applied: the last stream sequence the replica applied.
         every: seconds between looks (0: only when `snapshot` is called).
@@ -197,7 +202,7 @@ class Snapshotter:
         self,
         store: GraphStore,
         snapshots: SnapshotStore,
-        stream: str,
+        stream: str | Sequence[str],
         epoch: str,
         applied: Callable[[], int],
         every: float = 0.0,
@@ -241,6 +246,25 @@ async def snapshot_data_dir(data_dir: Path, url: str, replicas: int = 1) -> Snap
     finally:
         await snapshots.close()
         await source.close()
+
+
+async def snapshot_data_dir_s3(data_dir: Path, url: str, endpoint: str | None, topic: str) -> SnapshotInfo:
+    """Store a snapshot of a Kafka replica's data directory in the S3 bucket at ``url``; `graphfuse snapshot
+    --snapshot-s3`. The replica may be running."""
+    from graphfuse.server.replication.kafka import partition_prefix, topic_epoch
+
+    if not (data_dir / DB_FILENAME).exists():
+        raise SnapshotError(f"{data_dir} has no store ({DB_FILENAME})")
+    snapshots = S3Snapshots(url, endpoint)
+    try:
+        await snapshots.connect()
+        with GraphStore(data_dir) as store:
+            streams = sorted(store.stream_positions(partition_prefix(topic)))
+            if not streams:
+                raise SnapshotError(f"{data_dir} applied nothing from Kafka topic {topic!r}")
+            return await take_snapshot(store, snapshots, streams, topic_epoch(topic))
+    finally:
+        await snapshots.close()
 
 
 # ---------------------------------------------------------------------------------------- JetStream
@@ -347,3 +371,114 @@ def _header(headers: dict, name: str) -> str:
     if isinstance(value, list):
         value = value[0] if value else ""
     return value if isinstance(value, str) else ""
+
+
+# ----------------------------------------------------------------------------------------------- S3
+class S3Snapshots:
+    """Snapshots in an S3-compatible bucket (AWS S3, MinIO, Ceph, ...), one object
+    ``<prefix>snapshot-<sequence>.tar`` each, with the sequence and the stream's epoch in its metadata
+    (``graphfuse-sequence``, ``graphfuse-epoch``). Credentials come from boto3's usual chain (environment,
+    profile, instance role). After a put, only the newest ``keep`` snapshots of its epoch are kept.
+
+    Args:
+        url: ``s3://BUCKET[/PREFIX]`` (the bucket is created when missing).
+        endpoint: the object store's URL when it is not AWS's (``http://minio:9000``).
+        keep: snapshots kept.
+    """
+
+    def __init__(self, url: str, endpoint: str | None = None, keep: int = 2) -> None:
+        if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+            raise ValueError(f"Expected an s3://BUCKET[/PREFIX] URL (got {url!r})")
+        bucket, _, prefix = url[5:].partition("/")
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.endpoint = endpoint
+        self.keep = keep
+        self._client: Any = None
+
+    async def connect(self) -> None:
+        boto3 = import_boto3()
+        self._client = await asyncio.to_thread(boto3.client, "s3", endpoint_url=self.endpoint)
+
+    async def _call(self, what: str, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await asyncio.to_thread(getattr(self._client, method), **kwargs)
+        except (BotoCoreError, ClientError) as error:
+            raise SnapshotError(f"{what} failed ({type(error).__name__}: {error})") from error
+
+    async def list(self) -> list[SnapshotInfo]:
+        from botocore.exceptions import ClientError
+
+        try:
+            listed = await asyncio.to_thread(
+                self._client.list_objects_v2, Bucket=self.bucket, Prefix=f"{self.prefix}snapshot-"
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise SnapshotError(f"listing the snapshots failed ({error})") from error
+        infos = []
+        for entry in listed.get("Contents", []):
+            head = await self._call(
+                "reading a snapshot's metadata", "head_object", Bucket=self.bucket, Key=entry["Key"]
+            )
+            meta = head.get("Metadata", {})
+            sequence = meta.get("graphfuse-sequence", "")
+            if sequence.isdigit():
+                name = entry["Key"][len(self.prefix) :].removesuffix(".tar")
+                infos.append(
+                    SnapshotInfo(name, int(sequence), meta.get("graphfuse-epoch", ""), entry["Size"])
+                )
+        return sorted(infos, key=lambda info: info.sequence, reverse=True)
+
+    async def put(self, archive: Path, info: SnapshotInfo) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
+        except ClientError:
+            await self._call(f"creating bucket {self.bucket}", "create_bucket", Bucket=self.bucket)
+        metadata = {"graphfuse-sequence": str(info.sequence), "graphfuse-epoch": info.epoch}
+        await self._call(
+            f"storing {info.name}",
+            "upload_file",
+            Filename=str(archive),
+            Bucket=self.bucket,
+            Key=self._key(info),
+            ExtraArgs={"Metadata": metadata},
+        )
+        stored = [i for i in await self.list() if i.name != info.name]
+        kept = [i for i in stored if i.epoch == info.epoch][: self.keep - 1]
+        for old in stored:
+            if old not in kept:
+                await self._call(
+                    f"deleting {old.name}", "delete_object", Bucket=self.bucket, Key=self._key(old)
+                )
+
+    async def get(self, info: SnapshotInfo, archive: Path) -> None:
+        await self._call(
+            f"reading {info.name}",
+            "download_file",
+            Bucket=self.bucket,
+            Key=self._key(info),
+            Filename=str(archive),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
+
+    def _key(self, info: SnapshotInfo) -> str:
+        return f"{self.prefix}{info.name}.tar"
+
+
+def import_boto3() -> Any:
+    """The AWS SDK; it needs the ``s3`` extra (boto3)."""
+    try:
+        import boto3  # noqa: PLC0415 - an optional feature
+    except ModuleNotFoundError as error:
+        raise RuntimeError("--snapshot-s3 needs boto3: pip install 'graphfuse[s3]'") from error
+    return boto3

@@ -619,6 +619,12 @@ class GraphStore:
         with self._transaction("set_stream_position") as conn:
             conn.execute(_ADVANCE_POSITION, (stream, sequence))
 
+    def stream_positions(self, prefix: str) -> dict[str, int]:
+        """The last sequence of each stream whose name starts with ``prefix`` (a Kafka topic's partitions)."""
+        with self._transaction("stream_positions", immediate=False) as conn:
+            rows = conn.execute("SELECT stream, sequence FROM stream_positions").fetchall()
+        return {name: sequence for name, sequence in rows if name.startswith(prefix)}
+
     def stream_position(self, stream: str) -> int:
         """The last sequence of ``stream`` whose records are stored (0 when none)."""
         with self._transaction("stream_position", immediate=False) as conn:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client import generate_latest
 
 from graphfuse.gnn.data.records import Retraction, TripleRecord
+from graphfuse.server.cli import main
 from graphfuse.server.replication.kafka import partition_of
 from graphfuse.server.replication.stream import BATCH_HEADER, CREATE_GRAPH_HEADER, batch_bodies
 from graphfuse.v1 import graphfuse_pb2 as pb
 from tests.helpers.kafka_broker import start_or_skip
+from tests.helpers.nats_servers import free_port
 from tests.server.conftest import RunningServer, server_config
 from tests.server.replication.test_stream import eventually, triple_json
 
@@ -213,3 +217,80 @@ def test_json_batches_name_their_graph_in_a_header(tmp_path: Path, kafka: str) -
             assert client.lookup("med", relation="treats", min_sequence=last).total_facts == 1
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3-compatible object store (moto's server) on a free port, with test credentials."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ModuleNotFoundError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs PyPI package 'moto[server]' (CI installs it with the test extra)")
+        pytest.skip("needs PyPI package 'moto[server]'")
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_a_fresh_replica_starts_from_an_s3_snapshot_and_applies_only_later_updates(
+    tmp_path: Path, kafka: str, s3_endpoint: str
+) -> None:
+    def replica(name: str) -> RunningServer:
+        config = server_config(tmp_path / name, demo=False)
+        config.kafka_bootstrap, config.kafka_partitions = kafka, 2
+        config.snapshot_s3, config.s3_endpoint = "s3://graphfuse-snapshots/replicas", s3_endpoint
+        return RunningServer(config)
+
+    first = replica("a")
+    second = None
+    try:
+        with first.client() as a:
+            for graph in ("med", "bio"):  # on both partitions
+                a.create_graph(graph)
+                facts = [TripleRecord(f"{graph}_{i}", "treats", f"illness_{i % 7}") for i in range(20)]
+                (ack,) = a.ingest(graph, facts)
+                a.lookup(graph, relation="treats", min_sequence=ack.stream_sequence)
+        (tmp_path / "a" / "checkpoints").mkdir()
+        (tmp_path / "a" / "checkpoints" / "other.pt").write_bytes(b"trained weights")
+        taken = first._run(first.app.snapshotter.snapshot())
+        assert taken is not None and taken.sequence == first.app.kafka.applied == 4  # 2 messages per graph
+        assert first._run(first.app.snapshotter.snapshot()) is None  # nothing applied since
+        with first.client() as a:
+            (ack,) = a.ingest(
+                "med",
+                [TripleRecord("med_new", "treats", "illness_1"), Retraction("med_0", "treats", "illness_0")],
+            )
+            a.lookup("med", relation="treats", min_sequence=ack.stream_sequence)
+
+        second = replica("b")
+        assert second.app.restored == taken
+        with second.client() as b:
+            b.lookup("med", relation="treats", min_sequence=ack.stream_sequence)
+        stores = [server.app.service.store for server in (first, second)]
+        for graph in ("med", "bio"):
+            assert stores[1].read_graph(graph) == stores[0].read_graph(graph)
+        assert sum(c.applied_records for c in second.app.kafka.consumers) == 2  # only what came after
+        assert (tmp_path / "b" / "checkpoints" / "other.pt").read_bytes() == b"trained weights"
+
+        command = [
+            "snapshot",
+            "--data-dir",
+            str(tmp_path / "a"),
+            "--snapshot-s3",
+            "s3://graphfuse-snapshots/replicas",
+        ]
+        result = CliRunner().invoke(main, [*command, "--s3-endpoint", s3_endpoint])  # the replica runs
+        assert result.exit_code == 0, result.output
+        assert "stored snapshot-000000000005" in result.output
+        stored = first._run(first.app.snapshots.list())
+        assert [info.sequence for info in stored] == [5, 4] and stored[0].epoch == "kafka:graphfuse.updates"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
