@@ -17,9 +17,12 @@ class Limits:
     max_records_per_chunk: int = 10_000  # records per Ingest chunk
     max_queued_texts: int = 4096  # texts waiting for the encoder; beyond it calls get RESOURCE_EXHAUSTED
     max_concurrent_requests: int = 256  # calls in flight (a stream counts once); beyond it RESOURCE_EXHAUSTED
-    # Ask, Lookup and Embed are refused at once while the oldest work waiting for the compute thread has
-    # waited longer than this; 0: no bound
+    # Ask, Lookup and Embed are refused at once while the oldest work waiting for the compute thread, the
+    # encoder or a reasoner has waited longer than this (0: no bound), once that has lasted an interval
     max_queue_ms: int = 150
+    max_queue_interval_ms: int = (
+        500  # a burst drains within it; shedding stops after as long within the bound
+    )
 
 
 @dataclass

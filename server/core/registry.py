@@ -33,7 +33,7 @@ from graphfuse.gnn.data.records import (
 )
 from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.formats.datasets import load_umls_demo
-from graphfuse.server.core.compute import ComputeThread
+from graphfuse.server.core.compute import ComputeThread, StandingQueue
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from graphfuse.server.core.permissions import authorize, visible
@@ -206,6 +206,9 @@ class GraphRegistry:
         self.ready = False  # set by the service once its handlers run too
         self.compute = ComputeThread()
         self.queues: list[Any] = [self.compute]  # where calls' work waits: each has queue_delay()
+        self.standing_queue = StandingQueue(
+            self.limits.max_queue_ms / 1000, self.limits.max_queue_interval_ms / 1000
+        )
         self._watcher: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
@@ -351,8 +354,9 @@ class GraphRegistry:
 
     @property
     def queue_bound(self) -> float | None:
-        """``max_queue_ms`` in seconds: how long a call's work may wait in any queue (None: no bound)."""
-        return self.limits.max_queue_ms / 1000 or None
+        """How long a call's work may wait in any queue: ``max_queue_ms`` in seconds while the queues hold a
+        standing queue (:class:`StandingQueue`), else None (a burst waits its turn)."""
+        return self.standing_queue.bound if self.standing_queue.shedding else None
 
     def queue_delay(self) -> float:
         """Seconds the oldest work queued for the compute thread, the encoder or a reasoner has waited."""
@@ -361,8 +365,8 @@ class GraphRegistry:
     def check_queue_delay(self, what: str) -> None:
         """Refuse a call at once while the oldest queued work (:meth:`queue_delay`) has waited longer than
         ``max_queue_ms``: under overload the admitted calls keep their latency, the rest are told to retry."""
-        bound = self.queue_bound
-        if bound and (waited := self.queue_delay()) > bound:
+        waited = self.queue_delay()
+        if self.standing_queue.look(waited):
             raise ResourceExhausted(
                 f"{what} refused: queued work has waited {waited * 1000:.0f} ms, more than max_queue_ms "
                 f"({self.limits.max_queue_ms} ms); retry later"

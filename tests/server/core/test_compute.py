@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from graphfuse.server.core.compute import ComputeThread
+from graphfuse.server.core.compute import ComputeThread, StandingQueue
 from tests.server.conftest import RunningServer, server_config
 
 
@@ -34,7 +34,7 @@ def test_queue_delay_is_how_long_the_oldest_waiting_job_has_waited() -> None:
 @pytest.fixture()
 def bounded(tmp_path: Path):  # noqa: ANN201
     config = server_config(tmp_path)
-    config.limits.max_queue_ms = 20
+    config.limits.max_queue_ms, config.limits.max_queue_interval_ms = 20, 0  # shed from the first look
     server = RunningServer(config)
     yield server
     server.stop()
@@ -57,3 +57,15 @@ def test_calls_are_refused_at_once_while_queued_work_waits_past_the_bound(bounde
         gate.set()
         blocking.result(), waiting.result()
         assert client.ask("what does bacterium cause?").answers  # admitted again once the queue drained
+
+
+def test_a_burst_is_not_shed_and_a_standing_queue_is_until_it_drains_for_an_interval() -> None:
+    gate = StandingQueue(bound=0.15, interval=0.5)
+    assert not gate.look(0.4, now=0.0) and not gate.look(0.3, now=0.3)  # a burst: past the bound briefly
+    assert not gate.look(0.0, now=0.4)  # drained: the interval starts again
+    assert not gate.look(0.2, now=1.0) and not gate.look(0.3, now=1.4)
+    assert gate.look(0.3, now=1.5) and gate.shedding  # past the bound for a whole interval: shed
+    assert not gate.look(0.1, now=1.6)  # within the bound: admitted, still shedding
+    assert gate.look(0.2, now=1.7)
+    assert not gate.look(0.1, now=1.8) and not gate.look(0.0, now=2.4) and not gate.shedding
+    assert not StandingQueue(bound=0.0, interval=0.0).look(10.0)  # no bound
