@@ -36,6 +36,7 @@ from graphfuse.gnn.formats.datasets import load_umls_demo
 from graphfuse.server.core.compute import ComputeThread, StandingQueue
 from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from graphfuse.server.core.heap import trim_heap
 from graphfuse.server.core.permissions import authorize, visible
 from graphfuse.server.core.state import GraphState
 from graphfuse.server.storage.checkpoints import TASKS, checkpoint_path
@@ -238,6 +239,7 @@ class GraphRegistry:
             await self._on_io(self._store_demo)
         for meta in await self._on_io(self.store.list_graphs):
             await self._load_graph(meta.name)
+        await self.on_compute(trim_heap)  # loading peaks at several times the graphs' size
         await self.on_compute(self.encoder.encode, ["warm-up question about a graph"])
         await self.on_compute(warm_up_kernels)
         self.batcher = EncodeBatcher(  # model and graph work share one thread: no oversubscription on 2 cores
@@ -691,6 +693,7 @@ class GraphRegistry:
             job = await self.on_compute(graph.start_merge)
             merged = await asyncio.get_running_loop().run_in_executor(self._merger, job.build)
             installed = await self.on_compute(graph.finish_merge, job, merged)
+            await self.on_compute(trim_heap)  # the merge's temporaries and the old matrices
         except Exception:  # the delta stays readable; a later update tries again
             log.exception("graph %s: background merge failed", state.name)
             return
