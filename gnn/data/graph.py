@@ -182,7 +182,7 @@ class StackedTransitions:
         ``(offsets (N + 1,), crow (M + 1,), col (nnz,), directions (M,), value order (nnz,))``; node
         ``u``'s rows are ``offsets[u]..offsets[u + 1]`` and value ``j`` of the copy is stored value
         ``order[j]``. A copy, not a view, so that each node's edges are contiguous in memory (pulling through
-        a permutation of the rows was 2-3x slower on a 1M-edge graph): about 8 bytes per edge and 12 per
+        a permutation of the rows was 2-3x slower on a 1M-edge graph): about 8 bytes per value and 12 per
         row."""
         n = self.matrix.shape[1]
         offsets = torch.zeros(n + 1, dtype=torch.long)
@@ -196,7 +196,7 @@ class StackedTransitions:
         order = torch.repeat_interleave(crow[rows] - pulled_crow[:-1], counts, output_size=nnz)
         order += torch.arange(nnz)
         col = self.matrix.col_indices()[order].to(torch.int32)
-        return offsets, pulled_crow, col, self.directions[rows].to(torch.int32), order
+        return offsets, pulled_crow, col, self.directions[rows].to(torch.int32), order.to(position_dtype(nnz))
 
     def edge_block(self, values: Tensor | None = None) -> cpu_kernels.EdgeBlock:
         """This block (the merged part alone) as :func:`graphfuse.gnn.kernels.cpu.propagate` reads it;
@@ -308,6 +308,11 @@ def _membership(offsets: list[int], rows: int) -> Tensor:
     )
 
 
+def position_dtype(size: int) -> torch.dtype:
+    """The narrowest index type for positions into ``size`` values (int32 below 2**31: half the memory)."""
+    return torch.int32 if size < 2**31 else torch.long
+
+
 def build_transitions(
     heads: Tensor, relations: Tensor, tails: Tensor, num_entities: int, num_relations: int
 ) -> StackedTransitions:
@@ -333,13 +338,14 @@ def build_transitions(
     crow = torch.zeros(m + 1, dtype=torch.long)
     crow[1:] = torch.cumsum(counts, 0)
     matrix = torch.sparse_csr_tensor(crow, col, torch.ones(col.numel()), size=(m, n), check_invariants=False)
-    row_of_value = torch.repeat_interleave(torch.arange(m), counts, output_size=col.numel())
-    transpose_order = torch.argsort(col * max(m, 1) + row_of_value)
+    index = position_dtype(col.numel())
+    row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=col.numel())
+    transpose_order = torch.argsort(col * max(m, 1) + row_of_value).to(index)
     transposed_crow = torch.zeros(n + 1, dtype=torch.long)
     transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
     transposed = torch.sparse_csr_tensor(
         transposed_crow,
-        row_of_value[transpose_order],
+        row_of_value[transpose_order].long(),
         torch.ones(col.numel()),
         size=(n, m),
         check_invariants=False,
@@ -410,14 +416,24 @@ class MergedEdges:
 
     transitions: StackedTransitions
     degree: Tensor  # (2R, N) CSR
-    row_keys: Tensor  # (M,) direction * N + destination of each row, ascending
-    value_keys: Tensor  # (nnz,) row * N + source of each value, ascending
     num_entities: int
     num_relations: int
 
     @property
     def num_edges(self) -> int:
-        return int(self.value_keys.numel()) // 2
+        return int(self.transitions.matrix.col_indices().numel()) // 2
+
+    @functools.cached_property
+    def row_keys(self) -> Tensor:
+        """``(M,)`` direction * N + destination of each row, ascending."""
+        return self.transitions.directions * self.num_entities + self.transitions.rows
+
+    @functools.cached_property
+    def value_keys(self) -> Tensor:
+        """``(nnz,)`` row * N + source of each value, ascending: built when an edge is first retracted (16
+        bytes per edge that a graph never retracted from does not hold)."""
+        transitions = self.transitions
+        return transitions.row_of_value.long() * self.num_entities + transitions.matrix.col_indices()
 
     def positions(self, keys: Tensor) -> Tensor:
         """Value positions of merged edges ``keys`` (``(K, 3)``: head, relation, tail), both directions:
@@ -444,15 +460,7 @@ class MergeJob:
     def build(self) -> MergedEdges:
         edges = (self.heads, self.relations, self.tails, self.num_entities, self.num_relations)
         transitions = build_transitions(*edges).prepare()
-        n = self.num_entities
-        return MergedEdges(
-            transitions,
-            out_degree(*edges),
-            transitions.directions * n + transitions.rows,
-            transitions.row_of_value * n + transitions.matrix.col_indices(),
-            self.num_entities,
-            self.num_relations,
-        )
+        return MergedEdges(transitions, out_degree(*edges), self.num_entities, self.num_relations)
 
 
 @dataclass(frozen=True)
@@ -480,8 +488,8 @@ class _PositionIndex:
 
     def __init__(self, column: Tensor) -> None:
         self.size = column.numel()
-        self.order = torch.argsort(column, stable=True)
-        self.values = column[self.order].numpy()  # sorted
+        self.order = torch.argsort(column, stable=True).to(position_dtype(self.size))
+        self.values = column[self.order].to(position_dtype(int(column.max()) + 1 if self.size else 0)).numpy()
 
     def positions(self, column: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
@@ -491,7 +499,7 @@ class _PositionIndex:
         counts = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "right")) - lo
         which = torch.repeat_interleave(torch.arange(values.numel()), counts)
         starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
-        positions = self.order[starts + torch.arange(which.numel())]
+        positions = self.order[starts + torch.arange(which.numel())].long()
         appended = column[self.size :]
         if appended.numel() and values.numel():
             ordered, by = torch.sort(values)
@@ -509,7 +517,7 @@ class _PositionIndex:
         retained = keep[self.order]
         index = object.__new__(_PositionIndex)
         index.size = int(keep[: self.size].sum())
-        index.order = moved[self.order[retained]]
+        index.order = moved[self.order[retained]].to(self.order.dtype)
         index.values = self.values[retained.numpy()]
         return index
 

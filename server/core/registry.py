@@ -49,6 +49,7 @@ from graphfuse.server.storage.store import (
 )
 
 log = logging.getLogger(__name__)
+HEAP_TRIM_SECONDS = 30.0
 T = TypeVar("T")
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_LISTED_RELATIONS = 1000  # relations GetGraphInfo names (and describes), the first by id
@@ -211,6 +212,7 @@ class GraphRegistry:
             self.limits.max_queue_ms / 1000, self.limits.max_queue_interval_ms / 1000
         )
         self._watcher: asyncio.Task | None = None
+        self._trimmer: asyncio.Task | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-store")
         self._merger = ThreadPoolExecutor(1, thread_name_prefix="graphfuse-merge")
         self._merges: dict[str, asyncio.Task] = {}  # graph -> its background merge in flight
@@ -252,6 +254,7 @@ class GraphRegistry:
         await self.batcher.start()
         self.queues.append(self.batcher)
         self._watcher = asyncio.create_task(self._watch_checkpoints())
+        self._trimmer = asyncio.create_task(self._trim_heap_when_idle())
         self._name_embedder = asyncio.create_task(self._embed_queued_names())
 
     def _store_demo(self) -> None:
@@ -302,9 +305,18 @@ class GraphRegistry:
                     except Exception:  # one bad file must not stop the watching of every other
                         log.exception("graph %s: reading %s failed", name, path)
 
+    async def _trim_heap_when_idle(self) -> None:
+        """Every HEAP_TRIM_SECONDS, when no call's work waits, hand the heap pages that calls' temporaries
+        freed back to the operating system (a query over a large graph allocates per-entity buffers)."""
+        while True:
+            await asyncio.sleep(HEAP_TRIM_SECONDS)
+            if self.queue_delay() == 0.0:
+                await self.on_compute(trim_heap)
+
     async def close(self) -> None:
         self.ready = False
-        tasks = [t for t in (self._watcher, self._name_embedder, *self._merges.values()) if t is not None]
+        tasks = [self._watcher, self._trimmer, self._name_embedder, *self._merges.values()]
+        tasks = [t for t in tasks if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
