@@ -495,8 +495,9 @@ class _PositionIndex:
         """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
         holds one of the distinct ``values``, and the index in ``values`` of the value there; each value's
         positions ascending (the sorted ones, then the appended ones)."""
-        lo = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "left"))
-        counts = torch.from_numpy(np.searchsorted(self.values, values.numpy(), "right")) - lo
+        wanted = values.numpy().astype(self.values.dtype)  # else numpy casts the whole index, every call
+        lo = torch.from_numpy(np.searchsorted(self.values, wanted, "left"))
+        counts = torch.from_numpy(np.searchsorted(self.values, wanted, "right")) - lo
         which = torch.repeat_interleave(torch.arange(values.numel()), counts)
         starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
         positions = self.order[starts + torch.arange(which.numel())].long()
