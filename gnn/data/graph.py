@@ -142,6 +142,7 @@ class StackedTransitions:
     direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
     mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
     delta: StackedTransitions | None = None  # edges added since the merge
+    unit_values: bool = False  # every stored value is 1, in one tensor matrix and transposed share
 
     @property
     def nnz(self) -> int:
@@ -174,7 +175,7 @@ class StackedTransitions:
             check_invariants=False,
         )
         delta = self.delta.with_values(values[own:]) if self.delta is not None else None
-        return dataclasses.replace(self, matrix=matrix, transposed=transposed, delta=delta)
+        return dataclasses.replace(self, matrix=matrix, transposed=transposed, delta=delta, unit_values=False)
 
     @functools.cached_property
     def _pull_layout(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -217,7 +218,22 @@ class StackedTransitions:
 
     @functools.cached_property
     def _stored_edge_block(self) -> cpu_kernels.EdgeBlock:
-        return self._edge_block(self.matrix.values())
+        if not self.unit_values:
+            return self._edge_block(self.matrix.values())
+        ones = self.matrix.values().numpy()  # in any order: no reordered copies (8 bytes per value)
+        offsets, crow, col, directions, _ = self._pull_layout
+        return cpu_kernels.EdgeBlock(
+            offsets.numpy(),
+            crow.numpy(),
+            col.numpy(),
+            ones,
+            directions.numpy(),
+            self.transposed.crow_indices().numpy(),
+            self.transposed.col_indices().numpy(),
+            ones,
+            self.rows.numpy(),
+            self.directions.numpy(),
+        )
 
     def _edge_block(self, values: Tensor) -> cpu_kernels.EdgeBlock:
         offsets, crow, col, directions, order = self._pull_layout
@@ -337,7 +353,8 @@ def build_transitions(
     rows, row_directions = keys % max(n, 1), keys // max(n, 1)
     crow = torch.zeros(m + 1, dtype=torch.long)
     crow[1:] = torch.cumsum(counts, 0)
-    matrix = torch.sparse_csr_tensor(crow, col, torch.ones(col.numel()), size=(m, n), check_invariants=False)
+    ones = torch.ones(col.numel())  # one tensor for both layouts' values
+    matrix = torch.sparse_csr_tensor(crow, col, ones, size=(m, n), check_invariants=False)
     index = position_dtype(col.numel())
     row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=col.numel())
     transpose_order = torch.argsort(col * max(m, 1) + row_of_value).to(index)
@@ -346,7 +363,7 @@ def build_transitions(
     transposed = torch.sparse_csr_tensor(
         transposed_crow,
         row_of_value[transpose_order].long(),
-        torch.ones(col.numel()),
+        ones,
         size=(n, m),
         check_invariants=False,
     )
@@ -360,6 +377,7 @@ def build_transitions(
         transpose_order,
         row_of_value,
         offsets,
+        unit_values=True,
     )
 
 
