@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import random
 import signal
 import subprocess
@@ -31,11 +30,11 @@ from pathlib import Path
 
 import grpc
 
+from bench.stream_faults import digest
 from bench.umls_qa import GRAPHFUSE, start_server, stop_server
 from graphfuse.gnn.data.records import Record, Retraction, TripleRecord
 from graphfuse.server.client import Client
 from graphfuse.server.replication.stream import BATCH_HEADER, batch_bodies
-from graphfuse.server.storage.store import GraphStore
 from tests.helpers.kafka_broker import KafkaBroker
 
 TOPIC = "graphfuse.updates"
@@ -112,13 +111,6 @@ def caught_up(target: str, graphs: list[str], last: dict[str, int], seconds: flo
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
-
-
-def digest(data_dir: Path, graph: str) -> tuple[str, set[tuple[str, str, str]]]:
-    with GraphStore(data_dir) as store:
-        _, triples = store.read_graph(graph)
-    stored = {(t.head, t.relation, t.tail) for t in triples}
-    return hashlib.sha256("\n".join("\t".join(t) for t in sorted(stored)).encode()).hexdigest()[:12], stored
 
 
 def main() -> None:

@@ -69,9 +69,10 @@ def ask_load(targets: list[str], stop: threading.Event, latencies: list, errors:
                 time.sleep(0.05)
 
 
-def digest(data_dir: Path) -> tuple[str, set[tuple[str, str, str]]]:
+def digest(data_dir: Path, graph: str = GRAPH) -> tuple[str, set[tuple[str, str, str]]]:
+    """A replica's stored triples of ``graph`` and a short hash of them (equal graphs, equal hashes)."""
     with GraphStore(data_dir) as store:
-        _, triples = store.read_graph(GRAPH)
+        _, triples = store.read_graph(graph)
     stored = {(t.head, t.relation, t.tail) for t in triples}
     assert len(stored) == len(triples)
     return hashlib.sha256("\n".join("\t".join(t) for t in sorted(stored)).encode()).hexdigest()[:16], stored

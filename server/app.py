@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -161,11 +162,26 @@ class App:
         )
         self.consumer = UpdateConsumer(self.service, source)
         await source.connect()
-        self.snapshots = JetStreamSnapshots(url, replicas=self.config.stream_replicas)
-        await self.snapshots.connect()
-        if self.config.snapshot_restore and not (self.config.data_dir / DB_FILENAME).exists():
-            self.restored = await restore_newest(self.snapshots, self.config.data_dir, source.epoch)
+        await self._restore_if_fresh(
+            JetStreamSnapshots(url, replicas=self.config.stream_replicas), source.epoch
+        )
         return source
+
+    async def _restore_if_fresh(self, snapshots: JetStreamSnapshots | S3Snapshots, epoch: str) -> None:
+        """Connect to the snapshot store; a data directory without a store installs the newest snapshot of
+        the stream of ``epoch`` (unless --no-snapshot-restore)."""
+        self.snapshots = snapshots
+        await snapshots.connect()
+        if self.config.snapshot_restore and not (self.config.data_dir / DB_FILENAME).exists():
+            self.restored = await restore_newest(snapshots, self.config.data_dir, epoch)
+
+    def _take_snapshots(self, streams: str | list[str], epoch: str, applied: Callable[[], int]) -> None:
+        """Take snapshots every --snapshot-every seconds (0: only when `snapshotter.snapshot()` is called)."""
+        assert self.service.store is not None and self.snapshots is not None
+        every = self.config.snapshot_every
+        self.snapshotter = Snapshotter(self.service.store, self.snapshots, streams, epoch, applied, every)
+        if every > 0:
+            self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
 
     async def _consume(self, source: JetStreamSource) -> None:
         """Apply the update stream from now on, Ingest through it, and catch up to within the allowed lag
@@ -187,12 +203,7 @@ class App:
         if wanted > consumer.applied:
             log.info("catching up on the update stream: to sequence %d (at %d)", wanted, consumer.applied)
             await consumer.wait_for(wanted, None)
-        every = self.config.snapshot_every
-        self.snapshotter = Snapshotter(
-            self.service.store, self.snapshots, source.name, source.epoch, lambda: consumer.applied, every
-        )
-        if every > 0:
-            self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
+        self._take_snapshots(source.name, source.epoch, lambda: consumer.applied)
 
     async def _connect_kafka(self, bootstrap: str) -> None:
         """Connect to the Kafka update topic and, with --snapshot-s3, its snapshots; a fresh replica (no store
@@ -208,10 +219,9 @@ class App:
         )
         await self.kafka.connect()
         if config.snapshot_s3:
-            self.snapshots = S3Snapshots(config.snapshot_s3, config.s3_endpoint)
-            await self.snapshots.connect()
-            if config.snapshot_restore and not (config.data_dir / DB_FILENAME).exists():
-                self.restored = await restore_newest(self.snapshots, config.data_dir, self.kafka.epoch)
+            await self._restore_if_fresh(
+                S3Snapshots(config.snapshot_s3, config.s3_endpoint), self.kafka.epoch
+            )
 
     async def _consume_kafka(self, kafka: KafkaUpdates) -> None:
         """Apply the Kafka update topic from each partition's stored offset on, Ingest through it, and catch
@@ -220,15 +230,10 @@ class App:
         self.service.publisher = self.service.consumer = kafka
         kafka.start()
         await kafka.catch_up(self.config.stream_max_lag)
-        if self.snapshots is None or self.service.store is None:
-            return
-        every = self.config.snapshot_every
-        streams = [source.name for source in kafka.sources]
-        self.snapshotter = Snapshotter(
-            self.service.store, self.snapshots, streams, kafka.epoch, lambda: kafka.applied, every
-        )
-        if every > 0:
-            self._snapshotting = asyncio.create_task(self.snapshotter.run_forever())
+        if self.snapshots is not None:
+            self._take_snapshots(
+                [source.name for source in kafka.sources], kafka.epoch, lambda: kafka.applied
+            )
 
     async def stop(self) -> None:
         """NOT_SERVING, stop accepting, let in-flight calls finish within the grace period, close store."""

@@ -218,34 +218,27 @@ class StackedTransitions:
 
     @functools.cached_property
     def _stored_edge_block(self) -> cpu_kernels.EdgeBlock:
-        if not self.unit_values:
-            return self._edge_block(self.matrix.values())
-        ones = self.matrix.values().numpy()  # in any order: no reordered copies (8 bytes per value)
+        if self.unit_values:  # ones in any order: no reordered copies (8 bytes per value)
+            ones = self.matrix.values()
+            return self._block(ones, ones)
+        return self._edge_block(self.matrix.values())
+
+    def _edge_block(self, values: Tensor) -> cpu_kernels.EdgeBlock:
+        return self._block(values[self._pull_layout[4]], values[self.transpose_order])
+
+    def _block(self, pulled: Tensor, transposed: Tensor) -> cpu_kernels.EdgeBlock:
+        """The kernels' view of this block with ``pulled`` values in the node-ordered layout's order and
+        ``transposed`` values in the transpose's."""
         offsets, crow, col, directions, _ = self._pull_layout
         return cpu_kernels.EdgeBlock(
             offsets.numpy(),
             crow.numpy(),
             col.numpy(),
-            ones,
+            pulled.numpy(),
             directions.numpy(),
             self.transposed.crow_indices().numpy(),
             self.transposed.col_indices().numpy(),
-            ones,
-            self.rows.numpy(),
-            self.directions.numpy(),
-        )
-
-    def _edge_block(self, values: Tensor) -> cpu_kernels.EdgeBlock:
-        offsets, crow, col, directions, order = self._pull_layout
-        return cpu_kernels.EdgeBlock(
-            offsets.numpy(),
-            crow.numpy(),
-            col.numpy(),
-            values[order].numpy(),
-            directions.numpy(),
-            self.transposed.crow_indices().numpy(),
-            self.transposed.col_indices().numpy(),
-            values[self.transpose_order].numpy(),
+            transposed.numpy(),
             self.rows.numpy(),
             self.directions.numpy(),
         )

@@ -36,12 +36,13 @@ from graphfuse.server.replication.stream import (
     DESCRIPTION_HEADER,
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
-    MAX_REASON_CHARS,
     PUBLISH_BATCH_BYTES,
     PUBLISH_BATCH_RECORDS,
     StreamMessage,
     UpdateConsumer,
     batch_bodies,
+    dead_letter_body,
+    dead_letter_headers,
 )
 
 log = logging.getLogger(__name__)
@@ -130,19 +131,15 @@ class KafkaPartitionSource:
     async def dead_letter(
         self, message: StreamMessage, graph: str, reason: str, part: bytes | None = None, indexes: str = ""
     ) -> None:
-        headers = {
-            "Graphfuse-Reason": reason[:MAX_REASON_CHARS],
+        where = {
             "Graphfuse-Topic": self.updates.topic,
             "Graphfuse-Partition": str(self.partition),
             "Graphfuse-Offset": str(message.sequence - 1),
         }
-        if indexes:
-            headers["Graphfuse-Record-Indexes"] = indexes
-        for name in ("Content-Type", BATCH_HEADER):  # a kept batch reads as the message did
-            if name in message.headers:
-                headers[name] = message.headers[name]
-        data = message.data if part is None else part
-        await self.updates.send(self.updates.dead_letter_topic, graph, data[:MAX_BATCH_BYTES], headers)
+        headers = dead_letter_headers(message, reason, indexes, where)
+        await self.updates.send(
+            self.updates.dead_letter_topic, graph, dead_letter_body(message, part), headers
+        )
 
     async def close(self) -> None:
         self._closed.set()
@@ -338,13 +335,13 @@ class KafkaUpdates:
 
 
 async def _retrying(attempt: Any, deadline: float, what: str) -> None:
-    from aiokafka.errors import KafkaConnectionError, KafkaError
+    from aiokafka.errors import KafkaError
 
     while True:
         try:
             await attempt()
             return
-        except (KafkaConnectionError, KafkaError, OSError) as error:
+        except (KafkaError, OSError) as error:
             if time.monotonic() > deadline:
                 raise
             log.info("cannot %s yet (%s); trying again", what, error)

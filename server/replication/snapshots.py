@@ -146,6 +146,14 @@ def _checkpoint_files(data_dir: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def superseded(stored: list[SnapshotInfo], info: SnapshotInfo, keep: int) -> list[SnapshotInfo]:
+    """The snapshots to delete once ``info`` is stored beside ``stored`` (newest first): all but the newest
+    ``keep - 1`` others of its epoch, and every one of another epoch."""
+    others = [i for i in stored if i.name != info.name]
+    kept = [i for i in others if i.epoch == info.epoch][: keep - 1]
+    return [i for i in others if i not in kept]
+
+
 # ------------------------------------------------------------------------------------- taking, restoring
 async def take_snapshot(
     store: GraphStore, snapshots: SnapshotStore, stream: str | Sequence[str], epoch: str
@@ -330,11 +338,8 @@ class JetStreamSnapshots:
             bucket = await self._bucket(create=True)
             with archive.open("rb") as file:
                 await bucket.put(info.name, file, meta=meta)
-            stored = [i for i in await self.list() if i.name != info.name]
-            kept = [i for i in stored if i.epoch == info.epoch][: self.keep - 1]
-            for old in stored:
-                if old not in kept:
-                    await bucket.delete(old.name)
+            for old in superseded(await self.list(), info, self.keep):
+                await bucket.delete(old.name)
         except (NatsError, TimeoutError) as error:
             raise SnapshotError(f"storing {info.name} failed ({type(error).__name__}: {error})") from error
 
@@ -449,13 +454,8 @@ class S3Snapshots:
             Key=self._key(info),
             ExtraArgs={"Metadata": metadata},
         )
-        stored = [i for i in await self.list() if i.name != info.name]
-        kept = [i for i in stored if i.epoch == info.epoch][: self.keep - 1]
-        for old in stored:
-            if old not in kept:
-                await self._call(
-                    f"deleting {old.name}", "delete_object", Bucket=self.bucket, Key=self._key(old)
-                )
+        for old in superseded(await self.list(), info, self.keep):
+            await self._call(f"deleting {old.name}", "delete_object", Bucket=self.bucket, Key=self._key(old))
 
     async def get(self, info: SnapshotInfo, archive: Path) -> None:
         await self._call(

@@ -258,6 +258,26 @@ def batch_bodies(records: Sequence[Record], max_records: int, max_bytes: int) ->
     return bodies
 
 
+def dead_letter_headers(
+    message: StreamMessage, reason: str, indexes: str, where: dict[str, str]
+) -> dict[str, str]:
+    """A dead letter's headers: its reason, where the message came from (``where``, the source's own), the
+    positions of the batch's records it keeps, and the message's form, so that a kept batch reads as the
+    message did."""
+    headers = {"Graphfuse-Reason": reason[:MAX_REASON_CHARS], **where}
+    if indexes:
+        headers["Graphfuse-Record-Indexes"] = indexes
+    for name in ("Content-Type", BATCH_HEADER):
+        if name in message.headers:
+            headers[name] = message.headers[name]
+    return headers
+
+
+def dead_letter_body(message: StreamMessage, part: bytes | None) -> bytes:
+    """What a dead letter keeps: the whole message, or ``part`` of a batch, within a batch's size bound."""
+    return (message.data if part is None else part)[:MAX_BATCH_BYTES]
+
+
 def _passing(error: Any) -> bool:
     """Whether a JetStream error clears by itself: no answer yet, or an API error of a cluster that is still
     forming or electing."""
@@ -430,19 +450,13 @@ class JetStreamSource:
         self, message: StreamMessage, graph: str, reason: str, part: bytes | None = None, indexes: str = ""
     ) -> None:
         subject = f"graphfuse.{graph if re.fullmatch(r'[A-Za-z0-9_-]+', graph) else '_'}.deadletter"
-        headers = {
-            "Graphfuse-Reason": reason[:MAX_REASON_CHARS],
+        where = {
             "Graphfuse-Subject": message.subject,
             "Graphfuse-Sequence": str(message.sequence),
             "Nats-Msg-Id": f"dead-{message.sequence}",  # a redelivered bad message is kept once
         }
-        if indexes:
-            headers["Graphfuse-Record-Indexes"] = indexes
-        for name in ("Content-Type", BATCH_HEADER):  # a kept batch reads as the message did
-            if name in message.headers:
-                headers[name] = message.headers[name]
-        data = message.data if part is None else part
-        await self._js.publish(subject, data[:MAX_BATCH_BYTES], headers=headers)
+        headers = dead_letter_headers(message, reason, indexes, where)
+        await self._js.publish(subject, dead_letter_body(message, part), headers=headers)
 
     async def close(self) -> None:
         self._closed.set()
