@@ -63,7 +63,8 @@ Record = TripleRecord | EntityRecord | RelationRecord | Retraction
 
 def default_name(identifier: str) -> str:
     """Display name of an id given without one: ``pharmacologic_substance`` -> ``pharmacologic substance``."""
-    return " ".join(identifier.replace("_", " ").split())
+    name = " ".join(identifier.replace("_", " ").split())
+    return identifier if name == identifier else name  # the id's own string: millions of ids, one copy
 
 
 def has_words(name: str, type: str = "") -> bool:

@@ -30,6 +30,9 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
 
 def normalize(text: str) -> str:
     """The form names are matched in: lowercase words separated by single spaces, punctuation dropped."""
+    if text.isalnum():  # one word (most ids): the string itself when already lowercase, not a copy
+        lowered = text.lower()
+        return text if lowered == text else lowered
     return " ".join(token for token, _, _ in tokenize(text))
 
 
@@ -59,31 +62,65 @@ class EntityLinker:
 
     def __init__(self, graph: KnowledgeGraph) -> None:
         self.graph = graph
-        self._index: dict[str, dict[int, str]] = {}
-        self._keys: dict[int, list[str]] = {}
+        # normalised spelling -> the entities it names: one entity as an int (``e`` by its id or name, ``~e``
+        # by an alias), several as {entity: method}; an int per key keeps millions of ids small
+        self._index: dict[str, int | dict[int, str]] = {}
+        self._keys: dict[int, tuple[str, ...]] = {}  # an entity's keys, where they are more than its id's
         self.update(range(graph.num_entities))
 
     def update(self, entities: Iterable[int]) -> None:
         """(Re-)index the given entities after they were added, renamed or given aliases."""
         graph = self.graph
-        for index in entities:
-            for key in self._keys.pop(index, ()):
-                found = self._index.get(key)
-                if found is not None:
-                    found.pop(index, None)
-                    if not found:
-                        del self._index[key]
-            keys = self._keys[index] = []
-            texts = [(graph.entity_ids[index], "exact"), (graph.names[index], "exact")]
-            texts += [(alias, "alias") for alias in graph.aliases.get(index, ())]
+        index = self._index
+        for entity in entities:
+            for key in self._keys.pop(entity, None) or self._id_keys(entity):
+                self._remove(key, entity)
+            entity_id = graph.entity_ids[entity]
+            texts = [(entity_id, "exact"), (graph.names[entity], "exact")]
+            texts += [(alias, "alias") for alias in graph.aliases.get(entity, ())]
+            keys = []
             for text, method in texts:
                 key = normalize(text)
                 if not key:
                     continue
-                found = self._index.setdefault(key, {})
-                if found.get(index) != "exact":
-                    found[index] = method
                 keys.append(key)
+                if key not in index:
+                    index[key] = entity if method == "exact" else ~entity
+                    continue
+                found = self._found(key)
+                if found.get(entity) != "exact":
+                    found[entity] = method
+                self._store(key, found)
+            if set(keys) != set(self._id_keys(entity)):
+                self._keys[entity] = tuple(keys)
+
+    def _id_keys(self, entity: int) -> tuple[str, ...]:
+        key = normalize(self.graph.entity_ids[entity])
+        return (key,) if key else ()
+
+    def _found(self, key: str) -> dict[int, str]:
+        """The entities ``key`` names, ``{entity: "exact" | "alias"}`` (a new dict for a single one)."""
+        found = self._index.get(key)
+        if found is None:
+            return {}
+        if isinstance(found, int):
+            return {found: "exact"} if found >= 0 else {~found: "alias"}
+        return found
+
+    def _remove(self, key: str, entity: int) -> None:
+        found = self._found(key)
+        found.pop(entity, None)
+        if not found:
+            self._index.pop(key, None)
+        else:
+            self._store(key, found)
+
+    def _store(self, key: str, found: dict[int, str]) -> None:
+        if len(found) > 1:
+            self._index[key] = found
+        else:
+            ((entity, method),) = found.items()
+            self._index[key] = entity if method == "exact" else ~entity
 
     def lookup(self, text: str) -> list[tuple[int, str]]:
         """Entities ``text`` names, as ``(entity, method)``: the entity with exactly that id (ids are
@@ -91,7 +128,7 @@ class EntityLinker:
         exact_id = self.graph.entity_index.get(text)
         if exact_id is not None:
             return [(exact_id, "exact")]
-        return self._as_written_in(text, 0, len(text), self._index.get(normalize(text), {}))
+        return self._as_written_in(text, 0, len(text), self._found(normalize(text)))
 
     def _as_written_in(self, text: str, start: int, end: int, found: dict[int, str]) -> list[tuple[int, str]]:
         """``found``'s ``(entity, method)`` pairs for the mention ``text[start:end]``, narrowed to those
@@ -137,7 +174,7 @@ class EntityLinker:
                 words = [tokens[i][0] for i in range(start, start + length)]
                 if all(word in STOPWORDS for word in words):
                     continue
-                found = self._index.get(" ".join(words))
+                found = self._found(" ".join(words))
                 if found:
                     candidates.append((words[0] in STOPWORDS, start, found))
             # Among equally long spans, one that starts with a function word yields ("actors in Time Bandits":

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from graphfuse.gnn.inference.fusion import fuse_answer_text
 from graphfuse.gnn.inference.inferred_answers import with_inferred_answers
-from graphfuse.gnn.inference.linking import nearest_entities, strip_mentions, strip_topics
+from graphfuse.gnn.inference.linking import strip_mentions, strip_topics
 from graphfuse.gnn.inference.reasoner import (
     Question,
     Reasoning,
@@ -228,7 +228,7 @@ class AskHandler:
     def _nearest_topic(self, state: GraphState, vector: Tensor) -> list[Topic]:
         if state.graph.num_entities == 0:
             return []
-        scores, indices = nearest_entities(vector, state.entity_vectors, 1)
+        scores, indices = state.entity_vectors.nearest(vector, 1)
         if float(scores[0]) < self.registry.config.link_threshold:
             return []
         return [Topic(int(indices[0]), float(scores[0]), "", "embedding")]

@@ -15,7 +15,7 @@ from graphfuse.encoder import DeadlineExpired
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.inference.evidence import Evidence, EvidenceHop
 from graphfuse.gnn.inference.link_predictions import InferredTriple, LinkPattern, infer_many
-from graphfuse.gnn.inference.linking import nearest_entities, normalize
+from graphfuse.gnn.inference.linking import normalize
 from graphfuse.server.core.errors import InvalidArgument, NotFound
 from graphfuse.server.core.named import MATCH_CONFIDENCE, LinkedEntity, NamedEvidence, Topic, named_evidence
 from graphfuse.server.core.reason_batcher import ReasonBatcher
@@ -255,7 +255,7 @@ class LookupHandler:
         if matched:
             return matched
         if state.graph.num_entities:
-            scores, indices = nearest_entities(vectors[text], state.entity_vectors, 1)
+            scores, indices = state.entity_vectors.nearest(vectors[text], 1)
             if float(scores[0]) >= self.registry.config.link_threshold:
                 return Topic(int(indices[0]), float(scores[0]), text, "embedding")
         raise NotFound(f"{field_name} {text!r} matches no entity of graph {state.name!r}")
@@ -295,7 +295,7 @@ class LookupHandler:
             if state.graph.num_entities and len(candidates) < top_k:
                 if text not in vectors:
                     raise Unembedded([text])
-                scores, indices = nearest_entities(vectors[text], state.entity_vectors, top_k)
+                scores, indices = state.entity_vectors.nearest(vectors[text], top_k)
                 for score, entity in zip(scores.tolist(), indices.tolist(), strict=True):
                     candidates.setdefault(entity, Topic(entity, max(score, 0.0), text, "embedding"))
             ranked = sorted(candidates.values(), key=lambda t: -t.score)[:top_k]

@@ -18,6 +18,7 @@ from graphfuse.gnn.data.records import Record, RelationRecord, has_words
 from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.inference.link_predictions import LinkInference, LinkScorer
 from graphfuse.gnn.inference.linking import EntityLinker
+from graphfuse.gnn.inference.name_vectors import NameVectors
 from graphfuse.gnn.inference.pattern_links import PatternLinkInference
 from graphfuse.gnn.inference.reasoner import TrainedReasoner, ZeroShotReasoner
 from graphfuse.gnn.inference.recommendations import Recommendation
@@ -47,8 +48,8 @@ class GraphState:
         self.graph = graph
         self.device = torch.device(device)  # where the recommender scores (the other graph models: CPU)
         self.linker = EntityLinker(graph)
-        # (N, D) name vectors, rows following graph entity indices; fp16 halves them (readers upcast)
-        self.entity_vectors = torch.zeros(0, dimensions, dtype=vector_dtype)
+        # (N, D) name vectors by graph entity index, held for named entities; fp16 halves them
+        self.entity_vectors = NameVectors(dimensions, vector_dtype)
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D) each relation's name
         self._phrases: list[RelationPhrases | None] = []  # as last encoded, by relation
         self._phrased_edges: list[int] = []  # edges each relation had when last phrased
@@ -176,7 +177,7 @@ class GraphState:
         """Add records to the graph and index their names for linking; returns the relation phrases to
         embed now. New or renamed entities wait for their vectors in :meth:`queue_names`.
 
-        New entities and relations get zero vectors until `set_name_vectors` fills them in, so the vector
+        New entities and relations read as zero vectors until `set_name_vectors` fills them in, so the vector
         tables always match the graph's size.
         """
         update = self.graph.add(records)
@@ -190,14 +191,18 @@ class GraphState:
         skipped (see :meth:`names_to_embed`)."""
         graph = self.graph
         self._named.extend(bytes(graph.num_entities - len(self._named)))
+        self.entity_vectors.grow(graph.num_entities)
+        queued = []
         for i in range(graph.num_entities) if entities is None else entities:
             named = has_words(graph.names[i], graph.types[i])
             self._named_count += named - self._named[i]
             self._named[i] = named
             if named:
                 self._pending[i] = None
+                queued.append(i)
             else:
                 self._pending.pop(i, None)
+        self.entity_vectors.reserve(queued)
 
     def next_names(self, limit: int) -> NamesToEmbed:
         """Up to ``limit`` queued entity names, oldest first, taken off the queue until
@@ -251,7 +256,7 @@ class GraphState:
             for i in (range(graph.num_entities) if entities is None else entities)
             if has_words(graph.names[i], graph.types[i])
         ]
-        self._grow_entity_vectors()
+        self.entity_vectors.grow(graph.num_entities)
         dimensions = self.entity_vectors.shape[1]
         grown = graph.num_relations - self.relation_vectors.shape[0]
         if grown > 0:
@@ -277,9 +282,7 @@ class GraphState:
         """Store the vectors (len(names.texts), D) of `names`, in the order of its texts (an empty text's
         vector is zero)."""
         split = len(names.entities)
-        if names.entities:
-            rows = torch.tensor(names.entities, dtype=torch.long)
-            self.entity_vectors[rows] = vectors[:split].to(self.entity_vectors.dtype)
+        self.entity_vectors.set(names.entities, vectors[:split])
         at = split
         for r, phrased in zip(names.relations, names.phrases, strict=True):
             forward = vectors[at : at + len(phrased.forward)]
@@ -299,20 +302,13 @@ class GraphState:
         """Store the vectors ``(len(names.texts), D)`` of names taken by :meth:`next_names`; an entity renamed
         since is queued again instead."""
         self._in_flight -= len(names.entities)
-        self._grow_entity_vectors()
+        self.entity_vectors.grow(self.graph.num_entities)
         now = self.graph.names
-        same = torch.tensor([now[i] == text for i, text in zip(names.entities, names.texts, strict=True)])
-        if same.any():
-            rows = torch.tensor(names.entities, dtype=torch.long)
-            self.entity_vectors[rows[same]] = vectors[same].to(self.entity_vectors.dtype)
-        self.queue_names(i for i, kept in zip(names.entities, same.tolist(), strict=True) if not kept)
-
-    def _grow_entity_vectors(self) -> None:
-        """Zero rows for entities added since (the table always matches the graph's size once grown)."""
-        grown = self.graph.num_entities - self.entity_vectors.shape[0]
-        if grown > 0:
-            rows = self.entity_vectors.new_zeros(grown, self.entity_vectors.shape[1])  # the table's dtype
-            self.entity_vectors = torch.cat([self.entity_vectors, rows])
+        same = [now[i] == text for i, text in zip(names.entities, names.texts, strict=True)]
+        if any(same):
+            current = [i for i, kept in zip(names.entities, same, strict=True) if kept]
+            self.entity_vectors.set(current, vectors[torch.tensor(same)])
+        self.queue_names(i for i, kept in zip(names.entities, same, strict=True) if not kept)
 
     def embed_names(self, encoder: TextEncoder, store: GraphStore) -> None:
         """Encode every name at once on the calling thread (training jobs; the store caches vectors)."""

@@ -121,14 +121,15 @@ def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
         "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
     entity_rowids = np.fromiter((row[0] for row in entity_rows), dtype=np.int64, count=len(entity_rows))
-    position = {rowid: i for i, rowid in enumerate(entity_rowids.tolist())}
-    aliases: dict[int, list[str]] = {}
-    for entity, alias in conn.execute(
+    alias_rows = conn.execute(
         "SELECT a.entity, a.alias FROM aliases AS a JOIN entities AS e ON e.id = a.entity "
         "WHERE e.graph_id = ? ORDER BY a.id",
         (graph_id,),
-    ):
-        aliases.setdefault(position[entity], []).append(alias)
+    ).fetchall()
+    positions = np.searchsorted(entity_rowids, [entity for entity, _ in alias_rows]).tolist()
+    aliases: dict[int, list[str]] = {}
+    for position, (_, alias) in zip(positions, alias_rows, strict=True):
+        aliases.setdefault(position, []).append(alias)
     relation_rows = conn.execute(
         "SELECT id, name FROM relations WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
@@ -149,7 +150,7 @@ def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
     renumber[numbering] = np.arange(numbering.size)
     return StoredColumns(
         [row[1] for row in entity_rows],
-        [row[2] for row in entity_rows],
+        [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
         [row[3] for row in entity_rows],
         {i: tuple(a) for i, a in aliases.items()},
         [relation_rows[i][1] for i in numbering.tolist()],
