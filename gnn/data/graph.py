@@ -684,6 +684,7 @@ class KnowledgeGraph:
         names: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
         aliases: dict[int, tuple[str, ...]] | None = None,
+        distinct: bool = False,
     ) -> KnowledgeGraph:
         """A graph from id lists and edge index tensors, without a Python step per edge.
 
@@ -696,6 +697,7 @@ class KnowledgeGraph:
             names: display names (default: derived from the ids, as for records without a name).
             types: node types, ``""`` for untyped (default: all untyped).
             aliases: linking aliases by entity index (default: none).
+            distinct: the edges are known to be distinct (a store's rows): no search for repeats.
         """
         n, r = len(entity_ids), len(relation_ids)
         edges = [torch.as_tensor(column) for column in (heads, relations, tails)]
@@ -718,7 +720,7 @@ class KnowledgeGraph:
         for name, values in (("names", names), ("types", types)):
             if values is not None and len(values) != n:
                 raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
-        keep = first_appearances(heads.numpy(), relations.numpy(), tails.numpy(), n, r)
+        keep = None if distinct else first_appearances(heads.numpy(), relations.numpy(), tails.numpy(), n, r)
         if keep is not None:
             heads, relations, tails = (column[torch.from_numpy(keep)] for column in (heads, relations, tails))
         return cls._from_parts(

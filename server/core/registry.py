@@ -278,6 +278,7 @@ class GraphRegistry:
                 names=stored.names,
                 types=stored.types,
                 aliases=stored.aliases,
+                distinct=True,  # the store's unique index
             )
             graph.add(relations)  # after the triples, so relations are numbered as before relation records
             state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device, self.vector_dtype)

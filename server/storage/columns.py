@@ -17,6 +17,7 @@ import pandas as pd
 
 from graphfuse.gnn.data.records import default_name
 from graphfuse.gnn.formats.bulk import GraphColumns
+from graphfuse.server.storage.edge_files import StoredEdges
 
 __all__ = ["StoredColumns", "insert_columns", "select_columns"]
 
@@ -115,8 +116,11 @@ def _rowids(conn: sqlite3.Connection, query: str, graph_id: int, wanted: np.ndar
     return rowids[positions]
 
 
-def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
-    """Graph ``graph_id`` as columns, inside the caller's transaction."""
+def select_columns(
+    conn: sqlite3.Connection, graph_id: int, edges: StoredEdges | None = None
+) -> tuple[StoredColumns, StoredEdges]:
+    """Graph ``graph_id`` as columns, inside the caller's transaction, and its edges as positions; ``edges``
+    (read from the graph's edge file) stand for the triples, which are then not read."""
     entity_rows = conn.execute(
         "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
@@ -133,7 +137,24 @@ def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
     relation_rows = conn.execute(
         "SELECT id, name FROM relations WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
-    relation_rowids = np.array([row[0] for row in relation_rows], dtype=np.int64)
+    if edges is None:
+        edges = _select_edges(conn, graph_id, entity_rowids, np.array([row[0] for row in relation_rows]))
+    columns = StoredColumns(
+        [row[1] for row in entity_rows],
+        [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
+        [row[3] for row in entity_rows],
+        {i: tuple(a) for i, a in aliases.items()},
+        [relation_rows[i][1] for i in edges.relations.tolist()],
+        edges.heads,
+        edges.rels,
+        edges.tails,
+    )
+    return columns, edges
+
+
+def _select_edges(
+    conn: sqlite3.Connection, graph_id: int, entity_rowids: np.ndarray, relation_rowids: np.ndarray
+) -> StoredEdges:
     cursor = conn.execute(
         "SELECT head, relation, tail FROM triples WHERE graph_id = ? ORDER BY id", (graph_id,)
     )
@@ -143,18 +164,9 @@ def select_columns(conn: sqlite3.Connection, graph_id: int) -> StoredColumns:
     edges = np.concatenate(blocks) if blocks else np.empty((0, 3), dtype=np.int64)
     heads = np.searchsorted(entity_rowids, edges[:, 0])
     tails = np.searchsorted(entity_rowids, edges[:, 2])
-    stored_rels = np.searchsorted(relation_rowids, edges[:, 1])
+    stored_rels = np.searchsorted(relation_rowids.astype(np.int64), edges[:, 1])
     used, first = np.unique(stored_rels, return_index=True)
     numbering = used[np.argsort(first)]  # relations by first use; the relation records add the others
-    renumber = np.full(len(relation_rows), -1, dtype=np.int64)
+    renumber = np.full(relation_rowids.size, -1, dtype=np.int64)
     renumber[numbering] = np.arange(numbering.size)
-    return StoredColumns(
-        [row[1] for row in entity_rows],
-        [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
-        [row[3] for row in entity_rows],
-        {i: tuple(a) for i, a in aliases.items()},
-        [relation_rows[i][1] for i in numbering.tolist()],
-        heads,
-        renumber[stored_rels],
-        tails,
-    )
+    return StoredEdges(heads, renumber[stored_rels], tails, numbering)

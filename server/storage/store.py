@@ -44,6 +44,7 @@ from graphfuse.gnn.data.records import (
     default_name,
 )
 from graphfuse.gnn.formats.bulk import GraphColumns
+from graphfuse.server.storage import edge_files
 from graphfuse.server.storage.columns import StoredColumns, insert_columns, select_columns
 
 __all__ = [
@@ -529,6 +530,7 @@ class GraphStore:
             for table in ("triples", "relations", "entities"):
                 conn.execute(f"DELETE FROM {table} WHERE graph_id = ?", (graph_id,))
             conn.execute("DELETE FROM graphs WHERE id = ?", (graph_id,))
+        edge_files.remove(self.data_dir, graph_id)
         return True
 
     def has_graph(self, name: str) -> bool:
@@ -612,7 +614,13 @@ class GraphStore:
             GraphNotFoundError: no graph ``name``.
         """
         with self._transaction("read_columns", immediate=False) as conn:
-            return select_columns(conn, self._graph_row(conn, name)[0])
+            row = self._graph_row(conn, name)
+            stamp = (row[0], *row[3:])  # id, entities, relations, triples, created and last changed
+            stored = edge_files.load(self.data_dir, stamp)
+            columns, edges = select_columns(conn, row[0], stored)
+        if stored is None:
+            edge_files.save(self.data_dir, stamp, edges)
+        return columns
 
     def set_stream_position(self, stream: str, sequence: int) -> None:
         """Record that ``stream`` was consumed up to ``sequence`` (positions only grow)."""
