@@ -16,9 +16,11 @@ names to embed), then:
   10 warm-up calls; p50 and p99 (``--queries`` sets the 200).
 
 With ``--online`` the smallest size is also loaded through a running server (``graphfuse ingest`` in
-acknowledged chunks of 5,000), for the ratio of the two load paths.
+acknowledged chunks of 5,000), for the ratio of the two load paths. With ``--names`` entities are named by
+pseudo-words ("Tovaremi Kel"), whose vectors the server reserves at the start and embeds in the background
+while the queries run (the topic is then given by its name); the memory then includes a vector per entity.
 
-Usage: python -m bench.scaling [--sizes 1000000,2250000,10000000] [--online]
+Usage: python -m bench.scaling [--sizes 1000000,2250000,10000000] [--online] [--names] [--queries 200]
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from bench.hetionet_lookup import ENV, rss_mb
 from bench.synthetic_kg import generate, write_tsv
@@ -65,20 +69,22 @@ def latencies(call, arguments: list) -> tuple[float, float]:
     return percentile(times, 0.5), percentile(times, 0.99)
 
 
-def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, queries: int) -> dict:
+def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, queries: int, names: bool) -> dict:
     path = folder / f"kg-{num_edges}.tsv"
     graph = generate(num_edges)
-    write_tsv(graph, path, id_prefix="")  # plain numbers: no names to embed
+    write_tsv(graph, path, id_prefix=None if names else "")  # plain numbers: no names to embed
     rng = random.Random(0)
     picks = [rng.randrange(graph.heads.size) for _ in range(queries)]
-    heads, rels = graph.heads[picks].tolist(), graph.rels[picks].tolist()
+    labels = graph.names if names else np.arange(graph.names.size).astype(str)
+    heads, rels = labels[graph.heads[picks]].tolist(), graph.rels[picks].tolist()
     edges, relation_names = graph.heads.size, graph.relations
-    del graph  # the server gets the machine's memory
+    del graph, labels  # the server gets the machine's memory
     data_dir = folder / f"data-{num_edges}"
     wall, summary = timed_command(
         "ingest", str(path), "--graph", "kg", "--offline", "--data-dir", str(data_dir), "--json"
     )
     row = {
+        "names": names,
         "edges": int(edges),
         "entities": summary["entities"],
         "offline_s": wall,
@@ -90,12 +96,12 @@ def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, querie
         row["rss_mb"] = rss_mb(process.pid)
         row["bytes_per_edge"] = (row["rss_mb"] - empty_rss) * 2**20 / edges
         with Client(target, timeout=120) as client:
-            lookups = [(str(head), relation_names[rel]) for head, rel in zip(heads, rels, strict=True)]
+            lookups = [(head, relation_names[rel]) for head, rel in zip(heads, rels, strict=True)]
             row["lookup_ms"] = latencies(
                 lambda a: client.lookup("kg", head=a[0], relation=a[1], facts_only=True, top_k=10), lookups
             )
             for hops in (1, 2, 3):
-                topics = [str(head) for head in heads]
+                topics = heads
                 row[f"ask{hops}_ms"] = latencies(
                     lambda topic, hops=hops: client.ask(
                         "which things are linked to this one?", "kg", 10, hops, [topic]
@@ -126,6 +132,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="1000000,2250000,10000000")
     parser.add_argument("--online", action="store_true", help="also load the smallest size through a server")
+    parser.add_argument(
+        "--names", action="store_true", help="entities named by pseudo-words (embedded in the background)"
+    )
     parser.add_argument("--queries", type=int, default=QUERIES, help="random heads per measured call")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -139,7 +148,7 @@ def main() -> None:
         stop_server(process)
         print(f"empty server: {empty_rss:.0f} MB", flush=True)
         for i, size in enumerate(sizes):
-            rows.append(measure(size, folder, empty_rss, args.online and i == 0, args.queries))
+            rows.append(measure(size, folder, empty_rss, args.online and i == 0, args.queries, args.names))
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

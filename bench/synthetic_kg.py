@@ -14,6 +14,7 @@ Usage: python -m bench.synthetic_kg --edges 1000000 --out graph.tsv [--entities 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,17 +86,30 @@ def generate(
                 pool = members[side]
                 out.append(pool[_power_law_ranks(rng, pool.size, count)])
         drawn = (np.concatenate(heads) * num_relations + np.concatenate(rels)) * n + np.concatenate(tails)
-        keys = np.unique(np.concatenate([keys, drawn]))
+        keys = _sorted_union(keys, np.unique(drawn))
     keys = rng.permutation(keys)[:num_edges]
     heads_, rest = np.divmod(keys, num_relations * n)
     rels_, tails_ = np.divmod(rest, n)
     return SyntheticGraph(pseudo_names(n, seed), kinds, relations, heads_, rels_, tails_)
 
 
+def _sorted_union(keys: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """``np.unique`` of both sorted, distinct arrays, merging instead of sorting ``keys`` again."""
+    at = np.searchsorted(keys, drawn).clip(max=max(keys.size - 1, 0))
+    new = drawn[keys[at] != drawn] if keys.size else drawn
+    return np.sort(np.concatenate([keys, new]), kind="stable")  # two sorted runs: one merge
+
+
 def _power_law_ranks(rng: np.random.Generator, size: int, count: int, exponent: float = 1.1) -> np.ndarray:
     """``count`` draws from ``range(size)`` with probability falling as ``(rank + 1) ** -exponent``."""
-    weights = np.cumsum(1.0 / np.arange(1, size + 1) ** exponent)
+    weights = _cumulative_weights(size, exponent)
     return np.minimum(np.searchsorted(weights, rng.random(count) * weights[-1]), size - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _cumulative_weights(size: int, exponent: float) -> np.ndarray:
+    """One table per kind's size (every relation draws from one of the kinds)."""
+    return np.cumsum(1.0 / np.arange(1, size + 1) ** exponent)
 
 
 def write_tsv(
