@@ -386,14 +386,17 @@ def out_degree(
     ``counts`` instead of 1 when given: -1 removes one)."""
     directed = torch.cat([relations, relations + num_relations])
     sources = torch.cat([heads, tails])
-    values = torch.ones(directed.numel()) if counts is None else torch.cat([counts, counts]).float()
-    degree = torch.sparse_coo_tensor(
-        torch.stack([directed, sources]),
-        values,
-        size=(2 * num_relations, num_entities),
-        check_invariants=False,
+    n = max(num_entities, 1)
+    keys, inverse = torch.unique(directed * n + sources, return_inverse=True)  # sorted by (d, u)
+    if counts is None:
+        values = torch.bincount(inverse, minlength=keys.numel()).float()
+    else:
+        values = torch.zeros(keys.numel()).index_add_(0, inverse, torch.cat([counts, counts]).float())
+    crow = torch.zeros(2 * num_relations + 1, dtype=torch.long)
+    crow[1:] = torch.cumsum(torch.bincount(keys // n, minlength=2 * num_relations), 0)
+    return torch.sparse_csr_tensor(
+        crow, keys % n, values, size=(2 * num_relations, num_entities), check_invariants=False
     )
-    return degree.coalesce().to_sparse_csr()
 
 
 def _resized_degree(degree: Tensor, num_entities: int, num_relations: int) -> Tensor:
@@ -740,7 +743,8 @@ class KnowledgeGraph:
         Sub-entity ``i`` is global entity ``entities[i]`` (pass them ascending to keep the global order, so
         ties between entities break the same way in both graphs). Relations are all kept, with the same
         indices in the same order, so relation vectors line up with both graphs; names, types and aliases
-        come along. The edges are found with one vectorised pass over the edge tensors.
+        come along. The edges are found through the index of edges by head: the work is the entities'
+        out-edges, not the whole graph.
 
         Shapes:
             entities: ``(n,)`` distinct global entity indices.
@@ -757,12 +761,15 @@ class KnowledgeGraph:
             raise ValueError(
                 f"Expected 'entities' in [0, {n}) (got [{int(entities.min())}, {int(entities.max())}])"
             )
-        local = torch.full((n,), -1, dtype=torch.long)
-        local[entities] = torch.arange(entities.numel())
+        local = torch.full((n,), -1, dtype=torch.int32)
+        local[entities] = torch.arange(entities.numel(), dtype=torch.int32)
         if int((local >= 0).sum()) != entities.numel():
             raise ValueError("Expected distinct 'entities' (got repeated indices)")
-        heads, rels, tails = local[self._heads], self._rels, local[self._tails]  # (E,)
-        inside = (heads >= 0) & (tails >= 0)
+        positions, which = self.edges_of_heads(entities)  # their out-edges only, not a pass over every edge
+        tails = local[self._tails[positions]]
+        inside = tails >= 0
+        positions, order = torch.sort(positions[inside])  # the whole graph's edge order
+        heads, rels, tails = which[inside][order], self._rels[positions], tails[inside][order].long()
         kept = entities.tolist()
         aliases = self.aliases
         induced = self._from_parts(
@@ -771,9 +778,9 @@ class KnowledgeGraph:
             [self.types[i] for i in kept],
             {sub: aliases[i] for sub, i in enumerate(kept) if i in aliases} if aliases else {},
             list(self.relation_ids),
-            heads[inside],
-            rels[inside],
-            tails[inside],
+            heads,
+            rels,
+            tails,
         )
         induced.relation_records = dict(self.relation_records)
         return induced
@@ -1019,9 +1026,10 @@ class KnowledgeGraph:
         return found
 
     def prepare(self) -> None:
-        """Merge and build every layout queries read (transitions, degrees, the node-ordered edges), so
-        that the first query after loading does not pay for it."""
+        """Merge and build every layout queries read (transitions, degrees, the node-ordered edges, the
+        index of edges by head), so that the first query after loading does not pay for it."""
         self.stacked_transitions().prepare()
+        self._position_index("heads", self._heads)
         if cpu_kernels.available(self.out_degree().values()):
             cpu_kernels.degree_by_node(self.out_degree())
 
