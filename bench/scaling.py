@@ -9,8 +9,8 @@ names to embed), then:
 - a real ``graphfuse serve --no-demo`` starts on that directory (seconds until it is ready: the first start,
   which reads the triples from the database and writes the graph's edge file), and its resident memory
   (VmRSS) is read beside that of a server on an empty directory: the difference per edge is what the graph
-  costs in memory; after the queries below it is stopped and started again (the restart, which reads the
-  edge file);
+  costs in memory (read again after the queries, which build caches of their own); after them it is
+  stopped and started again (the restart, which reads the edge file);
 - one caller over gRPC: ``Lookup(head, relation)`` of stored facts (facts only) and ``Ask`` with the topic
   given by id at 1, 2 and 3 hops (``max_hops``), each for 200 random entities with at least one edge, after
   10 warm-up calls; p50 and p99 (``--queries`` sets the 200).
@@ -108,6 +108,7 @@ def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, querie
                     ),
                     topics,
                 )
+        row["rss_after_mb"] = rss_mb(process.pid)
     finally:
         stop_server(process)
     process, _, row["restart_s"] = start_server(data_dir, "--no-demo")  # reads the edge file the first wrote
@@ -153,8 +154,8 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
     print(
-        "\n| edges | entities | offline ingest s (triples/s) | first start s | restart s | RSS MB "
-        "| bytes/edge | Lookup p50/p99 ms | Ask 1 hop | Ask 2 hops | Ask 3 hops |"
+        "\n| edges | entities | offline ingest s (triples/s) | first start s | restart s "
+        "| RSS MB, ready / after | bytes/edge | Lookup p50/p99 ms | Ask 1 hop | Ask 2 hops | Ask 3 hops |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -164,8 +165,8 @@ def main() -> None:
             f"{row['offline_s']:.1f} ({row['edges'] / row['offline_s']:,.0f})",
             f"{row['first_start_s']:.1f}",
             f"{row['restart_s']:.1f}",
-            f"{row['rss_mb']:.0f}",
-            f"{row['bytes_per_edge']:.0f}",
+            f"{row['rss_mb']:.0f} / {row['rss_after_mb']:.0f}",
+            f"{row['bytes_per_edge']:.0f} / {(row['rss_after_mb'] - empty_rss) * 2**20 / row['edges']:.0f}",
             *(f"{row[k][0]:.1f} / {row[k][1]:.1f}" for k in ("lookup_ms", "ask1_ms", "ask2_ms", "ask3_ms")),
         ]
         print("| " + " | ".join(cells) + " |")
