@@ -338,9 +338,13 @@ def build_transitions(
     destinations = torch.cat([tails, heads])
     sources = torch.cat([heads, tails])
     row_key = directions * n + destinations
-    order = torch.argsort(sources, stable=True)
-    order = order[torch.argsort(row_key[order], stable=True)]
-    row_key, col = row_key[order], sources[order]
+    if 2 * r * n * n < 2**63:  # one sort of (row, source) keys, distinct since the edges are
+        value_key, order = torch.sort(row_key * n + sources)
+        row_key, col = value_key // n, value_key % n
+    else:
+        order = torch.argsort(sources, stable=True)
+        order = order[torch.argsort(row_key[order], stable=True)]
+        row_key, col = row_key[order], sources[order]
     keys, counts = torch.unique_consecutive(row_key, return_counts=True)  # (M,)
     m = keys.numel()
     rows, row_directions = keys % max(n, 1), keys // max(n, 1)

@@ -66,15 +66,21 @@ class EntityLinker:
         # by an alias), several as {entity: method}; an int per key keeps millions of ids small
         self._index: dict[str, int | dict[int, str]] = {}
         self._keys: dict[int, tuple[str, ...]] = {}  # an entity's keys, where they are more than its id's
-        self.update(range(graph.num_entities))
+        self._add(range(graph.num_entities))
 
     def update(self, entities: Iterable[int]) -> None:
         """(Re-)index the given entities after they were added, renamed or given aliases."""
-        graph = self.graph
-        index = self._index
+        entities = list(entities)
         for entity in entities:
             for key in self._keys.pop(entity, None) or self._id_keys(entity):
                 self._remove(key, entity)
+        self._add(entities)
+
+    def _add(self, entities: Iterable[int]) -> None:
+        """Index entities that have no keys in the index."""
+        graph = self.graph
+        index = self._index
+        for entity in entities:
             entity_id = graph.entity_ids[entity]
             texts = [(entity_id, "exact"), (graph.names[entity], "exact")]
             texts += [(alias, "alias") for alias in graph.aliases.get(entity, ())]

@@ -44,7 +44,7 @@ from graphfuse.gnn.data.records import (
     default_name,
 )
 from graphfuse.gnn.formats.bulk import GraphColumns
-from graphfuse.server.storage import edge_files
+from graphfuse.server.storage import clean_close, edge_files
 from graphfuse.server.storage.columns import StoredColumns, insert_columns, select_columns
 
 __all__ = [
@@ -354,6 +354,19 @@ class GraphStore:
             self._conn = None
             raise
 
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` of every page (skipped when the file is as a clean close left it)."""
+        assert self._conn is not None
+        try:
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as error:
+            raise self._corrupt(f"is unreadable ({error})") from error
+        if problems != ["ok"]:
+            shown = "; ".join(problems[:3]) + (
+                f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            )
+            raise self._corrupt(f"is damaged (quick_check: {shown})")
+
     def _corrupt(self, what: str) -> StoreCorruptError:
         return StoreCorruptError(
             f"{self.path} {what}; restore it from a backup, or move it away (with any "
@@ -363,15 +376,8 @@ class GraphStore:
     def _open(self) -> None:
         conn = self._conn
         assert conn is not None
-        try:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-        except sqlite3.DatabaseError as error:
-            raise self._corrupt(f"is unreadable ({error})") from error
-        if problems != ["ok"]:
-            shown = "; ".join(problems[:3]) + (
-                f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-            )
-            raise self._corrupt(f"is damaged (quick_check: {shown})")
+        if not clean_close.take(self.path):
+            self._check_integrity()
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -452,6 +458,7 @@ class GraphStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+                clean_close.mark(self.path)
 
     def backup(self, path: str | Path) -> None:
         """Copy the database to ``path`` as it stands after one committed transaction (SQLite's online backup

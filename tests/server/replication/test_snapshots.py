@@ -72,7 +72,8 @@ def test_a_snapshot_carries_the_store_its_position_and_the_checkpoints(tmp_path:
     assert (tmp_path / "b" / "checkpoints" / "med.pt").read_bytes() == b"reasoner"
     assert (tmp_path / "b" / "checkpoints" / "link" / "med.pt").read_bytes() == b"link predictor"
     assert not (tmp_path / "b" / "checkpoints" / ".med.pt.x.tmp").exists()
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoints", DB_FILENAME]
+    installed = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert installed == ["checkpoints", DB_FILENAME, f"{DB_FILENAME}.clean"]  # `copy` closed cleanly
     with pytest.raises(SnapshotError, match="has a store already"):
         install_snapshot(tmp_path / "snapshot.tar", tmp_path / "b")
 
