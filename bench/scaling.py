@@ -35,8 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.hetionet_lookup import ENV, rss_mb
 from bench.synthetic_kg import generate, write_tsv
 from bench.umls_qa import GRAPHFUSE, percentile, start_server, stop_server
@@ -75,10 +73,9 @@ def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, querie
     write_tsv(graph, path, id_prefix=None if names else "")  # plain numbers: no names to embed
     rng = random.Random(0)
     picks = [rng.randrange(graph.heads.size) for _ in range(queries)]
-    labels = graph.names if names else np.arange(graph.names.size).astype(str)
-    heads, rels = labels[graph.heads[picks]].tolist(), graph.rels[picks].tolist()
-    edges, relation_names = graph.heads.size, graph.relations
-    del graph, labels  # the server gets the machine's memory
+    heads = graph.names[graph.heads[picks]].tolist() if names else [str(h) for h in graph.heads[picks]]
+    rels, edges, relation_names = graph.rels[picks].tolist(), graph.heads.size, graph.relations
+    del graph  # the server gets the machine's memory
     data_dir = folder / f"data-{num_edges}"
     wall, summary = timed_command(
         "ingest", str(path), "--graph", "kg", "--offline", "--data-dir", str(data_dir), "--json"

@@ -149,9 +149,7 @@ def compare(name: str, graph: KnowledgeGraph, caps: list[int], size: int, repeat
         )
 
         def build(entities: torch.Tensor = entities) -> CappedSubgraph:
-            local = torch.full((graph.num_entities,), -1, dtype=torch.long)
-            local[entities] = torch.arange(entities.numel())
-            sub = CappedSubgraph(graph.subgraph(entities), entities, local)
+            sub = CappedSubgraph(graph.subgraph(entities), entities)
             sub.graph.stacked_transitions()  # built by the first propagation anyway
             sub.graph.out_degree()
             return sub

@@ -81,12 +81,10 @@ class EntityLinker:
         graph = self.graph
         index = self._index
         for entity in entities:
-            entity_id = graph.entity_ids[entity]
-            texts = [(entity_id, "exact"), (graph.names[entity], "exact")]
-            texts += [(alias, "alias") for alias in graph.aliases.get(entity, ())]
+            id_key = normalize(graph.entity_ids[entity])
+            texts = [(graph.names[entity], "exact")] + [(a, "alias") for a in graph.aliases.get(entity, ())]
             keys = []
-            for text, method in texts:
-                key = normalize(text)
+            for key, method in [(id_key, "exact")] + [(normalize(text), method) for text, method in texts]:
                 if not key:
                     continue
                 keys.append(key)
@@ -97,7 +95,7 @@ class EntityLinker:
                 if found.get(entity) != "exact":
                     found[entity] = method
                 self._store(key, found)
-            if set(keys) != set(self._id_keys(entity)):
+            if set(keys) != ({id_key} if id_key else set()):  # else update() derives them from the id
                 self._keys[entity] = tuple(keys)
 
     def _id_keys(self, entity: int) -> tuple[str, ...]:

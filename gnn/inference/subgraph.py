@@ -239,13 +239,14 @@ class CappedSubgraph:
 
     graph: KnowledgeGraph  # the induced subgraph, same relations in the same order
     entities: Tensor  # (n,) ascending: sub-entity i is global entity entities[i]
-    local: Tensor  # (N,) global -> sub index, -1 outside
 
     def question(self, question: Question) -> Question:
         """``question`` with its topic entities in sub-indices (they must be kept)."""
-        topics = tuple((int(self.local[e]), w) for e, w in question.topics)
-        if any(e < 0 for e, _ in topics):
+        wanted = torch.tensor([e for e, _ in question.topics], dtype=torch.long)
+        at = torch.searchsorted(self.entities, wanted).clamp_(max=max(self.entities.numel() - 1, 0))
+        if self.entities.numel() == 0 or not bool((self.entities[at] == wanted).all()):
             raise ValueError("Expected every topic entity of the question inside the subgraph")
+        topics = tuple((i, w) for i, (_, w) in zip(at.tolist(), question.topics, strict=True))
         return dataclasses.replace(question, topics=topics)
 
     def reasoning(self, reasoning: Reasoning) -> Reasoning:
@@ -272,9 +273,7 @@ def capped_subgraph(
     entities, _ = select_entities(graph, seeds, config)
     if entities.numel() > config.whole_graph_fraction * graph.num_entities:
         return None
-    local = torch.full((graph.num_entities,), -1, dtype=torch.long)
-    local[entities] = torch.arange(entities.numel())
-    return CappedSubgraph(graph.subgraph(entities), entities, local)
+    return CappedSubgraph(graph.subgraph(entities), entities)
 
 
 def reason_capped(

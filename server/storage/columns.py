@@ -138,7 +138,8 @@ def select_columns(
         "SELECT id, name FROM relations WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
     if edges is None:
-        edges = _select_edges(conn, graph_id, entity_rowids, np.array([row[0] for row in relation_rows]))
+        relation_rowids = np.array([row[0] for row in relation_rows], dtype=np.int64)
+        edges = _select_edges(conn, graph_id, entity_rowids, relation_rowids)
     columns = StoredColumns(
         [row[1] for row in entity_rows],
         [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
@@ -164,7 +165,7 @@ def _select_edges(
     edges = np.concatenate(blocks) if blocks else np.empty((0, 3), dtype=np.int64)
     heads = np.searchsorted(entity_rowids, edges[:, 0])
     tails = np.searchsorted(entity_rowids, edges[:, 2])
-    stored_rels = np.searchsorted(relation_rowids.astype(np.int64), edges[:, 1])
+    stored_rels = np.searchsorted(relation_rowids, edges[:, 1])
     used, first = np.unique(stored_rels, return_index=True)
     numbering = used[np.argsort(first)]  # relations by first use; the relation records add the others
     renumber = np.full(relation_rowids.size, -1, dtype=np.int64)
