@@ -92,7 +92,7 @@ class RelationAdjacency:
 
     def predecessors(self, node: int) -> Tensor:
         """Source nodes whose mass reaches ``node`` along this direction."""
-        return torch.from_numpy(self.sources_of(node))
+        return torch.from_numpy(self.sources_of(node)).long()
 
     def sources_of(self, node: int) -> np.ndarray:
         """:meth:`predecessors` as a NumPy array: the question generator looks up thousands of single nodes,
@@ -137,12 +137,30 @@ class StackedTransitions:
     rows: Tensor  # (M,) destination node of each row
     directions: Tensor  # (M,) directed relation of each row
     membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
-    transpose_order: Tensor  # (nnz,) transposed.values() == matrix.values()[transpose_order]
-    row_of_value: Tensor  # (nnz,) the row of matrix each stored value is in
     direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
     mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
     delta: StackedTransitions | None = None  # edges added since the merge
     unit_values: bool = False  # every stored value is 1, in one tensor matrix and transposed share
+
+    @functools.cached_property
+    def row_of_value(self) -> Tensor:
+        """``(nnz,)`` the row of ``matrix`` each stored value is in (built when first read)."""
+        crow = self.matrix.crow_indices()
+        rows = torch.arange(crow.numel() - 1, dtype=crow.dtype)
+        return torch.repeat_interleave(rows, torch.diff(crow), output_size=int(crow[-1]))
+
+    @functools.cached_property
+    def transpose_order(self) -> Tensor:
+        """``(nnz,)``: ``transposed.values() == matrix.values()[transpose_order]`` (built when first read:
+        only values other than ones need it)."""
+        return _transpose_order(self.matrix.col_indices(), self.row_of_value, self.rows.numel())
+
+    def _carry_built(self, other: StackedTransitions) -> StackedTransitions:
+        """``other``, a copy of this structure, with the position arrays built here so far."""
+        for name in ("row_of_value", "transpose_order"):
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
 
     @property
     def nnz(self) -> int:
@@ -175,21 +193,35 @@ class StackedTransitions:
             check_invariants=False,
         )
         delta = self.delta.with_values(values[own:]) if self.delta is not None else None
-        return dataclasses.replace(self, matrix=matrix, transposed=transposed, delta=delta, unit_values=False)
+        replaced = dataclasses.replace(
+            self, matrix=matrix, transposed=transposed, delta=delta, unit_values=False
+        )
+        return self._carry_built(replaced)
 
     @functools.cached_property
-    def _pull_layout(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _pull_layout(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The rows reordered by the node they feed, for the fused kernel that writes each node once:
-        ``(offsets (N + 1,), crow (M + 1,), col (nnz,), directions (M,), value order (nnz,))``; node
-        ``u``'s rows are ``offsets[u]..offsets[u + 1]`` and value ``j`` of the copy is stored value
-        ``order[j]``. A copy, not a view, so that each node's edges are contiguous in memory (pulling through
-        a permutation of the rows was 2-3x slower on a 1M-edge graph): about 8 bytes per value and 12 per
-        row."""
+        ``(offsets (N + 1,), crow (M + 1,), col (nnz,), directions (M,))``; node ``u``'s rows are
+        ``offsets[u]..offsets[u + 1]``. A copy, not a view, so that each node's edges are contiguous in
+        memory (pulling through a permutation of the rows was 2-3x slower on a 1M-edge graph): about 4 bytes
+        per value and 8 per row."""
+        offsets, crow, col, directions, order = self._node_ordered()
+        if not self.unit_values:  # its stored values are read in this order
+            self.__dict__["_pull_order"] = order
+        return offsets, crow, col, directions
+
+    @functools.cached_property
+    def _pull_order(self) -> Tensor:
+        """``(nnz,)``: value ``j`` of the node-ordered copy is stored value ``_pull_order[j]``."""
+        return self._node_ordered()[4]
+
+    def _node_ordered(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         n = self.matrix.shape[1]
+        index = self.matrix.crow_indices().dtype
         offsets = torch.zeros(n + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(torch.bincount(self.rows, minlength=n), 0)
         rows = torch.argsort(self.rows, stable=True)
-        crow = self.matrix.crow_indices()
+        crow = self.matrix.crow_indices().long()
         counts = (crow[1:] - crow[:-1])[rows]
         pulled_crow = torch.zeros(rows.numel() + 1, dtype=torch.long)
         pulled_crow[1:] = torch.cumsum(counts, 0)
@@ -197,7 +229,8 @@ class StackedTransitions:
         order = torch.repeat_interleave(crow[rows] - pulled_crow[:-1], counts, output_size=nnz)
         order += torch.arange(nnz)
         col = self.matrix.col_indices()[order].to(torch.int32)
-        return offsets, pulled_crow, col, self.directions[rows].to(torch.int32), order.to(position_dtype(nnz))
+        directions = self.directions[rows].to(torch.int32)
+        return offsets, pulled_crow.to(index), col, directions, order.to(position_dtype(nnz))
 
     def edge_block(self, values: Tensor | None = None) -> cpu_kernels.EdgeBlock:
         """This block (the merged part alone) as :func:`graphfuse.gnn.kernels.cpu.propagate` reads it;
@@ -224,12 +257,12 @@ class StackedTransitions:
         return self._edge_block(self.matrix.values())
 
     def _edge_block(self, values: Tensor) -> cpu_kernels.EdgeBlock:
-        return self._block(values[self._pull_layout[4]], values[self.transpose_order])
+        return self._block(values[self._pull_order], values[self.transpose_order])
 
     def _block(self, pulled: Tensor, transposed: Tensor) -> cpu_kernels.EdgeBlock:
         """The kernels' view of this block with ``pulled`` values in the node-ordered layout's order and
         ``transposed`` values in the transpose's."""
-        offsets, crow, col, directions, _ = self._pull_layout
+        offsets, crow, col, directions = self._pull_layout
         return cpu_kernels.EdgeBlock(
             offsets.numpy(),
             crow.numpy(),
@@ -284,7 +317,7 @@ class StackedTransitions:
         )
         crow = self.transposed.crow_indices()
         transposed_crow = torch.cat([crow, crow[-1:].expand(num_entities - base_cols)])
-        return dataclasses.replace(
+        replaced = dataclasses.replace(
             self,
             matrix=torch.sparse_csr_tensor(
                 self.matrix.crow_indices(),
@@ -304,13 +337,15 @@ class StackedTransitions:
             membership=_membership(offsets, m),
             direction_offsets=offsets,
         )
+        return self._carry_built(replaced)
 
 
 def _membership(offsets: list[int], rows: int) -> Tensor:
     """``(2R, M)`` CSR with a 1 at ``(d, i)`` for every row ``i`` of direction ``d`` (rows grouped by d)."""
+    index = position_dtype(rows + 1)
     return torch.sparse_csr_tensor(
-        torch.tensor(offsets, dtype=torch.long),
-        torch.arange(rows),
+        torch.tensor(offsets, dtype=index),
+        torch.arange(rows, dtype=index),
         torch.ones(rows),
         size=(len(offsets) - 1, rows),
         check_invariants=False,
@@ -346,36 +381,38 @@ def build_transitions(
         order = order[torch.argsort(row_key[order], stable=True)]
         row_key, col = row_key[order], sources[order]
     keys, counts = torch.unique_consecutive(row_key, return_counts=True)  # (M,)
-    m = keys.numel()
+    m, nnz = keys.numel(), col.numel()
+    index = position_dtype(max(nnz, n, m))  # of both CSR layouts' indexes
     rows, row_directions = keys % max(n, 1), keys // max(n, 1)
-    crow = torch.zeros(m + 1, dtype=torch.long)
+    crow = torch.zeros(m + 1, dtype=index)
     crow[1:] = torch.cumsum(counts, 0)
-    ones = torch.ones(col.numel())  # one tensor for both layouts' values
-    matrix = torch.sparse_csr_tensor(crow, col, ones, size=(m, n), check_invariants=False)
-    index = position_dtype(col.numel())
-    row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=col.numel())
-    transpose_order = torch.argsort(col * max(m, 1) + row_of_value).to(index)
-    transposed_crow = torch.zeros(n + 1, dtype=torch.long)
+    ones = torch.ones(nnz)  # one tensor for both layouts' values
+    row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=nnz)
+    transpose_order = _transpose_order(col, row_of_value, m)
+    transposed_crow = torch.zeros(n + 1, dtype=index)
     transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
     transposed = torch.sparse_csr_tensor(
-        transposed_crow,
-        row_of_value[transpose_order].long(),
-        ones,
-        size=(n, m),
-        check_invariants=False,
+        transposed_crow, row_of_value[transpose_order], ones, size=(n, m), check_invariants=False
     )
+    del transpose_order, row_of_value  # rebuilt from the matrix where values other than ones are read
+    matrix = torch.sparse_csr_tensor(crow, col.to(index), ones, size=(m, n), check_invariants=False)
     offsets = torch.searchsorted(row_directions, torch.arange(2 * r + 1)).tolist()
     return StackedTransitions(
         matrix,
         transposed,
-        rows,
-        row_directions,
+        rows.to(index),
+        row_directions.to(index),
         _membership(offsets, m),
-        transpose_order,
-        row_of_value,
         offsets,
         unit_values=True,
     )
+
+
+def _transpose_order(col: Tensor, row_of_value: Tensor, rows: int) -> Tensor:
+    """``(nnz,)`` the matrix position of each value of the transpose, from the matrix's column and row of
+    each value."""
+    order = torch.argsort(col.long() * max(rows, 1) + row_of_value)
+    return order.to(position_dtype(col.numel()))
 
 
 def out_degree(

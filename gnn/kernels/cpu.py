@@ -11,6 +11,7 @@ tensors when nothing needs gradients; CUDA and training keep torch's kernels.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import weakref
@@ -493,13 +494,32 @@ class EdgeBlock:
 
 
 @functools.lru_cache(maxsize=8)
-def _no_edges(num_nodes: int) -> EdgeBlock:
-    """A block without edges, with the dtypes of
-    :meth:`graphfuse.gnn.data.graph.StackedTransitions.edge_block`'s (one compiled kernel serves both)."""
-    nodes, nothing = np.zeros(num_nodes + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+def _no_edges(num_nodes: int, index: np.dtype) -> EdgeBlock:
+    """A block without edges whose arrays have the dtypes of a block with ``index`` CSR indexes (as
+    :meth:`graphfuse.gnn.data.graph.StackedTransitions.edge_block` builds them: one compiled kernel serves
+    both)."""
+    nodes, nothing = np.zeros(num_nodes + 1, dtype=np.int64), np.zeros(0, dtype=index)
     small, weights = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
     return EdgeBlock(
-        nodes, np.zeros(1, np.int64), small, weights, small, nodes, nothing, weights, nothing, nothing
+        nodes, np.zeros(1, index), small, weights, small, np.zeros(num_nodes + 1, index), nothing, weights,
+        nothing, nothing,
+    )  # fmt: skip
+
+
+def _beside(delta: EdgeBlock | None, merged: EdgeBlock) -> EdgeBlock:
+    """``delta`` with the index dtype of ``merged`` (empty where there is none)."""
+    index = merged.crow.dtype
+    if delta is None:
+        return _no_edges(merged.offsets.shape[0] - 1, index)
+    if delta.crow.dtype == index:
+        return delta
+    return dataclasses.replace(
+        delta,
+        crow=delta.crow.astype(index),
+        source_offsets=delta.source_offsets.astype(index),
+        targets=delta.targets.astype(index),
+        rows=delta.rows.astype(index),
+        row_directions=delta.row_directions.astype(index),
     )
 
 
@@ -582,7 +602,7 @@ def propagate(
     x = x.contiguous()
     n, columns = x.shape
     summary = summary if summary is not None else summarise(x)
-    delta = delta if delta is not None else _no_edges(n)
+    delta = _beside(delta, merged)
     exclude_nodes, exclude_columns = exclude if exclude is not None else _NO_CELLS
     words = _alive_words(columns, threshold)
     sources = np.flatnonzero(summary.active)
@@ -778,7 +798,7 @@ def walk_back(
         ``(nodes (P, hops + 1), directions (P, hops), weights (P,))`` in the order found: each path's nodes
         from level 0 to the answer, the direction of each step, and the product of its steps' weights.
     """
-    delta = delta if delta is not None else _no_edges(merged.offsets.shape[0] - 1)
+    delta = _beside(delta, merged)
     nodes = np.empty((limit, hops + 1), dtype=np.int64)
     directions = np.empty((limit, hops), dtype=np.int64)
     path_weights = np.empty(limit, dtype=np.float64)

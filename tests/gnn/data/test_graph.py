@@ -291,6 +291,22 @@ def test_transition_matches_dense_reference(random_kg, d, columns):
     assert transition.matrix.shape == (len(transition.rows), NUM_NODES)
 
 
+def test_stacked_transitions_hold_int32_indexes_and_build_value_orders_when_read(random_kg):
+    graph, _ = random_kg
+    stacked = graph.stacked_transitions()
+    for matrix in (stacked.matrix, stacked.transposed):
+        assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
+    assert stacked.rows.dtype == stacked.directions.dtype == torch.int32
+    assert "transpose_order" not in vars(stacked) and "row_of_value" not in vars(stacked)
+    values = torch.rand(stacked.nnz, generator=torch.Generator().manual_seed(0))
+    weighted = stacked.with_values(values)
+    assert torch.equal(weighted.transposed.values(), values[stacked.transpose_order])
+    dense = weighted.matrix.to_dense()
+    rows, cols = stacked.row_of_value.long(), stacked.matrix.col_indices().long()
+    assert torch.equal(dense[rows, cols], values)  # each value sits in its row
+    torch.testing.assert_close(weighted.transposed.to_dense(), dense.T)
+
+
 def test_transition_accepts_a_strided_block(random_kg):
     graph, triples = random_kg
     x = torch.rand(3, NUM_NODES, generator=torch.Generator().manual_seed(1)).T  # (N, 3), not contiguous
