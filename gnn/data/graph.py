@@ -277,9 +277,10 @@ class StackedTransitions:
         )
 
     def edge_keys(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(source, direction, destination)`` of every stored value, each ``(nnz,)``, matrix order (then
-        the delta's)."""
-        keys = (self.matrix.col_indices(), self.directions[self.row_of_value], self.rows[self.row_of_value])
+        """``(source, direction, destination)`` of every stored value, each ``(nnz,)`` int64 (callers pack
+        them into keys), matrix order (then the delta's)."""
+        rows = self.row_of_value
+        keys = (self.matrix.col_indices().long(), self.directions[rows].long(), self.rows[rows].long())
         if self.delta is None:
             return keys
         return tuple(torch.cat(pair) for pair in zip(keys, self.delta.edge_keys(), strict=True))  # type: ignore[return-value]
@@ -481,7 +482,7 @@ class MergedEdges:
     @functools.cached_property
     def row_keys(self) -> Tensor:
         """``(M,)`` direction * N + destination of each row, ascending."""
-        return self.transitions.directions * self.num_entities + self.transitions.rows
+        return self.transitions.directions.long() * self.num_entities + self.transitions.rows
 
     @functools.cached_property
     def value_keys(self) -> Tensor:

@@ -305,6 +305,9 @@ def test_stacked_transitions_hold_int32_indexes_and_build_value_orders_when_read
     rows, cols = stacked.row_of_value.long(), stacked.matrix.col_indices().long()
     assert torch.equal(dense[rows, cols], values)  # each value sits in its row
     torch.testing.assert_close(weighted.transposed.to_dense(), dense.T)
+    assert all(key.dtype == torch.long for key in stacked.edge_keys())
+    merged = graph._merged
+    assert merged.row_keys.dtype == merged.value_keys.dtype == torch.long  # keys past 2**31 on large graphs
 
 
 def test_transition_accepts_a_strided_block(random_kg):
