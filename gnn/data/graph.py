@@ -353,6 +353,10 @@ def _membership(offsets: list[int], rows: int) -> Tensor:
     )
 
 
+# the entity and relation indexes of stored edges (a graph has fewer than 2**31 of each)
+EDGE_INDEX = torch.int32
+
+
 def position_dtype(size: int) -> torch.dtype:
     """The narrowest index type for positions into ``size`` values (int32 below 2**31: half the memory)."""
     return torch.int32 if size < 2**31 else torch.long
@@ -370,6 +374,7 @@ def build_transitions(
         heads, relations, tails: ``(E,)``.
     """
     n, r = num_entities, num_relations
+    heads, relations, tails = heads.long(), relations.long(), tails.long()  # packed into int64 keys below
     directions = torch.cat([relations, relations + r])  # (2E,)
     destinations = torch.cat([tails, heads])
     sources = torch.cat([heads, tails])
@@ -426,7 +431,7 @@ def out_degree(
 ) -> Tensor:
     """``(2R, N)`` sparse CSR: entry ``(d, u)`` counts the edges leaving ``u`` along ``d`` (each edge adds
     ``counts`` instead of 1 when given: -1 removes one)."""
-    directed = torch.cat([relations, relations + num_relations])
+    directed = torch.cat([relations, relations + num_relations]).long()  # packed into int64 keys below
     sources = torch.cat([heads, tails])
     n = max(num_entities, 1)
     keys, inverse = torch.unique(directed * n + sources, return_inverse=True)  # sorted by (d, u)
@@ -560,7 +565,7 @@ class _PositionIndex:
         appended = column[self.size :]
         if appended.numel() and values.numel():
             ordered, by = torch.sort(values)
-            at = torch.searchsorted(ordered, appended).clamp_(max=values.numel() - 1)
+            at = torch.searchsorted(ordered, appended.to(ordered.dtype)).clamp_(max=values.numel() - 1)
             hit = (ordered[at] == appended).nonzero().flatten()
             positions, which = torch.cat([positions, hit + self.size]), torch.cat([which, by[at[hit]]])
         return positions, which
@@ -700,9 +705,9 @@ class KnowledgeGraph:
         self.relation_index: dict[str, int] = {}
         self.relation_records: dict[int, RelationRecord] = {}  # the words users gave, merged, by relation
         self._has_kinds: tuple[int, bool] | None = None  # (type_changes when scanned, whether any is typed)
-        self._heads = torch.empty(0, dtype=torch.long)
-        self._rels = torch.empty(0, dtype=torch.long)
-        self._tails = torch.empty(0, dtype=torch.long)
+        self._heads = torch.empty(0, dtype=EDGE_INDEX)
+        self._rels = torch.empty(0, dtype=EDGE_INDEX)
+        self._tails = torch.empty(0, dtype=EDGE_INDEX)
         self._edge_keys = _EdgeKeys()
         self._merged: MergedEdges | None = None  # transitions built from a snapshot of the edges
         self._added: dict[EdgeKey, None] = {}  # edges added since that snapshot (the delta)
@@ -774,9 +779,9 @@ class KnowledgeGraph:
             list(types) if types is not None else [""] * n,
             dict(aliases or {}),
             list(relation_ids),
-            heads,
-            relations,
-            tails,
+            heads.to(EDGE_INDEX),
+            relations.to(EDGE_INDEX),
+            tails.to(EDGE_INDEX),
         )
 
     def subgraph(self, entities: Tensor) -> KnowledgeGraph:
@@ -811,7 +816,7 @@ class KnowledgeGraph:
         tails = local[self._tails[positions]]
         inside = tails >= 0
         positions, order = torch.sort(positions[inside])  # the whole graph's edge order
-        heads, rels, tails = which[inside][order], self._rels[positions], tails[inside][order].long()
+        heads, rels, tails = which[inside][order].to(EDGE_INDEX), self._rels[positions], tails[inside][order]
         kept = entities.tolist()
         aliases = self.aliases
         induced = self._from_parts(
@@ -865,7 +870,7 @@ class KnowledgeGraph:
 
     @property
     def edges(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(heads, relations, tails)``, each ``(E,)``."""
+        """``(heads, relations, tails)``, each ``(E,)`` int32 (widen before packing them into keys)."""
         return self._heads, self._rels, self._tails
 
     def __repr__(self) -> str:
@@ -929,7 +934,7 @@ class KnowledgeGraph:
         if retracted:
             self._drop(retracted)
         if added:
-            heads, rels, tails = torch.tensor(list(added), dtype=torch.long).T
+            heads, rels, tails = torch.tensor(list(added), dtype=EDGE_INDEX).T
             self._heads = torch.cat([self._heads, heads])
             self._rels = torch.cat([self._rels, rels])
             self._tails = torch.cat([self._tails, tails])
@@ -962,7 +967,7 @@ class KnowledgeGraph:
         n, r = self.num_entities, self.num_relations
         wanted = torch.tensor(sorted(keys), dtype=torch.long)  # (K, 3)
         packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
-        keep = ~torch.isin((self._heads * r + self._rels) * n + self._tails, packed)
+        keep = ~torch.isin((self._heads.long() * r + self._rels) * n + self._tails, packed)
         self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
         self._position_indexes = {name: index.kept(keep) for name, index in self._position_indexes.items()}
         self.retractions += len(keys)

@@ -122,7 +122,7 @@ def test_edges_are_stored_in_insertion_order(films):
     assert heads.tolist() == [TOP_HAT, TOP_HAT, TOP_HAT, SWING_TIME, SWING_TIME, SWING_TIME]
     assert relations.tolist() == [STARRED, STARRED, DIRECTED, STARRED, STARRED, DIRECTED]
     assert tails.tolist() == [GINGER, FRED, MARK, GINGER, FRED, GEORGE]
-    assert heads.dtype == relations.dtype == tails.dtype == torch.long
+    assert heads.dtype == relations.dtype == tails.dtype == torch.int32  # 12 bytes an edge
 
 
 def test_entity_records_come_before_triples(films):
