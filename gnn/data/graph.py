@@ -153,7 +153,7 @@ class StackedTransitions:
     def transpose_order(self) -> Tensor:
         """``(nnz,)``: ``transposed.values() == matrix.values()[transpose_order]`` (built when first read:
         only values other than ones need it)."""
-        return _transpose_order(self.matrix.col_indices(), self.row_of_value, self.rows.numel())
+        return _transpose_order(self.matrix.col_indices())
 
     def _carry_built(self, other: StackedTransitions) -> StackedTransitions:
         """``other``, a copy of this structure, with the position arrays built here so far."""
@@ -394,7 +394,7 @@ def build_transitions(
     crow[1:] = torch.cumsum(counts, 0)
     ones = torch.ones(nnz)  # one tensor for both layouts' values
     row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=nnz)
-    transpose_order = _transpose_order(col, row_of_value, m)
+    transpose_order = _transpose_order(col.to(index))
     transposed_crow = torch.zeros(n + 1, dtype=index)
     transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
     transposed = torch.sparse_csr_tensor(
@@ -414,11 +414,10 @@ def build_transitions(
     )
 
 
-def _transpose_order(col: Tensor, row_of_value: Tensor, rows: int) -> Tensor:
-    """``(nnz,)`` the matrix position of each value of the transpose, from the matrix's column and row of
-    each value."""
-    order = torch.argsort(col.long() * max(rows, 1) + row_of_value)
-    return order.to(position_dtype(col.numel()))
+def _transpose_order(col: Tensor) -> Tensor:
+    """``(nnz,)`` the matrix position of each value of the transpose, from the matrix's column of each value:
+    its values are in row order, so a stable sort by column orders each column's values by row."""
+    return torch.argsort(col, stable=True).to(position_dtype(col.numel()))
 
 
 def out_degree(
