@@ -390,18 +390,19 @@ def build_transitions(
     m, nnz = keys.numel(), col.numel()
     index = position_dtype(max(nnz, n, m))  # of both CSR layouts' indexes
     rows, row_directions = keys % max(n, 1), keys // max(n, 1)
+    col = col.to(index)
     crow = torch.zeros(m + 1, dtype=index)
     crow[1:] = torch.cumsum(counts, 0)
     ones = torch.ones(nnz)  # one tensor for both layouts' values
     row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=nnz)
-    transpose_order = _transpose_order(col.to(index))
+    transpose_order = _transpose_order(col)
     transposed_crow = torch.zeros(n + 1, dtype=index)
     transposed_crow[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
     transposed = torch.sparse_csr_tensor(
         transposed_crow, row_of_value[transpose_order], ones, size=(n, m), check_invariants=False
     )
     del transpose_order, row_of_value  # rebuilt from the matrix where values other than ones are read
-    matrix = torch.sparse_csr_tensor(crow, col.to(index), ones, size=(m, n), check_invariants=False)
+    matrix = torch.sparse_csr_tensor(crow, col, ones, size=(m, n), check_invariants=False)
     offsets = torch.searchsorted(row_directions, torch.arange(2 * r + 1)).tolist()
     return StackedTransitions(
         matrix,
@@ -757,8 +758,7 @@ class KnowledgeGraph:
             )
         if len({column.numel() for column in edges}) != 1:
             raise ValueError(f"Expected edge tensors of one length (got {[c.numel() for c in edges]})")
-        heads, relations, tails = (column.long() for column in edges)
-        for name, column, size in (("heads", heads, n), ("relations", relations, r), ("tails", tails, n)):
+        for name, column, size in zip(("heads", "relations", "tails"), edges, (n, r, n), strict=True):
             if column.numel() and (int(column.min()) < 0 or int(column.max()) >= size):
                 raise ValueError(
                     f"Expected '{name}' in [0, {size}) (got [{int(column.min())}, {int(column.max())}])"
@@ -769,6 +769,7 @@ class KnowledgeGraph:
         for name, values in (("names", names), ("types", types)):
             if values is not None and len(values) != n:
                 raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
+        heads, relations, tails = (column.to(EDGE_INDEX) for column in edges)  # in range: checked above
         keep = None if distinct else first_appearances(heads.numpy(), relations.numpy(), tails.numpy(), n, r)
         if keep is not None:
             heads, relations, tails = (column[torch.from_numpy(keep)] for column in (heads, relations, tails))
@@ -778,9 +779,9 @@ class KnowledgeGraph:
             list(types) if types is not None else [""] * n,
             dict(aliases or {}),
             list(relation_ids),
-            heads.to(EDGE_INDEX),
-            relations.to(EDGE_INDEX),
-            tails.to(EDGE_INDEX),
+            heads,
+            relations,
+            tails,
         )
 
     def subgraph(self, entities: Tensor) -> KnowledgeGraph:
