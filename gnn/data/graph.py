@@ -136,11 +136,16 @@ class StackedTransitions:
     transposed: Tensor  # (N, M) sparse CSR: matrix.T, for gradients
     rows: Tensor  # (M,) destination node of each row
     directions: Tensor  # (M,) directed relation of each row
-    membership: Tensor  # (2R, M) sparse CSR: 1 where row i belongs to direction d
     direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
     mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
     delta: StackedTransitions | None = None  # edges added since the merge
     unit_values: bool = False  # every stored value is 1, in one tensor matrix and transposed share
+
+    @functools.cached_property
+    def membership(self) -> Tensor:
+        """``(2R, M)`` sparse CSR: 1 where row ``i`` belongs to direction ``d`` (built when first read: only
+        gradients need it)."""
+        return _membership(self.direction_offsets, self.rows.numel())
 
     @functools.cached_property
     def row_of_value(self) -> Tensor:
@@ -335,7 +340,6 @@ class StackedTransitions:
                 check_invariants=False,
             ),
             directions=directions,
-            membership=_membership(offsets, m),
             direction_offsets=offsets,
         )
         return self._carry_built(replaced)
@@ -409,7 +413,6 @@ def build_transitions(
         transposed,
         rows.to(index),
         row_directions.to(index),
-        _membership(offsets, m),
         offsets,
         unit_values=True,
     )
@@ -439,10 +442,11 @@ def out_degree(
         values = torch.bincount(inverse, minlength=keys.numel()).float()
     else:
         values = torch.zeros(keys.numel()).index_add_(0, inverse, torch.cat([counts, counts]).float())
-    crow = torch.zeros(2 * num_relations + 1, dtype=torch.long)
+    index = position_dtype(max(keys.numel(), n))
+    crow = torch.zeros(2 * num_relations + 1, dtype=index)
     crow[1:] = torch.cumsum(torch.bincount(keys // n, minlength=2 * num_relations), 0)
     return torch.sparse_csr_tensor(
-        crow, keys % n, values, size=(2 * num_relations, num_entities), check_invariants=False
+        crow, (keys % n).to(index), values, size=(2 * num_relations, num_entities), check_invariants=False
     )
 
 
@@ -541,7 +545,8 @@ UNINDEXED_EDGES = 65_536  # edges appended since a column index was sorted, at m
 
 class _PositionIndex:
     """The positions of one edge column's values: the first ``size`` positions sorted by value once (stable,
-    so a value's positions stay in insertion order), the edges appended since then scanned.
+    so a value's positions stay in insertion order) with where each value's run starts, the edges appended
+    since then scanned. About 4 bytes per edge (the order) and 4 per distinct value (the starts).
 
     Args:
         column: ``(E,)`` the column (heads, relations or tails) as it is now.
@@ -550,15 +555,21 @@ class _PositionIndex:
     def __init__(self, column: Tensor) -> None:
         self.size = column.numel()
         self.order = torch.argsort(column, stable=True).to(position_dtype(self.size))
-        self.values = column[self.order].to(position_dtype(int(column.max()) + 1 if self.size else 0)).numpy()
+        counts = torch.bincount(column) if self.size else torch.zeros(0, dtype=torch.long)
+        starts = torch.zeros(counts.numel() + 1, dtype=torch.long)
+        torch.cumsum(counts, 0, out=starts[1:])
+        # value v is at order[starts[v]:starts[v + 1]]
+        self.starts = starts.to(position_dtype(self.size + 1)).numpy()
 
     def positions(self, column: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
         holds one of the distinct ``values``, and the index in ``values`` of the value there; each value's
         positions ascending (the sorted ones, then the appended ones)."""
-        wanted = values.numpy().astype(self.values.dtype)  # else numpy casts the whole index, every call
-        lo = torch.from_numpy(np.searchsorted(self.values, wanted, "left"))
-        counts = torch.from_numpy(np.searchsorted(self.values, wanted, "right")) - lo
+        wanted = values.numpy()
+        known = (wanted >= 0) & (wanted < self.starts.size - 1)  # values the index has seen, the rest none
+        at = np.where(known, wanted, 0)
+        lo = torch.from_numpy(self.starts[at].astype(np.int64))
+        counts = torch.from_numpy(np.where(known, self.starts[at + 1] - self.starts[at], 0).astype(np.int64))
         which = torch.repeat_interleave(torch.arange(values.numel()), counts)
         starts = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
         positions = self.order[starts + torch.arange(which.numel())].long()
@@ -577,10 +588,12 @@ class _PositionIndex:
         """This index after the column lost the positions where ``keep`` ``(E,)`` is False."""
         moved = torch.cumsum(keep, 0) - 1  # old position -> new position
         retained = keep[self.order]
+        before = np.zeros(self.size + 1, dtype=np.int64)  # sorted positions retained before each one
+        np.cumsum(retained.numpy(), out=before[1:])
         index = object.__new__(_PositionIndex)
-        index.size = int(keep[: self.size].sum())
+        index.size = int(before[-1])
         index.order = moved[self.order[retained]].to(self.order.dtype)
-        index.values = self.values[retained.numpy()]
+        index.starts = before[self.starts].astype(self.starts.dtype)
         return index
 
 
@@ -1254,7 +1267,7 @@ def warm_up_kernels() -> None:
     cpu_kernels.add_rows(crow, col, torch.ones(1), torch.tensor([1, 0]), x, torch.zeros(2, 1))
     edges = build_transitions(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1).edge_block()
     cells = (np.array([0]), np.array([0]))
-    degree = torch.sparse_csr_tensor(crow, col, torch.ones(1), size=(2, 2), check_invariants=False)
+    degree = out_degree(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]), 2, 1)
     edges.edges_from(np.array([0]))  # propagate's choice between pushing and pulling
     for delta in (None, edges):  # every signature a server meets, so that none compiles under a query
         for push in (False, True):

@@ -647,7 +647,8 @@ def propagate(
     return out, Summary(active, alive, columns, np.bitwise_or.reduce(live[:, :directions], axis=0), degree)
 
 
-_NO_DEGREES = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+# no out-degree, in the dtypes an int32 out-degree reads as (one compiled kernel for both)
+_NO_DEGREES = (np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 _NO_MIX = (

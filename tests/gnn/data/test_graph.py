@@ -291,13 +291,18 @@ def test_transition_matches_dense_reference(random_kg, d, columns):
     assert transition.matrix.shape == (len(transition.rows), NUM_NODES)
 
 
-def test_stacked_transitions_hold_int32_indexes_and_build_value_orders_when_read(random_kg):
+def test_stacked_transitions_hold_int32_indexes_and_build_the_rest_when_read(random_kg):
     graph, _ = random_kg
     stacked = graph.stacked_transitions()
     for matrix in (stacked.matrix, stacked.transposed):
         assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
     assert stacked.rows.dtype == stacked.directions.dtype == torch.int32
-    assert "transpose_order" not in vars(stacked) and "row_of_value" not in vars(stacked)
+    assert not {"transpose_order", "row_of_value", "membership"} & set(vars(stacked))
+    degree = graph.out_degree()
+    assert degree.crow_indices().dtype == degree.col_indices().dtype == torch.int32
+    membership = stacked.membership.to_dense()  # built when read: only gradients need it
+    assert membership.sum(0).tolist() == [1.0] * stacked.rows.numel()
+    assert membership.argmax(0).tolist() == stacked.directions.tolist()
     values = torch.rand(stacked.nnz, generator=torch.Generator().manual_seed(0))
     weighted = stacked.with_values(values)
     assert torch.equal(weighted.transposed.values(), values[stacked.transpose_order])
