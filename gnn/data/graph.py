@@ -49,6 +49,7 @@ EdgeKey = tuple[int, int, int]  # (head, relation, tail)
 FUSED_MIN_VALUES = 8192
 KIND_SAMPLE = 1000  # edges of a relation whose endpoint kinds describe it
 EXAMPLES_PER_SIDE = 3  # names of a relation's most connected heads (tails) that describe them without kinds
+EXAMPLE_SAMPLE = 100_000  # edges of a relation counted for its most connected ones (evenly spread)
 
 
 def merge_due_at(edges: int) -> int:
@@ -290,6 +291,27 @@ class StackedTransitions:
             return keys
         return tuple(torch.cat(pair) for pair in zip(keys, self.delta.edge_keys(), strict=True))  # type: ignore[return-value]
 
+    def out_degree(self) -> Tensor:
+        """``(2R, N)`` sparse CSR: entry ``(d, u)`` counts the edges leaving ``u`` along ``d`` (this block
+        alone), without a pass over the edges: they are the values of row ``(inverse of d, u)``, and rows
+        are ordered by (direction, node) already, so the out-degree is the row lengths with the two halves
+        of the directions swapped."""
+        offsets = self.direction_offsets
+        r, m = (len(offsets) - 1) // 2, self.rows.numel()
+        half = offsets[r]  # rows of the forward directions come before it, the inverse ones after
+        counts = torch.diff(self.matrix.crow_indices()).float()
+        crow = torch.tensor(
+            [o - half for o in offsets[r:]] + [o + m - half for o in offsets[1 : r + 1]],
+            dtype=self.rows.dtype,
+        )
+        return torch.sparse_csr_tensor(
+            crow,
+            torch.cat([self.rows[half:], self.rows[:half]]),
+            torch.cat([counts[half:], counts[:half]]),
+            size=(2 * r, self.matrix.shape[1]),
+            check_invariants=False,
+        )
+
     def direction(self, d: int) -> RelationAdjacency:
         """The transition of directed relation ``d`` alone: views into this block, no copy."""
         lo, hi = self.direction_offsets[d], self.direction_offsets[d + 1]
@@ -525,7 +547,7 @@ class MergeJob:
     def build(self) -> MergedEdges:
         edges = (self.heads, self.relations, self.tails, self.num_entities, self.num_relations)
         transitions = build_transitions(*edges).prepare()
-        return MergedEdges(transitions, out_degree(*edges), self.num_entities, self.num_relations)
+        return MergedEdges(transitions, transitions.out_degree(), self.num_entities, self.num_relations)
 
 
 @dataclass(frozen=True)
@@ -1219,11 +1241,12 @@ class KnowledgeGraph:
                 (self.types[h] for h in heads[sample].tolist()),
                 (self.types[t] for t in tails[sample].tolist()),
             )
+        spread = slice(None, None, -(-heads.numel() // EXAMPLE_SAMPLE) or 1)
         return relation_phrases(
             self.relation_ids[r],
             record,
-            head_examples=self._most_connected(heads),
-            tail_examples=self._most_connected(tails),
+            head_examples=self._most_connected(heads[spread]),
+            tail_examples=self._most_connected(tails[spread]),
         )
 
     def has_kinds(self) -> bool:

@@ -80,8 +80,15 @@ class EntityLinker:
         """Index entities that have no keys in the index."""
         graph = self.graph
         index = self._index
+        ids, names, aliases = graph.entity_ids, graph.names, graph.aliases
         for entity in entities:
-            id_key = normalize(graph.entity_ids[entity])
+            entity_id = ids[entity]
+            if names[entity] == entity_id and entity not in aliases:  # one spelling (most bulk loads' ids)
+                id_key = normalize(entity_id)
+                if id_key and id_key not in index:
+                    index[id_key] = entity
+                    continue
+            id_key = normalize(entity_id)
             texts = [(graph.names[entity], "exact")] + [(a, "alias") for a in graph.aliases.get(entity, ())]
             keys = []
             for key, method in [(id_key, "exact")] + [(normalize(text), method) for text, method in texts]:

@@ -298,8 +298,10 @@ def test_stacked_transitions_hold_int32_indexes_and_build_the_rest_when_read(ran
         assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
     assert stacked.rows.dtype == stacked.directions.dtype == torch.int32
     assert not {"transpose_order", "row_of_value", "membership"} & set(vars(stacked))
-    degree = graph.out_degree()
+    degree = graph.out_degree()  # the transitions' row lengths, against a count over the edges
     assert degree.crow_indices().dtype == degree.col_indices().dtype == torch.int32
+    counted = graph_module.out_degree(*graph.edges, graph.num_entities, graph.num_relations)
+    assert torch.equal(degree.to_dense(), counted.to_dense())
     membership = stacked.membership.to_dense()  # built when read: only gradients need it
     assert membership.sum(0).tolist() == [1.0] * stacked.rows.numel()
     assert membership.argmax(0).tolist() == stacked.directions.tolist()
