@@ -502,8 +502,32 @@ class GraphRegistry:
                     await self.on_compute(state.set_queued_vectors, names, vectors)
                     async with self._names_progress:
                         self._names_progress.notify_all()
+                if self.graphs.get(state.name) is state and state.phrases_outgrown:
+                    wait = state.outgrown_wait(time.monotonic())
+                    if wait:
+                        asyncio.get_running_loop().call_later(wait, self._names_queued.set)
+                    else:
+                        await self._phrase_outgrown_relations(state)
             async with self._names_progress:
                 self._names_progress.notify_all()
+
+    async def _phrase_outgrown_relations(self, state: GraphState) -> None:
+        """Embed the phrases of relations that grew since they were phrased (an ingest does not wait for
+        them: until then the reasoner matches their earlier phrases)."""
+        names = await self.on_compute(state.outgrown_phrases)
+        if not names.texts:
+            return
+        try:
+            vectors = await self._embed_names(names.texts, BACKGROUND_PIECE)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await self.on_compute(state.requeue_phrases, names)
+            log.exception(
+                "graph %s: embedding the phrases of %d relations failed", state.name, len(names.relations)
+            )
+            return
+        await self.on_compute(state.set_name_vectors, names, vectors)
 
     async def wait_for_names(self, graph: str, timeout: float) -> bool:
         """Whether every queued entity name of ``graph`` has its vector within ``timeout`` seconds."""
@@ -684,7 +708,7 @@ class GraphRegistry:
         if names.texts:  # relation phrases: Ask matches questions against them
             vectors = await self._embed_names(names.texts)
             await self.on_compute(state.set_name_vectors, names, vectors)
-        if state.names_pending:
+        if state.names_pending or state.phrases_outgrown:
             self._names_queued.set()
         return written
 

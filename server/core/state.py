@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from graphfuse.server.storage.store import GraphStore
 
 log = logging.getLogger(__name__)
 ENCODE_CHUNK = 4096  # names embedded per encoder call (and per progress line) when loading a graph
+OUTGROWN_QUIET_S = 1.0  # see GraphState.outgrown_wait
+OUTGROWN_MAX_WAIT_S = 30.0
 
 
 class GraphState:
@@ -53,6 +56,12 @@ class GraphState:
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D) each relation's name
         self._phrases: list[RelationPhrases | None] = []  # as last encoded, by relation
         self._phrased_edges: list[int] = []  # edges each relation had when last phrased
+        self._claimed: list[
+            RelationPhrases | None
+        ] = []  # the latest phrases handed out to embed, by relation
+        self._outgrown: set[int] = set()  # relations to phrase again in the background (see `apply`)
+        self._outgrown_since = 0.0  # time.monotonic() when the first of them was left
+        self._applied_at = 0.0  # ... and of the last update
         self._type_changes = graph.type_changes
         self._phrase_vectors: list[tuple[Tensor, Tensor, Tensor]] = []  # forward, inverse, (2, D) answers
         self._relations: RelationVectors | None = None
@@ -182,9 +191,37 @@ class GraphState:
         """
         update = self.graph.add(records)
         self.linker.update(update.changed_entities)
-        names = self.names_to_embed((), update.described_relations)
+        waiting = bool(self._outgrown)
+        names = self.names_to_embed((), update.described_relations, outgrown=False)
+        self._applied_at = time.monotonic()
+        if self._outgrown and not waiting:
+            self._outgrown_since = self._applied_at
         self.queue_names(update.changed_entities)
         return update, names
+
+    @property
+    def phrases_outgrown(self) -> bool:
+        """Whether relations wait to be phrased again: :meth:`apply` phrases new and described relations at
+        once and leaves those that only grew (their typical entities may have changed) to
+        :meth:`outgrown_phrases`, in the background."""
+        return bool(self._outgrown)
+
+    def outgrown_wait(self, now: float) -> float:
+        """Seconds until the outgrown relations are due to be phrased again: once updates have paused for
+        ``OUTGROWN_QUIET_S`` (a bulk load phrases them once, at its end, not at every doubling), or have
+        waited ``OUTGROWN_MAX_WAIT_S`` under a steady stream of updates."""
+        if not self._outgrown:
+            return 0.0
+        due = min(self._applied_at + OUTGROWN_QUIET_S, self._outgrown_since + OUTGROWN_MAX_WAIT_S)
+        return max(due - now, 0.0)
+
+    def outgrown_phrases(self) -> NamesToEmbed:
+        """The phrases of the relations :meth:`apply` left to the background."""
+        return self.names_to_embed((), sorted(self._outgrown))
+
+    def requeue_phrases(self, names: NamesToEmbed) -> None:
+        """Leave relations whose phrases failed to embed for a later pass."""
+        self._outgrown.update(names.relations)
 
     def queue_names(self, entities: Iterable[int] | None = None) -> None:
         """Queue the names of ``entities`` (all when None) for :meth:`next_names`; names without words are
@@ -227,25 +264,32 @@ class GraphState:
         """``(embedded, named)``: entities whose names have vectors, of those whose names an encoder reads."""
         return max(self._named_count - self.names_pending, 0), self._named_count
 
-    def _relations_to_phrase(self, described: Sequence[int], counts: list[int]) -> list[int]:
-        """Relations whose phrases may have changed: never phrased, described by a record, grown to twice
-        the edges they were phrased with (their typical entities may differ), or all when kinds changed."""
+    def _relations_to_phrase(self, described: Sequence[int], counts: list[int], outgrown: bool) -> list[int]:
+        """Relations whose phrases may have changed: never phrased, described by a record, or all when kinds
+        changed; and those grown to twice the edges they were phrased with (their typical entities may
+        differ), now with ``outgrown``, else noted for :meth:`outgrown_phrases`."""
         graph = self.graph
         if graph.type_changes != self._type_changes:
             self._type_changes = graph.type_changes
+            self._outgrown.clear()
             return list(range(graph.num_relations))
-        wanted = set(described) | {
-            r
-            for r in range(graph.num_relations)
-            if self._phrases[r] is None or counts[r] >= 2 * max(self._phrased_edges[r], 1)
-        }
+        wanted = set(described) | {r for r in range(graph.num_relations) if self._phrases[r] is None}
+        grown = {
+            r for r in range(graph.num_relations) if counts[r] >= 2 * max(self._phrased_edges[r], 1)
+        } - wanted
+        if outgrown:
+            wanted |= grown
+        else:
+            self._outgrown |= grown
+        self._outgrown -= wanted
         return sorted(wanted)
 
     def names_to_embed(
-        self, entities: Sequence[int] | None = None, described: Sequence[int] = ()
+        self, entities: Sequence[int] | None = None, described: Sequence[int] = (), outgrown: bool = True
     ) -> NamesToEmbed:
-        """The names of ``entities`` (all when None) and the phrases of relations that need (new) vectors;
-        grows the vector tables to the graph's size (new rows zero) and claims those relations.
+        """The names of ``entities`` (all when None) and the phrases of relations that need (new) vectors
+        (``outgrown``: relations that only grew among them); grows the vector tables to the graph's size (new
+        rows zero) and claims those relations.
 
         Names without words (``user:1234`` of a ``user``, ``42``) keep a zero vector: an encoder reads
         nothing into them, and an interaction graph has tens of thousands.
@@ -264,14 +308,16 @@ class GraphState:
             self.relation_vectors = torch.cat([self.relation_vectors, torch.zeros(grown, dimensions)])
             self._phrases += [None] * grown
             self._phrased_edges += [0] * grown
+            self._claimed += [None] * grown
             self._phrase_vectors += [(empty, empty, torch.zeros(2, dimensions))] * grown
             self._relations = None
         counts = torch.bincount(graph.edges[1], minlength=graph.num_relations).tolist()
         phrases = []
-        for r in self._relations_to_phrase(described, counts):
+        for r in self._relations_to_phrase(described, counts, outgrown):
             phrased = graph.relation_phrases(r)
             self._phrased_edges[r] = counts[r]
             if phrased != self._phrases[r]:
+                self._claimed[r] = phrased
                 phrases.append((r, phrased))
         texts = [graph.names[i] for i in entities]
         for _, phrased in phrases:
@@ -292,6 +338,8 @@ class GraphState:
             answers = vectors[at : at + 2].clone()
             at += 2
             answers[[not phrased.forward_answers, not phrased.inverse_answers]] = 0.0
+            if self._claimed[r] is not phrased:  # phrased again since: those vectors are the ones to keep
+                continue
             self.relation_vectors[r] = forward[0]
             self._phrase_vectors[r] = (forward, inverse, answers)
             self._phrases[r] = phrased

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def test_a_restarted_server_serves_before_its_names_are_embedded(tmp_path: Path)
 
 async def _never() -> None:
     await asyncio.Event().wait()
+
+
+def test_relations_that_outgrew_their_phrases_are_phrased_again_after_the_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("graphfuse.server.core.state.OUTGROWN_QUIET_S", 0.2)
+    server = RunningServer(server_config(tmp_path, demo=False))
+    try:
+        with server.client() as client:
+            client.ingest("pharmacy", [TripleRecord("aspirin", "relieves", "headache")])
+            later = [TripleRecord(drug, "relieves", "fever") for drug in DRUGS]
+            acks = list(client.ingest("pharmacy", later, chunk_size=1))
+            assert all(ack.accepted for ack in acks)
+            state = server.app.service.registry.graphs["pharmacy"]
+            for _ in range(200):  # phrased again once the updates paused, in the background
+                if not state.phrases_outgrown and "fever" in state.relation_words(1)[0][1].forward_answers:
+                    break
+                time.sleep(0.05)
+            assert not state.phrases_outgrown
+            assert "fever" in state.relation_words(1)[0][1].forward_answers
+    finally:
+        server.stop()

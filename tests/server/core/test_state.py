@@ -4,6 +4,7 @@ import torch
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.server.core import state as state_module
 from graphfuse.server.core.state import GraphState
 
 DIMENSIONS = 4
@@ -48,6 +49,37 @@ def test_new_kinds_re_phrase_relations():
     kinds = [EntityRecord("aspirin", type="Compound"), EntityRecord("headache", type="Disease")]
     _, names = state.apply(kinds)
     assert names.phrases[0].forward == ("compound treats disease",)
+
+
+def test_a_relation_that_outgrew_its_phrases_is_phrased_again_once_updates_pause(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("graphfuse.server.core.state.time.monotonic", lambda: clock[0])
+    state = loaded([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    before = state.relation_words(1)[0][1]
+    _, names = state.apply([TripleRecord(f"film {i}", "directed_by", "Ridley Scott") for i in range(4)])
+    assert names.relations == [] and state.phrases_outgrown  # the ingest does not wait for them
+    assert state.outgrown_wait(clock[0]) == state_module.OUTGROWN_QUIET_S
+    clock[0] += 0.5
+    state.apply([TripleRecord("film 9", "directed_by", "Ridley Scott")])  # still loading: later again
+    assert state.outgrown_wait(clock[0]) == state_module.OUTGROWN_QUIET_S
+    assert state.outgrown_wait(clock[0] + state_module.OUTGROWN_QUIET_S) == 0.0
+    again = state.outgrown_phrases()
+    assert again.relations == [0] and not state.phrases_outgrown
+    assert "Ridley Scott" in again.phrases[0].forward_answers != before.forward_answers
+    described = state.names_to_embed((), [0])  # described meanwhile: its vectors are the ones kept
+    state.set_name_vectors(described, fake_vectors(described.texts))
+    state.set_name_vectors(again, -fake_vectors(again.texts))
+    assert torch.equal(state.relations.names[0], fake_vectors(described.texts)[0])
+
+
+def test_outgrown_relations_are_phrased_under_a_steady_stream_of_updates_too(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("graphfuse.server.core.state.time.monotonic", lambda: clock[0])
+    state = loaded([TripleRecord("Heat", "directed_by", "Michael Mann")])
+    for i in range(int(state_module.OUTGROWN_MAX_WAIT_S) + 1):
+        state.apply([TripleRecord(f"film {i}", "directed_by", "Ridley Scott")])
+        clock[0] += 1.0
+    assert state.phrases_outgrown and state.outgrown_wait(clock[0]) == 0.0
 
 
 def test_entity_names_wait_in_a_queue_and_a_rename_meanwhile_is_embedded_again():
