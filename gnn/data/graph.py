@@ -140,7 +140,7 @@ class StackedTransitions:
     direction_offsets: list[int]  # direction d owns rows direction_offsets[d] .. direction_offsets[d + 1]
     mask: Tensor | None = None  # (nnz,) 0 for edges retracted since the merge, 1 elsewhere
     delta: StackedTransitions | None = None  # edges added since the merge
-    unit_values: bool = False  # every stored value is 1, in one tensor matrix and transposed share
+    unit_values: bool = False  # every stored value is 1: one stored 1 that matrix and transposed repeat
 
     @functools.cached_property
     def membership(self) -> Tensor:
@@ -257,7 +257,7 @@ class StackedTransitions:
 
     @functools.cached_property
     def _stored_edge_block(self) -> cpu_kernels.EdgeBlock:
-        if self.unit_values:  # ones in any order: no reordered copies (8 bytes per value)
+        if self.unit_values:  # one stored 1 for every value, in any order: no reordered copies
             ones = self.matrix.values()
             return self._block(ones, ones)
         return self._edge_block(self.matrix.values())
@@ -273,11 +273,11 @@ class StackedTransitions:
             offsets.numpy(),
             crow.numpy(),
             col.numpy(),
-            pulled.numpy(),
+            cpu_kernels.edge_values(pulled),
             directions.numpy(),
             self.transposed.crow_indices().numpy(),
             self.transposed.col_indices().numpy(),
-            transposed.numpy(),
+            cpu_kernels.edge_values(transposed),
             self.rows.numpy(),
             self.directions.numpy(),
         )
@@ -419,7 +419,7 @@ def build_transitions(
     col = col.to(index)
     crow = torch.zeros(m + 1, dtype=index)
     crow[1:] = torch.cumsum(counts, 0)
-    ones = torch.ones(nnz)  # one tensor for both layouts' values
+    ones = torch.ones(1).expand(nnz)  # one stored 1 for every value of both layouts
     row_of_value = torch.repeat_interleave(torch.arange(m, dtype=index), counts, output_size=nnz)
     transpose_order = _transpose_order(col)
     transposed_crow = torch.zeros(n + 1, dtype=index)

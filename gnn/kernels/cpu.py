@@ -73,6 +73,11 @@ if njit is not None:
         for u in prange(x.shape[0]):
             _summarise_row(x[u], u, np.inf, threshold, x, active, alive)
 
+    @njit(inline="always")
+    def _value(values, e):  # noqa: ANN001, ANN202
+        """Edge ``e``'s value, where a one-value array stands for every edge's (a unit-valued block)."""
+        return values[e if values.shape[0] > 1 else 0]
+
     @njit(inline="always", fastmath=True)
     def _gather_row(u, offsets, crow, col, values, directions, active, x, weights, moved, total):  # noqa: ANN001, ANN202
         """Adds into ``total`` the weighted mass of every row feeding node ``u`` (``moved``: scratch)."""
@@ -82,7 +87,7 @@ if njit is not None:
             first, last = crow[i], crow[i + 1]
             if last - first == 1:  # one edge (common on sparse graphs): no row sum to share the weights
                 source = col[first]
-                value = values[first]
+                value = _value(values, first)
                 if active[source] and value != 0.0:
                     for k in range(columns):
                         total[k] += value * weights[d, k] * x[source, k]
@@ -91,7 +96,7 @@ if njit is not None:
             moved[:] = 0.0
             for e in range(first, last):
                 source = col[e]
-                value = values[e]
+                value = _value(values, e)
                 if active[source] and value != 0.0:  # mass sits on few entities in early hops
                     found = True
                     for k in range(columns):
@@ -150,7 +155,7 @@ if njit is not None:
         columns = x.shape[1]
         for s in sources:
             for j in range(offsets[s], offsets[s + 1]):
-                value = values[j]
+                value = _value(values, j)
                 if value != 0.0:
                     row = targets[j]
                     u = rows[row]
@@ -198,7 +203,7 @@ if njit is not None:
             u = rows[i]
             for e in range(crow[i], crow[i + 1]):
                 source = col[e]
-                value = values[e]
+                value = _value(values, e)
                 if active[source] and value != 0.0:
                     for k in range(columns):
                         out[u, k] += value * x[source, k]
@@ -389,7 +394,7 @@ if njit is not None:
                                     for e in range(c[i], c[i + 1]):
                                         source = s[e]
                                         mass = _frontier(start, levels, h - 1, source, column)
-                                        if v[e] != 0.0 and mass > 0.0:
+                                        if _value(v, e) != 0.0 and mass > 0.0:
                                             scores[top] = -(np.float64(w) * np.float64(mass))
                                             steps[top] = d
                                             sources[top] = source
@@ -470,11 +475,11 @@ class EdgeBlock:
     offsets: np.ndarray  # (N + 1,)
     crow: np.ndarray  # (M + 1,)
     col: np.ndarray  # (nnz,)
-    values: np.ndarray  # (nnz,)
+    values: np.ndarray  # (nnz,), or (1,): one value for every edge
     directions: np.ndarray  # (M,)
     source_offsets: np.ndarray  # (N + 1,)
     targets: np.ndarray  # (nnz,)
-    source_values: np.ndarray  # (nnz,)
+    source_values: np.ndarray  # (nnz,) or (1,)
     rows: np.ndarray  # (M,)
     row_directions: np.ndarray  # (M,)
 
@@ -691,9 +696,23 @@ def add_rows(crow: Tensor, col: Tensor, values: Tensor, rows: Tensor, x: Tensor,
     """
     x = x.contiguous()
     _add_rows(
-        crow.numpy(), col.numpy(), values.numpy(), rows.numpy(), summarise(x).active, x.numpy(), out.numpy()
+        crow.numpy(),
+        col.numpy(),
+        edge_values(values),
+        rows.numpy(),
+        summarise(x).active,
+        x.numpy(),
+        out.numpy(),
     )
     return out
+
+
+def edge_values(values: Tensor) -> np.ndarray:
+    """``(nnz,)`` edge values as the kernels read them: a view that repeats one stored value (a unit-valued
+    block's ones, 4 bytes in all) becomes that one value, which the kernels read for every edge."""
+    if values.numel() > 1 and values.stride(0) == 0:
+        return values[:1].contiguous().numpy()
+    return values.contiguous().numpy()
 
 
 def live_directions(degree: Tensor, summary: Summary) -> Tensor:

@@ -298,6 +298,15 @@ def test_stacked_transitions_hold_int32_indexes_and_build_the_rest_when_read(ran
         assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
     assert stacked.rows.dtype == stacked.directions.dtype == torch.int32
     assert not {"transpose_order", "row_of_value", "membership"} & set(vars(stacked))
+    for matrix in (stacked.matrix, stacked.transposed):  # every value a view of one stored 1
+        assert (
+            matrix.values().untyped_storage().nbytes() == 4
+            and matrix.values().tolist() == [1.0] * stacked.nnz
+        )
+    block = stacked.edge_block()
+    assert (
+        block.values.tolist() == block.source_values.tolist() == [1.0]
+    )  # the kernels read it for every edge
     degree = graph.out_degree()  # the transitions' row lengths, against a count over the edges
     assert degree.crow_indices().dtype == degree.col_indices().dtype == torch.int32
     counted = graph_module.out_degree(*graph.edges, graph.num_entities, graph.num_relations)
