@@ -156,6 +156,7 @@ async def run_graph(name: str, args: argparse.Namespace, folder: Path) -> list[s
         result = await service.ingest(name, records[start : start + CHUNK], create=True)
         if not result.accepted:
             raise SystemExit(f"{name}: records {start}-{start + CHUNK} rejected: {result.errors[:3]}")
+    await service.finish_ingest(name)  # as an Ingest stream ends
     await service.registry.wait_for_names(name, 3600)  # as `graphfuse ingest --wait-for-names`
     ingest_s = time.perf_counter() - started
     graph = service.graphs[name].graph

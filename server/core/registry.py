@@ -511,14 +511,21 @@ class GraphRegistry:
             async with self._names_progress:
                 self._names_progress.notify_all()
 
-    async def _phrase_outgrown_relations(self, state: GraphState) -> None:
-        """Embed the phrases of relations that grew since they were phrased (an ingest does not wait for
+    async def finish_ingest(self, graph: str) -> None:
+        """End of an ingest stream: phrase again the relations its chunks left to the background, so that
+        questions asked once the load has returned match phrases of what it loaded."""
+        state = self.graphs.get(graph)
+        if state is not None and state.phrases_outgrown:
+            await self._phrase_outgrown_relations(state, piece=0)
+
+    async def _phrase_outgrown_relations(self, state: GraphState, piece: int = BACKGROUND_PIECE) -> None:
+        """Embed the phrases of relations that grew since they were phrased (a chunk does not wait for
         them: until then the reasoner matches their earlier phrases)."""
         names = await self.on_compute(state.outgrown_phrases)
         if not names.texts:
             return
         try:
-            vectors = await self._embed_names(names.texts, BACKGROUND_PIECE)
+            vectors = await self._embed_names(names.texts, piece)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -74,6 +74,7 @@ class GraphService:
         self.list_graphs = registry.list_graphs
         self.graph_info = registry.graph_info
         self.ingest = registry.ingest
+        self.finish_ingest = registry.finish_ingest
         self.wait_for_sequence = registry.wait_for_sequence
         self.retraction_errors = registry.retraction_errors
         self.stream_position = registry.stream_position

@@ -228,6 +228,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
     async def Ingest(
         self, request_iterator: AsyncIterator[pb.IngestChunk], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.IngestAck]:
+        loaded: set[str] = set()
         async for chunk in request_iterator:
             records = [record_from_proto(r) for r in chunk.records]
             empty = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
@@ -246,6 +247,8 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 chunk.wait_for_names,
                 _deadline(context),
             )
+            if result.accepted:
+                loaded.add(chunk.graph)
             yield pb.IngestAck(
                 chunk_id=chunk.chunk_id,
                 accepted=result.accepted,
@@ -258,6 +261,8 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )
+        for graph in sorted(loaded):
+            await self.service.finish_ingest(graph)
 
 
 class ReasonerServicer(pb_grpc.ReasonerServicer):

@@ -79,23 +79,41 @@ async def _never() -> None:
     await asyncio.Event().wait()
 
 
-def test_relations_that_outgrew_their_phrases_are_phrased_again_after_the_ingest(
+def test_an_ingest_returns_with_the_relations_it_grew_phrased_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("graphfuse.server.core.state.OUTGROWN_QUIET_S", 3600.0)  # no background pass
+    server = RunningServer(server_config(tmp_path, demo=False))
+    try:
+        with server.client() as client:
+            list(client.ingest("pharmacy", [TripleRecord("aspirin", "relieves", "headache")]))
+            later = [TripleRecord(drug, "relieves", "fever") for drug in DRUGS]
+            acks = list(client.ingest("pharmacy", later, chunk_size=1))  # chunks do not wait for them
+            assert all(ack.accepted for ack in acks)
+            state = server.app.service.registry.graphs["pharmacy"]
+            assert not state.phrases_outgrown  # the stream's end did
+            assert "fever" in state.relation_words(1)[0][1].forward_answers
+    finally:
+        server.stop()
+
+
+def test_updates_from_a_stream_phrase_grown_relations_again_once_they_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("graphfuse.server.core.state.OUTGROWN_QUIET_S", 0.2)
     server = RunningServer(server_config(tmp_path, demo=False))
     try:
         with server.client() as client:
-            client.ingest("pharmacy", [TripleRecord("aspirin", "relieves", "headache")])
-            later = [TripleRecord(drug, "relieves", "fever") for drug in DRUGS]
-            acks = list(client.ingest("pharmacy", later, chunk_size=1))
-            assert all(ack.accepted for ack in acks)
-            state = server.app.service.registry.graphs["pharmacy"]
-            for _ in range(200):  # phrased again once the updates paused, in the background
-                if not state.phrases_outgrown and "fever" in state.relation_words(1)[0][1].forward_answers:
-                    break
-                time.sleep(0.05)
-            assert not state.phrases_outgrown
-            assert "fever" in state.relation_words(1)[0][1].forward_answers
+            list(client.ingest("pharmacy", [TripleRecord("aspirin", "relieves", "headache")]))
+        registry = server.app.service.registry
+        state = registry.graphs["pharmacy"]
+        for drug in DRUGS:  # as a Kafka or NATS consumer applies them: no stream end
+            server._run(registry.write_and_apply("pharmacy", [TripleRecord(drug, "relieves", "fever")]))
+        assert state.phrases_outgrown
+        for _ in range(200):
+            if not state.phrases_outgrown and "fever" in state.relation_words(1)[0][1].forward_answers:
+                break
+            time.sleep(0.05)
+        assert "fever" in state.relation_words(1)[0][1].forward_answers
     finally:
         server.stop()
