@@ -83,13 +83,12 @@ class EntityLinker:
         ids, names, aliases = graph.entity_ids, graph.names, graph.aliases
         for entity in entities:
             entity_id = ids[entity]
-            if names[entity] == entity_id and entity not in aliases:  # one spelling (most bulk loads' ids)
-                id_key = normalize(entity_id)
-                if id_key and id_key not in index:
-                    index[id_key] = entity
-                    continue
             id_key = normalize(entity_id)
-            texts = [(graph.names[entity], "exact")] + [(a, "alias") for a in graph.aliases.get(entity, ())]
+            one_spelling = names[entity] == entity_id and entity not in aliases  # most bulk loads' ids
+            if one_spelling and id_key and id_key not in index:
+                index[id_key] = entity
+                continue
+            texts = [(names[entity], "exact")] + [(a, "alias") for a in aliases.get(entity, ())]
             keys = []
             for key, method in [(id_key, "exact")] + [(normalize(text), method) for text, method in texts]:
                 if not key:

@@ -38,7 +38,7 @@ from graphfuse.server.core.config import ServerConfig
 from graphfuse.server.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from graphfuse.server.core.heap import trim_heap
 from graphfuse.server.core.permissions import authorize, visible
-from graphfuse.server.core.state import GraphState
+from graphfuse.server.core.state import GraphState, NamesToEmbed
 from graphfuse.server.storage.checkpoints import TASKS, checkpoint_path
 from graphfuse.server.storage.store import (
     GraphExistsError,
@@ -491,13 +491,8 @@ class GraphRegistry:
                     names = await self.on_compute(state.next_names, NAMES_PER_CHUNK)
                     if not names.entities:
                         break
-                    try:
-                        vectors = await self._embed_names(names.texts, BACKGROUND_PIECE)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # the names stay queued; the next update or a later pass retries
-                        await self.on_compute(state.requeue, names)
-                        log.exception("graph %s: embedding %d names failed", state.name, len(names.texts))
+                    vectors = await self._embed_or_requeue(state, names, state.requeue, BACKGROUND_PIECE)
+                    if vectors is None:
                         break
                     await self.on_compute(state.set_queued_vectors, names, vectors)
                     async with self._names_progress:
@@ -524,17 +519,23 @@ class GraphRegistry:
         names = await self.on_compute(state.outgrown_phrases)
         if not names.texts:
             return
+        vectors = await self._embed_or_requeue(state, names, state.requeue_phrases, piece)
+        if vectors is not None:
+            await self.on_compute(state.set_name_vectors, names, vectors)
+
+    async def _embed_or_requeue(
+        self, state: GraphState, names: NamesToEmbed, requeue: Callable[[NamesToEmbed], None], piece: int
+    ) -> Tensor | None:
+        """The vectors of background ``names``; None when embedding failed, after handing them to ``requeue``
+        (the next update or a later pass retries them)."""
         try:
-            vectors = await self._embed_names(names.texts, piece)
+            return await self._embed_names(names.texts, piece)
         except asyncio.CancelledError:
             raise
         except Exception:
-            await self.on_compute(state.requeue_phrases, names)
-            log.exception(
-                "graph %s: embedding the phrases of %d relations failed", state.name, len(names.relations)
-            )
-            return
-        await self.on_compute(state.set_name_vectors, names, vectors)
+            await self.on_compute(requeue, names)
+            log.exception("graph %s: embedding %d names or phrases failed", state.name, len(names.texts))
+            return None
 
     async def wait_for_names(self, graph: str, timeout: float) -> bool:
         """Whether every queued entity name of ``graph`` has its vector within ``timeout`` seconds."""

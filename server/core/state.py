@@ -56,9 +56,8 @@ class GraphState:
         self.relation_vectors = torch.zeros(0, dimensions)  # (R, D) each relation's name
         self._phrases: list[RelationPhrases | None] = []  # as last encoded, by relation
         self._phrased_edges: list[int] = []  # edges each relation had when last phrased
-        self._claimed: list[
-            RelationPhrases | None
-        ] = []  # the latest phrases handed out to embed, by relation
+        # the latest phrases handed out to embed, by relation
+        self._claimed: list[RelationPhrases | None] = []
         self._outgrown: set[int] = set()  # relations to phrase again in the background (see `apply`)
         self._outgrown_since = 0.0  # time.monotonic() when the first of them was left
         self._applied_at = 0.0  # ... and of the last update
