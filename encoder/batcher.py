@@ -3,7 +3,8 @@
 In the manner of text-embeddings-inference: callers put requests on a bounded queue and await their own
 future; one background task takes a window of requests (the first waits up to `max_wait_ms` for
 company), tokenises it, sorts its texts by length, cuts micro-batches whose padded token count
-(batch size * longest text) stays within `max_batch_tokens`, runs each forward pass on an executor thread
+(batch size * longest text) stays within `max_batch_tokens`, where the lengths jump enough that padding would
+cost more than another pass (`micro_batches.py`), runs each forward pass on an executor thread
 (never on the event loop) and answers every caller as soon as its last row is done. Callers that were
 cancelled or whose deadline passed are dropped before their texts reach the model.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from graphfuse.encoder.errors import BatcherClosed, DeadlineExpired, Overloaded
+from graphfuse.encoder.micro_batches import length_groups
 from graphfuse.encoder.model import Embedded, Encoded, TextEncoder, TextTooLongError, Tokens
 
 __all__ = [
@@ -404,9 +406,8 @@ class EncodeBatcher:
             pending = [item for item in pending if item.live]
             if not pending:
                 break
-            size = 1
-            while size < len(pending) and (size + 1) * len(pending[size].ids) <= self.max_batch_tokens:
-                size += 1
+            lengths = [len(item.ids) for item in pending]
+            size = length_groups(lengths, self.max_batch_tokens, self.encoder.pass_overhead_tokens)[0]
             batch, pending = pending[:size], pending[size:]
             for item in batch:
                 for request in item.targets:

@@ -18,6 +18,7 @@ from transformers import AutoModel, AutoTokenizer
 from graphfuse.encoder.backends import make_backend
 from graphfuse.encoder.cache import EmbeddingCache
 from graphfuse.encoder.errors import InvalidText
+from graphfuse.encoder.micro_batches import CPU_PASS_OVERHEAD_TOKENS, length_groups
 from graphfuse.encoder.model_dir import read_model_dir
 
 # Padded tokens per forward pass beyond which a CPU gets slower (activations fall out of cache):
@@ -107,6 +108,9 @@ class TextEncoder:
         self.device = _resolve_device(config.device)
         cpu = self.device.type == "cpu"
         self.batch_tokens = min(config.batch_tokens, CPU_BATCH_TOKENS) if cpu else config.batch_tokens
+        # what a forward pass costs besides its tokens, in tokens: texts sorted by length are cut into
+        # passes where padding would cost more (see micro_batches.py); a GPU pass is cut by the budget alone
+        self.pass_overhead_tokens = CPU_PASS_OVERHEAD_TOKENS if cpu else self.batch_tokens
         model_dir = config.model_dir or _default_model_dir()
         info = read_model_dir(model_dir)
         self.name = info.name
@@ -295,13 +299,12 @@ class TextEncoder:
             raise TextTooLongError(first_index[j], tokens.counts[j], self.max_tokens)
         lengths = [len(row) for row in ids]
 
-        # longest first, so each batch is padded to its first text's length
-        order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        sizes = length_groups([lengths[j] for j in order], self.batch_tokens, self.pass_overhead_tokens)
         out = torch.empty(len(texts), self.dimensions)  # (U, D)
         states: list[torch.Tensor | None] = [None] * len(texts)
         start = 0
-        while start < len(order):
-            size = max(1, self.batch_tokens // lengths[order[start]])
+        for size in sizes:
             batch = order[start : start + size]
             embedded = self._forward(
                 [ids[j] for j in batch],

@@ -65,6 +65,7 @@ SCHEMA_VERSION = 4  # 2: stream_positions; 3: entities.type; 4: relation_words, 
 APPLICATION_ID = 0x47465553  # "GFUS" in the SQLite header: this file is a graphfuse store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")
+_CHECKPOINT_PAGES = 16384  # 64 MiB of 4 KiB pages
 _IN_CHUNK = 500  # texts per "IN (...)" lookup, well under SQLite's bound-parameter limit
 
 # The last stream sequence applied per update stream, written in the same transaction as its records.
@@ -384,6 +385,9 @@ class GraphStore:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB
+            # Checkpoint the WAL into the database every 64 MiB instead of SQLite's 4 MiB: a stream of
+            # chunks rewrites the same index pages, and each checkpoint copies them again (1.2x on ingest).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL journaling (journal_mode is {mode!r})")
             conn.execute("BEGIN IMMEDIATE")
