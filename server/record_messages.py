@@ -14,7 +14,8 @@ def record_from_proto(record: pb.Record) -> Record | None:
     """The record a message holds; None when it holds none. Empty strings are "not given" (None)."""
     kind = record.WhichOneof("record")
     if kind == "triple":
-        return TripleRecord(record.triple.head, record.triple.relation, record.triple.tail)
+        t = record.triple
+        return TripleRecord(t.head, t.relation, t.tail)
     if kind == "remove_triple":
         t = record.remove_triple
         return Retraction(t.head, t.relation, t.tail)
