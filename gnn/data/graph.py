@@ -675,6 +675,23 @@ class _EdgeKeys:
     def forget(self) -> None:
         self._known = {}
 
+    def add_many(self, keys: list[EdgeKey]) -> list[EdgeKey]:
+        """Add ``keys``; those that were not in the set, each once, in order (one search for them all)."""
+        added, removed = self._added, self._removed
+        unseen = [key for key in dict.fromkeys(keys) if key not in added]
+        if not unseen:
+            return []
+        fresh = []
+        for key, stored in zip(unseen, (self._positions(unseen) >= 0).tolist(), strict=True):
+            if not stored:
+                added.add(key)
+                fresh.append(key)
+            elif key in removed:  # stored, retracted, stated again
+                removed.discard(key)
+                fresh.append(key)
+        self._fold_when_due()
+        return fresh
+
     def _stored(self, key: EdgeKey) -> bool:
         known = self._known.get(key)
         if known is not None:
@@ -743,6 +760,7 @@ class KnowledgeGraph:
         self._heads = torch.empty(0, dtype=EDGE_INDEX)
         self._rels = torch.empty(0, dtype=EDGE_INDEX)
         self._tails = torch.empty(0, dtype=EDGE_INDEX)
+        self._room: tuple[Tensor, Tensor, Tensor] | None = None  # buffers the columns are prefixes of
         self._edge_keys = _EdgeKeys()
         self._merged: MergedEdges | None = None  # transitions built from a snapshot of the edges
         self._added: dict[EdgeKey, None] = {}  # edges added since that snapshot (the delta)
@@ -917,6 +935,8 @@ class KnowledgeGraph:
     # ---------------------------------------------------------------------------------------- updates
     def add(self, records: Sequence[Record]) -> GraphUpdate:
         """Apply records in order (additions, and retractions of stored facts); visible to the next query."""
+        if all(type(record) is TripleRecord for record in records):
+            return self._add_triples(records)  # type: ignore[arg-type]
         new_entities: list[int] = []
         changed: set[int] = set()
         new_relations: list[int] = []
@@ -968,11 +988,30 @@ class KnowledgeGraph:
         self._edge_keys.forget()
         if retracted:
             self._drop(retracted)
+        self._append(list(added), retracted, bool(new_entities))
+        changed.update(new_entities)
+        return GraphUpdate(
+            new_entities, sorted(changed), new_relations, len(added), len(retracted), sorted(described)
+        )
+
+    def _add_triples(self, triples: Sequence[TripleRecord]) -> GraphUpdate:
+        """:meth:`add` for a chunk of triples alone: the same result, with the keys searched and added
+        together rather than one record at a time."""
+        new_entities: list[int] = []
+        new_relations: list[int] = []
+        entity, relation = self._entity, self._relation
+        keys = [
+            (entity(t.head, new_entities), relation(t.relation, new_relations), entity(t.tail, new_entities))
+            for t in triples
+        ]
+        added = self._edge_keys.add_many(keys)
+        self._append(added, (), bool(new_entities))
+        return GraphUpdate(new_entities, list(new_entities), new_relations, len(added))
+
+    def _append(self, added: list[EdgeKey], retracted: Iterable[EdgeKey], new_entities: bool) -> None:
+        """Append the new edges' columns, note the changes for merges, and drop views they outdate."""
         if added:
-            heads, rels, tails = torch.tensor(list(added), dtype=EDGE_INDEX).T
-            self._heads = torch.cat([self._heads, heads])
-            self._rels = torch.cat([self._rels, rels])
-            self._tails = torch.cat([self._tails, tails])
+            self._append_columns(torch.tensor(added, dtype=EDGE_INDEX).T)
         if self._merged is not None or self._log is not None:
             for key in retracted:
                 self._note(key, -1)
@@ -981,10 +1020,22 @@ class KnowledgeGraph:
         if added or retracted or new_entities:
             self._view = None
             self._directions = {}
-        changed.update(new_entities)
-        return GraphUpdate(
-            new_entities, sorted(changed), new_relations, len(added), len(retracted), sorted(described)
-        )
+
+    def _append_columns(self, edges: Tensor) -> None:
+        """Append ``(3, K)`` edges to the columns, which stay prefixes of buffers with room to grow (an
+        eighth more than they hold): a stream of small updates copies the columns a few times, not at each
+        update. Earlier views of the columns (a merge's snapshot) keep what they held."""
+        n, k = self._heads.numel(), edges.shape[1]
+        columns = (self._heads, self._rels, self._tails)
+        room = self._room
+        if room is None or room[0].data_ptr() != self._heads.data_ptr() or room[0].numel() < n + k:
+            capacity = n + k + max(k, (n + k) // 8)
+            room = self._room = tuple(torch.empty(capacity, dtype=c.dtype) for c in columns)  # type: ignore[assignment]
+            for buffer, column in zip(room, columns, strict=True):
+                buffer[:n] = column
+        for buffer, values in zip(room, edges, strict=True):
+            buffer[n : n + k] = values
+        self._heads, self._rels, self._tails = (buffer[: n + k] for buffer in room)
 
     def _known_key(self, record: Record) -> EdgeKey | None:
         """The key of a triple or retraction whose entities and relation exist already."""
@@ -1004,6 +1055,7 @@ class KnowledgeGraph:
         packed = (wanted[:, 0] * r + wanted[:, 1]) * n + wanted[:, 2]
         keep = ~torch.isin((self._heads.long() * r + self._rels) * n + self._tails, packed)
         self._heads, self._rels, self._tails = self._heads[keep], self._rels[keep], self._tails[keep]
+        self._room = None
         self._position_indexes = {name: index.kept(keep) for name, index in self._position_indexes.items()}
         self.retractions += len(keys)
 
