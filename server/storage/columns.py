@@ -156,13 +156,14 @@ def select_columns(
 def _select_edges(
     conn: sqlite3.Connection, graph_id: int, entity_rowids: np.ndarray, relation_rowids: np.ndarray
 ) -> StoredEdges:
-    cursor = conn.execute(
-        "SELECT head, relation, tail FROM triples WHERE graph_id = ? ORDER BY id", (graph_id,)
-    )
+    # read from the covering unique index, then put in insertion (rowid) order here: SQLite would sort
+    # them in a temporary B-tree on disk
+    cursor = conn.execute("SELECT id, head, relation, tail FROM triples WHERE graph_id = ?", (graph_id,))
     blocks = []
     while rows := cursor.fetchmany(_FETCH_ROWS):
-        blocks.append(np.array(rows, dtype=np.int64).reshape(-1, 3))
-    edges = np.concatenate(blocks) if blocks else np.empty((0, 3), dtype=np.int64)
+        blocks.append(np.array(rows, dtype=np.int64).reshape(-1, 4))
+    edges = np.concatenate(blocks) if blocks else np.empty((0, 4), dtype=np.int64)
+    edges = edges[np.argsort(edges[:, 0]), 1:]
     heads = np.searchsorted(entity_rowids, edges[:, 0])
     tails = np.searchsorted(entity_rowids, edges[:, 2])
     stored_rels = np.searchsorted(relation_rowids, edges[:, 1])

@@ -61,7 +61,8 @@ __all__ = [
 ]
 
 DB_FILENAME = "graphfuse.db"
-SCHEMA_VERSION = 4  # 2: stream_positions; 3: entities.type; 4: relation_words, relation_aliases
+SCHEMA_VERSION = 5  # 2: stream_positions; 3: entities.type; 4: relation_words, relation_aliases;
+# 5: no triples_by_graph index (the unique index serves reads by graph; one index less per triple written)
 APPLICATION_ID = 0x47465553  # "GFUS" in the SQLite header: this file is a graphfuse store
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")
@@ -131,7 +132,6 @@ CREATE TABLE triples (
     tail INTEGER NOT NULL,
     UNIQUE (graph_id, head, relation, tail)
 );
-CREATE INDEX triples_by_graph ON triples(graph_id);
 CREATE TABLE embeddings (
     model TEXT NOT NULL,
     text TEXT NOT NULL,
@@ -411,12 +411,14 @@ class GraphStore:
             return
         if app_id != APPLICATION_ID:
             raise self._corrupt(f"is a SQLite database but not a graphfuse store (application_id {app_id})")
-        if version in (1, 2, 3):  # version 2 adds the stream positions, 3 the entity types, 4 relation words
+        if version in (1, 2, 3, 4):
             if version == 1:
                 _execute_script(conn, _STREAM_POSITIONS)
             if version <= 2:
                 conn.execute("ALTER TABLE entities ADD COLUMN type TEXT NOT NULL DEFAULT ''")
-            _execute_script(conn, _RELATION_WORDS)
+            if version <= 3:
+                _execute_script(conn, _RELATION_WORDS)
+            conn.execute("DROP INDEX IF EXISTS triples_by_graph")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version != SCHEMA_VERSION:
@@ -737,9 +739,9 @@ class GraphStore:
             relation_ids = dict(
                 conn.execute("SELECT id, name FROM relations WHERE graph_id = ?", (graph_id,)).fetchall()
             )
-            triple_rows = conn.execute(
-                "SELECT head, relation, tail FROM triples WHERE graph_id = ? ORDER BY id", (graph_id,)
-            ).fetchall()
+            triple_rows = sorted(  # by rowid, in Python: SQLite would sort them in a temporary B-tree
+                conn.execute("SELECT id, head, relation, tail FROM triples WHERE graph_id = ?", (graph_id,))
+            )
         aliases: dict[int, list[str]] = {}
         for entity, alias in alias_rows:
             aliases.setdefault(entity, []).append(alias)
@@ -748,7 +750,7 @@ class GraphStore:
             EntityRecord(entity, name, tuple(aliases.get(rowid, ())), type or None)
             for rowid, entity, name, type in entity_rows
         ]
-        triples = [TripleRecord(entity_ids[h], relation_ids[r], entity_ids[t]) for h, r, t in triple_rows]
+        triples = [TripleRecord(entity_ids[h], relation_ids[r], entity_ids[t]) for _, h, r, t in triple_rows]
         return entities, triples
 
     def read_relations(self, name: str) -> list[RelationRecord]:

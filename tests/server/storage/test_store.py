@@ -466,14 +466,16 @@ def test_retractions_apply_in_order_with_the_stream_position(store: GraphStore) 
     assert store.stream_position("updates") == 17
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_store_is_migrated(tmp_path: Path, version: int) -> None:
     with GraphStore(tmp_path) as store:
         store.create_graph("g")
         store.write("g", CHUNK)
     with sqlite3.connect(tmp_path / DB_FILENAME) as conn:  # as graphfuse wrote it before
-        conn.execute("DROP TABLE relation_aliases")
-        conn.execute("DROP TABLE relation_words")
+        conn.execute("CREATE INDEX triples_by_graph ON triples(graph_id)")
+        if version <= 3:
+            conn.execute("DROP TABLE relation_aliases")
+            conn.execute("DROP TABLE relation_words")
         if version <= 2:
             conn.execute("ALTER TABLE entities DROP COLUMN type")
         if version == 1:
@@ -491,6 +493,10 @@ def test_older_store_is_migrated(tmp_path: Path, version: int) -> None:
         assert store.read_relations("g") == [RelationRecord("is_a", "is a")]
     with GraphStore(tmp_path) as store:  # migrated once: now the current version
         assert store.read_relations("g") == [RelationRecord("is_a", "is a")]
+    with sqlite3.connect(tmp_path / DB_FILENAME) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "triples_by_graph" not in indexes
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_entity_types_are_stored_and_updated(store: GraphStore) -> None:
