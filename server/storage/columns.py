@@ -163,7 +163,10 @@ def _select_edges(
     while rows := cursor.fetchmany(_FETCH_ROWS):
         blocks.append(np.array(rows, dtype=np.int64).reshape(-1, 4))
     edges = np.concatenate(blocks) if blocks else np.empty((0, 4), dtype=np.int64)
-    edges = edges[np.argsort(edges[:, 0]), 1:]
+    rowids = edges[:, 0]
+    if not (rowids[1:] > rowids[:-1]).all():  # a bulk load inserts in index order: nothing to sort
+        edges = edges[np.argsort(rowids, kind="stable")]
+    edges = edges[:, 1:]
     heads = np.searchsorted(entity_rowids, edges[:, 0])
     tails = np.searchsorted(entity_rowids, edges[:, 2])
     stored_rels = np.searchsorted(relation_rowids, edges[:, 1])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
 from graphfuse.gnn.formats.bulk import columns_from_records
 from graphfuse.server.storage.store import GraphStore
 
@@ -75,3 +75,17 @@ def test_read_columns_is_read_graph_as_arrays(stores: tuple[GraphStore, GraphSto
         for h, r, t in zip(columns.heads.tolist(), columns.rels.tolist(), columns.tails.tolist(), strict=True)
     ]
     assert read == triples
+
+
+def test_triples_read_back_in_the_order_they_were_written(stores: tuple[GraphStore, GraphStore]) -> None:
+    """Reads go through the unique index (ordered by head, relation, tail rowids) and are put back in the
+    order the triples were stored."""
+    _, store = stores
+    written = [TripleRecord("z", "r", "a"), TripleRecord("a", "s", "z"), TripleRecord("z", "s", "m")]
+    store.write("g", written[:1])
+    store.write("g", [TripleRecord("b", "r", "a")])
+    store.write("g", written[1:])
+    store.write("g", [Retraction("b", "r", "a")])
+    assert store.read_graph("g")[1] == written
+    columns = store.read_columns("g")
+    assert [columns.entity_ids[h] for h in columns.heads.tolist()] == ["z", "a", "z"]  # index order: z, z, a
