@@ -153,12 +153,15 @@ def select_columns(
     return columns, edges
 
 
+# A graph's triples with their rowids, read from the covering unique index; readers put them in insertion
+# (rowid) order themselves, as SQLite would sort them in a temporary B-tree on disk.
+SELECT_TRIPLES = "SELECT id, head, relation, tail FROM triples WHERE graph_id = ?"
+
+
 def _select_edges(
     conn: sqlite3.Connection, graph_id: int, entity_rowids: np.ndarray, relation_rowids: np.ndarray
 ) -> StoredEdges:
-    # read from the covering unique index, then put in insertion (rowid) order here: SQLite would sort
-    # them in a temporary B-tree on disk
-    cursor = conn.execute("SELECT id, head, relation, tail FROM triples WHERE graph_id = ?", (graph_id,))
+    cursor = conn.execute(SELECT_TRIPLES, (graph_id,))
     blocks = []
     while rows := cursor.fetchmany(_FETCH_ROWS):
         blocks.append(np.array(rows, dtype=np.int64).reshape(-1, 4))

@@ -45,7 +45,7 @@ from graphfuse.gnn.data.records import (
 )
 from graphfuse.gnn.formats.bulk import GraphColumns
 from graphfuse.server.storage import clean_close, edge_files
-from graphfuse.server.storage.columns import StoredColumns, insert_columns, select_columns
+from graphfuse.server.storage.columns import SELECT_TRIPLES, StoredColumns, insert_columns, select_columns
 
 __all__ = [
     "DB_FILENAME",
@@ -739,9 +739,7 @@ class GraphStore:
             relation_ids = dict(
                 conn.execute("SELECT id, name FROM relations WHERE graph_id = ?", (graph_id,)).fetchall()
             )
-            triple_rows = sorted(  # by rowid, in Python: SQLite would sort them in a temporary B-tree
-                conn.execute("SELECT id, head, relation, tail FROM triples WHERE graph_id = ?", (graph_id,))
-            )
+            triple_rows = sorted(conn.execute(SELECT_TRIPLES, (graph_id,)))  # by rowid
         aliases: dict[int, list[str]] = {}
         for entity, alias in alias_rows:
             aliases.setdefault(entity, []).append(alias)
