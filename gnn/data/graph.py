@@ -161,6 +161,72 @@ class StackedTransitions:
         only values other than ones need it)."""
         return _transpose_order(self.matrix.col_indices())
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """This block and its node-ordered layout as named arrays (views), which :meth:`from_arrays` reads
+        back: only a merged block of unit values (the one a graph's edges build)."""
+        if not self.unit_values or self.mask is not None or self.delta is not None:
+            raise ValueError("Expected a merged block of unit values (no mask, no delta)")
+        offsets, crow, col, directions = self._pull_layout
+        tensors = {
+            "crow": self.matrix.crow_indices(),
+            "col": self.matrix.col_indices(),
+            "transposed_crow": self.transposed.crow_indices(),
+            "transposed_col": self.transposed.col_indices(),
+            "rows": self.rows,
+            "directions": self.directions,
+            "direction_offsets": torch.tensor(self.direction_offsets, dtype=torch.long),
+            "pull_offsets": offsets,
+            "pull_crow": crow,
+            "pull_col": col,
+            "pull_directions": directions,
+        }
+        return {name: tensor.numpy() for name, tensor in tensors.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], num_entities: int) -> StackedTransitions:
+        """The block :meth:`to_arrays` gave, over ``num_entities`` nodes (no copy of the arrays).
+
+        Raises:
+            ValueError: the arrays are missing or their sizes do not fit one block of ``num_entities``.
+        """
+        try:
+            t = {name: torch.from_numpy(arrays[name]) for name in _BLOCK_ARRAYS}
+        except KeyError as error:
+            raise ValueError(f"Expected the block's array {error}") from None
+        m, nnz, n = t["rows"].numel(), t["col"].numel(), num_entities
+        sizes = {
+            "crow": m + 1,
+            "transposed_crow": n + 1,
+            "transposed_col": nnz,
+            "directions": m,
+            "pull_offsets": n + 1,
+            "pull_crow": m + 1,
+            "pull_col": nnz,
+            "pull_directions": m,
+        }
+        wrong = [name for name, size in sizes.items() if t[name].shape != (size,)]
+        ends = (t["crow"], t["transposed_crow"], t["pull_crow"])
+        if wrong or any(int(crow[0]) != 0 or int(crow[-1]) != nnz for crow in ends):
+            raise ValueError(f"Expected one block of {m} rows, {nnz} values and {n} nodes (wrong: {wrong})")
+        ones = torch.ones(1).expand(nnz)
+        block = cls(
+            torch.sparse_csr_tensor(t["crow"], t["col"], ones, size=(m, n), check_invariants=False),
+            torch.sparse_csr_tensor(
+                t["transposed_crow"], t["transposed_col"], ones, size=(n, m), check_invariants=False
+            ),
+            t["rows"],
+            t["directions"],
+            t["direction_offsets"].tolist(),
+            unit_values=True,
+        )
+        block.__dict__["_pull_layout"] = (
+            t["pull_offsets"],
+            t["pull_crow"],
+            t["pull_col"],
+            t["pull_directions"],
+        )
+        return block
+
     def _carry_built(self, other: StackedTransitions) -> StackedTransitions:
         """``other``, a copy of this structure, with the position arrays built here so far."""
         for name in ("row_of_value", "transpose_order"):
@@ -365,6 +431,21 @@ class StackedTransitions:
             direction_offsets=offsets,
         )
         return self._carry_built(replaced)
+
+
+_BLOCK_ARRAYS = (
+    "crow",
+    "col",
+    "transposed_crow",
+    "transposed_col",
+    "rows",
+    "directions",
+    "direction_offsets",
+    "pull_offsets",
+    "pull_crow",
+    "pull_col",
+    "pull_directions",
+)
 
 
 def _membership(offsets: list[int], rows: int) -> Tensor:
@@ -582,6 +663,25 @@ class _PositionIndex:
         torch.cumsum(counts, 0, out=starts[1:])
         # value v is at order[starts[v]:starts[v + 1]]
         self.starts = starts.to(position_dtype(self.size + 1)).numpy()
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], column: Tensor) -> _PositionIndex:
+        """The index of ``column`` whose ``order`` and ``starts`` were kept as ``head_order`` and
+        ``head_starts`` (:meth:`KnowledgeGraph.built_layouts`).
+
+        Raises:
+            ValueError: they are missing or do not fit ``column``.
+        """
+        order, starts = arrays.get("head_order"), arrays.get("head_starts")
+        size = column.numel()
+        values = int(column.max()) + 1 if size else 0
+        if order is None or starts is None or order.shape != (size,) or starts.shape != (values + 1,):
+            raise ValueError(f"Expected an index of {size} positions of {values} values")
+        if int(starts[0]) != 0 or int(starts[-1]) != size:
+            raise ValueError(f"Expected value runs covering {size} positions")
+        index = object.__new__(cls)
+        index.size, index.order, index.starts = size, torch.from_numpy(order), starts
+        return index
 
     def positions(self, column: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """``(positions, which)``: every position where ``column`` (this index's column, appended to since)
@@ -1159,13 +1259,63 @@ class KnowledgeGraph:
             found = self._directions[d] = stacked.direction(d)
         return found
 
-    def prepare(self) -> None:
+    def prepare(self, built: dict[str, np.ndarray] | None = None) -> None:
         """Merge and build every layout queries read (transitions, degrees, the node-ordered edges, the
-        index of edges by head), so that the first query after loading does not pay for it."""
+        index of edges by head), so that the first query after loading does not pay for it.
+
+        Args:
+            built: what :meth:`built_layouts` gave for these same edges (kept beside a store), installed
+                instead of sorting the edges again.
+
+        Raises:
+            ValueError: ``built`` does not fit this graph; nothing of it was installed.
+        """
+        if built is not None:
+            self._install_built(built)
         self.stacked_transitions().prepare()
         self._position_index("heads", self._heads)
         if cpu_kernels.available(self.out_degree().values()):
             cpu_kernels.degree_by_node(self.out_degree())
+
+    def built_layouts(self) -> dict[str, np.ndarray]:
+        """What :meth:`prepare` builds by sorting the edges (the merged transitions with their node-ordered
+        layout, the index of edges by head) as named arrays, to keep and pass back to :meth:`prepare` for a
+        graph with the same edges. Merges first when anything was added or retracted since the last merge.
+
+        Raises:
+            ValueError: a background merge is in flight.
+        """
+        if self._log is not None:
+            raise ValueError("Expected no merge in flight")
+        if self._merged is None or self.delta_size:
+            self.merge()
+        self.prepare()
+        assert self._merged is not None
+        heads = self._position_index("heads", self._heads)
+        if heads.size != self.num_edges:
+            heads = self._position_indexes["heads"] = _PositionIndex(self._heads)
+        sizes = np.array([self.num_entities, self.num_relations, self.num_edges], dtype=np.int64)
+        arrays = self._merged.transitions.to_arrays()
+        return {**arrays, "sizes": sizes, "head_order": heads.order.numpy(), "head_starts": heads.starts}
+
+    def _install_built(self, built: dict[str, np.ndarray]) -> None:
+        n, r, e = self.num_entities, self.num_relations, self.num_edges
+        sizes = built.get("sizes", np.zeros(0, dtype=np.int64)).tolist()
+        if sizes != [n, r, e]:
+            raise ValueError(
+                f"Expected layouts built for {[n, r, e]} entities, relations and edges (got {sizes})"
+            )
+        transitions = StackedTransitions.from_arrays(built, n)
+        offsets = transitions.direction_offsets
+        if len(offsets) != 2 * r + 1 or transitions.nnz != 2 * e:
+            raise ValueError(f"Expected transitions of {2 * r} directions and {2 * e} values")
+        crow = transitions.matrix.crow_indices().long()
+        per_relation = crow[offsets[1 : r + 1]] - crow[offsets[:r]]
+        if not torch.equal(per_relation, torch.bincount(self._rels.long(), minlength=r)):
+            raise ValueError("Expected transitions with as many edges of each relation as the graph")
+        heads = _PositionIndex.from_arrays(built, self._heads)
+        self.finish_merge(self.start_merge(), MergedEdges(transitions, transitions.out_degree(), n, r))
+        self._position_indexes["heads"] = heads
 
     def stacked_transitions(self) -> StackedTransitions:
         """Every directed relation's transition stacked into one CSR block, with the delta beside it."""

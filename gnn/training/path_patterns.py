@@ -16,11 +16,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from graphfuse.gnn.data.graph import KnowledgeGraph
 from graphfuse.gnn.models.path_patterns import (
@@ -31,6 +30,9 @@ from graphfuse.gnn.models.path_patterns import (
     candidates,
     profile_scores,
 )
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 SCREEN_PAIRS = 256  # edges (and 4x as many pairs without the relation) patterns are screened on
 PROFILE_SHARE = 0.5  # an untyped candidate's relations must cover this share of a typical member's
@@ -143,7 +145,7 @@ def fit_relation(
     std[std < 1e-6] = 1.0
     features = (raw - mean) / std
     if len(patterns) > config.max_patterns:  # keep the patterns weighing most in a fit on all of them
-        weight = np.abs(_regression(config).fit(features, labels).coef_[0][: len(patterns)])
+        weight = np.abs(_regression(config.regularisation).fit(features, labels).coef_[0][: len(patterns)])
         kept = np.sort(np.argsort(-weight)[: config.max_patterns])
         patterns = [patterns[i] for i in kept.tolist()]
         columns = np.concatenate([kept, [raw.shape[1] - 2, raw.shape[1] - 1]])
@@ -152,9 +154,9 @@ def fit_relation(
     out_of_fold = np.zeros(pairs.shape[0])
     for k in range(config.folds):
         train, test = fold != k, fold == k
-        model = _regression(config).fit(features[train], labels[train])
+        model = _regression(config.regularisation).fit(features[train], labels[train])
         out_of_fold[test] = model.decision_function(features[test])
-    model = _regression(config).fit(features, labels)
+    model = _regression(config.regularisation).fit(features, labels)
     total_negatives = head_set.size * tail_set.size - len(positives)
     sampled = math.log(len(negatives) / max(total_negatives, len(negatives)))
     bias = float(model.intercept_[0]) + sampled
@@ -162,7 +164,7 @@ def fit_relation(
     serving = _serving_logits(
         graph, target, patterns, positives, pairs, labels, fold, features, transform, config
     )
-    platt = LogisticRegression(C=1e6, max_iter=1000).fit(serving[:, None], labels)
+    platt = _regression(1e6, max_iter=1000).fit(serving[:, None], labels)
     slope, offset = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     # On logits whose bias counts every negative, and for a graph missing one fold of the relation's edges:
     # the serving logits describe every edge as missing, one fold at a time, so the pooled fit saw `folds`
@@ -196,8 +198,7 @@ def fit_relation(
         len(positives),
         len(negatives),
         int(head_set.size * tail_set.size),
-        float(roc_auc_score(labels, out_of_fold)),
-        float(average_precision_score(labels, out_of_fold)),
+        *_ranking_scores(labels, out_of_fold),
         time.perf_counter() - started,
     )
     return fitted, report
@@ -293,7 +294,7 @@ def _serving_logits(
             degrees = np.log1p(np.stack([out_degree[pairs[members, 0]], in_degree[pairs[members, 1]]], 1))
             inner[members, count:] = (degrees - mean[count:]) / std[count:]
         train = fold != k
-        model = _regression(config).fit(inner[train], labels[train])
+        model = _regression(config.regularisation).fit(inner[train], labels[train])
         out[fold == k] = model.decision_function(features[fold == k])
     return out
 
@@ -334,8 +335,19 @@ def _screen(
     return [patterns[i] for i in kept.tolist()]
 
 
-def _regression(config: PathPatternConfig) -> LogisticRegression:
-    return LogisticRegression(C=config.regularisation, max_iter=2000)
+# scikit-learn is imported where it fits, not with this module: a server imports it at start (about 0.7 s)
+# and fits only when asked to train
+def _regression(regularisation: float, max_iter: int = 2000) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=regularisation, max_iter=max_iter)
+
+
+def _ranking_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """``(AUROC, average precision)`` of ``scores`` against 0/1 ``labels``."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    return float(roc_auc_score(labels, scores)), float(average_precision_score(labels, scores))
 
 
 def _sample_negatives(

@@ -266,6 +266,7 @@ class GraphRegistry:
         assert self.store is not None and self.encoder is not None
         stored = await self._on_io(self.store.read_columns, name)
         relations = await self._on_io(self.store.read_relations, name)
+        layouts = await self._on_io(self.store.read_layouts, stored.stamp)
 
         def build() -> GraphState:
             assert self.encoder is not None and self.store is not None
@@ -282,14 +283,24 @@ class GraphRegistry:
             )
             graph.add(relations)  # after the triples, so relations are numbered as before relation records
             state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device, self.vector_dtype)
-            state.graph.prepare()
+            try:
+                graph.prepare(layouts)
+            except ValueError as error:  # kept for another version of the graph: build them again
+                log.warning("graph %s: not using its kept layouts: %s", name, error)
+                graph.prepare()
+            else:
+                if layouts is None:
+                    kept.update(graph.built_layouts())
             state.embed_relations(self.encoder, self.store)
             state.queue_names()  # embedded in the background, the store's cached vectors first
             for task in TASKS:
                 state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)
             return state
 
+        kept: dict[str, np.ndarray] = {}
         state = await self.on_compute(build)
+        if kept:
+            await self._on_io(self.store.keep_layouts, stored.stamp, kept)
         self.graphs[name] = state
         self._names_queued.set()
         log.info("graph %s: %s (%d names to embed)", name, state.graph, state.names_pending)

@@ -29,8 +29,10 @@ class StoredColumns:
     """A stored graph: entity ``i`` (in insertion order) is ``entity_ids[i]`` with ``names[i]``,
     ``types[i]`` ("" when untyped) and ``aliases.get(i, ())``; relation ``r`` is ``relation_ids[r]``,
     numbered by first use in a triple (in insertion order; relations no triple uses are left out); edge
-    ``j`` is ``(heads[j], rels[j], tails[j])``, in insertion order."""
+    ``j`` is ``(heads[j], rels[j], tails[j])``, in insertion order. ``stamp`` names this version of the
+    graph (:meth:`GraphStore.read_layouts`): any write changes it."""
 
+    stamp: tuple
     entity_ids: list[str]
     names: list[str]
     types: list[str]
@@ -117,10 +119,11 @@ def _rowids(conn: sqlite3.Connection, query: str, graph_id: int, wanted: np.ndar
 
 
 def select_columns(
-    conn: sqlite3.Connection, graph_id: int, edges: StoredEdges | None = None
+    conn: sqlite3.Connection, stamp: tuple, edges: StoredEdges | None = None
 ) -> tuple[StoredColumns, StoredEdges]:
-    """Graph ``graph_id`` as columns, inside the caller's transaction, and its edges as positions; ``edges``
-    (read from the graph's edge file) stand for the triples, which are then not read."""
+    """The graph of ``stamp`` (its id first) as columns, inside the caller's transaction, and its edges as
+    positions; ``edges`` (read from the graph's edge file) stand for the triples, which are then not read."""
+    graph_id = stamp[0]
     entity_rows = conn.execute(
         "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
     ).fetchall()
@@ -141,6 +144,7 @@ def select_columns(
         relation_rowids = np.array([row[0] for row in relation_rows], dtype=np.int64)
         edges = _select_edges(conn, graph_id, entity_rowids, relation_rowids)
     columns = StoredColumns(
+        stamp,
         [row[1] for row in entity_rows],
         [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
         [row[3] for row in entity_rows],

@@ -1,16 +1,19 @@
-"""A stored graph's edge columns kept as a NumPy file beside the database, so that a restart reads its triples
-in one pass instead of decoding millions of SQLite rows.
+"""A stored graph's edge columns, and the layouts built from them, kept as NumPy files beside the database, so
+that a restart reads its triples in one pass instead of decoding millions of SQLite rows, and its sorted
+layouts instead of sorting the edges again.
 
-Each file carries the stamp of the graph's row in the database (id, counts, creation and last-change times).
-Every write of a triple changes that row, so a file whose stamp differs is stale: it is ignored, and the
-graph is read from the database and the file written again. The database stays the only record; deleting
-the folder costs one slower start.
+Each set of arrays is a folder of ``.npy`` files (read at disk speed, unlike a zip archive's members) with
+the stamp of the graph's row in the database (id, counts, creation and last-change times). Every write of a
+triple changes that row, so a set whose stamp differs is stale: it is ignored, and the graph is read from the
+database (or its layouts built) and the set written again. The database stays the only record; deleting the
+folder costs one slower start.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FOLDER = "edge-columns"
+EDGES = "edges"
+LAYOUTS = "layouts"  # what a graph builds from its edges (KnowledgeGraph.built_layouts)
+_STAMP = "stamp"
 
 
 @dataclass(frozen=True)
@@ -33,50 +39,71 @@ class StoredEdges:
     relations: np.ndarray  # (R_used,)
 
 
-def _path(data_dir: Path, graph_id: int) -> Path:
-    return data_dir / FOLDER / f"{graph_id}.npz"
-
-
 def load(data_dir: Path, stamp: tuple) -> StoredEdges | None:
     """The edges stored for ``stamp`` (``stamp[0]`` is the graph's id), or None when there are none for it."""
-    path = _path(data_dir, stamp[0])
-    try:
-        with np.load(path) as stored:
-            if stored["stamp"].tolist() != [float(value) for value in stamp]:
-                return None
-            return StoredEdges(stored["heads"], stored["rels"], stored["tails"], stored["relations"])
-    except FileNotFoundError:
+    arrays = load_arrays(data_dir, stamp, EDGES)
+    if arrays is None:
         return None
-    except (OSError, ValueError, KeyError) as error:
-        log.warning("ignoring unreadable edge file %s: %s", path, error)
+    try:
+        return StoredEdges(arrays["heads"], arrays["rels"], arrays["tails"], arrays["relations"])
+    except KeyError as error:
+        log.warning("ignoring the stored edges of graph %d, which lack %s", stamp[0], error)
         return None
 
 
 def save(data_dir: Path, stamp: tuple, edges: StoredEdges) -> None:
-    """Write ``edges`` for ``stamp``, replacing any earlier file of the graph at once (a failed write is
-    logged: the next start reads the database again)."""
-    path = _path(data_dir, stamp[0])
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial")
+    """Write ``edges`` for ``stamp``, replacing any earlier ones of the graph."""
+    (data_dir / FOLDER / f"{stamp[0]}.npz").unlink(missing_ok=True)  # an earlier version kept one archive
+    columns = {"heads": edges.heads, "rels": edges.rels, "tails": edges.tails}
+    save_arrays(
+        data_dir, stamp, EDGES, {**{k: _narrow(v) for k, v in columns.items()}, "relations": edges.relations}
+    )
+
+
+def load_arrays(data_dir: Path, stamp: tuple, kind: str) -> dict[str, np.ndarray] | None:
+    """The arrays of ``kind`` kept for ``stamp``, or None when there are none for it (missing, stale or
+    unreadable)."""
+    folder = _folder(data_dir, stamp[0], kind)
     try:
-        path.parent.mkdir(exist_ok=True)
-        with open(partial, "wb") as out:
-            np.savez(
-                out,
-                stamp=np.array(stamp, dtype=np.float64),
-                heads=_narrow(edges.heads),
-                rels=_narrow(edges.rels),
-                tails=_narrow(edges.tails),
-                relations=edges.relations,
-            )
-        os.replace(partial, path)
+        if np.load(folder / f"{_STAMP}.npy").tolist() != [float(value) for value in stamp]:
+            return None
+        return {path.stem: np.load(path) for path in folder.glob("*.npy") if path.stem != _STAMP}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError) as error:
+        log.warning("ignoring the unreadable arrays in %s: %s", folder, error)
+        return None
+
+
+def save_arrays(data_dir: Path, stamp: tuple, kind: str, arrays: dict[str, np.ndarray]) -> None:
+    """Keep ``arrays`` of ``kind`` for ``stamp``, replacing the graph's earlier ones (a failed write is
+    logged: the next start reads the database, or builds the layouts, again)."""
+    folder = _folder(data_dir, stamp[0], kind)
+    partial = folder.with_name(f"{folder.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        partial.mkdir(parents=True)
+        for name, array in arrays.items():
+            np.save(partial / f"{name}.npy", array)
+        np.save(partial / f"{_STAMP}.npy", np.array(stamp, dtype=np.float64))  # last: marks the set whole
+        _remove(folder)
+        os.replace(partial, folder)
     except OSError as error:
-        log.warning("could not write the edge file %s: %s", path, error)
-        partial.unlink(missing_ok=True)
+        log.warning("could not keep %s: %s", folder, error)
+        _remove(partial)
 
 
 def remove(data_dir: Path, graph_id: int) -> None:
-    """Forget a deleted graph's file."""
-    _path(data_dir, graph_id).unlink(missing_ok=True)
+    """Forget a deleted graph's arrays."""
+    for kind in (EDGES, LAYOUTS):
+        _remove(_folder(data_dir, graph_id, kind))
+
+
+def _folder(data_dir: Path, graph_id: int, kind: str) -> Path:
+    return data_dir / FOLDER / f"{graph_id}.{kind}"
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _narrow(positions: np.ndarray) -> np.ndarray:

@@ -630,10 +630,20 @@ class GraphStore:
             row = self._graph_row(conn, name)
             stamp = (row[0], *row[3:])  # id, entities, relations, triples, created and last changed
             stored = edge_files.load(self.data_dir, stamp)
-            columns, edges = select_columns(conn, row[0], stored)
+            columns, edges = select_columns(conn, stamp, stored)
         if stored is None:
             edge_files.save(self.data_dir, stamp, edges)
         return columns
+
+    def read_layouts(self, stamp: tuple) -> dict[str, np.ndarray] | None:
+        """The layouts kept by :meth:`keep_layouts` for the graph version ``stamp``
+        (:attr:`StoredColumns.stamp`), or None when none are kept for it."""
+        return edge_files.load_arrays(self.data_dir, stamp, edge_files.LAYOUTS)
+
+    def keep_layouts(self, stamp: tuple, layouts: dict[str, np.ndarray]) -> None:
+        """Keep what a graph built from the edges of version ``stamp`` beside the database, for the next start
+        to read instead of building it again (stale, and ignored, once the graph is written to)."""
+        edge_files.save_arrays(self.data_dir, stamp, edge_files.LAYOUTS, layouts)
 
     def set_stream_position(self, stream: str, sequence: int) -> None:
         """Record that ``stream`` was consumed up to ``sequence`` (positions only grow)."""

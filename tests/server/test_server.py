@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+import graphfuse.gnn.data.graph
 from graphfuse.gnn.data.graph import merge_due_at
 from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
 from graphfuse.server.client import Client
@@ -326,6 +327,32 @@ def test_restart_keeps_ingested_graph(tmp_path) -> None:  # noqa: ANN001
             assert [g.name for g in client.list_graphs().graphs] == ["kept"]
     finally:
         second.stop()
+
+
+def test_a_restart_reads_the_layouts_the_previous_start_built(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    first = RunningServer(server_config(tmp_path, demo=False))
+    try:
+        with first.client() as client:
+            assert all(a.accepted for a in client.ingest("kept", MOVIES))
+    finally:
+        first.stop()
+    built = []  # edges of every transition build (the warm-up builds a graph of its own)
+    build = graphfuse.gnn.data.graph.build_transitions
+    monkeypatch.setattr(
+        "graphfuse.gnn.data.graph.build_transitions",
+        lambda *edges: built.append(edges[0].numel()) or build(*edges),
+    )
+    answers = []
+    for _ in range(3):  # built from the store's edges and kept, then read back twice
+        server = RunningServer(server_config(tmp_path, demo=False))
+        try:
+            with server.client() as client:
+                answer = client.ask("who starred in Top Hat", graph="kept", max_hops=1)
+                answers.append([(a.entity_id, round(a.score, 6)) for a in answer.answers])
+        finally:
+            server.stop()
+    assert built.count(sum(isinstance(r, TripleRecord) for r in MOVIES)) == 1  # the triples, sorted once
+    assert answers[0] == answers[1] == answers[2] and answers[0]
 
 
 def test_encoder_overload_is_resource_exhausted_and_the_server_recovers(tmp_path) -> None:  # noqa: ANN001

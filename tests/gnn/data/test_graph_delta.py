@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -272,3 +273,51 @@ def test_chunks_of_triples_alone_update_the_graph_as_mixed_chunks_do(seed):
         assert_same_reads(fast)
         assert_same_reads(general)  # reads may merge: both graphs read alike
     assert fast.num_edges > 20 and fast.merges >= 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kept_layouts_read_and_update_as_the_layouts_they_were_built_as(seed, monkeypatch):
+    rng = random.Random(seed)
+    triples = [
+        TripleRecord(f"e{rng.randrange(30)}", f"r{rng.randrange(4)}", f"e{rng.randrange(30)}")
+        for _ in range(120)
+    ]
+    built = KnowledgeGraph(triples=triples)
+    kept = {name: array.copy() for name, array in built.built_layouts().items()}  # as a file gives them back
+    graph = KnowledgeGraph.from_tensors(built.entity_ids, built.relation_ids, *built.edges, distinct=True)
+    with monkeypatch.context() as patched:
+
+        def sorted_again(*args):
+            raise AssertionError("the kept layouts were built again")
+
+        patched.setattr(graphfuse.gnn.data.graph, "build_transitions", sorted_again)
+        graph.prepare(kept)
+    for name, array in built.built_layouts().items():
+        assert np.array_equal(graph.built_layouts()[name], array), name
+    heads = torch.tensor([0, 3, 7])
+    for got, expected in zip(graph.edges_of_heads(heads), built.edges_of_heads(heads), strict=True):
+        assert torch.equal(got, expected)
+    assert_same_reads(graph)
+    for step in range(10):  # updates, then merges, over the installed layouts
+        graph.add(update_batch(graph, rng, step))
+        if step % 3 == 2:
+            graph.merge()
+        assert_same_reads(graph)
+
+
+def test_layouts_kept_for_other_edges_are_refused_and_nothing_is_installed():
+    triples = [TripleRecord(f"e{i}", f"r{i % 2}", f"e{i + 1}") for i in range(20)]
+    kept = KnowledgeGraph(triples=triples).built_layouts()
+    bigger = KnowledgeGraph(triples=[*triples, TripleRecord("e0", "r0", "e5")])
+    with pytest.raises(ValueError, match="Expected layouts built for"):
+        bigger.prepare(kept)
+    moved = [TripleRecord(t.head, "r0" if i < 2 else t.relation, t.tail) for i, t in enumerate(triples)]
+    same_sizes = KnowledgeGraph(triples=moved)  # one edge of r1 became r0
+    with pytest.raises(ValueError, match="as many edges of each relation"):
+        same_sizes.prepare(kept)
+    assert same_sizes.merges == 0
+    same_sizes.prepare()
+    assert_same_reads(same_sizes)
+    damaged = {**kept, "pull_col": kept["pull_col"][:-1]}
+    with pytest.raises(ValueError, match="Expected one block"):
+        KnowledgeGraph(triples=triples).prepare(damaged)

@@ -3,6 +3,7 @@ database (writing the file again) once any write has changed the graph."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def store(tmp_path: Path):
 
 
 def edge_file(store: GraphStore) -> Path:
-    (path,) = (store.data_dir / edge_files.FOLDER).glob("*.npz")
+    (path,) = (store.data_dir / edge_files.FOLDER).glob(f"*.{edge_files.EDGES}/heads.npy")
     return path
 
 
@@ -80,7 +81,34 @@ def test_a_damaged_file_is_ignored_and_replaced(store: GraphStore) -> None:
 def test_a_deleted_graph_leaves_no_file_for_a_new_one_of_the_same_name(store: GraphStore) -> None:
     triples(store)
     store.delete_graph("g")
-    assert not list((store.data_dir / edge_files.FOLDER).glob("*.npz"))
+    assert not list((store.data_dir / edge_files.FOLDER).iterdir())
     store.create_graph("g")
     store.write("g", [TripleRecord("a", "r", "b")])
     assert triples(store) == [("a", "r", "b")]
+
+
+def test_layouts_are_read_for_the_version_they_were_kept_for(store: GraphStore) -> None:
+    stamp = store.read_columns("g").stamp
+    layouts = {"order": np.arange(5, dtype=np.int32), "sizes": np.array([3, 1, 4])}
+    store.keep_layouts(stamp, layouts)
+    read = store.read_layouts(stamp)
+    assert read is not None and read.keys() == layouts.keys()
+    assert all(np.array_equal(read[name], layouts[name]) for name in layouts)
+    store.write("g", [TripleRecord("d1", "presents", "s2")])
+    assert store.read_columns("g").stamp != stamp
+    assert store.read_layouts(store.read_columns("g").stamp) is None
+    store.keep_layouts(store.read_columns("g").stamp, {"order": np.arange(2)})  # replaces the earlier set
+    assert list(store.read_layouts(store.read_columns("g").stamp)) == ["order"]
+    store.delete_graph("g")
+    assert not list((store.data_dir / edge_files.FOLDER).iterdir())
+
+
+def test_an_archive_of_an_earlier_version_is_replaced(store: GraphStore) -> None:
+    folder = store.data_dir / edge_files.FOLDER
+    folder.mkdir(exist_ok=True)
+    graph_id = store.read_columns("g").stamp[0]
+    for path in folder.iterdir():
+        shutil.rmtree(path)
+    (folder / f"{graph_id}.npz").write_bytes(b"an earlier version's archive")
+    first = triples(store)
+    assert first and not (folder / f"{graph_id}.npz").exists() and edge_file(store).exists()
