@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from graphfuse.gnn.data.records import Record
-from graphfuse.server.record_messages import record_to_proto
+from graphfuse.gnn.data.records import Record, TripleColumns, TripleRecord
+from graphfuse.server.record_messages import record_to_proto, triple_columns_to_proto
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
@@ -169,13 +169,19 @@ class _StreamStream(_AsyncBearerToken, grpc.aio.StreamStreamClientInterceptor):
 def _chunks(
     graph: str, records: Iterable[Record], chunk_size: int, create_graph: bool, wait_for_names: bool
 ) -> Iterator[pb.IngestChunk]:
+    """The chunks of ``records``, each one's trailing triples sent as columns (no message per triple)."""
     it = iter(records)
     number = 0
     while batch := list(islice(it, chunk_size)):
+        first = len(batch)
+        while first and type(batch[first - 1]) is TripleRecord:
+            first -= 1
+        triples = TripleColumns.of(batch[first:]) if first < len(batch) else None  # type: ignore[arg-type]
         yield pb.IngestChunk(
             graph=graph,
             chunk_id=str(number),
-            records=[record_to_proto(r) for r in batch],
+            records=[record_to_proto(r) for r in batch[:first]],
+            triples=triple_columns_to_proto(triples) if triples is not None else None,
             create_graph=create_graph,
             wait_for_names=wait_for_names,
         )

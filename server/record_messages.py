@@ -4,7 +4,14 @@ first, so it decodes here too."""
 
 from __future__ import annotations
 
-from graphfuse.gnn.data.records import EntityRecord, Record, RelationRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import (
+    EntityRecord,
+    Record,
+    RelationRecord,
+    Retraction,
+    TripleColumns,
+    TripleRecord,
+)
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 RECORD_KINDS = "triple, remove_triple, entity or relation"  # the oneof's fields, for "record is empty" errors
@@ -28,6 +35,21 @@ def record_from_proto(record: pb.Record) -> Record | None:
             r.id, r.name or None, r.inverse_name or None, tuple(r.aliases), r.description or None
         )
     return None
+
+
+def triple_columns_from_proto(columns: pb.TripleColumns) -> tuple[TripleColumns | None, str | None]:
+    """``(the columns, None)``; ``(None, None)`` when there are none; ``(None, why)`` when malformed."""
+    heads, relations, tails = list(columns.heads), list(columns.relations), list(columns.tails)
+    if not (heads or relations or tails):
+        return None, None
+    try:
+        return TripleColumns(heads, relations, tails), None
+    except ValueError as error:
+        return None, str(error)
+
+
+def triple_columns_to_proto(columns: TripleColumns) -> pb.TripleColumns:
+    return pb.TripleColumns(heads=columns.heads, relations=columns.relations, tails=columns.tails)
 
 
 def record_to_proto(record: Record) -> pb.Record:

@@ -30,6 +30,7 @@ from graphfuse.gnn.data.records import (
     Record,
     RelationRecord,
     Retraction,
+    TripleColumns,
     TripleRecord,
     default_name,
 )
@@ -1033,10 +1034,16 @@ class KnowledgeGraph:
         )
 
     # ---------------------------------------------------------------------------------------- updates
-    def add(self, records: Sequence[Record]) -> GraphUpdate:
-        """Apply records in order (additions, and retractions of stored facts); visible to the next query."""
+    def add(self, records: Sequence[Record], triples: TripleColumns | None = None) -> GraphUpdate:
+        """Apply records in order (additions, and retractions of stored facts), then ``triples``; visible to
+        the next query."""
+        if triples is not None and records:
+            records, triples = [*records, *triples.records()], None
+        if triples is not None:
+            return self._add_triples(triples.heads, triples.relations, triples.tails)
         if all(type(record) is TripleRecord for record in records):
-            return self._add_triples(records)  # type: ignore[arg-type]
+            columns = TripleColumns.of(records)  # type: ignore[arg-type]
+            return self._add_triples(columns.heads, columns.relations, columns.tails)
         new_entities: list[int] = []
         changed: set[int] = set()
         new_relations: list[int] = []
@@ -1094,15 +1101,15 @@ class KnowledgeGraph:
             new_entities, sorted(changed), new_relations, len(added), len(retracted), sorted(described)
         )
 
-    def _add_triples(self, triples: Sequence[TripleRecord]) -> GraphUpdate:
+    def _add_triples(self, heads: list[str], relations: list[str], tails: list[str]) -> GraphUpdate:
         """:meth:`add` for a chunk of triples alone: the same result, with the keys searched and added
         together rather than one record at a time."""
         new_entities: list[int] = []
         new_relations: list[int] = []
         entity, relation = self._entity, self._relation
         keys = [
-            (entity(t.head, new_entities), relation(t.relation, new_relations), entity(t.tail, new_entities))
-            for t in triples
+            (entity(h, new_entities), relation(r, new_relations), entity(t, new_entities))
+            for h, r, t in zip(heads, relations, tails, strict=True)
         ]
         added = self._edge_keys.add_many(keys)
         self._append(added, (), bool(new_entities))

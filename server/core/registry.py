@@ -28,7 +28,9 @@ from graphfuse.gnn.data.records import (
     Record,
     RelationRecord,
     Retraction,
+    TripleColumns,
     TripleRecord,
+    validate_columns,
     validate_record,
 )
 from graphfuse.gnn.data.relation_text import RelationPhrases
@@ -634,8 +636,10 @@ class GraphRegistry:
         create: bool = False,
         wait_for_names: bool = False,
         deadline: float | None = None,
+        triples: TripleColumns | None = None,
     ) -> IngestResult:
-        """Validate a chunk whole, make it durable, then make it visible; a bad chunk changes nothing.
+        """Validate a chunk whole (its records, then ``triples``, numbered after them), make it durable, then
+        make it visible; a bad chunk changes nothing.
 
         New names are embedded in the background; with ``wait_for_names`` the call returns once the graph
         has none left to embed, or at the ``deadline`` (``time.monotonic()``; 60 s without one)."""
@@ -643,14 +647,16 @@ class GraphRegistry:
         clock = Clock()
         _check_graph_name(graph, "chunk graph")
         authorize(graph, write=True)
-        if len(records) > self.limits.max_records_per_chunk:
+        size = len(records) + (len(triples) if triples is not None else 0)
+        if size > self.limits.max_records_per_chunk:
             raise InvalidArgument(
-                f"chunk has {len(records)} records, more than the limit of "
-                f"{self.limits.max_records_per_chunk}"
+                f"chunk has {size} records, more than the limit of {self.limits.max_records_per_chunk}"
             )
         errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
+        if triples is not None:
+            errors += [(len(records) + j, reason) for j, reason in validate_columns(triples)]
         if errors:
-            return IngestResult(False, len(records), errors=errors, timing=clock.done())
+            return IngestResult(False, size, errors=errors, timing=clock.done())
         missing = graph not in self.graphs
         if missing and not create:
             raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
@@ -660,22 +666,24 @@ class GraphRegistry:
                 return IngestResult(False, len(records), errors=errors, timing=clock.done())
         if self.publisher is not None:  # replicated: every replica applies it from the stream
             _check_graph_name(graph, "chunk graph")
+            if triples is not None:
+                records = [*records, *triples.records()]
             sequence = await self.publisher.publish(graph, records, missing, uuid.uuid4().hex)
-            return IngestResult(True, len(records), stream_sequence=sequence, timing=clock.done())
+            return IngestResult(True, size, stream_sequence=sequence, timing=clock.done())
         if missing:
             try:
                 await self.create_graph(graph)
             except ValueError:  # created meanwhile by another stream
                 pass
         began = time.perf_counter()
-        written = await self.write_and_apply(graph, records)
+        written = await self.write_and_apply(graph, records, triples=triples)
         if wait_for_names:
             timeout = NAMES_WAIT_S if deadline is None else deadline - time.monotonic()
             await self.wait_for_names(graph, max(timeout, 0.0))
         clock.add("encode_us", began)
         return IngestResult(
             True,
-            len(records),
+            size,
             written.new_triples,
             written.new_entities,
             written.removed_triples,
@@ -715,14 +723,18 @@ class GraphRegistry:
         await self._on_io(store.set_stream_position, stream, sequence)
 
     async def write_and_apply(
-        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
+        self,
+        graph: str,
+        records: Sequence[Record],
+        position: tuple[str, int] | None = None,
+        triples: TripleColumns | None = None,
     ) -> WriteResult:
-        """Make valid records durable (with the stream ``position`` they come from, in the same transaction),
-        then visible: graph, linker, and name vectors through the shared batcher."""
+        """Make valid records, then ``triples``, durable (with the stream ``position`` they come from, in the
+        same transaction), then visible: graph, linker, and name vectors through the shared batcher."""
         _, store = self.check_ready()
-        written: WriteResult = await self._on_io(store.write, graph, records, position)
+        written: WriteResult = await self._on_io(store.write, graph, records, position, triples)
         state = self.graphs[graph]
-        _, names = await self.on_compute(state.apply, records)
+        _, names = await self.on_compute(state.apply, records, triples)
         self._merge_when_due(state)
         if names.texts:  # relation phrases: Ask matches questions against them
             vectors = await self._embed_names(names.texts)

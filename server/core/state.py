@@ -15,7 +15,7 @@ from torch import Tensor
 
 from graphfuse.encoder import TextEncoder
 from graphfuse.gnn.data.graph import GraphUpdate, KnowledgeGraph
-from graphfuse.gnn.data.records import Record, RelationRecord, has_words
+from graphfuse.gnn.data.records import Record, RelationRecord, TripleColumns, has_words
 from graphfuse.gnn.data.relation_text import RelationPhrases
 from graphfuse.gnn.inference.link_predictions import LinkInference, LinkScorer
 from graphfuse.gnn.inference.linking import EntityLinker
@@ -181,14 +181,16 @@ class GraphState:
             words.append((record, phrases or graph.relation_phrases(r)))
         return words
 
-    def apply(self, records: Sequence[Record]) -> tuple[GraphUpdate, NamesToEmbed]:
-        """Add records to the graph and index their names for linking; returns the relation phrases to
-        embed now. New or renamed entities wait for their vectors in :meth:`queue_names`.
+    def apply(
+        self, records: Sequence[Record], triples: TripleColumns | None = None
+    ) -> tuple[GraphUpdate, NamesToEmbed]:
+        """Add records, then ``triples``, to the graph and index their names for linking; returns the relation
+        phrases to embed now. New or renamed entities wait for their vectors in :meth:`queue_names`.
 
         New entities and relations read as zero vectors until `set_name_vectors` fills them in, so the vector
         tables always match the graph's size.
         """
-        update = self.graph.add(records)
+        update = self.graph.add(records, triples)
         self.linker.update(update.changed_entities)
         waiting = bool(self._outgrown)
         names = self.names_to_embed((), update.described_relations, outgrown=False)

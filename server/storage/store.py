@@ -25,6 +25,7 @@ This module is plain Python and sqlite3 (numpy for vectors); it knows nothing of
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -40,6 +41,7 @@ from graphfuse.gnn.data.records import (
     Record,
     RelationRecord,
     Retraction,
+    TripleColumns,
     TripleRecord,
     default_name,
 )
@@ -286,6 +288,15 @@ def _prepare(records: Sequence[TripleRecord | EntityRecord | RelationRecord]) ->
     return _Chunk(
         entities, types, list(aliases), list(relations), list(triples), words, list(relation_aliases)
     )
+
+
+def _columns_chunk(triples: TripleColumns) -> _Chunk:
+    """What :func:`_prepare` makes of ``triples.records()``, without an object per triple."""
+    ends = itertools.chain.from_iterable(zip(triples.heads, triples.tails, strict=True))
+    entities: dict[str, str | None] = dict.fromkeys(ends)  # in the order the graph numbers them
+    relations = list(dict.fromkeys(triples.relations))
+    distinct = list(dict.fromkeys(zip(triples.heads, triples.relations, triples.tails, strict=True)))
+    return _Chunk(entities, {}, [], relations, distinct, {}, [])
 
 
 def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
@@ -567,9 +578,13 @@ class GraphStore:
     # Records
 
     def write(
-        self, graph: str, records: Sequence[Record], position: tuple[str, int] | None = None
+        self,
+        graph: str,
+        records: Sequence[Record],
+        position: tuple[str, int] | None = None,
+        triples: TripleColumns | None = None,
     ) -> WriteResult:
-        """Store one chunk of records in one transaction, durable when this returns.
+        """Store one chunk of records, then ``triples``, in one transaction, durable when this returns.
 
         Records apply in order. Triples are a set: a repeated triple stores nothing, and a retraction of a
         triple that is not stored removes nothing. An :class:`EntityRecord` creates its entity or, when the
@@ -598,6 +613,10 @@ class GraphStore:
                     added = self._insert(conn, graph_id, _prepare(run))
                     new_triples += added.new_triples
                     new_entities += added.new_entities
+            if triples:
+                added = self._insert(conn, graph_id, _columns_chunk(triples))
+                new_triples += added.new_triples
+                new_entities += added.new_entities
             if position is not None:
                 conn.execute(_ADVANCE_POSITION, position)
         return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)

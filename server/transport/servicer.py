@@ -18,7 +18,7 @@ from graphfuse.server.core.service import (
     RelationWords,
     Timing,
 )
-from graphfuse.server.record_messages import RECORD_KINDS, record_from_proto
+from graphfuse.server.record_messages import RECORD_KINDS, record_from_proto, triple_columns_from_proto
 from graphfuse.server.storage.store import GraphMeta
 from graphfuse.server.transport.status import status_of, streaming, unary
 from graphfuse.v1 import graphfuse_pb2 as pb
@@ -231,13 +231,16 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         loaded: set[str] = set()
         async for chunk in request_iterator:
             records = [record_from_proto(r) for r in chunk.records]
-            empty = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
-            if empty:
+            errors = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
+            triples, problem = triple_columns_from_proto(chunk.triples)
+            if problem:
+                errors.append((len(records), f"chunk triples: {problem}"))
+            if errors:
                 yield pb.IngestAck(
                     chunk_id=chunk.chunk_id,
                     accepted=False,
-                    records=len(records),
-                    errors=[pb.RecordError(index=i, reason=reason) for i, reason in empty],
+                    records=len(records) + len(chunk.triples.heads),
+                    errors=[pb.RecordError(index=i, reason=reason) for i, reason in errors],
                 )
                 continue
             result = await self.service.ingest(
@@ -246,6 +249,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 chunk.create_graph,
                 chunk.wait_for_names,
                 _deadline(context),
+                triples,
             )
             if result.accepted:
                 loaded.add(chunk.graph)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from google.protobuf import json_format
 
-from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
-from graphfuse.server.record_messages import record_from_proto, record_to_proto
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleColumns, TripleRecord
+from graphfuse.server.client import _chunks
+from graphfuse.server.record_messages import (
+    record_from_proto,
+    record_to_proto,
+    triple_columns_from_proto,
+    triple_columns_to_proto,
+)
 from graphfuse.v1 import graphfuse_pb2 as pb
 
 
@@ -58,3 +64,31 @@ def test_relation_field_numbers_are_the_published_ones() -> None:
     }
     assert pb.GraphInfo.DESCRIPTOR.fields_by_name["relation_words"].number == 13
     assert pb.GraphInfo.DESCRIPTOR.fields_by_name["relation_names"].number == 6
+
+
+def test_triple_columns_round_trip_and_uneven_ones_say_why() -> None:
+    columns = TripleColumns(["a", "b"], ["r", "s"], ["c", "d"])
+    message = pb.TripleColumns.FromString(triple_columns_to_proto(columns).SerializeToString())
+    assert triple_columns_from_proto(message) == (columns, None)
+    assert triple_columns_from_proto(pb.TripleColumns()) == (None, None)
+    uneven, why = triple_columns_from_proto(pb.TripleColumns(heads=["a"], relations=["r"]))
+    assert uneven is None and why == "heads, relations and tails are of different lengths (1, 1, 0)"
+
+
+def test_a_client_sends_each_chunks_trailing_triples_as_columns() -> None:
+    records = [
+        TripleRecord("a", "r", "b"),
+        EntityRecord("a", "A"),
+        TripleRecord("b", "r", "c"),
+        TripleRecord("c", "r", "d"),
+        Retraction("a", "r", "b"),
+        TripleRecord("d", "r", "e"),
+    ]
+    chunks = list(_chunks("g", records, 4, create_graph=True, wait_for_names=False))
+    assert [len(c.records) for c in chunks] == [2, 1]
+    assert [list(c.triples.heads) for c in chunks] == [["b", "c"], ["d"]]
+    sent = []
+    for chunk in chunks:
+        columns, _ = triple_columns_from_proto(chunk.triples)
+        sent += [record_from_proto(r) for r in chunk.records] + (columns.records() if columns else [])
+    assert sent == records  # in order

@@ -271,6 +271,45 @@ def test_link(client: Client) -> None:
     assert "antibiotic" in [c.id for c in fuzzy]
 
 
+def test_triples_sent_as_columns_are_checked_after_the_records_and_stored(client: Client) -> None:
+    entity = record_to_proto(EntityRecord("Holiday Inn", "Holiday Inn"))
+
+    def chunk(chunk_id: str, heads: list[str], relations: list[str], tails: list[str]) -> pb.IngestChunk:
+        columns = pb.TripleColumns(heads=heads, relations=relations, tails=tails)
+        return pb.IngestChunk(
+            graph="holidays", chunk_id=chunk_id, records=[entity], triples=columns, create_graph=True
+        )
+
+    holiday = ["Holiday Inn", "Holiday Inn"]
+    acks = list(
+        client.graphs.Ingest(
+            iter(
+                [
+                    chunk("bad", holiday, ["directed_by", "directed_by"], ["Mark Sandrich", "x\ty"]),
+                    chunk("uneven", holiday, ["directed_by"], ["Mark Sandrich", "Fred Astaire"]),
+                    chunk(
+                        "good", holiday, ["directed_by", "starred_actors"], ["Mark Sandrich", "Fred Astaire"]
+                    ),
+                ]
+            ),
+            timeout=30,
+        )
+    )
+    assert [(a.chunk_id, a.accepted, a.records) for a in acks] == [
+        ("bad", False, 3),
+        ("uneven", False, 3),
+        ("good", True, 3),
+    ]
+    assert [e.index for e in acks[0].errors] == [2] and "tail" in acks[0].errors[0].reason
+    assert [e.reason for e in acks[1].errors] == [
+        "chunk triples: heads, relations and tails are of different lengths (2, 1, 2)"
+    ]
+    assert acks[2].new_triples == 2 and acks[2].new_entities == 3
+    assert client.graph_info("holidays").triples == 2
+    answer = client.ask("who directed Holiday Inn", graph="holidays", max_hops=1).answers[0]
+    assert answer.name == "Mark Sandrich"
+
+
 def test_ingested_names_and_unmatched_texts_share_the_encoder_batcher(
     running_server: RunningServer, client: Client
 ) -> None:

@@ -303,19 +303,31 @@ class RecordBatch(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[Record]
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
+class TripleColumns(_message.Message):
+    __slots__ = ("heads", "relations", "tails")
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    RELATIONS_FIELD_NUMBER: _ClassVar[int]
+    TAILS_FIELD_NUMBER: _ClassVar[int]
+    heads: _containers.RepeatedScalarFieldContainer[str]
+    relations: _containers.RepeatedScalarFieldContainer[str]
+    tails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heads: _Optional[_Iterable[str]] = ..., relations: _Optional[_Iterable[str]] = ..., tails: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class IngestChunk(_message.Message):
-    __slots__ = ("graph", "chunk_id", "records", "create_graph", "wait_for_names")
+    __slots__ = ("graph", "chunk_id", "records", "triples", "create_graph", "wait_for_names")
     GRAPH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    TRIPLES_FIELD_NUMBER: _ClassVar[int]
     CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_NAMES_FIELD_NUMBER: _ClassVar[int]
     graph: str
     chunk_id: str
     records: _containers.RepeatedCompositeFieldContainer[Record]
+    triples: TripleColumns
     create_graph: bool
     wait_for_names: bool
-    def __init__(self, graph: _Optional[str] = ..., chunk_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., create_graph: _Optional[bool] = ..., wait_for_names: _Optional[bool] = ...) -> None: ...
+    def __init__(self, graph: _Optional[str] = ..., chunk_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., triples: _Optional[_Union[TripleColumns, _Mapping]] = ..., create_graph: _Optional[bool] = ..., wait_for_names: _Optional[bool] = ...) -> None: ...
 
 class RecordError(_message.Message):
     __slots__ = ("index", "reason")

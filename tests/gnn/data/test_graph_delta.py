@@ -8,7 +8,7 @@ import torch
 
 import graphfuse.gnn.data.graph
 from graphfuse.gnn.data.graph import KnowledgeGraph, StackedTransitions, merge_due_at
-from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, Retraction, TripleColumns, TripleRecord
 from graphfuse.gnn.inference.subgraph import explore
 from graphfuse.gnn.layers.transition import weighted_transition
 
@@ -321,3 +321,29 @@ def test_layouts_kept_for_other_edges_are_refused_and_nothing_is_installed():
     damaged = {**kept, "pull_col": kept["pull_col"][:-1]}
     with pytest.raises(ValueError, match="Expected one block"):
         KnowledgeGraph(triples=triples).prepare(damaged)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_triples_given_as_columns_update_the_graph_as_records_do(seed):
+    rng = random.Random(seed)
+    start = [
+        TripleRecord(f"e{rng.randrange(15)}", f"r{rng.randrange(3)}", f"e{rng.randrange(15)}")
+        for _ in range(40)
+    ]
+    as_records, as_columns = KnowledgeGraph(triples=start), KnowledgeGraph(triples=start)
+    for step in range(12):
+        records = update_batch(as_records, rng, step)
+        triples = [
+            TripleRecord(f"e{rng.randrange(25)}", f"r{rng.randrange(4)}", f"e{rng.randrange(25)}")
+            for _ in range(8)
+        ]
+        kept = records if step % 3 else []  # triples alone, and after other records
+        expected = as_records.add([*kept, *triples])
+        got = as_columns.add(kept, TripleColumns.of(triples))
+        assert got == expected
+        assert (
+            as_columns.entity_ids == as_records.entity_ids
+            and as_columns.relation_ids == as_records.relation_ids
+        )
+        assert all(torch.equal(a, b) for a, b in zip(as_columns.edges, as_records.edges, strict=True))
+    assert_same_reads(as_columns)

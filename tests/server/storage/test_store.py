@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleColumns, TripleRecord
 from graphfuse.server.storage.store import (
     DB_FILENAME,
     SCHEMA_VERSION,
@@ -566,3 +566,26 @@ def test_large_write_and_read(store: GraphStore) -> None:
     assert triples[0] == records[0] and triples[-1] == records[-1] and triples[123_456] == records[123_456]
     meta = store.get_graph("big")
     assert (meta.entities, meta.relations, meta.triples) == (50_000, 37, 200_000)
+
+
+def test_triples_given_as_columns_are_stored_as_records_are(tmp_path: Path) -> None:
+    first = [EntityRecord("db1", "Aspirin"), TripleRecord("db1", "treats", "d1")]
+    chunk = [
+        TripleRecord("db2", "treats", "d1"),
+        TripleRecord("db2", "treats", "d1"),  # repeated in the chunk
+        TripleRecord("db1", "treats", "d1"),  # stored already
+        TripleRecord("d1", "presents", "s1"),
+    ]
+    results = []
+    for name, write in [
+        ("records", lambda store: store.write("g", [EntityRecord("x"), *chunk])),
+        ("columns", lambda store: store.write("g", [EntityRecord("x")], triples=TripleColumns.of(chunk))),
+    ]:
+        with GraphStore(tmp_path / name) as store:
+            store.create_graph("g")
+            store.write("g", first)
+            written = write(store)
+            meta = store.get_graph("g")
+            results.append((written, store.read_graph("g"), (meta.entities, meta.relations, meta.triples)))
+    assert results[0] == results[1]
+    assert results[0][0].new_triples == 2 and results[0][0].new_entities == 3
