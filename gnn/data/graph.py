@@ -666,14 +666,14 @@ class _PositionIndex:
         self.starts = starts.to(position_dtype(self.size + 1)).numpy()
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], column: Tensor) -> _PositionIndex:
-        """The index of ``column`` whose ``order`` and ``starts`` were kept as ``head_order`` and
-        ``head_starts`` (:meth:`KnowledgeGraph.built_layouts`).
+    def from_arrays(cls, arrays: dict[str, np.ndarray], name: str, column: Tensor) -> _PositionIndex:
+        """The index of edge column ``name`` (``column``) whose ``order`` and ``starts`` were kept as
+        ``<name>_order`` and ``<name>_starts`` (:meth:`KnowledgeGraph.built_layouts`).
 
         Raises:
             ValueError: they are missing or do not fit ``column``.
         """
-        order, starts = arrays.get("head_order"), arrays.get("head_starts")
+        order, starts = arrays.get(f"{name}_order"), arrays.get(f"{name}_starts")
         size = column.numel()
         values = int(column.max()) + 1 if size else 0
         if order is None or starts is None or order.shape != (size,) or starts.shape != (values + 1,):
@@ -917,9 +917,6 @@ class KnowledgeGraph:
                 raise ValueError(
                     f"Expected '{name}' in [0, {size}) (got [{int(column.min())}, {int(column.max())}])"
                 )
-        for name, ids in (("entity_ids", entity_ids), ("relation_ids", relation_ids)):
-            if len(set(ids)) != len(ids):
-                raise ValueError(f"Expected distinct '{name}' (got {len(ids) - len(set(ids))} repeated)")
         for name, values in (("names", names), ("types", types)):
             if values is not None and len(values) != n:
                 raise ValueError(f"Expected {n} '{name}' (got {len(values)})")
@@ -927,7 +924,7 @@ class KnowledgeGraph:
         keep = None if distinct else first_appearances(heads.numpy(), relations.numpy(), tails.numpy(), n, r)
         if keep is not None:
             heads, relations, tails = (column[torch.from_numpy(keep)] for column in (heads, relations, tails))
-        return cls._from_parts(
+        graph = cls._from_parts(
             list(entity_ids),
             list(names) if names is not None else [default_name(i) for i in entity_ids],
             list(types) if types is not None else [""] * n,
@@ -937,6 +934,13 @@ class KnowledgeGraph:
             relations,
             tails,
         )
+        for name, ids, index in (
+            ("entity_ids", entity_ids, graph.entity_index),
+            ("relation_ids", relation_ids, graph.relation_index),
+        ):
+            if len(index) != len(ids):
+                raise ValueError(f"Expected distinct '{name}' (got {len(ids) - len(index)} repeated)")
+        return graph
 
     def subgraph(self, entities: Tensor) -> KnowledgeGraph:
         """The induced subgraph on ``entities``: every stored edge with both ends among them.
@@ -1286,8 +1290,9 @@ class KnowledgeGraph:
 
     def built_layouts(self) -> dict[str, np.ndarray]:
         """What :meth:`prepare` builds by sorting the edges (the merged transitions with their node-ordered
-        layout, the index of edges by head) as named arrays, to keep and pass back to :meth:`prepare` for a
-        graph with the same edges. Merges first when anything was added or retracted since the last merge.
+        layout, the index of edges by head, and those by relation or tail once built) as named arrays, to
+        keep and pass back to :meth:`prepare` for a graph with the same edges. Merges first when anything
+        was added or retracted since the last merge.
 
         Raises:
             ValueError: a background merge is in flight.
@@ -1298,12 +1303,14 @@ class KnowledgeGraph:
             self.merge()
         self.prepare()
         assert self._merged is not None
-        heads = self._position_index("heads", self._heads)
-        if heads.size != self.num_edges:
-            heads = self._position_indexes["heads"] = _PositionIndex(self._heads)
+        if self._position_index("heads", self._heads).size != self.num_edges:
+            self._position_indexes["heads"] = _PositionIndex(self._heads)
         sizes = np.array([self.num_entities, self.num_relations, self.num_edges], dtype=np.int64)
-        arrays = self._merged.transitions.to_arrays()
-        return {**arrays, "sizes": sizes, "head_order": heads.order.numpy(), "head_starts": heads.starts}
+        arrays = {**self._merged.transitions.to_arrays(), "sizes": sizes}
+        for name, index in self._position_indexes.items():
+            if index.size == self.num_edges:  # covers every edge: none appended since it was sorted
+                arrays[f"{name}_order"], arrays[f"{name}_starts"] = index.order.numpy(), index.starts
+        return arrays
 
     def _install_built(self, built: dict[str, np.ndarray]) -> None:
         n, r, e = self.num_entities, self.num_relations, self.num_edges
@@ -1320,9 +1327,14 @@ class KnowledgeGraph:
         per_relation = crow[offsets[1 : r + 1]] - crow[offsets[:r]]
         if not torch.equal(per_relation, torch.bincount(self._rels.long(), minlength=r)):
             raise ValueError("Expected transitions with as many edges of each relation as the graph")
-        heads = _PositionIndex.from_arrays(built, self._heads)
+        columns = {"heads": self._heads, "rels": self._rels, "tails": self._tails}
+        indexes = {
+            name: _PositionIndex.from_arrays(built, name, column)
+            for name, column in columns.items()
+            if name == "heads" or f"{name}_order" in built  # the one prepare() builds, and any kept
+        }
         self.finish_merge(self.start_merge(), MergedEdges(transitions, transitions.out_degree(), n, r))
-        self._position_indexes["heads"] = heads
+        self._position_indexes.update(indexes)
 
     def stacked_transitions(self) -> StackedTransitions:
         """Every directed relation's transition stacked into one CSR block, with the delta beside it."""

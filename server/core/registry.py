@@ -285,15 +285,16 @@ class GraphRegistry:
             )
             graph.add(relations)  # after the triples, so relations are numbered as before relation records
             state = GraphState(name, graph, self.encoder.dimensions, self.encoder.device, self.vector_dtype)
+            read = layouts is not None
             try:
                 graph.prepare(layouts)
             except ValueError as error:  # kept for another version of the graph: build them again
                 log.warning("graph %s: not using its kept layouts: %s", name, error)
+                read = False
                 graph.prepare()
-            else:
-                if layouts is None:
-                    kept.update(graph.built_layouts())
             state.embed_relations(self.encoder, self.store)
+            if not read:
+                kept.update(graph.built_layouts())  # with the index by relation that phrasing built
             state.queue_names()  # embedded in the background, the store's cached vectors first
             for task in TASKS:
                 state.use_checkpoint(checkpoint_path(self.config.data_dir, name, task), task)

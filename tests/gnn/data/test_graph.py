@@ -587,3 +587,11 @@ def test_edge_keys_stay_a_set_through_updates_and_folds(monkeypatch: pytest.Monk
     every = [(h, r, t) for h in range(9) for r in range(3) for t in range(9)]
     assert [key in keys for key in every] == [key in expected for key in every]
     assert graph.has_edges(every) == [key in expected for key in every]
+
+
+def test_from_tensors_refuses_repeated_ids() -> None:
+    edge = (torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
+    with pytest.raises(ValueError, match=r"Expected distinct 'entity_ids' \(got 1 repeated\)"):
+        KnowledgeGraph.from_tensors(["a", "b", "a"], ["r"], *edge)
+    with pytest.raises(ValueError, match=r"Expected distinct 'relation_ids' \(got 2 repeated\)"):
+        KnowledgeGraph.from_tensors(["a", "b"], ["r", "r", "r"], *edge)

@@ -283,7 +283,9 @@ def test_kept_layouts_read_and_update_as_the_layouts_they_were_built_as(seed, mo
         for _ in range(120)
     ]
     built = KnowledgeGraph(triples=triples)
+    phrases = built.relation_phrases(0)  # builds the index of edges by relation, kept with the rest
     kept = {name: array.copy() for name, array in built.built_layouts().items()}  # as a file gives them back
+    assert {"heads_order", "rels_order"} <= kept.keys()
     graph = KnowledgeGraph.from_tensors(built.entity_ids, built.relation_ids, *built.edges, distinct=True)
     with monkeypatch.context() as patched:
 
@@ -292,6 +294,8 @@ def test_kept_layouts_read_and_update_as_the_layouts_they_were_built_as(seed, mo
 
         patched.setattr(graphfuse.gnn.data.graph, "build_transitions", sorted_again)
         graph.prepare(kept)
+    assert {"heads", "rels"} <= graph._position_indexes.keys()
+    assert graph.relation_phrases(0) == phrases
     for name, array in built.built_layouts().items():
         assert np.array_equal(graph.built_layouts()[name], array), name
     heads = torch.tensor([0, 3, 7])
