@@ -8,6 +8,7 @@ relation positions with a sorted search.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 
 from graphfuse.gnn.data.records import default_name
 from graphfuse.gnn.formats.bulk import GraphColumns
-from graphfuse.server.storage.edge_files import StoredEdges
+from graphfuse.server.storage.edge_files import StoredEdges, StoredEntities
 
 __all__ = ["StoredColumns", "insert_columns", "select_columns"]
 
@@ -124,10 +125,10 @@ def select_columns(
     """The graph of ``stamp`` (its id first) as columns, inside the caller's transaction, and its edges as
     positions; ``edges`` (read from the graph's edge file) stand for the triples, which are then not read."""
     graph_id = stamp[0]
-    entity_rows = conn.execute(
-        "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
-    ).fetchall()
-    entity_rowids = np.fromiter((row[0] for row in entity_rows), dtype=np.int64, count=len(entity_rows))
+    entities = edges.entities if edges is not None else None
+    if entities is None:
+        entities = _select_entities(conn, graph_id)
+    entity_rowids = entities.rowids
     alias_rows = conn.execute(
         "SELECT a.entity, a.alias FROM aliases AS a JOIN entities AS e ON e.id = a.entity "
         "WHERE e.graph_id = ? ORDER BY a.id",
@@ -143,11 +144,13 @@ def select_columns(
     if edges is None:
         relation_rowids = np.array([row[0] for row in relation_rows], dtype=np.int64)
         edges = _select_edges(conn, graph_id, entity_rowids, relation_rowids)
+    if edges.entities is None:
+        edges = dataclasses.replace(edges, entities=entities)  # kept with the edges from now on
     columns = StoredColumns(
         stamp,
-        [row[1] for row in entity_rows],
-        [row[1] if row[2] == row[1] else row[2] for row in entity_rows],  # a name that is the id: one string
-        [row[3] for row in entity_rows],
+        entities.ids,
+        entities.names,
+        entities.types,
         {i: tuple(a) for i, a in aliases.items()},
         [relation_rows[i][1] for i in edges.relations.tolist()],
         edges.heads,
@@ -155,6 +158,18 @@ def select_columns(
         edges.tails,
     )
     return columns, edges
+
+
+def _select_entities(conn: sqlite3.Connection, graph_id: int) -> StoredEntities:
+    rows = conn.execute(
+        "SELECT id, entity_id, name, type FROM entities WHERE graph_id = ? ORDER BY id", (graph_id,)
+    ).fetchall()
+    return StoredEntities(
+        np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+        [row[1] for row in rows],
+        [row[1] if row[2] == row[1] else row[2] for row in rows],  # a name that is the id: one string
+        [row[3] for row in rows],
+    )
 
 
 # A graph's triples with their rowids, read from the covering unique index; readers put them in insertion

@@ -11,6 +11,7 @@ folder costs one slower start.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -29,14 +30,27 @@ _STAMP = "stamp"
 
 
 @dataclass(frozen=True)
+class StoredEntities:
+    """Entity position ``i`` is row ``rowids[i]`` of the entities table: ``ids[i]``, ``names[i]``,
+    ``types[i]``."""
+
+    rowids: np.ndarray  # (N,) int64, ascending
+    ids: list[str]
+    names: list[str]
+    types: list[str]
+
+
+@dataclass(frozen=True)
 class StoredEdges:
     """Edge ``j`` is ``(heads[j], rels[j], tails[j])`` in entity and relation positions; relation position
-    ``r`` is row ``relations[r]`` of the graph's relations in insertion order."""
+    ``r`` is row ``relations[r]`` of the graph's relations in insertion order. ``entities`` (when kept) are
+    the entities' rows, read with the edges instead of from the database."""
 
     heads: np.ndarray  # (E,) int32 when entity positions fit
     rels: np.ndarray  # (E,)
     tails: np.ndarray  # (E,)
     relations: np.ndarray  # (R_used,)
+    entities: StoredEntities | None = None
 
 
 def load(data_dir: Path, stamp: tuple) -> StoredEdges | None:
@@ -45,19 +59,34 @@ def load(data_dir: Path, stamp: tuple) -> StoredEdges | None:
     if arrays is None:
         return None
     try:
-        return StoredEdges(arrays["heads"], arrays["rels"], arrays["tails"], arrays["relations"])
+        edges = StoredEdges(arrays["heads"], arrays["rels"], arrays["tails"], arrays["relations"])
     except KeyError as error:
         log.warning("ignoring the stored edges of graph %d, which lack %s", stamp[0], error)
         return None
+    rowids = arrays.get("entity_rowids")
+    if rowids is None:
+        return edges
+    ids, names, types = (
+        _lines(arrays.get(f"entity_{name}"), rowids.size) for name in ("ids", "names", "types")
+    )
+    if ids is None or names is None or types is None:
+        return edges  # the entities are read from the database
+    names = [i if n == i else n for i, n in zip(ids, names, strict=True)]  # a name that is the id: one string
+    return dataclasses.replace(edges, entities=StoredEntities(rowids, ids, names, types))
 
 
 def save(data_dir: Path, stamp: tuple, edges: StoredEdges) -> None:
     """Write ``edges`` for ``stamp``, replacing any earlier ones of the graph."""
     (data_dir / FOLDER / f"{stamp[0]}.npz").unlink(missing_ok=True)  # an earlier version kept one archive
     columns = {"heads": edges.heads, "rels": edges.rels, "tails": edges.tails}
-    save_arrays(
-        data_dir, stamp, EDGES, {**{k: _narrow(v) for k, v in columns.items()}, "relations": edges.relations}
-    )
+    arrays = {**{k: _narrow(v) for k, v in columns.items()}, "relations": edges.relations}
+    entities = edges.entities
+    if entities is not None:
+        texts = {"entity_ids": entities.ids, "entity_names": entities.names, "entity_types": entities.types}
+        blobs = {name: _blob(lines) for name, lines in texts.items()}
+        if all(blob is not None for blob in blobs.values()):
+            arrays.update(blobs, entity_rowids=entities.rowids)  # type: ignore[arg-type]
+    save_arrays(data_dir, stamp, EDGES, arrays)
 
 
 def load_arrays(data_dir: Path, stamp: tuple, kind: str) -> dict[str, np.ndarray] | None:
@@ -104,6 +133,23 @@ def _folder(data_dir: Path, graph_id: int, kind: str) -> Path:
 
 def _remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _blob(lines: list[str]) -> np.ndarray | None:
+    """``lines`` as the bytes of one UTF-8 text, a line each (read back in one split, not a row each); None
+    when a line holds a line break (validation refuses them; the rows are then read from the database)."""
+    text = "\n".join(lines)
+    if text.count("\n") != max(len(lines) - 1, 0):
+        return None
+    return np.frombuffer(text.encode(), dtype=np.uint8)
+
+
+def _lines(blob: np.ndarray | None, count: int) -> list[str] | None:
+    """The ``count`` lines :func:`_blob` kept, or None when they are not there or not ``count``."""
+    if blob is None or blob.dtype != np.uint8:
+        return None
+    lines = blob.tobytes().decode().split("\n") if count else []
+    return lines if len(lines) == count else None
 
 
 def _narrow(positions: np.ndarray) -> np.ndarray:

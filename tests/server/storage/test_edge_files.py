@@ -50,8 +50,19 @@ def test_the_second_read_comes_from_the_edge_file(store: GraphStore, monkeypatch
         raise AssertionError("the triples were read from the database")
 
     monkeypatch.setattr("graphfuse.server.storage.columns._select_edges", no_triples)
+    monkeypatch.setattr("graphfuse.server.storage.columns._select_entities", no_triples)
     assert triples(store) == first
     assert store.read_columns("g").heads.dtype == np.int32  # positions stored narrow
+
+
+def test_entities_read_from_the_file_are_those_of_the_database(store: GraphStore) -> None:
+    store.write("g", [EntityRecord("ß1", "Straße ✓", ("Strasse",)), EntityRecord("z", type="Symptom")])
+    from_database = store.read_columns("g")
+    from_file = store.read_columns("g")
+    for field in ("entity_ids", "names", "types", "aliases", "relation_ids"):
+        assert getattr(from_file, field) == getattr(from_database, field), field
+    db2 = from_file.entity_ids.index("db2")
+    assert from_file.names[db2] is from_file.entity_ids[db2]  # a name that is the id: the id's own string
 
 
 @pytest.mark.parametrize(
