@@ -108,6 +108,8 @@ def save_arrays(data_dir: Path, stamp: tuple, kind: str, arrays: dict[str, np.nd
     """Keep ``arrays`` of ``kind`` for ``stamp``, replacing the graph's earlier ones (a failed write is
     logged: the next start reads the database, or builds the layouts, again)."""
     folder = _folder(data_dir, stamp[0], kind)
+    for left in folder.parent.glob(f"{folder.name}.*.partial"):  # by a process that stopped mid-write
+        _remove(left)
     partial = folder.with_name(f"{folder.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         partial.mkdir(parents=True)
@@ -148,7 +150,10 @@ def _lines(blob: np.ndarray | None, count: int) -> list[str] | None:
     """The ``count`` lines :func:`_blob` kept, or None when they are not there or not ``count``."""
     if blob is None or blob.dtype != np.uint8:
         return None
-    lines = blob.tobytes().decode().split("\n") if count else []
+    try:
+        lines = blob.tobytes().decode().split("\n") if count else []
+    except UnicodeDecodeError:
+        return None
     return lines if len(lines) == count else None
 
 

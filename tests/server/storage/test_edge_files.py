@@ -123,3 +123,20 @@ def test_an_archive_of_an_earlier_version_is_replaced(store: GraphStore) -> None
     (folder / f"{graph_id}.npz").write_bytes(b"an earlier version's archive")
     first = triples(store)
     assert first and not (folder / f"{graph_id}.npz").exists() and edge_file(store).exists()
+
+
+def test_damaged_entity_rows_are_read_from_the_database(store: GraphStore) -> None:
+    expected = store.read_columns("g").names
+    folder = edge_file(store).parent
+    np.save(folder / "entity_names.npy", np.frombuffer(b"\xff\xfe", dtype=np.uint8))  # not UTF-8
+    assert store.read_columns("g").names == expected
+
+
+def test_a_write_left_unfinished_is_cleared_by_the_next(store: GraphStore) -> None:
+    triples(store)
+    folder = edge_file(store).parent
+    left = folder.with_name(f"{folder.name}.999.1.partial")
+    left.mkdir()
+    store.write("g", [TripleRecord("d1", "presents", "s2")])
+    triples(store)  # stale: written again
+    assert not left.exists() and edge_file(store).exists()
