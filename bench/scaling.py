@@ -7,10 +7,10 @@ names to embed), then:
 - ``graphfuse ingest --offline`` loads it into a fresh data directory (wall time of the command, process
   start included, and the load's own time as it reports it);
 - a real ``graphfuse serve --no-demo`` starts on that directory (seconds until it is ready: the first start,
-  which reads the triples from the database and writes the graph's edge file), and its resident memory
+  which reads the triples from the database and keeps its edge columns and layouts), and its resident memory
   (VmRSS) is read beside that of a server on an empty directory: the difference per edge is what the graph
   costs in memory (read again after the queries, which build caches of their own); after them it is
-  stopped and started again (the restart, which reads the edge file);
+  stopped and started again (the restart, which reads what the first start kept);
 - one caller over gRPC: ``Lookup(head, relation)`` of stored facts (facts only) and ``Ask`` with the topic
   given by id at 1, 2 and 3 hops (``max_hops``), each for 200 random entities with at least one edge, after
   10 warm-up calls; p50 and p99 (``--queries`` sets the 200).
@@ -108,7 +108,7 @@ def measure(num_edges: int, folder: Path, empty_rss: float, online: bool, querie
         row["rss_after_mb"] = rss_mb(process.pid)
     finally:
         stop_server(process)
-    process, _, row["restart_s"] = start_server(data_dir, "--no-demo")  # reads the edge file the first wrote
+    process, _, row["restart_s"] = start_server(data_dir, "--no-demo")  # reads what the first start kept
     stop_server(process)
     if online:
         empty = folder / f"online-{num_edges}"
