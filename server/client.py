@@ -347,7 +347,7 @@ class Client(_Calls):
         self,
         graph: str,
         records: Iterable[Record],
-        chunk_size: int = 1000,
+        chunk_size: int = 5000,
         create_graph: bool = True,
         wait_for_names: bool = False,
     ) -> Iterator[pb.IngestAck]:
@@ -390,7 +390,7 @@ class AsyncClient(_Calls):
         self,
         graph: str,
         records: Iterable[Record],
-        chunk_size: int = 1000,
+        chunk_size: int = 5000,
         create_graph: bool = True,
         wait_for_names: bool = False,
     ) -> AsyncIterator[pb.IngestAck]:
