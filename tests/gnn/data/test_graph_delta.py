@@ -56,6 +56,16 @@ def assert_same_reads(graph: KnowledgeGraph) -> None:
     )
 
 
+def random_triples(rng: random.Random, count: int, entities: int, relations: int) -> list[TripleRecord]:
+    """``count`` triples over ``e0..`` and ``r0..`` drawn from ``rng`` (repeats and self-loops allowed)."""
+    return [
+        TripleRecord(
+            f"e{rng.randrange(entities)}", f"r{rng.randrange(relations)}", f"e{rng.randrange(entities)}"
+        )
+        for _ in range(count)
+    ]
+
+
 def update_batch(graph: KnowledgeGraph, rng: random.Random, step: int) -> list:
     """Random additions (some with new entities or relations), retractions and re-additions."""
     records: list = []
@@ -85,10 +95,7 @@ def update_batch(graph: KnowledgeGraph, rng: random.Random, step: int) -> list:
 @pytest.mark.parametrize("seed", range(6))
 def test_reads_after_updates_and_merges_equal_a_fresh_build(seed):
     rng = random.Random(seed)
-    triples = [
-        TripleRecord(f"e{rng.randrange(20)}", f"r{rng.randrange(3)}", f"e{rng.randrange(20)}")
-        for _ in range(60)
-    ]
+    triples = random_triples(rng, 60, entities=20, relations=3)
     graph = KnowledgeGraph(triples=triples)
     assert_same_reads(graph)
     job = None
@@ -278,10 +285,7 @@ def test_chunks_of_triples_alone_update_the_graph_as_mixed_chunks_do(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_kept_layouts_read_and_update_as_the_layouts_they_were_built_as(seed, monkeypatch):
     rng = random.Random(seed)
-    triples = [
-        TripleRecord(f"e{rng.randrange(30)}", f"r{rng.randrange(4)}", f"e{rng.randrange(30)}")
-        for _ in range(120)
-    ]
+    triples = random_triples(rng, 120, entities=30, relations=4)
     built = KnowledgeGraph(triples=triples)
     phrases = built.relation_phrases(0)  # builds the index of edges by relation, kept with the rest
     kept = {name: array.copy() for name, array in built.built_layouts().items()}  # as a file gives them back
@@ -330,17 +334,11 @@ def test_layouts_kept_for_other_edges_are_refused_and_nothing_is_installed():
 @pytest.mark.parametrize("seed", range(3))
 def test_triples_given_as_columns_update_the_graph_as_records_do(seed):
     rng = random.Random(seed)
-    start = [
-        TripleRecord(f"e{rng.randrange(15)}", f"r{rng.randrange(3)}", f"e{rng.randrange(15)}")
-        for _ in range(40)
-    ]
+    start = random_triples(rng, 40, entities=15, relations=3)
     as_records, as_columns = KnowledgeGraph(triples=start), KnowledgeGraph(triples=start)
     for step in range(12):
         records = update_batch(as_records, rng, step)
-        triples = [
-            TripleRecord(f"e{rng.randrange(25)}", f"r{rng.randrange(4)}", f"e{rng.randrange(25)}")
-            for _ in range(8)
-        ]
+        triples = random_triples(rng, 8, entities=25, relations=4)
         kept = records if step % 3 else []  # triples alone, and after other records
         expected = as_records.add([*kept, *triples])
         got = as_columns.add(kept, TripleColumns.of(triples))
