@@ -602,7 +602,10 @@ class GraphStore:
             GraphNotFoundError: no graph ``graph``.
             StoreError: SQLite failed; the transaction was rolled back and nothing of the chunk is stored.
         """
-        runs = _runs(records)
+        # additions reduced to what the SQL needs before the write lock is taken; the columns go last
+        runs = [(retracting, run if retracting else _prepare(run)) for retracting, run in _runs(records)]
+        if triples:
+            runs.append((False, _columns_chunk(triples)))
         with self._transaction("write") as conn:
             graph_id = self._graph_row(conn, graph)[0]
             new_triples = new_entities = removed = 0
@@ -610,13 +613,9 @@ class GraphStore:
                 if retracting:
                     removed += self._delete(conn, graph_id, run)
                 else:
-                    added = self._insert(conn, graph_id, _prepare(run))
+                    added = self._insert(conn, graph_id, run)
                     new_triples += added.new_triples
                     new_entities += added.new_entities
-            if triples:
-                added = self._insert(conn, graph_id, _columns_chunk(triples))
-                new_triples += added.new_triples
-                new_entities += added.new_entities
             if position is not None:
                 conn.execute(_ADVANCE_POSITION, position)
         return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)
