@@ -301,15 +301,39 @@ def _triple(path: Path, line: int, fields: list[str], layout: str) -> Record:
     return _checked(path, TripleRecord(head, relation, tail), line=line)
 
 
+class _Triples:
+    """``_triple`` for the lines of one file, each distinct id checked once: a file of millions of triples
+    names far fewer entities and relations."""
+
+    _MAX_KNOWN = 1_000_000  # ids remembered as valid; forgotten all at once past this
+
+    def __init__(self, path: Path, layout: str) -> None:
+        self.path, self.layout = path, layout
+        self.valid: set[str] = set()
+
+    def __call__(self, line: int, fields: list[str]) -> Record:
+        if len(fields) == 3:
+            head, relation, tail = fields[0].strip(), fields[1].strip(), fields[2].strip()
+            valid = self.valid
+            if head in valid and relation in valid and tail in valid:
+                return TripleRecord(head, relation, tail)
+        record = _triple(self.path, line, fields, self.layout)
+        if len(self.valid) > self._MAX_KNOWN:
+            self.valid.clear()
+        self.valid.update((record.head, record.relation, record.tail))  # type: ignore[union-attr]
+        return record
+
+
 def _iter_tsv(path: Path) -> Iterator[Record]:
     first = True
+    triple = _Triples(path, "tab-separated")
     for number, text in _content_lines(path):
         fields = text.split("\t")
         if first and _is_header(fields):
             first = False
             continue
         first = False
-        yield _triple(path, number, fields, "tab-separated")
+        yield triple(number, fields)
 
 
 def _split_metaqa(text: str) -> list[str]:
@@ -325,6 +349,7 @@ def _split_metaqa(text: str) -> list[str]:
 
 def _iter_metaqa(path: Path) -> Iterator[Record]:
     first = True
+    triple = _Triples(path, "'|'-separated")
     for number, text in _content_lines(path):
         fields = _split_metaqa(text)
         if first and _is_header(fields):
@@ -338,7 +363,7 @@ def _iter_metaqa(path: Path) -> Iterator[Record]:
                 "to split around"
             )
             raise LoadError(path, reason, line=number)
-        yield _triple(path, number, fields, "'|'-separated")
+        yield triple(number, fields)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:

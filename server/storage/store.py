@@ -26,10 +26,11 @@ This module is plain Python and sqlite3 (numpy for vectors); it knows nothing of
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,14 +150,10 @@ CREATE TABLE embeddings (
 )
 
 
-# A triple's head, relation and tail arrive as text; the insert looks up their rowids in the same statement.
-_INSERT_TRIPLE = """
-INSERT OR IGNORE INTO triples (graph_id, head, relation, tail)
-SELECT ?1, h.id, r.id, t.id
-FROM entities AS h, relations AS r, entities AS t
-WHERE h.graph_id = ?1 AND h.entity_id = ?2
-  AND r.graph_id = ?1 AND r.name = ?3
-  AND t.graph_id = ?1 AND t.entity_id = ?4
+# The rowids of a graph's entities or relations by id, for ids given as one JSON array.
+_SELECT_ROWIDS = """
+SELECT j.value, row.id FROM json_each(?2) AS j
+CROSS JOIN {table} AS row ON row.graph_id = ?1 AND row.{key} = j.value
 """
 _ADVANCE_POSITION = """
 INSERT INTO stream_positions (stream, sequence) VALUES (?1, ?2)
@@ -168,10 +165,6 @@ WHERE graph_id = ?1
   AND head = (SELECT id FROM entities WHERE graph_id = ?1 AND entity_id = ?2)
   AND relation = (SELECT id FROM relations WHERE graph_id = ?1 AND name = ?3)
   AND tail = (SELECT id FROM entities WHERE graph_id = ?1 AND entity_id = ?4)
-"""
-_INSERT_ALIAS = """
-INSERT OR IGNORE INTO aliases (entity, alias)
-SELECT id, ?3 FROM entities WHERE graph_id = ?1 AND entity_id = ?2
 """
 _DESCRIBE_RELATION = """
 INSERT INTO relation_words (relation, name, inverse_name, description)
@@ -297,6 +290,43 @@ def _columns_chunk(triples: TripleColumns) -> _Chunk:
     relations = list(dict.fromkeys(triples.relations))
     distinct = list(dict.fromkeys(zip(triples.heads, triples.relations, triples.tails, strict=True)))
     return _Chunk(entities, {}, [], relations, distinct, {}, [])
+
+
+def _json(ids: Iterable[str]) -> str:
+    return json.dumps(list(ids), ensure_ascii=False)
+
+
+def _entity_rows(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> tuple[dict[str, int], int]:
+    """The rowid of every entity of ``chunk``, the missing ones created (numbered in the chunk's order, with
+    their names, or ``default_name``, and kinds); and how many were created. Looks each entity up once, where
+    a statement per triple would look up its head and tail."""
+    rows = dict(
+        conn.execute(
+            _SELECT_ROWIDS.format(table="entities", key="entity_id"), (graph_id, _json(chunk.entities))
+        )
+    )
+    missing = [entity for entity in chunk.entities if entity not in rows]
+    if missing:
+        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM entities").fetchone()[0]
+        rows.update(zip(missing, range(first, first + len(missing)), strict=True))
+        conn.executemany(
+            "INSERT INTO entities (id, graph_id, entity_id, name, type) VALUES (?, ?, ?, ?, ?)",
+            (
+                (
+                    rows[entity],
+                    graph_id,
+                    entity,
+                    _name(entity, chunk.entities[entity]),
+                    chunk.types.get(entity, ""),
+                )
+                for entity in missing
+            ),
+        )
+    return rows, len(missing)
+
+
+def _name(entity: str, given: str | None) -> str:
+    return default_name(entity) if given is None else given
 
 
 def _runs(records: Sequence[Record]) -> list[tuple[bool, list]]:
@@ -696,32 +726,20 @@ class GraphStore:
     def _insert(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> WriteResult:
         changes_before = conn.total_changes
         cursor = conn.cursor()
-        cursor.executemany(
-            "INSERT OR IGNORE INTO entities (graph_id, entity_id, name, type) VALUES (?, ?, ?, ?)",
-            (
-                (
-                    graph_id,
-                    entity,
-                    default_name(entity) if name is None else name,
-                    chunk.types.get(entity, ""),
-                )
-                for entity, name in chunk.entities.items()
-            ),
-        )
-        new_entities = max(cursor.rowcount, 0)
-        renamed = [(name, graph_id, entity) for entity, name in chunk.entities.items() if name is not None]
+        entity_rows, new_entities = _entity_rows(conn, graph_id, chunk)
+        renamed = [(name, entity_rows[entity]) for entity, name in chunk.entities.items() if name is not None]
         if renamed:
-            cursor.executemany(
-                "UPDATE entities SET name = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND name IS NOT ?1",
-                renamed,
-            )
+            cursor.executemany("UPDATE entities SET name = ?1 WHERE id = ?2 AND name IS NOT ?1", renamed)
         if chunk.types:
             cursor.executemany(
-                "UPDATE entities SET type = ?1 WHERE graph_id = ?2 AND entity_id = ?3 AND type IS NOT ?1",
-                ((type, graph_id, entity) for entity, type in chunk.types.items()),
+                "UPDATE entities SET type = ?1 WHERE id = ?2 AND type IS NOT ?1",
+                ((type, entity_rows[entity]) for entity, type in chunk.types.items()),
             )
         if chunk.aliases:
-            cursor.executemany(_INSERT_ALIAS, ((graph_id, e, a) for e, a in chunk.aliases))
+            cursor.executemany(
+                "INSERT OR IGNORE INTO aliases (entity, alias) VALUES (?, ?)",
+                ((entity_rows[e], a) for e, a in chunk.aliases),
+            )
         new_relations = 0
         if chunk.relations:
             cursor.executemany(
@@ -738,7 +756,15 @@ class GraphStore:
             cursor.executemany(_INSERT_RELATION_ALIAS, ((graph_id, r, a) for r, a in chunk.relation_aliases))
         new_triples = 0
         if chunk.triples:
-            cursor.executemany(_INSERT_TRIPLE, ((graph_id, h, r, t) for h, r, t in chunk.triples))
+            relation_rows = dict(
+                conn.execute(
+                    _SELECT_ROWIDS.format(table="relations", key="name"), (graph_id, _json(chunk.relations))
+                )
+            )
+            cursor.executemany(
+                "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
+                ((graph_id, entity_rows[h], relation_rows[r], entity_rows[t]) for h, r, t in chunk.triples),
+            )
             new_triples = max(cursor.rowcount, 0)
         if conn.total_changes != changes_before:
             conn.execute(

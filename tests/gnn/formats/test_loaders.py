@@ -9,7 +9,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from graphfuse.gnn.data.records import EntityRecord, RelationRecord, TripleRecord
+from graphfuse.gnn.data.records import MAX_ID_CHARS, EntityRecord, RelationRecord, TripleRecord
 from graphfuse.gnn.formats.datasets import shared_data_dir
 from graphfuse.gnn.formats.loaders import (
     FORMATS,
@@ -384,6 +384,20 @@ def test_malformed_lines_name_file_and_line(tmp_path, name, text, line, reason):
     assert (error.path, error.line) == (path, line)
     assert reason in error.reason
     assert str(error).startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.parametrize("name, separator", [("g.tsv", "\t"), ("g.txt", "|")])
+def test_ids_known_from_earlier_lines_do_not_hide_a_later_bad_one(tmp_path, name, separator):
+    lines = [("a", "r", "b"), ("b", "r", "a"), (" a ", "r", "b"), ("a", "r", "x" * (MAX_ID_CHARS + 1))]
+    path = write(tmp_path / name, "".join(separator.join(fields) + "\n" for fields in lines))
+    records = iter_records(path, "tsv" if separator == "\t" else "metaqa")
+    assert [next(records) for _ in range(3)] == [TripleRecord("a", "r", "b"), TripleRecord("b", "r", "a")] + [
+        TripleRecord("a", "r", "b")
+    ]
+    with pytest.raises(LoadError) as info:
+        next(records)
+    assert info.value.line == 4
+    assert f"at most {MAX_ID_CHARS}" in info.value.reason
 
 
 def test_error_arrives_after_the_good_lines_are_streamed(tmp_path):
