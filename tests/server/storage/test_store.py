@@ -234,6 +234,19 @@ def test_same_entity_ids_in_two_graphs_are_separate(store: GraphStore) -> None:
     assert store.read_graph("a")[0][0] == EntityRecord("x", "X in a", ("ax",))
 
 
+def test_ids_of_any_text_are_looked_up_as_written(store: GraphStore) -> None:
+    ids = ['say "hi"', "back\\slash", "Curaçao", "東京", "123", "1e5", "null", "[1]", "😀 x"]
+    triples = [
+        TripleRecord(head, "rel " + tail, tail) for head, tail in zip(ids, ids[1:] + ids[:1], strict=True)
+    ]
+    store.create_graph("g")
+    assert store.write("g", triples[:4]) == WriteResult(new_triples=4, new_entities=5)
+    assert store.write("g", triples) == WriteResult(new_triples=5, new_entities=4)  # the first four stored
+    entities, stored = store.read_graph("g")
+    assert [e.id for e in entities] == ids
+    assert stored == triples
+
+
 def test_write_is_idempotent(store: GraphStore) -> None:
     store.create_graph("g")
     assert store.write("g", CHUNK) == WriteResult(new_triples=3, new_entities=4)
