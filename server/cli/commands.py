@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import grpc
@@ -21,11 +21,13 @@ from google.protobuf.message import Message
 from tqdm import tqdm
 
 from graphfuse.gnn.data.records import Record, TripleRecord
-from graphfuse.gnn.formats.bulk import GraphColumns, columns_from_records, read_columns
 from graphfuse.gnn.formats.loaders import FORMATS, InteractionLayout, LoadError, iter_records, iter_relations
 from graphfuse.gnn.formats.node_edge import iter_node_edge_records
 from graphfuse.server.core.config import Limits
 from graphfuse.server.storage.lock import DataDirLock, DataDirLocked
+
+if TYPE_CHECKING:
+    from graphfuse.gnn.formats.bulk import GraphColumns
 
 # records per Ingest chunk: each is one transaction, whose commit rewrites the index pages it touched, so
 # larger chunks load faster (docs/benchmarks.md, loading through a running server)
@@ -126,7 +128,7 @@ def _path_text(path: Any) -> str:
 def main(verbose: int, log_format: str) -> None:
     """graphfuse: questions in, ranked answers with evidence out, over gRPC."""
     from graphfuse.server.cli.allocator import keep_freed_memory
-    from graphfuse.server.transport.observability import configure_logging
+    from graphfuse.server.transport.logs import configure_logging
 
     configure_logging(logging.WARNING - 10 * verbose, json_lines=log_format == "json")
     keep_freed_memory()
@@ -556,6 +558,7 @@ def ingest(
         source, name = file_records(), file.name
 
     if offline:
+        from graphfuse.gnn.formats.bulk import columns_from_records, read_columns  # pandas and torch
 
         def read_whole() -> GraphColumns:
             if nodes_file is not None:

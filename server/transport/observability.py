@@ -7,9 +7,6 @@ writes one JSON object per line).
 
 from __future__ import annotations
 
-import contextvars
-import json
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -18,50 +15,15 @@ from typing import Any
 import grpc
 
 from graphfuse.server.core.errors import InvalidArgument
+from graphfuse.server.transport.logs import call_request_id
 from graphfuse.server.transport.metrics import Metrics
 from graphfuse.server.transport.status import report
 
 REQUEST_ID_KEY = "x-request-id"
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("graphfuse_request_id", default="-")
 
 
 def _short_method(full: str) -> str:
     return full.rsplit("/", 1)[-1] if full else "unknown"
-
-
-class RequestIdFilter(logging.Filter):
-    """Puts the current call's request id on every log record as ``request_id``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
-        return True
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "request_id": getattr(record, "request_id", "-"),
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: int, json_lines: bool = False) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        JsonFormatter()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _request_id_of(metadata: Any) -> str:
@@ -171,7 +133,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def observed(request: Any, context: grpc.aio.ServicerContext, respond: Callable) -> Any:
             """``respond``'s responses, under the call's request id, admission and metrics."""
-            _request_id.set(request_id)
+            call_request_id.set(request_id)
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
             started, last = time.perf_counter(), None
             interceptor.in_flight += 1

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from graphfuse.gnn.data.records import TripleRecord
-from graphfuse.server.transport.observability import JsonFormatter, RequestIdFilter
+from graphfuse.server.transport.logs import JsonFormatter, RequestIdFilter
 from graphfuse.v1 import graphfuse_pb2 as pb
 from tests.server.conftest import RunningServer, server_config
 from tests.server.test_server import rpc_error
