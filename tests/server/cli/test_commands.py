@@ -256,3 +256,22 @@ def test_serve_with_an_impossible_precision_stops_with_one_clear_line(tmp_path: 
 def test_every_command_has_help(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_client_commands_start_without_the_server_or_torch(tmp_path):
+    """Every command but serve, train and an offline ingest is a client: it must not pay for torch, pandas
+    or the model at each call (seconds per call, and the CPU a streaming ingest shares with the server)."""
+    triples = tmp_path / "g.tsv"
+    triples.write_text("a\tr\tb\n")
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from graphfuse.server.cli import main\n"
+        f"result = CliRunner().invoke(main, ['ingest', {str(triples)!r}, '--graph', 'g', '--target', "
+        "'127.0.0.1:1', '--timeout', '1'])\n"
+        "assert 'UNAVAILABLE' in result.output, result.output\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
