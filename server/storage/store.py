@@ -155,6 +155,8 @@ _SELECT_ROWIDS = """
 SELECT j.value, row.id FROM json_each(?2) AS j
 CROSS JOIN {table} AS row ON row.graph_id = ?1 AND row.{key} = j.value
 """
+_SELECT_ENTITY_ROWIDS = _SELECT_ROWIDS.format(table="entities", key="entity_id")
+_SELECT_RELATION_ROWIDS = _SELECT_ROWIDS.format(table="relations", key="name")
 _ADVANCE_POSITION = """
 INSERT INTO stream_positions (stream, sequence) VALUES (?1, ?2)
 ON CONFLICT (stream) DO UPDATE SET sequence = max(sequence, excluded.sequence)
@@ -296,15 +298,11 @@ def _json(ids: Iterable[str]) -> str:
     return json.dumps(list(ids), ensure_ascii=False)
 
 
-def _entity_rows(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> tuple[dict[str, int], int]:
+def _entity_rows(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> tuple[dict[str, int], list[str]]:
     """The rowid of every entity of ``chunk``, the missing ones created (numbered in the chunk's order, with
-    their names, or ``default_name``, and kinds); and how many were created. Looks each entity up once, where
-    a statement per triple would look up its head and tail."""
-    rows = dict(
-        conn.execute(
-            _SELECT_ROWIDS.format(table="entities", key="entity_id"), (graph_id, _json(chunk.entities))
-        )
-    )
+    their names, or ``default_name``, and kinds); and those created. Looks each entity up once, where a
+    statement per triple would look up its head and tail."""
+    rows = dict(conn.execute(_SELECT_ENTITY_ROWIDS, (graph_id, _json(chunk.entities))))
     missing = [entity for entity in chunk.entities if entity not in rows]
     if missing:
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM entities").fetchone()[0]
@@ -322,7 +320,7 @@ def _entity_rows(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> tupl
                 for entity in missing
             ),
         )
-    return rows, len(missing)
+    return rows, missing
 
 
 def _name(entity: str, given: str | None) -> str:
@@ -726,15 +724,15 @@ class GraphStore:
     def _insert(conn: sqlite3.Connection, graph_id: int, chunk: _Chunk) -> WriteResult:
         changes_before = conn.total_changes
         cursor = conn.cursor()
-        entity_rows, new_entities = _entity_rows(conn, graph_id, chunk)
-        renamed = [(name, entity_rows[entity]) for entity, name in chunk.entities.items() if name is not None]
+        entity_rows, created = _entity_rows(conn, graph_id, chunk)
+        new_entities = len(created)
+        fresh = set(created)  # created with their names and kinds: only the others may change
+        renamed = [(n, entity_rows[e]) for e, n in chunk.entities.items() if n is not None and e not in fresh]
         if renamed:
             cursor.executemany("UPDATE entities SET name = ?1 WHERE id = ?2 AND name IS NOT ?1", renamed)
-        if chunk.types:
-            cursor.executemany(
-                "UPDATE entities SET type = ?1 WHERE id = ?2 AND type IS NOT ?1",
-                ((type, entity_rows[entity]) for entity, type in chunk.types.items()),
-            )
+        retyped = [(type, entity_rows[e]) for e, type in chunk.types.items() if e not in fresh]
+        if retyped:
+            cursor.executemany("UPDATE entities SET type = ?1 WHERE id = ?2 AND type IS NOT ?1", retyped)
         if chunk.aliases:
             cursor.executemany(
                 "INSERT OR IGNORE INTO aliases (entity, alias) VALUES (?, ?)",
@@ -756,11 +754,7 @@ class GraphStore:
             cursor.executemany(_INSERT_RELATION_ALIAS, ((graph_id, r, a) for r, a in chunk.relation_aliases))
         new_triples = 0
         if chunk.triples:
-            relation_rows = dict(
-                conn.execute(
-                    _SELECT_ROWIDS.format(table="relations", key="name"), (graph_id, _json(chunk.relations))
-                )
-            )
+            relation_rows = dict(conn.execute(_SELECT_RELATION_ROWIDS, (graph_id, _json(chunk.relations))))
             cursor.executemany(
                 "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
                 ((graph_id, entity_rows[h], relation_rows[r], entity_rows[t]) for h, r, t in chunk.triples),
