@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ NAMES_PER_CHUNK = 512  # entity names taken off a graph's queue at a time by the
 # names per encoder pass in the background, each started once no caller's work waits: a caller arriving
 # meanwhile waits behind one such pass at most (~15 ms)
 BACKGROUND_PIECE = 16
+GROUP_COMMIT_RECORDS = 50_000  # records of consecutive chunks of a stream stored in one transaction at most
 NAMES_WAIT_S = 60.0  # the longest an Ingest waits for its names' vectors when the call has no deadline
 NAME_VECTOR_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # ServerConfig.name_vectors
 
@@ -90,6 +91,17 @@ class IngestResult:
     names_pending: int = 0  # entity names of the graph still waiting for vectors
     errors: list[tuple[int, str]] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
+
+
+@dataclass(frozen=True)
+class IngestChunk:
+    """One chunk of an ingest stream: records, then ``triples``, for ``graph``."""
+
+    graph: str
+    records: Sequence[Record]
+    triples: TripleColumns | None = None
+    create: bool = False  # create the graph when it is missing
+    wait_for_names: bool = False
 
 
 @dataclass(frozen=True)
@@ -644,53 +656,117 @@ class GraphRegistry:
 
         New names are embedded in the background; with ``wait_for_names`` the call returns once the graph
         has none left to embed, or at the ``deadline`` (``time.monotonic()``; 60 s without one)."""
+        chunk = IngestChunk(graph, records, triples, create, wait_for_names)
+        return [result async for result in self.ingest_chunks([chunk], deadline)][0]
+
+    async def ingest_chunks(
+        self, chunks: Sequence[IngestChunk], deadline: float | None = None
+    ) -> AsyncIterator[IngestResult]:
+        """The results of chunks received together on one stream, in their order, each chunk answered as
+        :meth:`ingest` answers it. Consecutive valid chunks that only add to the same graph are stored in one
+        transaction (up to ``GROUP_COMMIT_RECORDS`` records), then applied one by one: a group commit."""
         _, store = self.check_ready()
-        clock = Clock()
-        _check_graph_name(graph, "chunk graph")
-        authorize(graph, write=True)
-        size = len(records) + (len(triples) if triples is not None else 0)
+        group: list[tuple[IngestChunk, int, Clock]] = []
+        in_group = 0
+        for chunk in chunks:
+            clock = Clock()
+            size, errors = self._chunk_errors(chunk)
+            missing = chunk.graph not in self.graphs
+            alone = (
+                bool(errors)
+                or self.publisher is not None
+                or (missing and not chunk.create)
+                or any(isinstance(record, Retraction) for record in chunk.records)
+            )
+            if group and (
+                alone
+                or (chunk.graph, chunk.wait_for_names) != (group[0][0].graph, group[0][0].wait_for_names)
+                or in_group + size > GROUP_COMMIT_RECORDS
+            ):
+                for result in await self._write_group(group, deadline):
+                    yield result
+                group, in_group = [], 0
+            if errors:
+                yield IngestResult(False, size, errors=errors, timing=clock.done())
+            elif alone:
+                yield await self._ingest_alone(chunk, size, clock, deadline)
+            else:
+                if missing:
+                    await self._create_for_ingest(chunk.graph)
+                group.append((chunk, size, clock))
+                in_group += size
+        if group:
+            for result in await self._write_group(group, deadline):
+                yield result
+
+    def _chunk_errors(self, chunk: IngestChunk) -> tuple[int, list[tuple[int, str]]]:
+        """A chunk's size and its invalid records; raises when the call itself is refused."""
+        _check_graph_name(chunk.graph, "chunk graph")
+        authorize(chunk.graph, write=True)
+        size = len(chunk.records) + (len(chunk.triples) if chunk.triples is not None else 0)
         if size > self.limits.max_records_per_chunk:
             raise InvalidArgument(
                 f"chunk has {size} records, more than the limit of {self.limits.max_records_per_chunk}"
             )
+        records = chunk.records
         errors = [(i, reason) for i, record in enumerate(records) if (reason := validate_record(record))]
-        if triples is not None:
-            errors += [(len(records) + j, reason) for j, reason in validate_columns(triples)]
-        if errors:
-            return IngestResult(False, size, errors=errors, timing=clock.done())
+        if chunk.triples is not None:
+            errors += [(len(records) + j, reason) for j, reason in validate_columns(chunk.triples)]
+        return size, errors
+
+    async def _create_for_ingest(self, graph: str) -> None:
+        try:
+            await self.create_graph(graph)
+        except ValueError:  # created meanwhile by another stream
+            pass
+
+    async def _ingest_alone(
+        self, chunk: IngestChunk, size: int, clock: Clock, deadline: float | None
+    ) -> IngestResult:
+        """A valid chunk that is not stored with others: it retracts, it goes to the update stream, or its
+        graph is missing."""
+        graph, records = chunk.graph, chunk.records
         missing = graph not in self.graphs
-        if missing and not create:
+        if missing and not chunk.create:
             raise NotFound(f"graph {graph!r} not found; create it first or set create_graph")
         if not missing:
             errors = await self.retraction_errors(graph, records)
             if errors:
                 return IngestResult(False, len(records), errors=errors, timing=clock.done())
         if self.publisher is not None:  # replicated: every replica applies it from the stream
-            _check_graph_name(graph, "chunk graph")
-            if triples is not None:
-                records = [*records, *triples.records()]
+            if chunk.triples is not None:
+                records = [*records, *chunk.triples.records()]
             sequence = await self.publisher.publish(graph, records, missing, uuid.uuid4().hex)
             return IngestResult(True, size, stream_sequence=sequence, timing=clock.done())
         if missing:
-            try:
-                await self.create_graph(graph)
-            except ValueError:  # created meanwhile by another stream
-                pass
+            await self._create_for_ingest(graph)
+        return (await self._write_group([(chunk, size, clock)], deadline))[0]
+
+    async def _write_group(
+        self, group: Sequence[tuple[IngestChunk, int, Clock]], deadline: float | None
+    ) -> list[IngestResult]:
+        graph, wait_for_names = group[0][0].graph, group[0][0].wait_for_names
         began = time.perf_counter()
-        written = await self.write_and_apply(graph, records, triples=triples)
+        written = await self.write_and_apply_chunks(graph, [(c.records, c.triples) for c, _, _ in group])
         if wait_for_names:
             timeout = NAMES_WAIT_S if deadline is None else deadline - time.monotonic()
             await self.wait_for_names(graph, max(timeout, 0.0))
-        clock.add("encode_us", began)
-        return IngestResult(
-            True,
-            size,
-            written.new_triples,
-            written.new_entities,
-            written.removed_triples,
-            names_pending=self.graphs[graph].names_pending,
-            timing=clock.done(),
-        )
+        pending = self.graphs[graph].names_pending
+        results = []
+        for (_, size, clock), result in zip(group, written, strict=True):
+            clock.add("encode_us", began)
+            results.append(
+                IngestResult(
+                    True,
+                    size,
+                    result.new_triples,
+                    result.new_entities,
+                    result.removed_triples,
+                    names_pending=pending,
+                    timing=clock.done(),
+                )
+            )
+        return results
 
     async def wait_for_sequence(self, sequence: int, deadline: float | None, graph: str) -> None:
         """Return once this replica has applied ``graph``'s update ``sequence`` (read-your-writes: a JetStream
@@ -732,14 +808,25 @@ class GraphRegistry:
     ) -> WriteResult:
         """Make valid records, then ``triples``, durable (with the stream ``position`` they come from, in the
         same transaction), then visible: graph, linker, and name vectors through the shared batcher."""
+        return (await self.write_and_apply_chunks(graph, [(records, triples)], position))[0]
+
+    async def write_and_apply_chunks(
+        self,
+        graph: str,
+        chunks: Sequence[tuple[Sequence[Record], TripleColumns | None]],
+        position: tuple[str, int] | None = None,
+    ) -> list[WriteResult]:
+        """:meth:`write_and_apply` for several chunks: durable together in one transaction, then visible one
+        after another."""
         _, store = self.check_ready()
-        written: WriteResult = await self._on_io(store.write, graph, records, position, triples)
+        written: list[WriteResult] = await self._on_io(store.write_chunks, graph, chunks, position)
         state = self.graphs[graph]
-        _, names = await self.on_compute(state.apply, records, triples)
-        self._merge_when_due(state)
-        if names.texts:  # relation phrases: Ask matches questions against them
-            vectors = await self._embed_names(names.texts)
-            await self.on_compute(state.set_name_vectors, names, vectors)
+        for records, triples in chunks:
+            _, names = await self.on_compute(state.apply, records, triples)
+            self._merge_when_due(state)
+            if names.texts:  # relation phrases: Ask matches questions against them
+                vectors = await self._embed_names(names.texts)
+                await self.on_compute(state.set_name_vectors, names, vectors)
         if state.names_pending or state.phrases_outgrown:
             self._names_queued.set()
         return written

@@ -22,6 +22,7 @@ from graphfuse.server.core.registry import (
     GraphDetails,
     GraphModels,
     GraphRegistry,
+    IngestChunk,
     IngestResult,
     RelationWords,
     ServiceInfo,
@@ -38,6 +39,7 @@ __all__ = [
     "GraphDetails",
     "GraphModels",
     "GraphService",
+    "IngestChunk",
     "IngestResult",
     "LinkedEntity",
     "LookupResult",
@@ -74,6 +76,7 @@ class GraphService:
         self.list_graphs = registry.list_graphs
         self.graph_info = registry.graph_info
         self.ingest = registry.ingest
+        self.ingest_chunks = registry.ingest_chunks
         self.finish_ingest = registry.finish_ingest
         self.wait_for_sequence = registry.wait_for_sequence
         self.retraction_errors = registry.retraction_errors

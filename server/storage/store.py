@@ -630,23 +630,45 @@ class GraphStore:
             GraphNotFoundError: no graph ``graph``.
             StoreError: SQLite failed; the transaction was rolled back and nothing of the chunk is stored.
         """
+        return self.write_chunks(graph, [(records, triples)], position)[0]
+
+    def write_chunks(
+        self,
+        graph: str,
+        chunks: Sequence[tuple[Sequence[Record], TripleColumns | None]],
+        position: tuple[str, int] | None = None,
+    ) -> list[WriteResult]:
+        """Store several chunks of ``(records, triples)`` one after another in one transaction, each as
+        :meth:`write` stores it, and what each changed: a group commit (one commit's page writes for all of
+        them, where the triples' index makes a commit rewrite pages that every chunk touches).
+
+        Raises:
+            GraphNotFoundError: no graph ``graph``.
+            StoreError: SQLite failed; nothing of any chunk is stored.
+        """
         # additions reduced to what the SQL needs before the write lock is taken; the columns go last
-        runs = [(retracting, run if retracting else _prepare(run)) for retracting, run in _runs(records)]
-        if triples:
-            runs.append((False, _columns_chunk(triples)))
+        prepared = []
+        for records, triples in chunks:
+            runs = [(retracting, run if retracting else _prepare(run)) for retracting, run in _runs(records)]
+            if triples:
+                runs.append((False, _columns_chunk(triples)))
+            prepared.append(runs)
+        results = []
         with self._transaction("write") as conn:
             graph_id = self._graph_row(conn, graph)[0]
-            new_triples = new_entities = removed = 0
-            for retracting, run in runs:
-                if retracting:
-                    removed += self._delete(conn, graph_id, run)
-                else:
-                    added = self._insert(conn, graph_id, run)
-                    new_triples += added.new_triples
-                    new_entities += added.new_entities
+            for runs in prepared:
+                new_triples = new_entities = removed = 0
+                for retracting, run in runs:
+                    if retracting:
+                        removed += self._delete(conn, graph_id, run)
+                    else:
+                        added = self._insert(conn, graph_id, run)
+                        new_triples += added.new_triples
+                        new_entities += added.new_entities
+                results.append(WriteResult(new_triples, new_entities, removed))
             if position is not None:
                 conn.execute(_ADVANCE_POSITION, position)
-        return WriteResult(new_triples=new_triples, new_entities=new_entities, removed_triples=removed)
+        return results
 
     def write_columns(self, graph: str, columns: GraphColumns) -> WriteResult:
         """Store a bulk load (:func:`graphfuse.gnn.formats.bulk.read_columns`) in one transaction: its

@@ -13,6 +13,7 @@ from graphfuse.server.core.service import (
     AnswerResult,
     FactResult,
     GraphService,
+    IngestChunk,
     LinkedEntity,
     NamedEvidence,
     RelationWords,
@@ -20,11 +21,13 @@ from graphfuse.server.core.service import (
 )
 from graphfuse.server.record_messages import RECORD_KINDS, record_from_proto, triple_columns_from_proto
 from graphfuse.server.storage.store import GraphMeta
+from graphfuse.server.transport.read_ahead import arrived_together
 from graphfuse.server.transport.status import status_of, streaming, unary
 from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 API_VERSION = "graphfuse.v1"
+INGEST_READ_AHEAD = 8  # chunks of an Ingest stream read while earlier ones are stored
 KIND_FACT, KIND_INFERRED = pb.ANSWER_KIND_FACT, pb.ANSWER_KIND_INFERRED
 
 
@@ -229,32 +232,38 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request_iterator: AsyncIterator[pb.IngestChunk], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.IngestAck]:
         loaded: set[str] = set()
-        async for chunk in request_iterator:
-            records = [record_from_proto(r) for r in chunk.records]
-            errors = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
-            triples, problem = triple_columns_from_proto(chunk.triples)
-            if problem:
-                errors.append((len(records), f"chunk triples: {problem}"))
-            if errors:
-                yield pb.IngestAck(
-                    chunk_id=chunk.chunk_id,
-                    accepted=False,
-                    records=len(records) + len(chunk.triples.heads),
-                    errors=[pb.RecordError(index=i, reason=reason) for i, reason in errors],
-                )
-                continue
-            result = await self.service.ingest(
-                chunk.graph,
-                records,  # type: ignore[arg-type]
-                chunk.create_graph,
-                chunk.wait_for_names,
-                _deadline(context),
-                triples,
-            )
+        async for received in arrived_together(request_iterator, INGEST_READ_AHEAD):
+            deadline = _deadline(context)
+            decoded: list[tuple[pb.IngestChunk, IngestChunk]] = []  # decoded, not yet answered
+            for message in received:
+                chunk, rejected = _ingest_chunk(message)
+                if rejected is None:
+                    decoded.append((message, chunk))
+                    continue
+                async for ack in self._ingest(decoded, deadline, loaded):
+                    yield ack
+                decoded = []
+                yield rejected
+            async for ack in self._ingest(decoded, deadline, loaded):
+                yield ack
+        for graph in sorted(loaded):
+            await self.service.finish_ingest(graph)
+
+    async def _ingest(
+        self, decoded: list[tuple[pb.IngestChunk, IngestChunk]], deadline: float | None, loaded: set[str]
+    ) -> AsyncIterator[pb.IngestAck]:
+        """The acknowledgements of decoded chunks, in order: the service stores those that arrived together
+        in one transaction where it can."""
+        if not decoded:
+            return
+        answered = 0
+        async for result in self.service.ingest_chunks([chunk for _, chunk in decoded], deadline):
+            message = decoded[answered][0]
+            answered += 1
             if result.accepted:
-                loaded.add(chunk.graph)
+                loaded.add(message.graph)
             yield pb.IngestAck(
-                chunk_id=chunk.chunk_id,
+                chunk_id=message.chunk_id,
                 accepted=result.accepted,
                 records=result.records,
                 new_triples=result.new_triples,
@@ -265,8 +274,24 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )
-        for graph in sorted(loaded):
-            await self.service.finish_ingest(graph)
+
+
+def _ingest_chunk(message: pb.IngestChunk) -> tuple[IngestChunk, pb.IngestAck | None]:
+    """A chunk as the service takes it, or the acknowledgement that rejects it when it does not decode."""
+    records = [record_from_proto(r) for r in message.records]
+    errors = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
+    triples, problem = triple_columns_from_proto(message.triples)
+    if problem:
+        errors.append((len(records), f"chunk triples: {problem}"))
+    chunk = IngestChunk(message.graph, records, triples, message.create_graph, message.wait_for_names)  # type: ignore[arg-type]
+    if not errors:
+        return chunk, None
+    return chunk, pb.IngestAck(
+        chunk_id=message.chunk_id,
+        accepted=False,
+        records=len(records) + len(message.triples.heads),
+        errors=[pb.RecordError(index=i, reason=reason) for i, reason in errors],
+    )
 
 
 class ReasonerServicer(pb_grpc.ReasonerServicer):

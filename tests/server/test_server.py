@@ -11,8 +11,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 import graphfuse.gnn.data.graph
 from graphfuse.gnn.data.graph import merge_due_at
-from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
+from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleColumns, TripleRecord
 from graphfuse.server.client import Client
+from graphfuse.server.core.service import IngestChunk
 from graphfuse.server.record_messages import record_to_proto
 from graphfuse.v1 import graphfuse_pb2 as pb
 from tests.server.conftest import RunningServer, server_config
@@ -433,6 +434,44 @@ def test_error_messages_never_echo_a_huge_input_whole(client) -> None:  # noqa: 
     error = rpc_error(client.lookup, "", head="zq" * 4000)  # 8000 characters, under the text limit
     assert error.code() == grpc.StatusCode.NOT_FOUND  # not a client-side RESOURCE_EXHAUSTED on a huge header
     assert error.details().startswith("head ") and len(error.details()) <= 1024
+
+
+def test_chunks_received_together_are_stored_together_and_answered_in_order(
+    running_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = running_server.app.service
+    store = service.registry.store
+    stored_together: list[int] = []
+    write_chunks = store.write_chunks
+
+    def counted(graph, chunks, position=None):  # noqa: ANN001, ANN202
+        stored_together.append(len(chunks))
+        return write_chunks(graph, chunks, position)
+
+    monkeypatch.setattr(store, "write_chunks", counted)
+    fact = TripleRecord("aspirin", "treats", "headache")
+    chunks = [
+        IngestChunk("grouped", [fact], create=True),
+        IngestChunk("grouped", [fact, TripleRecord("aspirin", "treats", "fever")]),  # one repeat, one new
+        IngestChunk("grouped", [TripleRecord("aspirin", "", "pain")]),  # invalid: changes nothing
+        IngestChunk("grouped", [], TripleColumns(["ibuprofen"], ["treats"], ["pain"])),
+        IngestChunk("grouped", [Retraction("aspirin", "treats", "fever")]),  # checked after the chunks before
+        IngestChunk("grouped", [TripleRecord("ibuprofen", "treats", "fever")]),
+    ]
+
+    async def answer() -> list:
+        return [result async for result in service.ingest_chunks(chunks)]
+
+    results = running_server._run(answer())
+    assert [r.accepted for r in results] == [True, True, False, True, True, True]
+    assert [r.new_triples for r in results] == [1, 1, 0, 1, 0, 1]
+    assert [r.new_entities for r in results] == [2, 1, 0, 2, 0, 0]
+    assert results[2].errors[0][0] == 0 and results[4].removed_triples == 1
+    assert stored_together == [2, 1, 1, 1]  # a rejected chunk and a retraction end a group
+    with running_server.client() as client:
+        assert client.graph_info("grouped").triples == 3
+        facts = client.lookup("grouped", head="aspirin", relation="treats")
+        assert [t.tail_id for t in facts.triples] == ["headache"]
 
 
 def test_ingest_retracts_facts_end_to_end(client: Client) -> None:
