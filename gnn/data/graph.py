@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from graphfuse.gnn.data.distinct import first_appearances
 from graphfuse.gnn.data.records import (
     EntityRecord,
     Record,
@@ -718,15 +719,6 @@ class _PositionIndex:
         index.order = moved[self.order[retained]].to(self.order.dtype)
         index.starts = before[self.starts].astype(self.starts.dtype)
         return index
-
-
-def first_appearances(
-    heads: np.ndarray, rels: np.ndarray, tails: np.ndarray, num_entities: int, num_relations: int
-) -> np.ndarray | None:
-    """Positions of each distinct edge's first appearance, ascending; None when no edge repeats."""
-    keys = (heads.astype(np.int64) * max(num_relations, 1) + rels) * max(num_entities, 1) + tails
-    _, first = np.unique(keys, return_index=True)
-    return None if first.size == keys.size else np.sort(first)
 
 
 class _EdgeKeys:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphfuse.gnn.data.graph import first_appearances
+from graphfuse.gnn.data.distinct import first_appearances
 from graphfuse.gnn.data.records import (
     MAX_ID_CHARS,
     EntityRecord,

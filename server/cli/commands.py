@@ -558,7 +558,7 @@ def ingest(
         source, name = file_records(), file.name
 
     if offline:
-        from graphfuse.gnn.formats.bulk import columns_from_records, read_columns  # pandas and torch
+        from graphfuse.gnn.formats.bulk import columns_from_records, read_columns  # pandas
 
         def read_whole() -> GraphColumns:
             if nodes_file is not None:

@@ -20,9 +20,16 @@ from graphfuse.gnn.data.records import default_name
 from graphfuse.gnn.formats.bulk import GraphColumns
 from graphfuse.server.storage.edge_files import StoredEdges, StoredEntities
 
-__all__ = ["StoredColumns", "insert_columns", "select_columns"]
+__all__ = ["StoredColumns", "insert_columns", "insert_triples", "select_columns"]
 
 _FETCH_ROWS = 1_000_000
+_INSERT_ROWS = 100_000  # triples per INSERT statement
+_PACKED_LIMIT = 2**63 - 1  # the largest packed triple SQLite's integers hold
+_INSERT_TRIPLE = "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)"
+_INSERT_PACKED_TRIPLES = (
+    "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) "
+    "SELECT ?1, value / ?2, value / ?3 % ?4, value % ?3 FROM json_each(?5)"
+)
 
 
 @dataclass
@@ -88,26 +95,46 @@ def insert_columns(conn: sqlite3.Connection, graph_id: int, columns: GraphColumn
     )
     heads, rels, tails = entity_rows[columns.heads], relation_rows[columns.rels], entity_rows[columns.tails]
     order = np.lexsort((tails, rels, heads))
-    changes = conn.total_changes
-    for start in range(0, order.size, _FETCH_ROWS):
-        part = order[start : start + _FETCH_ROWS]
-        cursor.executemany(
-            "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
-            zip(
-                [graph_id] * part.size,
-                heads[part].tolist(),
-                rels[part].tolist(),
-                tails[part].tolist(),
-                strict=True,
-            ),
-        )
-    new_triples = conn.total_changes - changes
+    new_triples = insert_triples(cursor, graph_id, heads[order], rels[order], tails[order])
     conn.execute(
         "UPDATE graphs SET entities = entities + ?, relations = relations + ?, triples = triples + ?, "
         "updated_at = ? WHERE id = ?",
         (new_entities, new_relations, new_triples, time.time(), graph_id),
     )
     return new_entities, new_relations, new_triples
+
+
+def insert_triples(
+    cursor: sqlite3.Cursor, graph_id: int, heads: np.ndarray, rels: np.ndarray, tails: np.ndarray
+) -> int:
+    """Insert the triples of these entity and relation rowids in their order (a stored triple is left as it
+    is); how many were new. Each triple travels as one integer, ``(head * relations + relation) * entities +
+    tail``, in a JSON array that SQLite unpacks: no Python tuple per triple, where the rowids' spans fit in
+    63 bits (else one tuple each)."""
+    if not heads.size:
+        return 0
+    entities = int(max(heads.max(), tails.max())) + 1
+    relations = int(rels.max()) + 1
+    new = 0
+    if entities * entities * relations > _PACKED_LIMIT:
+        for start in range(0, heads.size, _INSERT_ROWS):
+            part = slice(start, start + _INSERT_ROWS)
+            rows = zip(
+                [graph_id] * heads[part].size,
+                heads[part].tolist(),
+                rels[part].tolist(),
+                tails[part].tolist(),
+                strict=True,
+            )
+            cursor.executemany(_INSERT_TRIPLE, rows)
+            new += max(cursor.rowcount, 0)
+        return new
+    packed = (heads.astype(np.int64) * relations + rels) * entities + tails
+    for start in range(0, packed.size, _INSERT_ROWS):
+        text = f"[{','.join(map(str, packed[start : start + _INSERT_ROWS].tolist()))}]"
+        cursor.execute(_INSERT_PACKED_TRIPLES, (graph_id, relations * entities, entities, relations, text))
+        new += max(cursor.rowcount, 0)
+    return new
 
 
 def _rowids(conn: sqlite3.Connection, query: str, graph_id: int, wanted: np.ndarray) -> np.ndarray:

@@ -258,20 +258,33 @@ def test_every_command_has_help(command: str) -> None:
     assert result.exit_code == 0 and "Usage:" in result.output
 
 
+def _modules_loaded_by(arguments: list[str], expected_output: str) -> str:
+    """The heavy modules a fresh interpreter holds after running the CLI with ``arguments``."""
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from graphfuse.server.cli import main\n"
+        f"result = CliRunner().invoke(main, {arguments!r})\n"
+        f"assert {expected_output!r} in result.output, result.output\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_client_commands_start_without_the_server_or_torch(tmp_path):
     """Every command but serve, train and an offline ingest is a client: it must not pay for torch, pandas
     or the model at each call (seconds per call, and the CPU a streaming ingest shares with the server)."""
     triples = tmp_path / "g.tsv"
     triples.write_text("a\tr\tb\n")
-    probe = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from graphfuse.server.cli import main\n"
-        f"result = CliRunner().invoke(main, ['ingest', {str(triples)!r}, '--graph', 'g', '--target', "
-        "'127.0.0.1:1', '--timeout', '1'])\n"
-        "assert 'UNAVAILABLE' in result.output, result.output\n"
-        "print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    ingest = ["ingest", str(triples), "--graph", "g", "--target", "127.0.0.1:1", "--timeout", "1"]
+    assert _modules_loaded_by(ingest, "UNAVAILABLE") == "[]"
+
+
+def test_an_offline_ingest_loads_without_torch(tmp_path):
+    """A bulk load reads columns with pandas and writes SQLite: torch's import is seconds of it."""
+    triples = tmp_path / "g.tsv"
+    triples.write_text("a\tr\tb\n")
+    offline = ["ingest", str(triples), "--graph", "g", "--offline", "--data-dir", str(tmp_path / "data")]
+    assert _modules_loaded_by(offline, "1 new triples") == "['pandas']"

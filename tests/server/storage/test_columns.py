@@ -3,6 +3,7 @@ as columns without an object per triple."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from graphfuse.gnn.data.records import EntityRecord, RelationRecord, Retraction, TripleRecord
 from graphfuse.gnn.formats.bulk import columns_from_records
+from graphfuse.server.storage import columns
 from graphfuse.server.storage.store import GraphStore
 
 RECORDS = [
@@ -89,3 +91,26 @@ def test_triples_read_back_in_the_order_they_were_written(stores: tuple[GraphSto
     assert store.read_graph("g")[1] == written
     columns = store.read_columns("g")
     assert [columns.entity_ids[h] for h in columns.heads.tolist()] == ["z", "a", "z"]  # index order: z, z, a
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_triples_insert_in_order_as_packed_integers_or_one_row_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool
+) -> None:
+    """Large rowids (near the 63-bit span) unpack exactly; past it, triples go one row each."""
+    if not packed:
+        monkeypatch.setattr(columns, "_PACKED_LIMIT", 1)
+    heads = np.array([3, 1, 3, 2_000_000, 1], dtype=np.int64)
+    rels = np.array([7, 1, 7, 4_000, 1], dtype=np.int64)
+    tails = np.array([2, 5, 2, 1_999_999, 6], dtype=np.int64)
+    conn = sqlite3.connect(tmp_path / "t.db")
+    conn.execute(
+        "CREATE TABLE triples (id INTEGER PRIMARY KEY, graph_id, head, relation, tail, "
+        "UNIQUE (graph_id, head, relation, tail))"
+    )
+    with conn:
+        new = columns.insert_triples(conn.cursor(), 9, heads, rels, tails)
+        again = columns.insert_triples(conn.cursor(), 9, heads[:2], rels[:2], tails[:2])
+    stored = conn.execute("SELECT graph_id, head, relation, tail FROM triples ORDER BY id").fetchall()
+    assert (new, again) == (4, 0)  # the repeated (3, 7, 2) is stored once, and a second insert adds nothing
+    assert stored == [(9, 3, 7, 2), (9, 1, 1, 5), (9, 2_000_000, 4_000, 1_999_999), (9, 1, 1, 6)]
