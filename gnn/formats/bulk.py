@@ -134,7 +134,7 @@ def columns_from_records(records: Iterable[Record], source: str | Path = "record
 
 def _read_tsv(path: Path) -> GraphColumns | None:
     """The fast reader; None when the file needs the line-by-line one."""
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+    chunks: list[tuple[np.ndarray, pd.Index, np.ndarray, pd.Index, int]] = []
     first_content = True
     try:
         reader = pd.read_csv(
@@ -181,11 +181,10 @@ def _read_tsv(path: Path) -> GraphColumns | None:
                     text = _lines(path, np.array([number]))[number]
                     _triple(path, number, text.rstrip("\r\n").split("\t"), "tab-separated")
                     return None  # not rejected by the line rule: let the line reader decide
-                h, r, t = h[keep].to_numpy(), r[keep].to_numpy(), t[keep].to_numpy()
-                entity_codes, entities = pd.factorize(np.concatenate([h, t]))
-                relation_codes, relations = pd.factorize(r)
-                chunks.append((entity_codes, np.asarray(entities, dtype=object), relation_codes,
-                               np.asarray(relations, dtype=object), h.size))  # fmt: skip
+                h, r, t = h[keep], r[keep], t[keep]
+                entity_codes, entities = pd.concat([h, t], ignore_index=True).factorize()
+                relation_codes, relations = r.factorize()
+                chunks.append((entity_codes, entities, relation_codes, relations, len(h)))
                 offset += len(frame)
     except pd.errors.EmptyDataError:
         chunks = []
@@ -200,8 +199,8 @@ def _joined(chunks: list) -> GraphColumns:
         empty = np.empty(0, dtype=np.int64)
         none = np.empty(0, dtype=object)
         return GraphColumns(none, none, none, none, empty, empty, empty)
-    entity_codes, entities = pd.factorize(np.concatenate([c[1] for c in chunks]))
-    relation_codes, relations = pd.factorize(np.concatenate([c[3] for c in chunks]))
+    entity_codes, entities = chunks[0][1].append([c[1] for c in chunks[1:]]).factorize()
+    relation_codes, relations = chunks[0][3].append([c[3] for c in chunks[1:]]).factorize()
     heads, rels, tails = [], [], []
     entity_start = relation_start = 0
     for local_entities, chunk_entities, local_relations, chunk_relations, size in chunks:
