@@ -1,8 +1,8 @@
 """A graph's rows written and read as columns: bulk loads and restarts without a Python object per triple.
 
-Writes insert entities and relations first, read their rowids back in one query, and insert the triples as
-rowid tuples sorted by the unique index's key, so that SQLite appends to that index instead of seeking
-through it. Reads fetch the triple rowids in blocks into integer arrays and turn them into entity and
+Writes insert entities and relations first, read their rowids back in one query, and insert the triples
+sorted by the unique index's key, so that SQLite appends to that index instead of seeking through it, each
+triple packed into one integer that SQLite unpacks. Reads fetch the triple rowids in blocks into integer arrays and turn them into entity and
 relation positions with a sorted search.
 """
 

@@ -48,13 +48,7 @@ from graphfuse.gnn.data.records import (
 )
 from graphfuse.gnn.formats.bulk import GraphColumns
 from graphfuse.server.storage import clean_close, edge_files
-from graphfuse.server.storage.columns import (
-    SELECT_TRIPLES,
-    StoredColumns,
-    insert_columns,
-    insert_triples,
-    select_columns,
-)
+from graphfuse.server.storage.columns import SELECT_TRIPLES, StoredColumns, insert_columns, select_columns
 
 __all__ = [
     "DB_FILENAME",
@@ -783,11 +777,11 @@ class GraphStore:
         new_triples = 0
         if chunk.triples:
             relation_rows = dict(conn.execute(_SELECT_RELATION_ROWIDS, (graph_id, _json(chunk.relations))))
-            rows = np.array(
-                [(entity_rows[h], relation_rows[r], entity_rows[t]) for h, r, t in chunk.triples],
-                dtype=np.int64,
+            cursor.executemany(
+                "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
+                ((graph_id, entity_rows[h], relation_rows[r], entity_rows[t]) for h, r, t in chunk.triples),
             )
-            new_triples = insert_triples(cursor, graph_id, rows[:, 0], rows[:, 1], rows[:, 2])
+            new_triples = max(cursor.rowcount, 0)
         if conn.total_changes != changes_before:
             conn.execute(
                 "UPDATE graphs SET entities = entities + ?, relations = relations + ?, "
