@@ -665,7 +665,7 @@ class GraphRegistry:
         """The results of chunks received together on one stream, in their order, each chunk answered as
         :meth:`ingest` answers it. Consecutive valid chunks that only add to the same graph are stored in one
         transaction (up to ``GROUP_COMMIT_RECORDS`` records), then applied one by one: a group commit."""
-        _, store = self.check_ready()
+        self.check_ready()
         group: list[tuple[IngestChunk, int, Clock]] = []
         in_group = 0
         for chunk in chunks:

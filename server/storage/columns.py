@@ -2,8 +2,8 @@
 
 Writes insert entities and relations first, read their rowids back in one query, and insert the triples
 sorted by the unique index's key, so that SQLite appends to that index instead of seeking through it, each
-triple packed into one integer that SQLite unpacks. Reads fetch the triple rowids in blocks into integer arrays and turn them into entity and
-relation positions with a sorted search.
+triple packed into one integer that SQLite unpacks. Reads fetch the triple rowids in blocks into integer
+arrays and turn them into entity and relation positions with a sorted search.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from graphfuse.gnn.data.records import default_name
 from graphfuse.gnn.formats.bulk import GraphColumns
 from graphfuse.server.storage.edge_files import StoredEdges, StoredEntities
 
-__all__ = ["StoredColumns", "insert_columns", "insert_triples", "select_columns"]
+__all__ = ["INSERT_TRIPLE", "StoredColumns", "insert_columns", "insert_triples", "select_columns"]
 
 _FETCH_ROWS = 1_000_000
 _INSERT_ROWS = 100_000  # triples per INSERT statement
 _PACKED_LIMIT = 2**63 - 1  # the largest packed triple SQLite's integers hold
-_INSERT_TRIPLE = "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)"
+INSERT_TRIPLE = "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)"
 _INSERT_PACKED_TRIPLES = (
     "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) "
     "SELECT ?1, value / ?2, value / ?3 % ?4, value % ?3 FROM json_each(?5)"
@@ -126,7 +126,7 @@ def insert_triples(
                 tails[part].tolist(),
                 strict=True,
             )
-            cursor.executemany(_INSERT_TRIPLE, rows)
+            cursor.executemany(INSERT_TRIPLE, rows)
             new += max(cursor.rowcount, 0)
         return new
     packed = (heads.astype(np.int64) * relations + rels) * entities + tails

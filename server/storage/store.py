@@ -48,7 +48,13 @@ from graphfuse.gnn.data.records import (
 )
 from graphfuse.gnn.formats.bulk import GraphColumns
 from graphfuse.server.storage import clean_close, edge_files
-from graphfuse.server.storage.columns import SELECT_TRIPLES, StoredColumns, insert_columns, select_columns
+from graphfuse.server.storage.columns import (
+    INSERT_TRIPLE,
+    SELECT_TRIPLES,
+    StoredColumns,
+    insert_columns,
+    select_columns,
+)
 
 __all__ = [
     "DB_FILENAME",
@@ -778,7 +784,7 @@ class GraphStore:
         if chunk.triples:
             relation_rows = dict(conn.execute(_SELECT_RELATION_ROWIDS, (graph_id, _json(chunk.relations))))
             cursor.executemany(
-                "INSERT OR IGNORE INTO triples (graph_id, head, relation, tail) VALUES (?, ?, ?, ?)",
+                INSERT_TRIPLE,
                 ((graph_id, entity_rows[h], relation_rows[r], entity_rows[t]) for h, r, t in chunk.triples),
             )
             new_triples = max(cursor.rowcount, 0)

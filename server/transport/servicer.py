@@ -236,14 +236,14 @@ class GraphsServicer(pb_grpc.GraphsServicer):
             deadline = _deadline(context)
             decoded: list[tuple[pb.IngestChunk, IngestChunk]] = []  # decoded, not yet answered
             for message in received:
-                chunk, rejected = _ingest_chunk(message)
-                if rejected is None:
+                chunk = _ingest_chunk(message)
+                if isinstance(chunk, IngestChunk):
                     decoded.append((message, chunk))
                     continue
                 async for ack in self._ingest(decoded, deadline, loaded):
                     yield ack
                 decoded = []
-                yield rejected
+                yield chunk  # the acknowledgement that rejects it
             async for ack in self._ingest(decoded, deadline, loaded):
                 yield ack
         for graph in sorted(loaded):
@@ -276,17 +276,16 @@ class GraphsServicer(pb_grpc.GraphsServicer):
             )
 
 
-def _ingest_chunk(message: pb.IngestChunk) -> tuple[IngestChunk, pb.IngestAck | None]:
+def _ingest_chunk(message: pb.IngestChunk) -> IngestChunk | pb.IngestAck:
     """A chunk as the service takes it, or the acknowledgement that rejects it when it does not decode."""
     records = [record_from_proto(r) for r in message.records]
     errors = [(i, f"record is empty: set {RECORD_KINDS}") for i, r in enumerate(records) if r is None]
     triples, problem = triple_columns_from_proto(message.triples)
     if problem:
         errors.append((len(records), f"chunk triples: {problem}"))
-    chunk = IngestChunk(message.graph, records, triples, message.create_graph, message.wait_for_names)  # type: ignore[arg-type]
     if not errors:
-        return chunk, None
-    return chunk, pb.IngestAck(
+        return IngestChunk(message.graph, records, triples, message.create_graph, message.wait_for_names)  # type: ignore[arg-type]
+    return pb.IngestAck(
         chunk_id=message.chunk_id,
         accepted=False,
         records=len(records) + len(message.triples.heads),
