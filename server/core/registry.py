@@ -59,7 +59,7 @@ NAMES_PER_CHUNK = 512  # entity names taken off a graph's queue at a time by the
 # names per encoder pass in the background, each started once no caller's work waits: a caller arriving
 # meanwhile waits behind one such pass at most (~15 ms)
 BACKGROUND_PIECE = 16
-GROUP_COMMIT_RECORDS = 50_000  # records of consecutive chunks of a stream stored in one transaction at most
+GROUP_COMMIT_RECORDS = 250_000  # records of consecutive chunks of a stream stored in one transaction at most
 NAMES_WAIT_S = 60.0  # the longest an Ingest waits for its names' vectors when the call has no deadline
 NAME_VECTOR_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # ServerConfig.name_vectors
 

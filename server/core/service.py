@@ -18,6 +18,7 @@ from graphfuse.server.core.lookup import FactResult, LookupHandler, LookupResult
 from graphfuse.server.core.named import LinkedEntity, NamedEvidence, NamedHop
 from graphfuse.server.core.reason_batcher import ReasonBatcher
 from graphfuse.server.core.registry import (
+    GROUP_COMMIT_RECORDS,
     EmbedResult,
     GraphDetails,
     GraphModels,
@@ -32,6 +33,7 @@ from graphfuse.server.core.state import GraphState
 from graphfuse.server.storage.store import GraphStore
 
 __all__ = [
+    "GROUP_COMMIT_RECORDS",
     "AnswerResult",
     "AskResult",
     "EmbedResult",

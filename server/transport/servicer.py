@@ -10,6 +10,7 @@ import grpc
 
 from graphfuse.server.core.errors import InvalidArgument
 from graphfuse.server.core.service import (
+    GROUP_COMMIT_RECORDS,
     AnswerResult,
     FactResult,
     GraphService,
@@ -27,7 +28,8 @@ from graphfuse.v1 import graphfuse_pb2 as pb
 from graphfuse.v1 import graphfuse_pb2_grpc as pb_grpc
 
 API_VERSION = "graphfuse.v1"
-INGEST_READ_AHEAD = 8  # chunks of an Ingest stream read while earlier ones are stored
+# records of an Ingest stream read while earlier ones are stored: what the next group commit can take
+INGEST_READ_AHEAD = GROUP_COMMIT_RECORDS
 KIND_FACT, KIND_INFERRED = pb.ANSWER_KIND_FACT, pb.ANSWER_KIND_INFERRED
 
 
@@ -232,7 +234,7 @@ class GraphsServicer(pb_grpc.GraphsServicer):
         self, request_iterator: AsyncIterator[pb.IngestChunk], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.IngestAck]:
         loaded: set[str] = set()
-        async for received in arrived_together(request_iterator, INGEST_READ_AHEAD):
+        async for received in arrived_together(request_iterator, INGEST_READ_AHEAD, _records_in):
             deadline = _deadline(context)
             decoded: list[tuple[pb.IngestChunk, IngestChunk]] = []  # decoded, not yet answered
             for message in received:
@@ -274,6 +276,11 @@ class GraphsServicer(pb_grpc.GraphsServicer):
                 errors=[pb.RecordError(index=i, reason=reason) for i, reason in result.errors],
                 timing=_timing(result.timing),
             )
+
+
+def _records_in(message: pb.IngestChunk) -> int:
+    """What a chunk weighs while read ahead: its records and triples (an empty chunk as one)."""
+    return max(1, len(message.records) + len(message.triples.heads))
 
 
 def _ingest_chunk(message: pb.IngestChunk) -> IngestChunk | pb.IngestAck:

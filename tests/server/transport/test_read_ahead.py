@@ -34,6 +34,29 @@ def test_items_come_in_order_in_batches_of_what_arrived_meanwhile() -> None:
     assert max(len(batch) for batch in batches) == 4  # read ahead while the handler worked
 
 
+def test_batches_and_reading_ahead_are_bounded_by_weight() -> None:
+    sizes = [3, 1, 1, 2, 9, 1, 1]  # item i weighs sizes[i]
+
+    async def run() -> tuple[list[list[int]], int]:
+        read = 0
+
+        async def source() -> AsyncIterator[int]:
+            nonlocal read
+            for item in range(len(sizes)):
+                read += 1
+                yield item
+
+        batches = arrived_together(source(), most=4, weight=lambda item: sizes[item])
+        first = await anext(batches)
+        await asyncio.sleep(0.01)  # the handler's work: the reader stops once what it holds weighs 4
+        ahead = read
+        return [first, *[batch async for batch in batches]], ahead
+
+    batches, ahead = asyncio.run(run())
+    assert batches == [[0, 1], [2, 3], [4], [5, 6]]  # 9 is heavier than the bound: alone
+    assert ahead == 5  # items 2, 3 and 4 read ahead (1 + 2 + 9), no further
+
+
 def test_a_slow_stream_is_handled_item_by_item() -> None:
     batches = asyncio.run(_batches(_items(5, pause=0.01), most=4))
     assert batches == [[0], [1], [2], [3], [4]]
